@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stanzas <-> structs (SPEC §8). Uses libstrophe's xmpp_stanza_* only,
+ * never a connection. Parsing never trusts its input: anything malformed is
+ * classified CODEC_IGNORE with a reason, never a crash.
+ *
+ * Namespaces: jabber:x:event (XEP-0022), urn:xmpp:receipts (XEP-0184),
+ * urn:xmpp:chat-markers:0 (XEP-0333), http://jabber.org/protocol/chatstates
+ * (XEP-0085), urn:xmpp:sid:0 (XEP-0359), urn:xmpp:delay (XEP-0203),
+ * jabber:x:oob, and CODEC_NS_KIND for the message kind.
+ */
+#ifndef COURIER_CODEC_H
+#define COURIER_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <strophe.h>
+
+#include "core.h"
+#include "courier.h"
+
+#define CODEC_NS_KIND "urn:libcourier:kind:0"
+#define CODEC_MAX_EVENTS 4
+
+typedef enum {
+    CODEC_IGNORE = 0, /* nothing for us (reason in .why) */
+    CODEC_CHAT,       /* a chat/normal message with a body */
+    CODEC_EVENTS,     /* events/receipts/markers and/or composing only */
+    CODEC_ERROR       /* <message type='error'> */
+} codec_class_t;
+
+typedef struct {
+    courier_state_t state;     /* OFFLINE, DELIVERED or DISPLAYED */
+    char id[COURIER_ID_MAX];   /* the id of our message it is about */
+    int cumulative;            /* XEP-0333 displayed: covers earlier ones */
+} codec_event_t;
+
+typedef struct {
+    codec_class_t cls;
+    const char *why;                  /* static text when CODEC_IGNORE */
+    char from[COURIER_JID_MAX];       /* sender, bare, lower case */
+    char id[COURIER_ID_MAX];          /* stanza id, else origin-id, else a
+                                         digest (CODEC_CHAT only) */
+    /* CODEC_CHAT */
+    char *body;                       /* util_malloc'd; codec_msg_clear */
+    courier_kind_t kind;
+    int64_t delay_ms;                 /* XEP-0203 stamp, 0 if none */
+    unsigned asked;                   /* CORE_ASK_* requested by sender */
+    /* CODEC_EVENTS (a chat message may carry composing too) */
+    codec_event_t events[CODEC_MAX_EVENTS];
+    size_t n_events;
+    int composing;                    /* -1 none, 0 stopped, 1 composing */
+    /* CODEC_ERROR */
+    core_err_type_t err_type;
+    char condition[64];               /* e.g. "service-unavailable" */
+} codec_msg_t;
+
+typedef struct {
+    size_t max_body_bytes;  /* larger bodies: CODEC_IGNORE ("body too big") */
+} codec_limits_t;
+
+/* Classify and parse a <message/> stanza. Returns COURIER_OK (see out->cls)
+ * or COURIER_ENOMEM. Always call codec_msg_clear() afterwards. */
+int codec_parse_message(xmpp_stanza_t *st, const codec_limits_t *lim,
+                        codec_msg_t *out);
+void codec_msg_clear(codec_msg_t *m);
+
+/* The stable id of a message without one: "dgst-" + hex of a 128-bit
+ * digest of (from, body, delay stamp). Same input, same id. */
+void codec_digest_id(const char *from, const char *body, int64_t delay_ms,
+                     char out[COURIER_ID_MAX]);
+
+/* Build our outgoing chat message (SPEC §8): body, XEP-0022 requests,
+ * XEP-0184 request, XEP-0333 markable, XEP-0359 origin-id, XEP-0203 delay
+ * with `created_ms` and `from` (our bare JID) when `attempts` > 0 (a
+ * resend), jabber:x:oob when the body of a VOICE/IMAGE message is a URL,
+ * and the kind in CODEC_NS_KIND for VOICE/IMAGE. NULL on ENOMEM. */
+xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
+                                const char *id, courier_kind_t kind,
+                                const char *body, int64_t created_ms,
+                                const char *from, unsigned attempts);
+
+/* Build one receipt stanza for message `id` from `to`, in every form of
+ * `asked` that fits `state` (DELIVERED: XEP-0022 delivered, XEP-0184
+ * received, XEP-0333 received; DISPLAYED: XEP-0022 displayed, XEP-0333
+ * displayed). NULL if no form applies or on ENOMEM. */
+xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
+                                   const char *id, courier_state_t state,
+                                   unsigned asked);
+
+/* XEP-0022 composing (with `last_id`, may be NULL, as its <id>) plus
+ * XEP-0085 <composing/> (on) or <active/> (off). */
+xmpp_stanza_t *codec_build_composing(xmpp_ctx_t *ctx, const char *to,
+                                     const char *last_id, int on);
+
+/* XEP-0199 ping iq to `domain` with `id`. */
+xmpp_stanza_t *codec_build_ping(xmpp_ctx_t *ctx, const char *domain,
+                                const char *id);
+
+/* Reply to an incoming iq get/set: an empty result for an XEP-0199 ping,
+ * `service-unavailable` for anything else. NULL for result/error iqs (no
+ * reply is due), a missing id, or ENOMEM. */
+xmpp_stanza_t *codec_build_iq_reply(xmpp_ctx_t *ctx, xmpp_stanza_t *iq);
+
+#endif /* COURIER_CODEC_H */

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite store: the truth about every message.
+ *
+ * One connection, used by one thread at a time (the caller serialises).
+ * Every statement is prepared once at open and run with bound values.
+ * Each function is one transaction unless it runs inside store_begin() /
+ * store_commit(). Errors are COURIER_ESTORE (I/O, disk full, busy) or
+ * COURIER_ECORRUPT; the SQLite detail is in store_errmsg(). Nothing is ever
+ * half-written: a failed function leaves the file as it was.
+ */
+#ifndef COURIER_STORE_H
+#define COURIER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "courier.h"
+
+/* Current schema version (PRAGMA user_version). Version 1 had no
+ * `bounces` column and no `receipts` table; store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 2
+
+typedef struct store store_t;
+
+typedef struct {
+    int synchronous_full; /* 1: synchronous=FULL, else NORMAL */
+} store_opts_t;
+
+/* Open or create (mode 0600) the store at `path`, set WAL, migrate.
+ * Returns COURIER_OK, COURIER_ENOMEM, COURIER_ESTORE (cannot open/write),
+ * COURIER_ECORRUPT (not a database, or a schema newer than this code).
+ * On error `*out` is NULL and `err` (if not NULL) holds the reason. */
+int store_open(store_t **out, const char *path, const store_opts_t *opts,
+               char *err, size_t err_size);
+void store_close(store_t *s); /* NULL-safe */
+
+/* Detail of the last failure on this store (static or inside `s`). */
+const char *store_errmsg(const store_t *s);
+
+/* Explicit transaction around several calls (group commit). */
+int store_begin(store_t *s);
+int store_commit(store_t *s);
+void store_rollback(store_t *s);
+
+/* ---- outgoing messages ------------------------------------------- */
+
+/* Insert a new outgoing message. COURIER_ESTATE if the id exists. */
+int store_out_insert(store_t *s, const core_row_t *row, const char *body);
+
+/* Read message `id`. `body_out` (may be NULL) receives a util_malloc'd
+ * copy of the body, which the caller frees with util_free().
+ * COURIER_ENOTFOUND when absent. */
+int store_out_get(store_t *s, const char *id, core_row_t *row,
+                  char **body_out);
+
+/* Apply a CORE_ACT_STATE: one conditional UPDATE (only if the stored state
+ * is in act->from_mask). `*changed` is set to 1 if the row changed, else 0.
+ * Writes state, attempts, bounces, last_sent_ms, last_change_ms, permanent
+ * and reason from `act`. */
+int store_out_set_state(store_t *s, const core_act_t *act, int *changed);
+
+/* Apply a CORE_ACT_TRANSMIT: record attempts and last_sent_ms. */
+int store_out_mark_sent(store_t *s, const char *id, unsigned attempts,
+                        int64_t last_sent_ms);
+
+/* Apply a CORE_ACT_PROMOTE_DISPLAYED: every message to `peer` in DELIVERED
+ * whose created_ms (by_created) or last_sent_ms is <= before_ms becomes
+ * DISPLAYED (last_change_ms = now_ms, reason "implicit-read" or
+ * "displayed-upto"). `cb` (may be NULL) is called once per changed id,
+ * after the change is committed. */
+typedef void (*store_id_cb)(void *ud, const char *id, const char *peer);
+int store_out_promote_displayed(store_t *s, const char *peer, int by_created,
+                                int64_t before_ms, int64_t now_ms,
+                                const char *reason, store_id_cb cb, void *ud);
+
+/* Call `cb` for every unsettled message (QUEUED, SENT, OFFLINE,
+ * non-permanent FAILED), oldest accepted first, via an index (never a
+ * history scan). A non-zero return from `cb` stops and is returned. */
+typedef int (*store_row_cb)(void *ud, const core_row_t *row);
+int store_out_each_unsettled(store_t *s, store_row_cb cb, void *ud);
+
+/* Number of outgoing messages stored (any state). */
+int store_out_count(store_t *s, int64_t *out);
+
+/* ---- incoming messages (duplicate detection) --------------------- */
+
+typedef struct {
+    char peer[COURIER_JID_MAX]; /* bare, lower case */
+    char id[COURIER_ID_MAX];
+    courier_kind_t kind;
+    int64_t timestamp_ms;       /* sender's time (delay) or arrival */
+    unsigned asked;             /* CORE_ASK_* */
+    int displayed;              /* app marked it displayed */
+    int handed;                 /* on_message has returned for it */
+} store_in_t;
+
+/* Record an incoming message keyed by (peer, id). If it is new, it is
+ * inserted with handed = 0 and `*duplicate` = 0. If it exists,
+ * `*duplicate` = 1, `asked` is OR-ed into the stored mask, and `existing`
+ * (may be NULL) receives the stored record. */
+int store_in_insert(store_t *s, const store_in_t *msg, const char *body,
+                    int *duplicate, store_in_t *existing);
+
+/* Read one incoming record; COURIER_ENOTFOUND when absent. */
+int store_in_get(store_t *s, const char *peer, const char *id,
+                 store_in_t *out);
+
+/* on_message returned for it. */
+int store_in_set_handed(store_t *s, const char *peer, const char *id);
+
+/* The app marked it displayed. COURIER_ENOTFOUND when absent. */
+int store_in_set_displayed(store_t *s, const char *peer, const char *id);
+
+/* Call `cb` for each incoming message not yet handed to the app (a crash
+ * between store and callback), oldest first, with its body. */
+typedef int (*store_in_cb)(void *ud, const store_in_t *msg, const char *body);
+int store_in_each_unhanded(store_t *s, store_in_cb cb, void *ud);
+
+/* ---- receipts owed to peers (SPEC §3 "receipts are reliable") ----- */
+
+typedef struct {
+    int64_t rid;                /* row id, for store_rcpt_done */
+    char peer[COURIER_JID_MAX];
+    char id[COURIER_ID_MAX];
+    courier_state_t state;      /* DELIVERED or DISPLAYED */
+    unsigned asked;             /* CORE_ASK_* forms to send */
+} store_rcpt_t;
+
+/* Remember a receipt owed; its row id goes to `*rid_out` (may be NULL). */
+int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out);
+/* The server acknowledged the stanza carrying it. */
+int store_rcpt_done(store_t *s, int64_t rid);
+/* Every receipt still owed, oldest first. */
+typedef int (*store_rcpt_cb)(void *ud, const store_rcpt_t *r);
+int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud);
+
+#endif /* COURIER_STORE_H */

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "util.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "courier.h"
+
+/* Fault injection for tests; atomics so threads may allocate too. */
+static atomic_ulong alloc_count;
+static atomic_ulong alloc_fail_at;
+
+void util_fail_alloc_after(unsigned long n)
+{
+    atomic_store(&alloc_count, 0);
+    atomic_store(&alloc_fail_at, n);
+}
+
+unsigned long util_alloc_count(void)
+{
+    return atomic_load(&alloc_count);
+}
+
+static int alloc_should_fail(void)
+{
+    unsigned long n = atomic_fetch_add(&alloc_count, 1) + 1;
+    unsigned long at = atomic_load(&alloc_fail_at);
+    return at != 0 && n >= at;
+}
+
+void *util_malloc(size_t n)
+{
+    if (alloc_should_fail())
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *util_calloc(size_t n, size_t size)
+{
+    if (alloc_should_fail())
+        return NULL;
+    return calloc(n ? n : 1, size ? size : 1);
+}
+
+void *util_realloc(void *p, size_t n)
+{
+    if (alloc_should_fail())
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+char *util_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = util_malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void util_free(void *p)
+{
+    free(p);
+}
+
+int util_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n;
+    if (size == 0)
+        return -1;
+    n = strlen(src);
+    if (n >= size) {
+        dst[0] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+int util_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t cp;
+        int extra;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        } else if ((*p & 0xE0) == 0xC0) {
+            cp = *p & 0x1F;
+            extra = 1;
+        } else if ((*p & 0xF0) == 0xE0) {
+            cp = *p & 0x0F;
+            extra = 2;
+        } else if ((*p & 0xF8) == 0xF0) {
+            cp = *p & 0x07;
+            extra = 3;
+        } else {
+            return 0;
+        }
+        p++;
+        for (int i = 0; i < extra; i++, p++) {
+            if ((*p & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (*p & 0x3F);
+        }
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
+            (extra == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+    }
+    return 1;
+}
+
+static int jid_char_ok(unsigned char ch)
+{
+    /* RFC 7622 forbids these in a localpart; spaces and controls nowhere. */
+    return ch > 0x20 && ch != 0x7F && ch != '"' && ch != '&' && ch != '\'' &&
+           ch != ':' && ch != '<' && ch != '>';
+}
+
+int util_jid_bare(const char *jid, char *out, size_t size)
+{
+    const char *slash, *at, *end;
+    size_t len;
+
+    if (!jid || !out || size == 0 || !util_utf8_valid(jid))
+        goto bad;
+    slash = strchr(jid, '/');
+    end = slash ? slash : jid + strlen(jid);
+    if (slash && slash[1] == '\0')
+        goto bad; /* empty resource */
+    at = memchr(jid, '@', (size_t)(end - jid));
+    if (at && (at == jid || at + 1 == end))
+        goto bad; /* empty localpart or domain */
+    if (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
+        goto bad;
+    len = (size_t)(end - jid);
+    if (len == 0 || len >= size)
+        goto bad;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)jid[i];
+        if (ch == '@')
+            continue;
+        if (!jid_char_ok(ch))
+            goto bad;
+        out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : (char)ch;
+    }
+    out[len] = '\0';
+    {
+        const char *dom = at ? out + (at - jid) + 1 : out;
+        if (dom[0] == '.' || dom[strlen(dom) - 1] == '.')
+            goto bad;
+    }
+    return 0;
+bad:
+    if (out && size)
+        out[0] = '\0';
+    return -1;
+}
+
+const char *util_jid_domain(const char *bare)
+{
+    const char *at = strchr(bare, '@');
+    return at ? at + 1 : bare;
+}
+
+int util_id_valid(const char *id)
+{
+    size_t n;
+    if (!id)
+        return 0;
+    n = strlen(id);
+    if (n == 0 || n >= COURIER_ID_MAX || !util_utf8_valid(id))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7F)
+            return 0;
+    return 1;
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_new_id(char *out, size_t size)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[16];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t r = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+        } else {
+            /* getrandom cannot fail for 16 bytes once seeded; fall back
+             * to the clock so an id is still unique per process. */
+            uint64_t h = util_fnv1a(UTIL_FNV_INIT, &got, sizeof(got));
+            int64_t t = util_mono_ms();
+            h = util_fnv1a(h, &t, sizeof(t));
+            raw[got++] = (unsigned char)h;
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(raw) && n + 1 < size; i++)
+        out[n++] = alphabet[raw[i] & 63];
+    /* 16 chars of 6 bits = 96 bits of randomness */
+    if (size)
+        out[n < size ? n : size - 1] = '\0';
+}
+
+uint64_t util_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}

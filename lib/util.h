@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers shared by every module: allocation, bounded strings,
+ * clocks, JID and UTF-8 checks, ids. libc only. */
+#ifndef COURIER_UTIL_H
+#define COURIER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation goes through these so tests can fail allocation N. */
+void *util_malloc(size_t n);
+void *util_calloc(size_t n, size_t size);
+void *util_realloc(void *p, size_t n);
+char *util_strdup(const char *s);
+void util_free(void *p);
+
+/* Fault injection: allocation number `n` (1-based, counted from this call)
+ * and every later one fail; 0 turns it off. Returns allocations counted. */
+void util_fail_alloc_after(unsigned long n);
+unsigned long util_alloc_count(void);
+
+/* Copy `src` into `dst` of `size` bytes. Returns 0, or -1 when it does not
+ * fit (then `dst` is left as an empty string): never truncates silently. */
+int util_strlcpy(char *dst, const char *src, size_t size);
+
+/* 1 if the NUL-terminated `s` is valid UTF-8 (no overlongs, surrogates or
+ * code points above U+10FFFF). */
+int util_utf8_valid(const char *s);
+
+/* Normalise a JID to its bare form, lower case, into `out` (`size` bytes).
+ * Accepts "local@domain[/resource]" or "domain[/resource]". Returns 0, or
+ * -1 for an empty, oversized or malformed JID (spaces, controls, '@' or
+ * '/' misplaced, invalid UTF-8). */
+int util_jid_bare(const char *jid, char *out, size_t size);
+
+/* The domain part of a bare JID (pointer into `bare`). */
+const char *util_jid_domain(const char *bare);
+
+/* 1 if `id` is a usable message id: 1..COURIER_ID_MAX-1 bytes of valid
+ * UTF-8 without control characters. */
+int util_id_valid(const char *id);
+
+/* Clocks in milliseconds. */
+int64_t util_mono_ms(void);
+int64_t util_wall_ms(void);
+
+/* A fresh random message id: 16 URL-safe characters (96 random bits from
+ * getrandom()), NUL-terminated, in `out` of at least 17 bytes. */
+void util_new_id(char *out, size_t size);
+
+/* 64-bit FNV-1a, chained: pass the previous hash as `h`
+ * (UTIL_FNV_INIT to start). */
+#define UTIL_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t util_fnv1a(uint64_t h, const void *data, size_t len);
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* COURIER_UTIL_H */
