@@ -29,7 +29,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 
 LIB_SRCS := lib/util.c lib/core.c lib/store.c lib/codec.c lib/engine.c \
-	lib/courier.c
+	lib/session.c lib/courier.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 SONAME := libcourier.so.$(VERSION_MAJOR)
@@ -39,7 +39,8 @@ STATIC := $(OUT)/libcourier.a
 UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-headers check-exports asan valgrind \
+.PHONY: all check check-unit check-headers check-exports check-integration \
+	check-valgrind asan valgrind \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
 
@@ -50,13 +51,13 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(OUT)/$(SONAME).$(VERSION): $(LIB_OBJS)
+$(OUT)/libcourier.so.$(VERSION): $(LIB_OBJS)
 	@mkdir -p $(OUT)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(ALL_LDFLAGS) \
 		-o $@ $(LIB_OBJS) $(LIBS)
 
-$(SHARED): $(OUT)/$(SONAME).$(VERSION)
-	ln -sf $(SONAME).$(VERSION) $(OUT)/$(SONAME)
+$(SHARED): $(OUT)/libcourier.so.$(VERSION)
+	ln -sf libcourier.so.$(VERSION) $(OUT)/$(SONAME)
 	ln -sf $(SONAME) $@
 
 $(STATIC): $(LIB_OBJS)
@@ -95,6 +96,15 @@ $(BUILD)/tests/test_codec: $(BUILD)/tests/unit/test_codec.o \
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
+INTEG_BIN := $(BUILD)/tests/test_live
+$(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
+		$(BUILD)/tests/integration/relay.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS) -lcmocka
+
+# A real Prosody on 127.0.0.1, started and stopped by PID by the script.
+check-integration: $(INTEG_BIN)
+	tests/integration/prosody.sh -- $(INTEG_BIN)
+
 check-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
@@ -118,6 +128,7 @@ check-exports: $(SHARED)
 check: deps
 	$(MAKE) all check-headers check-exports check-unit
 	$(MAKE) asan
+	$(MAKE) check-integration
 	@echo "check: all suites passed"
 
 asan:
@@ -128,20 +139,25 @@ valgrind: $(UNIT_BINS)
 		valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 		--error-exitcode=1 $$t; done
 
+# The integration suite under memcheck: zero errors, no definite leaks.
+check-valgrind: $(INTEG_BIN)
+	tests/integration/prosody.sh -- valgrind -q --leak-check=full \
+		--errors-for-leak-kinds=definite --error-exitcode=1 $(INTEG_BIN)
+
 # ---- install ---------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
 		$(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/courier.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 755 $(OUT)/$(SONAME).$(VERSION) $(DESTDIR)$(LIBDIR)/
-	ln -sf $(SONAME).$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	install -m 755 $(OUT)/libcourier.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libcourier.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcourier.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 644 $(OUT)/courier.pc $(DESTDIR)$(PKGCONFIGDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/courier.h \
-		$(DESTDIR)$(LIBDIR)/$(SONAME).$(VERSION) \
+		$(DESTDIR)$(LIBDIR)/libcourier.so.$(VERSION) \
 		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcourier.so \
 		$(DESTDIR)$(LIBDIR)/libcourier.a $(DESTDIR)$(PKGCONFIGDIR)/courier.pc
 

@@ -4,7 +4,9 @@
 #endif
 #include "util.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -146,9 +148,7 @@ int util_jid_bare(const char *jid, char *out, size_t size)
         goto bad;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)jid[i];
-        if (ch == '@')
-            continue;
-        if (!jid_char_ok(ch))
+        if (ch != '@' && !jid_char_ok(ch))
             goto bad;
         out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : (char)ch;
     }
@@ -234,4 +234,25 @@ uint64_t util_fnv1a(uint64_t h, const void *data, size_t len)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+static _Thread_local char last_error[256];
+
+int util_set_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *util_last_error(void)
+{
+    return last_error;
+}
+
+void util_clear_error(void)
+{
+    last_error[0] = '\0';
 }

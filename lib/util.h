@@ -53,6 +53,13 @@ void util_new_id(char *out, size_t size);
 #define UTIL_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t util_fnv1a(uint64_t h, const void *data, size_t len);
 
+/* Record `code`'s detail for courier_last_error() in this thread's fixed
+ * buffer (no allocation, so OOM can be reported). Returns `code`. */
+int util_set_error(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *util_last_error(void);
+void util_clear_error(void);
+
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif /* COURIER_UTIL_H */

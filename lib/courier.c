@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/* Public entry points: validate, record the error, forward. */
+#include "courier.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "engine.h"
+#include "session.h"
+#include "util.h"
+
+struct courier {
+    engine_t *engine;
+    session_t *session;
+    pthread_mutex_t mu;     /* guards the fields below */
+    int driving;            /* a thread is inside courier_run_once */
+    pthread_t driver;
+    int close_pending;      /* courier_close from a callback */
+};
+
+static void destroy(courier_t *c);
+
+/* The loop thread ends after a courier_close from one of its callbacks:
+ * it frees the handle itself, as nobody is left to join it. */
+static void loop_exit_hook(void *ud)
+{
+    courier_t *c = ud;
+    pthread_mutex_lock(&c->mu);
+    int close_now = c->close_pending;
+    pthread_mutex_unlock(&c->mu);
+    if (close_now) {
+        pthread_detach(pthread_self());
+        destroy(c);
+    }
+}
+
+void courier_config_init(courier_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->ack_timeout_ms = 30000;    /* SPEC §2 */
+    cfg->resend_grace_ms = 10000;
+    cfg->ping_interval_ms = 30000;  /* SPEC §4 */
+    cfg->ping_timeout_ms = 33000;
+    cfg->reconnect_min_ms = 1000;
+    cfg->reconnect_max_ms = 60000;
+    cfg->max_in_flight = 100;
+    cfg->max_age_ms = 0;
+    cfg->implicit_read = 1;
+    cfg->version = COURIER_CONFIG_VERSION;
+    cfg->synchronous_full = 0;
+    cfg->max_body_bytes = COURIER_BODY_MAX_DEFAULT;
+}
+
+int courier_open(courier_t **out, const courier_config_t *cfg,
+                 const courier_callbacks_t *cb, void *ud)
+{
+    if (!out)
+        return util_set_error(COURIER_EINVAL, "out is NULL");
+    *out = NULL;
+    if (!cfg)
+        return util_set_error(COURIER_EINVAL, "cfg is NULL");
+    courier_t *c = util_calloc(1, sizeof(*c));
+    if (!c)
+        return util_set_error(COURIER_ENOMEM, "out of memory");
+    int rc = engine_open(&c->engine, cfg, cb, ud);
+    if (rc != COURIER_OK) {
+        util_free(c);
+        return rc;
+    }
+    rc = session_new(&c->session, c->engine);
+    if (rc != COURIER_OK) {
+        engine_close(c->engine);
+        util_free(c);
+        return util_set_error(rc, "cannot create the XMPP session");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    session_set_exit_hook(c->session, loop_exit_hook, c);
+    *out = c;
+    return COURIER_OK;
+}
+
+/* 1 if the calling thread is running this handle's callbacks. */
+static int in_loop_thread(courier_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int yes = c->driving && pthread_equal(c->driver, pthread_self());
+    pthread_mutex_unlock(&c->mu);
+    return yes || session_is_loop_thread(c->session);
+}
+
+static void destroy(courier_t *c)
+{
+    session_free(c->session); /* stops the loop, closes the link */
+    engine_close(c->engine);
+    pthread_mutex_destroy(&c->mu);
+    util_free(c);
+}
+
+void courier_close(courier_t *c)
+{
+    if (!c)
+        return;
+    if (in_loop_thread(c)) { /* from a callback: after it returns */
+        pthread_mutex_lock(&c->mu);
+        c->close_pending = 1;
+        pthread_mutex_unlock(&c->mu);
+        if (session_is_loop_thread(c->session))
+            session_request_stop(c->session);
+        return;
+    }
+    destroy(c);
+}
+
+#define CHECK_HANDLE(c)                                                   \
+    do {                                                                  \
+        if (!(c))                                                         \
+            return util_set_error(COURIER_EINVAL, "handle is NULL");      \
+        if (closing(c))                                                   \
+            return util_set_error(COURIER_ECLOSED, "handle is closing");  \
+    } while (0)
+
+static int closing(courier_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int yes = c->close_pending;
+    pthread_mutex_unlock(&c->mu);
+    return yes;
+}
+
+int courier_start(courier_t *c)
+{
+    CHECK_HANDLE(c);
+    pthread_mutex_lock(&c->mu);
+    int driving = c->driving;
+    pthread_mutex_unlock(&c->mu);
+    if (driving)
+        return util_set_error(COURIER_ESTATE, "courier_run_once is driving "
+                              "this handle");
+    return session_start(c->session);
+}
+
+int courier_stop(courier_t *c)
+{
+    CHECK_HANDLE(c);
+    if (session_running(c->session))
+        return session_stop(c->session);
+    pthread_mutex_lock(&c->mu);
+    int driving = c->driving;
+    pthread_mutex_unlock(&c->mu);
+    if (driving && !in_loop_thread(c))
+        return util_set_error(COURIER_ESTATE, "another thread is inside "
+                              "courier_run_once");
+    session_close_link(c->session); /* caller-driven: close the link */
+    return COURIER_OK;
+}
+
+int courier_run_once(courier_t *c, unsigned timeout_ms)
+{
+    CHECK_HANDLE(c);
+    if (session_running(c->session))
+        return util_set_error(COURIER_ESTATE, "courier_start owns the loop");
+    pthread_mutex_lock(&c->mu);
+    if (c->driving) {
+        pthread_mutex_unlock(&c->mu);
+        return util_set_error(COURIER_ESTATE, "another thread is driving "
+                              "this handle");
+    }
+    c->driving = 1;
+    c->driver = pthread_self();
+    pthread_mutex_unlock(&c->mu);
+
+    session_begin_driven(c->session);
+    int rc = session_step(c->session, timeout_ms);
+
+    pthread_mutex_lock(&c->mu);
+    c->driving = 0;
+    int close_now = c->close_pending;
+    pthread_mutex_unlock(&c->mu);
+    if (close_now) {
+        destroy(c);
+        return util_set_error(COURIER_ECLOSED, "closed from a callback");
+    }
+    if (rc != COURIER_OK)
+        return util_set_error(rc, "timer step failed");
+    return COURIER_OK;
+}
+
+int courier_send_text(courier_t *c, const char *to, const char *body,
+                      char id_out[COURIER_ID_MAX])
+{
+    CHECK_HANDLE(c);
+    return engine_send(c->engine, to, COURIER_TEXT, NULL, body, id_out);
+}
+
+int courier_send_media(courier_t *c, const char *to, courier_kind_t kind,
+                       const char *media_id, const char *body)
+{
+    CHECK_HANDLE(c);
+    if (kind != COURIER_VOICE && kind != COURIER_IMAGE)
+        return util_set_error(COURIER_EINVAL, "kind must be COURIER_VOICE "
+                              "or COURIER_IMAGE");
+    if (!media_id)
+        return util_set_error(COURIER_EINVAL, "media_id is NULL");
+    return engine_send(c->engine, to, kind, media_id, body, NULL);
+}
+
+int courier_mark_displayed(courier_t *c, const char *peer, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_mark_displayed(c->engine, peer, id);
+}
+
+int courier_set_composing(courier_t *c, const char *peer, int composing)
+{
+    CHECK_HANDLE(c);
+    return engine_set_composing(c->engine, peer, composing);
+}
+
+int courier_retry(courier_t *c, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_retry(c->engine, id);
+}
+
+int courier_get_state(courier_t *c, const char *id, courier_state_t *out)
+{
+    courier_info_t info;
+    CHECK_HANDLE(c);
+    if (!out)
+        return util_set_error(COURIER_EINVAL, "out is NULL");
+    int rc = engine_get_info(c->engine, id, &info);
+    if (rc == COURIER_OK)
+        *out = info.state;
+    return rc;
+}
+
+int courier_get_info(courier_t *c, const char *id, courier_info_t *out)
+{
+    CHECK_HANDLE(c);
+    return engine_get_info(c->engine, id, out);
+}
+
+int courier_get_link(courier_t *c, courier_link_t *out)
+{
+    CHECK_HANDLE(c);
+    if (!out)
+        return util_set_error(COURIER_EINVAL, "out is NULL");
+    *out = engine_link(c->engine);
+    return COURIER_OK;
+}
+
+const char *courier_display_status(courier_state_t s)
+{
+    switch (s) {
+    case COURIER_QUEUED:
+    case COURIER_SENT: return "sending";
+    case COURIER_OFFLINE:
+    case COURIER_DELIVERED: return "delivered";
+    case COURIER_DISPLAYED: return "read";
+    case COURIER_FAILED: return "failed";
+    }
+    return "unknown";
+}
+
+const char *courier_state_name(courier_state_t s)
+{
+    switch (s) {
+    case COURIER_QUEUED: return "QUEUED";
+    case COURIER_SENT: return "SENT";
+    case COURIER_OFFLINE: return "OFFLINE";
+    case COURIER_DELIVERED: return "DELIVERED";
+    case COURIER_DISPLAYED: return "DISPLAYED";
+    case COURIER_FAILED: return "FAILED";
+    }
+    return "UNKNOWN";
+}
+
+const char *courier_strerror(int code)
+{
+    switch ((courier_error_t)code) {
+    case COURIER_OK: return "success";
+    case COURIER_EINVAL: return "invalid argument";
+    case COURIER_ENOMEM: return "out of memory";
+    case COURIER_ENOTFOUND: return "no such message";
+    case COURIER_ESTATE: return "not allowed in the current state";
+    case COURIER_ENOTCONN: return "not connected";
+    case COURIER_ESTORE: return "message store failure";
+    case COURIER_ECORRUPT: return "message store corrupt or too new";
+    case COURIER_ECLOSED: return "handle closed";
+    case COURIER_EAUTH: return "login refused by the server";
+    case COURIER_ENOTSUP: return "not supported by this build";
+    }
+    return "unknown error code";
+}
+
+const char *courier_last_error(void)
+{
+    return util_last_error();
+}
+
+const char *courier_version(void)
+{
+    return COURIER_VERSION;
+}

@@ -1,0 +1,958 @@
+/* SPDX-License-Identifier: MIT */
+#include "engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* One deferred item for the loop thread: a callback or a transport call. */
+typedef enum {
+    ITEM_STATE, ITEM_MESSAGE, ITEM_LINK, ITEM_COMPOSING_IN, ITEM_LOG,
+    ITEM_SEND_CHAT, ITEM_SEND_RECEIPT, ITEM_SEND_COMPOSING, ITEM_PING,
+    ITEM_DROP_LINK, ITEM_CONNECT
+} item_type_t;
+
+typedef struct item {
+    struct item *next;
+    item_type_t type;
+    char id[COURIER_ID_MAX];
+    char peer[COURIER_JID_MAX];
+    courier_state_t state;
+    courier_kind_t kind;
+    courier_link_t link;
+    int flag;           /* composing on/off, log level */
+    int64_t ts_ms;
+    int64_t rid;
+    unsigned asked;
+    char *text;         /* body or log line, owned */
+} item_t;
+
+struct engine {
+    pthread_mutex_t mu;
+    courier_config_t cfg;
+    char self[COURIER_JID_MAX];
+    courier_callbacks_t cb;
+    void *ud;
+    store_t *store;
+    core_t *core;
+    core_limits_t lim;
+    core_out_t out;
+    engine_transport_t tp;
+    void *tp_ud;
+    engine_clock_fn clock;
+    void *clock_ud;
+    item_t *head, *tail;
+    size_t pending;
+    int wake_fd;
+    const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
+};
+
+static core_now_t default_clock(void *ud)
+{
+    (void)ud;
+    core_now_t n = { util_mono_ms(), util_wall_ms() };
+    return n;
+}
+
+static core_now_t now_of(const engine_t *e)
+{
+    return e->clock(e->clock_ud);
+}
+
+/* ---- the deferred queue -------------------------------------------- */
+
+static item_t *item_new(item_type_t type, const char *id, const char *peer)
+{
+    item_t *it = util_calloc(1, sizeof(*it));
+    if (!it)
+        return NULL;
+    it->type = type;
+    if (id)
+        util_strlcpy(it->id, id, sizeof(it->id));
+    if (peer)
+        util_strlcpy(it->peer, peer, sizeof(it->peer));
+    return it;
+}
+
+static void wake(engine_t *e)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    do
+        r = write(e->wake_fd, &one, sizeof(one));
+    while (r < 0 && errno == EINTR);
+}
+
+/* Caller holds the mutex. The item is lost only on ENOMEM, and then the
+ * state it reports is still in the store. */
+static int enqueue(engine_t *e, item_t *it)
+{
+    if (!it)
+        return COURIER_ENOMEM;
+    if (e->tail)
+        e->tail->next = it;
+    else
+        e->head = it;
+    e->tail = it;
+    if (e->pending++ == 0)
+        wake(e);
+    return COURIER_OK;
+}
+
+static void vlog_locked(engine_t *e, int level, const char *fmt, va_list ap)
+{
+    char line[512];
+    if (!e->cb.on_log)
+        return;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    item_t *it = item_new(ITEM_LOG, NULL, NULL);
+    if (!it)
+        return;
+    it->flag = level;
+    it->text = util_strdup(line);
+    if (!it->text) {
+        util_free(it);
+        return;
+    }
+    enqueue(e, it);
+}
+
+static void log_locked(engine_t *e, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_locked(engine_t *e, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_locked(e, level, fmt, ap);
+    va_end(ap);
+}
+
+void engine_log(engine_t *e, int level, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&e->mu);
+    va_start(ap, fmt);
+    vlog_locked(e, level, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static int queue_state(engine_t *e, const char *id, const char *peer,
+                       courier_state_t state)
+{
+    item_t *it = item_new(ITEM_STATE, id, peer);
+    if (it)
+        it->state = state;
+    return enqueue(e, it);
+}
+
+static void promoted(void *ud, const char *id, const char *peer)
+{
+    queue_state(ud, id, peer, COURIER_DISPLAYED);
+}
+
+/* ---- running the core's actions ------------------------------------- */
+
+static int rebuild_core(engine_t *e);
+
+static int run_receipt(engine_t *e, const core_act_t *a)
+{
+    store_rcpt_t r;
+    memset(&r, 0, sizeof(r));
+    util_strlcpy(r.peer, a->peer, sizeof(r.peer));
+    util_strlcpy(r.id, a->id, sizeof(r.id));
+    r.state = a->state;
+    r.asked = a->asked;
+    /* SPEC §3: owed receipts are stored until the server has them. */
+    int rc = store_rcpt_add(e->store, &r, &r.rid);
+    if (rc != COURIER_OK)
+        return rc;
+    item_t *it = item_new(ITEM_SEND_RECEIPT, a->id, a->peer);
+    if (it) {
+        it->state = a->state;
+        it->asked = a->asked;
+        it->rid = r.rid;
+    }
+    return enqueue(e, it);
+}
+
+static int run_deliver(engine_t *e, const core_act_t *a)
+{
+    const codec_msg_t *m = e->incoming;
+    if (!m || !m->body)
+        return COURIER_EINVAL;
+    item_t *it = item_new(ITEM_MESSAGE, a->id, a->peer);
+    if (!it)
+        return COURIER_ENOMEM;
+    it->kind = m->kind;
+    it->ts_ms = m->delay_ms;
+    it->text = util_strdup(m->body);
+    if (!it->text) {
+        util_free(it);
+        return COURIER_ENOMEM;
+    }
+    return enqueue(e, it);
+}
+
+static int run_action(engine_t *e, const core_act_t *a, core_now_t now)
+{
+    int rc = COURIER_OK, changed = 0;
+    switch (a->type) {
+    case CORE_ACT_STATE:
+        rc = store_out_set_state(e->store, a, &changed);
+        /* SPEC §1/§5: notify after the state is durable, once. */
+        if (rc == COURIER_OK && changed && a->notify)
+            rc = queue_state(e, a->id, a->peer, a->state);
+        break;
+    case CORE_ACT_TRANSMIT:
+        rc = store_out_mark_sent(e->store, a->id, a->attempts,
+                                 a->last_sent_ms);
+        if (rc == COURIER_OK)
+            rc = enqueue(e, item_new(ITEM_SEND_CHAT, a->id, a->peer));
+        break;
+    case CORE_ACT_PROMOTE_DISPLAYED:
+        rc = store_out_promote_displayed(
+            e->store, a->peer, a->by_created, a->before_ms, now.wall_ms,
+            a->by_created ? "displayed-upto" : "implicit-read", promoted, e);
+        break;
+    case CORE_ACT_DELIVER:
+        rc = run_deliver(e, a);
+        break;
+    case CORE_ACT_RECEIPT:
+        rc = run_receipt(e, a);
+        break;
+    case CORE_ACT_PING:
+        rc = enqueue(e, item_new(ITEM_PING, NULL, NULL));
+        break;
+    case CORE_ACT_DROP_LINK:
+        rc = enqueue(e, item_new(ITEM_DROP_LINK, NULL, NULL));
+        break;
+    case CORE_ACT_CONNECT:
+        rc = enqueue(e, item_new(ITEM_CONNECT, NULL, NULL));
+        break;
+    case CORE_ACT_LINK: {
+        item_t *it = item_new(ITEM_LINK, NULL, NULL);
+        if (it)
+            it->link = a->link;
+        rc = enqueue(e, it);
+        break;
+    }
+    }
+    return rc;
+}
+
+/* Feed one event and run its actions; caller holds the mutex. If the core
+ * or the store fails midway, the core is rebuilt from the store, which
+ * stays the truth. */
+static int feed_locked(engine_t *e, const core_ev_t *ev)
+{
+    core_now_t now = now_of(e);
+    core_out_reset(&e->out);
+    int rc = core_feed(e->core, ev, now, &e->out);
+    int run_rc = COURIER_OK;
+    for (size_t i = 0; i < e->out.len && run_rc == COURIER_OK; i++)
+        run_rc = run_action(e, &e->out.acts[i], now);
+    if (core_ignored(e->core))
+        log_locked(e, COURIER_LOG_DEBUG, "ignored: %s (id %s, from %s)",
+                   core_ignored(e->core), ev->id ? ev->id : "-",
+                   ev->peer ? ev->peer : "-");
+    if (rc == COURIER_ENOMEM || run_rc != COURIER_OK) {
+        log_locked(e, COURIER_LOG_ERROR, "resync from store after: %s",
+                   run_rc != COURIER_OK ? store_errmsg(e->store)
+                                        : "out of memory");
+        int rb = rebuild_core(e);
+        if (rb != COURIER_OK)
+            return rb;
+        return rc != COURIER_OK ? rc : run_rc;
+    }
+    return rc;
+}
+
+static int load_row(void *ud, const core_row_t *row)
+{
+    return core_load(ud, row);
+}
+
+static int build_core(engine_t *e, core_t **out)
+{
+    core_t *k = NULL;
+    int rc = core_new(&k, &e->lim);
+    if (rc == COURIER_OK)
+        rc = store_out_each_unsettled(e->store, load_row, k);
+    if (rc != COURIER_OK) {
+        core_free(k);
+        k = NULL;
+    }
+    *out = k;
+    return rc;
+}
+
+/* The rebuilt core starts offline: the session must drop and reconnect
+ * so that the link state and the core agree again. */
+static int rebuild_core(engine_t *e)
+{
+    core_t *k = NULL;
+    int rc = build_core(e, &k);
+    if (rc != COURIER_OK)
+        return rc;
+    int was_up = core_link_up(e->core);
+    core_free(e->core);
+    e->core = k;
+    if (was_up)
+        enqueue(e, item_new(ITEM_DROP_LINK, NULL, NULL));
+    return COURIER_OK;
+}
+
+/* ---- open / close --------------------------------------------------- */
+
+static int copy_str(const char **dst, const char *src)
+{
+    if (!src) {
+        *dst = NULL;
+        return COURIER_OK;
+    }
+    char *d = util_strdup(src);
+    if (!d)
+        return COURIER_ENOMEM;
+    *dst = d;
+    return COURIER_OK;
+}
+
+static void free_cfg_strings(courier_config_t *c)
+{
+    util_free((void *)c->jid);
+    util_free((void *)c->password);
+    util_free((void *)c->host);
+    util_free((void *)c->db_path);
+    util_free((void *)c->ca_file);
+}
+
+static int validate(const courier_config_t *c, char *self, size_t self_size)
+{
+    if (c->version != COURIER_CONFIG_VERSION)
+        return util_set_error(COURIER_EINVAL,
+                              "config version %u: call courier_config_init "
+                              "first", c->version);
+    if (!c->jid || util_jid_bare(c->jid, self, self_size) != 0 ||
+        !strchr(self, '@'))
+        return util_set_error(COURIER_EINVAL, "jid: a valid "
+                              "local@domain JID is required");
+    if (!c->password || !c->password[0])
+        return util_set_error(COURIER_EINVAL, "password is required");
+    if (!c->db_path || !c->db_path[0])
+        return util_set_error(COURIER_EINVAL, "db_path is required");
+    if (c->ack_timeout_ms == 0)
+        return util_set_error(COURIER_EINVAL, "ack_timeout_ms must be > 0");
+    if (c->ping_interval_ms == 0)
+        return util_set_error(COURIER_EINVAL,
+                              "ping_interval_ms must be > 0");
+    if (c->ping_timeout_ms <= c->ping_interval_ms)
+        return util_set_error(COURIER_EINVAL,
+                              "ping_timeout_ms (%u) must exceed "
+                              "ping_interval_ms (%u)", c->ping_timeout_ms,
+                              c->ping_interval_ms);
+    if (c->reconnect_min_ms == 0 ||
+        c->reconnect_max_ms < c->reconnect_min_ms)
+        return util_set_error(COURIER_EINVAL,
+                              "reconnect_min_ms (%u) must be > 0 and <= "
+                              "reconnect_max_ms (%u)", c->reconnect_min_ms,
+                              c->reconnect_max_ms);
+    if (c->max_in_flight == 0)
+        return util_set_error(COURIER_EINVAL, "max_in_flight must be > 0");
+    if (c->max_body_bytes == 0)
+        return util_set_error(COURIER_EINVAL, "max_body_bytes must be > 0");
+    if (c->host && !c->host[0])
+        return util_set_error(COURIER_EINVAL, "host: empty string (use "
+                              "NULL for the JID's domain)");
+    return COURIER_OK;
+}
+
+static int queue_unhanded(void *ud, const store_in_t *m, const char *body)
+{
+    engine_t *e = ud;
+    item_t *it = item_new(ITEM_MESSAGE, m->id, m->peer);
+    if (!it)
+        return COURIER_ENOMEM;
+    it->kind = m->kind;
+    it->ts_ms = m->timestamp_ms;
+    it->text = util_strdup(body);
+    if (!it->text) {
+        util_free(it);
+        return COURIER_ENOMEM;
+    }
+    return enqueue(e, it);
+}
+
+int engine_open(engine_t **out, const courier_config_t *cfg,
+                const courier_callbacks_t *cb, void *ud)
+{
+    char self[COURIER_JID_MAX], err[256] = "";
+    *out = NULL;
+    int rc = validate(cfg, self, sizeof(self));
+    if (rc != COURIER_OK)
+        return rc;
+    engine_t *e = util_calloc(1, sizeof(*e));
+    if (!e)
+        return util_set_error(COURIER_ENOMEM, "out of memory");
+    e->wake_fd = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    e->clock = default_clock;
+    e->cfg = *cfg;
+    e->cfg.jid = e->cfg.password = e->cfg.host = NULL;
+    e->cfg.db_path = e->cfg.ca_file = NULL;
+    if (copy_str(&e->cfg.jid, cfg->jid) || copy_str(&e->cfg.password,
+        cfg->password) || copy_str(&e->cfg.host, cfg->host) ||
+        copy_str(&e->cfg.db_path, cfg->db_path) ||
+        copy_str(&e->cfg.ca_file, cfg->ca_file)) {
+        rc = util_set_error(COURIER_ENOMEM, "out of memory");
+        goto out;
+    }
+    util_strlcpy(e->self, self, sizeof(e->self));
+    if (cb)
+        e->cb = *cb;
+    e->ud = ud;
+    core_out_init(&e->out);
+    e->lim = (core_limits_t){
+        .ack_timeout_ms = cfg->ack_timeout_ms,
+        .resend_grace_ms = cfg->resend_grace_ms,
+        .ping_interval_ms = cfg->ping_interval_ms,
+        .ping_timeout_ms = cfg->ping_timeout_ms,
+        .reconnect_min_ms = cfg->reconnect_min_ms,
+        .reconnect_max_ms = cfg->reconnect_max_ms,
+        .max_in_flight = cfg->max_in_flight,
+        .max_age_ms = cfg->max_age_ms,
+        .implicit_read = cfg->implicit_read,
+        .random_seed = (uint64_t)util_mono_ms() ^ (uint64_t)(uintptr_t)e,
+    };
+    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->wake_fd < 0) {
+        rc = util_set_error(COURIER_ENOMEM, "eventfd: %s", strerror(errno));
+        goto out;
+    }
+    store_opts_t so = { .synchronous_full = cfg->synchronous_full };
+    rc = store_open(&e->store, cfg->db_path, &so, err, sizeof(err));
+    if (rc != COURIER_OK) {
+        util_set_error(rc, "%s", err);
+        goto out;
+    }
+    rc = build_core(e, &e->core);
+    if (rc != COURIER_OK) {
+        util_set_error(rc, "loading the outbox: %s", store_errmsg(e->store));
+        goto out;
+    }
+    /* A crash between store and on_message: hand those over now. */
+    rc = store_in_each_unhanded(e->store, queue_unhanded, e);
+    if (rc != COURIER_OK) {
+        util_set_error(rc, "loading the inbox: %s", store_errmsg(e->store));
+        goto out;
+    }
+out:
+    if (rc != COURIER_OK) {
+        engine_close(e);
+        return rc;
+    }
+    *out = e;
+    return COURIER_OK;
+}
+
+static void item_free(item_t *it)
+{
+    util_free(it->text);
+    util_free(it);
+}
+
+void engine_close(engine_t *e)
+{
+    if (!e)
+        return;
+    while (e->head) {
+        item_t *it = e->head;
+        e->head = it->next;
+        item_free(it);
+    }
+    core_free(e->core);
+    core_out_free(&e->out);
+    store_close(e->store);
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    free_cfg_strings(&e->cfg);
+    pthread_mutex_destroy(&e->mu);
+    util_free(e);
+}
+
+void engine_set_transport(engine_t *e, const engine_transport_t *tp,
+                          void *tp_ud)
+{
+    pthread_mutex_lock(&e->mu);
+    if (tp)
+        e->tp = *tp;
+    else
+        memset(&e->tp, 0, sizeof(e->tp));
+    e->tp_ud = tp_ud;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_set_clock(engine_t *e, engine_clock_fn fn, void *ud)
+{
+    pthread_mutex_lock(&e->mu);
+    e->clock = fn ? fn : default_clock;
+    e->clock_ud = ud;
+    pthread_mutex_unlock(&e->mu);
+}
+
+const courier_config_t *engine_config(const engine_t *e)
+{
+    return &e->cfg;
+}
+
+const char *engine_self(const engine_t *e)
+{
+    return e->self;
+}
+
+int engine_wake_fd(const engine_t *e)
+{
+    return e->wake_fd;
+}
+
+/* ---- app commands ---------------------------------------------------- */
+
+static int check_body(const engine_t *e, const char *body)
+{
+    if (!body || !body[0])
+        return util_set_error(COURIER_EINVAL, "body is empty");
+    size_t n = strlen(body);
+    if (n > e->cfg.max_body_bytes)
+        return util_set_error(COURIER_EINVAL, "body of %zu bytes exceeds "
+                              "max_body_bytes (%u)", n,
+                              e->cfg.max_body_bytes);
+    if (!util_utf8_valid(body))
+        return util_set_error(COURIER_EINVAL, "body is not valid UTF-8");
+    return COURIER_OK;
+}
+
+static int check_peer(const char *jid, char *bare, size_t size)
+{
+    if (!jid || util_jid_bare(jid, bare, size) != 0)
+        return util_set_error(COURIER_EINVAL, "invalid JID '%.64s'",
+                              jid ? jid : "(null)");
+    return COURIER_OK;
+}
+
+int engine_send(engine_t *e, const char *to, courier_kind_t kind,
+                const char *media_id, const char *body,
+                char id_out[COURIER_ID_MAX])
+{
+    core_row_t row;
+    memset(&row, 0, sizeof(row));
+    int rc = check_peer(to, row.peer, sizeof(row.peer));
+    if (rc == COURIER_OK)
+        rc = check_body(e, body);
+    if (rc != COURIER_OK)
+        return rc;
+    if (kind != COURIER_TEXT && kind != COURIER_VOICE && kind != COURIER_IMAGE)
+        return util_set_error(COURIER_EINVAL, "unknown kind %d", (int)kind);
+    if (media_id) {
+        if (!util_id_valid(media_id))
+            return util_set_error(COURIER_EINVAL, "invalid media id (1..%d "
+                                  "bytes of UTF-8, no controls)",
+                                  COURIER_ID_MAX - 1);
+        util_strlcpy(row.id, media_id, sizeof(row.id));
+    } else {
+        util_new_id(row.id, sizeof(row.id));
+    }
+    row.kind = kind;
+    row.state = COURIER_QUEUED;
+
+    pthread_mutex_lock(&e->mu);
+    core_now_t now = now_of(e);
+    row.created_ms = row.last_change_ms = now.wall_ms;
+    /* SPEC §5: durable before the call returns. */
+    rc = store_out_insert(e->store, &row, body);
+    if (rc == COURIER_ESTATE) {
+        util_set_error(rc, "a message with id '%s' exists", row.id);
+    } else if (rc != COURIER_OK) {
+        util_set_error(rc, "storing the message: %s", store_errmsg(e->store));
+    } else {
+        core_ev_t ev = { .type = CORE_EV_SEND, .row = &row };
+        /* Stored: whatever the core says now, it is not lost (a rebuild
+         * from the store picks it up). */
+        if (feed_locked(e, &ev) != COURIER_OK)
+            log_locked(e, COURIER_LOG_WARN, "send %s: resynced", row.id);
+        if (id_out)
+            util_strlcpy(id_out, row.id, COURIER_ID_MAX);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_retry(engine_t *e, const char *id)
+{
+    if (!util_id_valid(id))
+        return util_set_error(COURIER_EINVAL, "invalid id");
+    core_row_t row;
+    pthread_mutex_lock(&e->mu);
+    int rc = store_out_get(e->store, id, &row, NULL);
+    if (rc == COURIER_ENOTFOUND) {
+        util_set_error(rc, "no message with id '%s'", id);
+    } else if (rc != COURIER_OK) {
+        util_set_error(rc, "%s", store_errmsg(e->store));
+    } else if (row.state != COURIER_FAILED) {
+        rc = util_set_error(COURIER_ESTATE, "message '%s' is %s, not FAILED",
+                            id, courier_state_name(row.state));
+    } else {
+        core_ev_t ev = { .type = CORE_EV_RETRY, .row = &row };
+        rc = feed_locked(e, &ev);
+        if (rc != COURIER_OK)
+            util_set_error(rc, "retry '%s' failed", id);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
+{
+    char bare[COURIER_JID_MAX];
+    int rc = check_peer(peer, bare, sizeof(bare));
+    if (rc != COURIER_OK)
+        return rc;
+    if (!util_id_valid(id))
+        return util_set_error(COURIER_EINVAL, "invalid id");
+    store_in_t in;
+    pthread_mutex_lock(&e->mu);
+    rc = store_in_get(e->store, bare, id, &in);
+    if (rc == COURIER_OK)
+        rc = store_in_set_displayed(e->store, bare, id);
+    if (rc == COURIER_ENOTFOUND) {
+        util_set_error(rc, "no message '%s' from %s", id, bare);
+    } else if (rc != COURIER_OK) {
+        util_set_error(rc, "%s", store_errmsg(e->store));
+    } else {
+        core_ev_t ev = { .type = CORE_EV_MARK_DISPLAYED, .id = id,
+                         .peer = bare, .asked = in.asked };
+        rc = feed_locked(e, &ev);
+        if (rc != COURIER_OK)
+            util_set_error(rc, "%s", store_errmsg(e->store));
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_set_composing(engine_t *e, const char *peer, int on)
+{
+    char bare[COURIER_JID_MAX];
+    int rc = check_peer(peer, bare, sizeof(bare));
+    if (rc != COURIER_OK)
+        return rc;
+    pthread_mutex_lock(&e->mu);
+    if (!core_link_up(e->core)) {
+        rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
+    } else {
+        item_t *it = item_new(ITEM_SEND_COMPOSING, NULL, bare);
+        if (it)
+            it->flag = on != 0;
+        rc = enqueue(e, it);
+        if (rc != COURIER_OK)
+            util_set_error(rc, "out of memory");
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
+{
+    if (!util_id_valid(id) || !out)
+        return util_set_error(COURIER_EINVAL, "invalid id or NULL output");
+    core_row_t row;
+    pthread_mutex_lock(&e->mu);
+    int rc = store_out_get(e->store, id, &row, NULL);
+    if (rc == COURIER_ENOTFOUND)
+        util_set_error(rc, "no message with id '%s'", id);
+    else if (rc != COURIER_OK)
+        util_set_error(rc, "%s", store_errmsg(e->store));
+    pthread_mutex_unlock(&e->mu);
+    if (rc != COURIER_OK)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    out->state = row.state;
+    out->attempts = row.attempts;
+    out->created_ms = row.created_ms;
+    out->last_sent_ms = row.last_sent_ms;
+    out->last_change_ms = row.last_change_ms;
+    out->permanent = row.state == COURIER_FAILED && row.permanent;
+    util_strlcpy(out->reason, row.reason, sizeof(out->reason));
+    return COURIER_OK;
+}
+
+courier_link_t engine_link(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    courier_link_t l = core_link(e->core);
+    pthread_mutex_unlock(&e->mu);
+    return l;
+}
+
+/* ---- session events --------------------------------------------------- */
+
+static int requeue_receipt(void *ud, const store_rcpt_t *r)
+{
+    engine_t *e = ud;
+    item_t *it = item_new(ITEM_SEND_RECEIPT, r->id, r->peer);
+    if (it) {
+        it->state = r->state;
+        it->asked = r->asked;
+        it->rid = r->rid;
+    }
+    return enqueue(e, it);
+}
+
+int engine_feed(engine_t *e, core_ev_type_t type)
+{
+    core_ev_t ev = { .type = type };
+    pthread_mutex_lock(&e->mu);
+    int rc = feed_locked(e, &ev);
+    /* SPEC §3: receipts the server never acknowledged go out again. */
+    if (rc == COURIER_OK && type == CORE_EV_LINK_UP)
+        rc = store_rcpt_each(e->store, requeue_receipt, e);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_acked(engine_t *e, const char *id)
+{
+    core_ev_t ev = { .type = CORE_EV_ACKED, .id = id };
+    pthread_mutex_lock(&e->mu);
+    int rc = feed_locked(e, &ev);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_receipt_acked(engine_t *e, int64_t rid)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = store_rcpt_done(e->store, rid);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
+{
+    store_in_t in, old;
+    memset(&in, 0, sizeof(in));
+    util_strlcpy(in.peer, m->from, sizeof(in.peer));
+    util_strlcpy(in.id, m->id, sizeof(in.id));
+    in.kind = m->kind;
+    in.timestamp_ms = m->delay_ms ? m->delay_ms : now.wall_ms;
+    in.asked = m->asked;
+    int dup = 0;
+    /* SPEC §3: stored first, then handed over; dedupe on (peer, id). */
+    int rc = store_in_insert(e->store, &in, m->body, &dup, &old);
+    if (rc != COURIER_OK) {
+        log_locked(e, COURIER_LOG_ERROR, "storing message %s from %s: %s",
+                   m->id, m->from, store_errmsg(e->store));
+        return rc;
+    }
+    core_ev_t ev = { .type = CORE_EV_MESSAGE, .id = m->id, .peer = m->from,
+                     .sent_wall_ms = in.timestamp_ms,
+                     .asked = dup ? (old.asked | m->asked) : m->asked,
+                     .duplicate = dup,
+                     .displayed_before = dup && old.displayed };
+    if (dup)
+        log_locked(e, COURIER_LOG_DEBUG, "duplicate %s from %s dropped",
+                   m->id, m->from);
+    e->incoming = m;
+    rc = feed_locked(e, &ev);
+    e->incoming = NULL;
+    return rc;
+}
+
+int engine_incoming(engine_t *e, const codec_msg_t *m)
+{
+    int rc = COURIER_OK;
+    pthread_mutex_lock(&e->mu);
+    core_now_t now = now_of(e);
+    if (m->cls == CODEC_IGNORE) {
+        log_locked(e, COURIER_LOG_DEBUG, "message ignored: %s",
+                   m->why ? m->why : "?");
+    } else if (strcmp(m->from, e->self) == 0 && m->cls != CODEC_ERROR) {
+        /* our own other resources: never events about our messages */
+        log_locked(e, COURIER_LOG_DEBUG, "message from our own account "
+                   "ignored");
+    } else if (m->cls == CODEC_CHAT) {
+        rc = incoming_chat(e, m, now);
+    } else if (m->cls == CODEC_ERROR) {
+        core_row_t row;
+        int have = store_out_get(e->store, m->id, &row, NULL) == COURIER_OK;
+        core_ev_t ev = { .type = CORE_EV_ERROR, .id = m->id, .peer = m->from,
+                         .row = have ? &row : NULL, .err_type = m->err_type,
+                         .condition = m->condition };
+        rc = feed_locked(e, &ev);
+    }
+    if (m->cls == CODEC_CHAT || m->cls == CODEC_EVENTS) {
+        for (size_t i = 0; i < m->n_events && rc == COURIER_OK; i++) {
+            const codec_event_t *x = &m->events[i];
+            core_row_t row;
+            int have = store_out_get(e->store, x->id, &row, NULL) ==
+                       COURIER_OK;
+            core_ev_t ev = { .type = CORE_EV_EVENT, .id = x->id,
+                             .peer = m->from, .row = have ? &row : NULL,
+                             .kind_state = x->state,
+                             .cumulative = x->cumulative };
+            rc = feed_locked(e, &ev);
+        }
+        if (m->composing >= 0 && e->cb.on_composing) {
+            item_t *it = item_new(ITEM_COMPOSING_IN, NULL, m->from);
+            if (it)
+                it->flag = m->composing;
+            enqueue(e, it);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_tick(engine_t *e)
+{
+    int rc = COURIER_OK;
+    pthread_mutex_lock(&e->mu);
+    core_now_t now = now_of(e);
+    int64_t d = core_next_deadline(e->core, now);
+    if (d >= 0 && d <= now.mono_ms) {
+        core_ev_t ev = { .type = CORE_EV_TICK };
+        rc = feed_locked(e, &ev);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int64_t engine_timeout_ms(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    core_now_t now = now_of(e);
+    int64_t d = core_next_deadline(e->core, now);
+    pthread_mutex_unlock(&e->mu);
+    if (d < 0)
+        return -1;
+    return d > now.mono_ms ? d - now.mono_ms : 0;
+}
+
+/* ---- the loop thread ------------------------------------------------- */
+
+static void run_item(engine_t *e, item_t *it)
+{
+    const courier_callbacks_t *cb = &e->cb;
+    const engine_transport_t *tp = &e->tp;
+    switch (it->type) {
+    case ITEM_STATE:
+        if (cb->on_state)
+            cb->on_state(e->ud, it->id, it->peer, it->state);
+        break;
+    case ITEM_MESSAGE: {
+        courier_message_t msg = { .id = it->id, .peer = it->peer,
+                                  .kind = it->kind, .body = it->text,
+                                  .timestamp_ms = it->ts_ms };
+        if (cb->on_message)
+            cb->on_message(e->ud, &msg);
+        pthread_mutex_lock(&e->mu);
+        if (store_in_set_handed(e->store, it->peer, it->id) != COURIER_OK)
+            log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s", it->id,
+                       store_errmsg(e->store));
+        pthread_mutex_unlock(&e->mu);
+        break;
+    }
+    case ITEM_LINK:
+        if (cb->on_link)
+            cb->on_link(e->ud, it->link);
+        break;
+    case ITEM_COMPOSING_IN:
+        if (cb->on_composing)
+            cb->on_composing(e->ud, it->peer, it->flag);
+        break;
+    case ITEM_LOG:
+        if (cb->on_log)
+            cb->on_log(e->ud, it->flag, it->text);
+        break;
+    case ITEM_SEND_CHAT: {
+        core_row_t row;
+        char *body = NULL;
+        pthread_mutex_lock(&e->mu);
+        int rc = store_out_get(e->store, it->id, &row, &body);
+        if (rc != COURIER_OK)
+            log_locked(e, COURIER_LOG_ERROR, "loading %s to send: %s", it->id,
+                       store_errmsg(e->store));
+        pthread_mutex_unlock(&e->mu);
+        if (rc == COURIER_OK && tp->send_chat)
+            tp->send_chat(e->tp_ud, &row, body);
+        util_free(body);
+        break;
+    }
+    case ITEM_SEND_RECEIPT:
+        if (tp->send_receipt) {
+            store_rcpt_t r;
+            memset(&r, 0, sizeof(r));
+            r.rid = it->rid;
+            util_strlcpy(r.peer, it->peer, sizeof(r.peer));
+            util_strlcpy(r.id, it->id, sizeof(r.id));
+            r.state = it->state;
+            r.asked = it->asked;
+            tp->send_receipt(e->tp_ud, &r);
+        }
+        break;
+    case ITEM_SEND_COMPOSING:
+        if (tp->send_composing)
+            tp->send_composing(e->tp_ud, it->peer, NULL, it->flag);
+        break;
+    case ITEM_PING:
+        if (tp->ping)
+            tp->ping(e->tp_ud);
+        break;
+    case ITEM_DROP_LINK:
+        if (tp->drop_link)
+            tp->drop_link(e->tp_ud);
+        break;
+    case ITEM_CONNECT:
+        if (tp->connect)
+            tp->connect(e->tp_ud);
+        break;
+    }
+}
+
+size_t engine_dispatch(engine_t *e)
+{
+    uint64_t v;
+    size_t n = 0;
+    while (read(e->wake_fd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        item_t *it = e->head;
+        if (it) {
+            e->head = it->next;
+            if (!e->head)
+                e->tail = NULL;
+            e->pending--;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (!it)
+            break;
+        run_item(e, it); /* no lock held: callbacks may call the API */
+        item_free(it);
+        n++;
+    }
+    return n;
+}
+
+size_t engine_pending(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->pending;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine runs the core's actions against the store, and hands the rest
+ * to the loop thread: callbacks and transport calls wait in one ordered
+ * queue that engine_dispatch() drains on the loop thread.
+ *
+ * Every engine_* function may be called from any thread (one mutex),
+ * except engine_dispatch(), which belongs to the loop thread. Transitions
+ * are persisted under the mutex before anything depending on them is
+ * queued (SPEC §5: the store is the truth).
+ */
+#ifndef COURIER_ENGINE_H
+#define COURIER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "core.h"
+#include "courier.h"
+#include "store.h"
+
+typedef struct engine engine_t;
+
+/* What the engine needs from a link. Called on the loop thread only, never
+ * with the engine's mutex held. NULL members are skipped. */
+typedef struct {
+    /* Write message `row` with `body` to the stream. */
+    void (*send_chat)(void *tp, const core_row_t *row, const char *body);
+    /* Write receipt `r`; report engine_receipt_acked(r->rid) once the
+     * server has it. */
+    void (*send_receipt)(void *tp, const store_rcpt_t *r);
+    void (*send_composing)(void *tp, const char *peer, const char *last_id,
+                           int on);
+    void (*ping)(void *tp);
+    void (*drop_link)(void *tp);
+    void (*connect)(void *tp);
+} engine_transport_t;
+
+/* Clock hook, for tests; the default reads CLOCK_MONOTONIC/REALTIME. */
+typedef core_now_t (*engine_clock_fn)(void *ud);
+
+/* Validate `cfg` (naming the bad field in courier_last_error), copy it,
+ * open the store and load the unconfirmed outbox. */
+int engine_open(engine_t **out, const courier_config_t *cfg,
+                const courier_callbacks_t *cb, void *ud);
+void engine_close(engine_t *e);
+
+void engine_set_transport(engine_t *e, const engine_transport_t *tp,
+                          void *tp_ud);
+void engine_set_clock(engine_t *e, engine_clock_fn fn, void *ud);
+
+/* The copied configuration (strings owned by the engine). */
+const courier_config_t *engine_config(const engine_t *e);
+/* Our own bare JID, lower case. */
+const char *engine_self(const engine_t *e);
+
+/* A file descriptor (eventfd) that becomes readable when the queue has
+ * work for the loop thread; engine_dispatch() clears it. */
+int engine_wake_fd(const engine_t *e);
+
+/* App commands (SPEC §7). `media_id` NULL for text (a fresh id). */
+int engine_send(engine_t *e, const char *to, courier_kind_t kind,
+                const char *media_id, const char *body,
+                char id_out[COURIER_ID_MAX]);
+int engine_retry(engine_t *e, const char *id);
+int engine_mark_displayed(engine_t *e, const char *peer, const char *id);
+int engine_set_composing(engine_t *e, const char *peer, int on);
+int engine_get_info(engine_t *e, const char *id, courier_info_t *out);
+courier_link_t engine_link(engine_t *e);
+
+/* Link and timer events from the session (or a test). */
+int engine_feed(engine_t *e, core_ev_type_t type);
+/* The server acknowledged our message `id` (XEP-0198 or a ping). */
+int engine_acked(engine_t *e, const char *id);
+/* The server acknowledged the stanza carrying receipt `rid`. */
+int engine_receipt_acked(engine_t *e, int64_t rid);
+/* An inbound <message/>, parsed: store, dedupe, events, errors. */
+int engine_incoming(engine_t *e, const codec_msg_t *m);
+/* Feed CORE_EV_TICK if a timer is due. */
+int engine_tick(engine_t *e);
+/* ms until the next timer (0 if due), or -1 when none is armed. */
+int64_t engine_timeout_ms(engine_t *e);
+
+/* Log through on_log (queued, so it runs on the loop thread). */
+void engine_log(engine_t *e, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Loop thread: run queued callbacks and transport calls, in order.
+ * Returns the number of items run. */
+size_t engine_dispatch(engine_t *e);
+/* Items waiting for engine_dispatch(). */
+size_t engine_pending(engine_t *e);
+
+#endif /* COURIER_ENGINE_H */

@@ -1,0 +1,633 @@
+/* SPDX-License-Identifier: MIT */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <strophe.h>
+
+#include "codec.h"
+#include "util.h"
+
+#define NS_SM "urn:xmpp:sm:3"
+#define OUTQ_MAX 4096 /* stanzas written and not yet acked, per stream */
+#define CLOSE_WAIT_MS 2000
+
+/* One stanza of ours written to the current stream (XEP-0198 counting). */
+typedef enum { OUT_OTHER, OUT_MSG, OUT_RCPT, OUT_ACKPING } out_kind_t;
+
+typedef struct {
+    uint32_t seq;
+    out_kind_t kind;
+    char id[COURIER_ID_MAX];
+    int64_t rid;
+} out_entry_t;
+
+struct session {
+    engine_t *e;
+    xmpp_ctx_t *ctx;
+    xmpp_conn_t *conn;
+    xmpp_log_t log;
+    int fd;                 /* the socket, from the sockopt callback */
+    int connecting;         /* xmpp_connect_client issued, no disconnect */
+    int streaming;          /* logged in over TLS: writing is safe */
+    int online;             /* the engine was told LINK_UP */
+    int sm;                 /* the server enabled stream management */
+    int sm_pending;         /* <enable/> sent, no answer yet */
+    int auth_refused;       /* libstrophe logged an authentication failure */
+    uint32_t out_h;         /* our stanzas since <enable/> */
+    uint32_t in_h;          /* the server's stanzas since <enabled/> */
+    uint32_t r_asked_at;    /* out_h when we last sent <r/> */
+    uint32_t ackping_seq;   /* no SM: out_h covered by the pending ack ping */
+    int ackping_pending;
+    uint64_t inbound;       /* stanzas handled, to spot TLS-buffered input */
+    unsigned ping_n;
+    out_entry_t *outq;      /* ring */
+    size_t outq_head, outq_len;
+    pthread_t thread;
+    int has_thread;
+    atomic_int stop;
+    int driven_started;
+    void (*exit_fn)(void *);
+    void *exit_ud;
+    struct session *reg_next;
+};
+
+/* libstrophe's sockopt callback gets no user data: sessions are found by
+ * their connection in this registry (the only process-wide state). */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static session_t *reg_head;
+
+static void reg_add(session_t *s)
+{
+    pthread_mutex_lock(&reg_mu);
+    s->reg_next = reg_head;
+    reg_head = s;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_remove(session_t *s)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (session_t **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
+        if (*pp == s) {
+            *pp = s->reg_next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+static pthread_once_t strophe_once = PTHREAD_ONCE_INIT;
+
+static void strophe_init(void)
+{
+    xmpp_initialize();
+}
+
+/* ---- logging -------------------------------------------------------- */
+
+static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
+                        const char *msg)
+{
+    session_t *s = ud;
+    /* NOTES.md: a refused login only shows in this log line. */
+    if (strstr(msg, "Cannot authenticate with known methods") ||
+        strstr(msg, "Legacy client authentication failed"))
+        s->auth_refused = 1;
+    if (level < XMPP_LEVEL_WARN)
+        return; /* libstrophe's debug output includes raw stanzas */
+    engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
+                                               : COURIER_LOG_DEBUG,
+               "libstrophe %s: %s", area, msg);
+}
+
+/* ---- sending, counted --------------------------------------------------- */
+
+static void outq_push(session_t *s, out_kind_t kind, const char *id,
+                      int64_t rid)
+{
+    s->out_h++;
+    if (kind == OUT_OTHER && !s->sm)
+        return;
+    if (s->outq_len == OUTQ_MAX) {
+        /* Too many unacked: forget the oldest. Its row stays unconfirmed
+         * in the store and is resent by the rules, never lost. */
+        s->outq_head = (s->outq_head + 1) % OUTQ_MAX;
+        s->outq_len--;
+    }
+    out_entry_t *x = &s->outq[(s->outq_head + s->outq_len++) % OUTQ_MAX];
+    x->seq = s->out_h;
+    x->kind = kind;
+    x->rid = rid;
+    util_strlcpy(x->id, id ? id : "", sizeof(x->id));
+}
+
+/* The server has processed our stanzas up to `h`. */
+static void ack_upto(session_t *s, uint32_t h)
+{
+    while (s->outq_len) {
+        out_entry_t *x = &s->outq[s->outq_head];
+        if ((int32_t)(x->seq - h) > 0)
+            break;
+        if (x->kind == OUT_MSG)
+            engine_acked(s->e, x->id);
+        else if (x->kind == OUT_RCPT)
+            engine_receipt_acked(s->e, x->rid);
+        s->outq_head = (s->outq_head + 1) % OUTQ_MAX;
+        s->outq_len--;
+    }
+}
+
+static int send_stanza(session_t *s, xmpp_stanza_t *st, out_kind_t kind,
+                       const char *id, int64_t rid)
+{
+    if (!st)
+        return COURIER_ENOMEM;
+    /* NOTES.md: before the connect callback a send may go out before
+     * STARTTLS, and while disconnected libstrophe drops it silently. */
+    if (!s->streaming) {
+        xmpp_stanza_release(st);
+        return COURIER_ENOTCONN;
+    }
+    xmpp_send(s->conn, st);
+    xmpp_stanza_release(st);
+    outq_push(s, kind, id, rid);
+    return COURIER_OK;
+}
+
+static void ask_ack(session_t *s)
+{
+    if (!s->online || s->sm_pending || s->out_h == s->r_asked_at)
+        return;
+    if (s->sm) {
+        xmpp_send_raw_string(s->conn, "<r xmlns='" NS_SM "'/>");
+    } else if (!s->ackping_pending) {
+        /* No SM: the answer to a ping proves the server handled what we
+         * wrote before it (SPEC §1 SENT). */
+        char id[32];
+        snprintf(id, sizeof(id), "ack-%u", ++s->ping_n);
+        xmpp_stanza_t *p = codec_build_ping(
+            s->ctx, util_jid_domain(engine_self(s->e)), id);
+        if (send_stanza(s, p, OUT_ACKPING, id, 0) != COURIER_OK)
+            return;
+        s->ackping_pending = 1;
+        s->ackping_seq = s->out_h;
+    }
+    s->r_asked_at = s->out_h;
+}
+
+/* ---- transport, called by engine_dispatch on the loop thread ---------- */
+
+static void tp_send_chat(void *ud, const core_row_t *row, const char *body)
+{
+    session_t *s = ud;
+    xmpp_stanza_t *st = codec_build_chat(
+        s->ctx, row->peer, row->id, row->kind, body, row->created_ms,
+        engine_self(s->e), row->attempts > 0 ? row->attempts - 1 : 0);
+    send_stanza(s, st, OUT_MSG, row->id, 0);
+}
+
+static void tp_send_receipt(void *ud, const store_rcpt_t *r)
+{
+    session_t *s = ud;
+    xmpp_stanza_t *st = codec_build_receipt(s->ctx, r->peer, r->id, r->state,
+                                            r->asked);
+    if (!st) { /* no form applies: nothing is owed */
+        engine_receipt_acked(s->e, r->rid);
+        return;
+    }
+    send_stanza(s, st, OUT_RCPT, NULL, r->rid);
+}
+
+static void tp_send_composing(void *ud, const char *peer, const char *last,
+                              int on)
+{
+    session_t *s = ud;
+    send_stanza(s, codec_build_composing(s->ctx, peer, last, on), OUT_OTHER,
+                NULL, 0);
+}
+
+static void tp_ping(void *ud)
+{
+    session_t *s = ud;
+    char id[32];
+    snprintf(id, sizeof(id), "ping-%u", ++s->ping_n);
+    send_stanza(s, codec_build_ping(s->ctx,
+                                    util_jid_domain(engine_self(s->e)), id),
+                OUT_OTHER, NULL, 0);
+}
+
+/* A dead link is cut at once: shutdown() makes libstrophe see EOF; a
+ * polite close would wait for a peer that is gone (NOTES.md). */
+static void tp_drop_link(void *ud)
+{
+    session_t *s = ud;
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+}
+
+static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
+                         xmpp_stream_error_t *se, void *ud);
+
+static void tp_connect(void *ud)
+{
+    session_t *s = ud;
+    const courier_config_t *cfg = engine_config(s->e);
+    if (s->connecting)
+        return;
+    s->auth_refused = 0;
+    s->fd = -1;
+    /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
+    long flags = XMPP_CONN_FLAG_DISABLE_SM;
+    flags |= cfg->allow_plaintext ? 0 : XMPP_CONN_FLAG_MANDATORY_TLS;
+    xmpp_conn_set_flags(s->conn, flags);
+    int rc = xmpp_connect_client(s->conn, cfg->host, cfg->port, conn_handler,
+                                 s);
+    if (rc != XMPP_EOK) {
+        engine_log(s->e, COURIER_LOG_WARN, "connect to %s failed at once "
+                   "(%d)", cfg->host ? cfg->host : "the JID's domain", rc);
+        engine_feed(s->e, CORE_EV_LINK_DOWN);
+        return;
+    }
+    s->connecting = 1;
+}
+
+static const engine_transport_t transport = {
+    .send_chat = tp_send_chat,
+    .send_receipt = tp_send_receipt,
+    .send_composing = tp_send_composing,
+    .ping = tp_ping,
+    .drop_link = tp_drop_link,
+    .connect = tp_connect,
+};
+
+/* ---- libstrophe handlers -------------------------------------------- */
+
+static void go_online(session_t *s)
+{
+    s->online = 1;
+    engine_feed(s->e, CORE_EV_LINK_UP);
+}
+
+static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    session_t *s = ud;
+    const char *name = xmpp_stanza_get_name(st);
+    s->inbound++;
+    engine_feed(s->e, CORE_EV_INBOUND); /* SPEC §4: any data answers */
+    if (s->sm && name && (strcmp(name, "message") == 0 ||
+                          strcmp(name, "presence") == 0 ||
+                          strcmp(name, "iq") == 0))
+        s->in_h++;
+    return 1;
+}
+
+static int sm_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    session_t *s = ud;
+    const char *name = xmpp_stanza_get_name(st);
+    if (!name)
+        return 1;
+    if (strcmp(name, "enabled") == 0 && s->sm_pending) {
+        s->sm_pending = 0;
+        s->sm = 1;
+        s->in_h = 0;
+        go_online(s);
+    } else if (strcmp(name, "failed") == 0 && s->sm_pending) {
+        s->sm_pending = 0;
+        engine_log(s->e, COURIER_LOG_INFO, "server refused stream "
+                   "management: acks by ping");
+        go_online(s);
+    } else if (strcmp(name, "r") == 0 && s->sm) {
+        xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
+                             "'/>", s->in_h);
+    } else if (strcmp(name, "a") == 0 && s->sm) {
+        const char *h = xmpp_stanza_get_attribute(st, "h");
+        char *end = NULL;
+        unsigned long v = h ? strtoul(h, &end, 10) : 0;
+        if (h && end && *end == '\0' && v <= UINT32_MAX)
+            ack_upto(s, (uint32_t)v);
+        else
+            engine_log(s->e, COURIER_LOG_DEBUG, "bad <a h='%s'/> ignored",
+                       h ? h : "");
+    }
+    return 1;
+}
+
+static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    session_t *s = ud;
+    codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
+    codec_msg_t m;
+    if (codec_parse_message(st, &lim, &m) == COURIER_OK)
+        engine_incoming(s->e, &m);
+    codec_msg_clear(&m);
+    return 1;
+}
+
+static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    session_t *s = ud;
+    const char *type = xmpp_stanza_get_type(st);
+    const char *id = xmpp_stanza_get_id(st);
+    if (type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+        /* RFC 6120: answer pings and refuse what we do not know. */
+        xmpp_stanza_t *reply = codec_build_iq_reply(s->ctx, st);
+        if (reply)
+            send_stanza(s, reply, OUT_OTHER, NULL, 0);
+    } else if (id && s->ackping_pending && strncmp(id, "ack-", 4) == 0 &&
+               (unsigned)atoi(id + 4) == s->ping_n) {
+        s->ackping_pending = 0;
+        ack_upto(s, s->ackping_seq);
+    }
+    return 1;
+}
+
+static void drain_send_queue(session_t *s)
+{
+    char *dropped;
+    /* NOTES.md: stanzas left queued at a disconnect would otherwise be
+     * freed late; the store keeps the truth. */
+    while ((dropped = xmpp_conn_send_queue_drop_element(
+                s->conn, XMPP_QUEUE_OLDEST)) != NULL)
+        xmpp_free(s->ctx, dropped);
+}
+
+static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
+                         xmpp_stream_error_t *se, void *ud)
+{
+    (void)conn;
+    session_t *s = ud;
+    if (ev == XMPP_CONN_CONNECT) {
+        s->out_h = s->in_h = s->r_asked_at = 0;
+        s->outq_head = s->outq_len = 0;
+        s->ackping_pending = 0;
+        s->sm = 0;
+        /* NOTES.md: enable first, count from it; presence so the server
+         * flushes offline storage to this session. */
+        s->streaming = 1; /* TLS and login are done */
+        xmpp_send_raw_string(s->conn, "<enable xmlns='" NS_SM "'/>");
+        s->sm_pending = 1;
+        send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);
+        return; /* the engine hears "online" once SM is settled */
+    }
+    if (ev == XMPP_CONN_RAW_CONNECT)
+        return;
+    /* disconnect or failure */
+    int was_online = s->online;
+    s->online = s->streaming = 0;
+    s->connecting = 0;
+    s->sm = s->sm_pending = 0;
+    s->fd = -1;
+    drain_send_queue(s);
+    if (s->auth_refused) {
+        engine_log(s->e, COURIER_LOG_ERROR, "login refused by the server "
+                   "for %s: not retrying until restarted",
+                   engine_config(s->e)->jid);
+        engine_feed(s->e, CORE_EV_AUTH_FAILED);
+        return;
+    }
+    engine_log(s->e, was_online ? COURIER_LOG_INFO : COURIER_LOG_WARN,
+               "link %s (error %d%s%s)", was_online ? "lost" : "failed", err,
+               se && se->text ? ": " : "", se && se->text ? se->text : "");
+    engine_feed(s->e, CORE_EV_LINK_DOWN);
+}
+
+/* NOTES.md: no Nagle stalls; and select() in libstrophe corrupts memory
+ * on an fd above 1023, so such a socket is refused. */
+static int sockopt_cb(xmpp_conn_t *conn, void *sock)
+{
+    int fd = *(int *)sock;
+    int one = 1;
+    if (fd >= 1024)
+        return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    pthread_mutex_lock(&reg_mu);
+    for (session_t *s = reg_head; s; s = s->reg_next)
+        if (s->conn == conn)
+            s->fd = fd;
+    pthread_mutex_unlock(&reg_mu);
+    return xmpp_sockopt_cb_keepalive(conn, sock);
+}
+
+/* ---- lifecycle ------------------------------------------------------ */
+
+int session_new(session_t **out, engine_t *e)
+{
+    *out = NULL;
+    pthread_once(&strophe_once, strophe_init);
+    session_t *s = util_calloc(1, sizeof(*s));
+    if (!s)
+        return COURIER_ENOMEM;
+    s->e = e;
+    s->fd = -1;
+    s->outq = util_calloc(OUTQ_MAX, sizeof(*s->outq));
+    s->log.handler = strophe_log;
+    s->log.userdata = s;
+    s->ctx = s->outq ? xmpp_ctx_new(NULL, &s->log) : NULL;
+    s->conn = s->ctx ? xmpp_conn_new(s->ctx) : NULL;
+    if (!s->conn) {
+        session_free(s);
+        return COURIER_ENOMEM;
+    }
+    const courier_config_t *cfg = engine_config(e);
+    xmpp_conn_set_jid(s->conn, cfg->jid);
+    xmpp_conn_set_pass(s->conn, cfg->password);
+    if (cfg->ca_file)
+        xmpp_conn_set_cafile(s->conn, cfg->ca_file);
+    xmpp_conn_set_sockopt_callback(s->conn, sockopt_cb);
+    xmpp_handler_add(s->conn, count_inbound, NULL, NULL, NULL, s);
+    xmpp_handler_add(s->conn, sm_handler, NS_SM, NULL, NULL, s);
+    xmpp_handler_add(s->conn, message_handler, NULL, "message", NULL, s);
+    xmpp_handler_add(s->conn, iq_handler, NULL, "iq", NULL, s);
+    engine_set_transport(e, &transport, s);
+    reg_add(s);
+    *out = s;
+    return COURIER_OK;
+}
+
+void session_free(session_t *s)
+{
+    if (!s)
+        return;
+    if (s->has_thread)
+        session_stop(s);
+    else
+        session_close_link(s);
+    reg_remove(s);
+    if (s->e)
+        engine_set_transport(s->e, NULL, NULL);
+    if (s->conn)
+        xmpp_conn_release(s->conn);
+    if (s->ctx)
+        xmpp_ctx_free(s->ctx);
+    util_free(s->outq);
+    util_free(s);
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static int conn_fd(session_t *s)
+{
+    return s->connecting || s->streaming ? s->fd : -1;
+}
+
+static void run_strophe(session_t *s)
+{
+    /* TLS may hold decrypted input that poll() cannot see: keep running
+     * while stanzas keep coming (bounded). */
+    for (int i = 0; i < 64; i++) {
+        uint64_t before = s->inbound;
+        xmpp_run_once(s->ctx, 0);
+        if (s->inbound == before)
+            break;
+    }
+}
+
+int session_step(session_t *s, unsigned timeout_ms)
+{
+    engine_t *e = s->e;
+    engine_tick(e);
+    engine_dispatch(e);
+    ask_ack(s);
+
+    int64_t t = engine_timeout_ms(e);
+    int wait = t >= 0 && t < (int64_t)timeout_ms ? (int)t : (int)timeout_ms;
+    struct pollfd p[2] = { { .fd = engine_wake_fd(e), .events = POLLIN },
+                           { .fd = conn_fd(s), .events = POLLIN } };
+    if (p[1].fd >= 0 && (xmpp_conn_send_queue_len(s->conn) > 0 ||
+                         (s->connecting && !s->online && !s->sm_pending)))
+        p[1].events |= POLLOUT;
+    /* While connecting, libstrophe drives its handshake with its own
+     * timers: keep the step short. */
+    if (s->connecting && !s->online && wait > 50)
+        wait = 50;
+    int n = poll(p, p[1].fd >= 0 ? 2 : 1, wait);
+    if (n < 0 && errno != EINTR)
+        return util_set_error(COURIER_ESTATE, "poll: %s", strerror(errno));
+    run_strophe(s);
+    engine_tick(e);
+    engine_dispatch(e);
+    ask_ack(s);
+    xmpp_run_once(s->ctx, 0); /* flush what the dispatch queued */
+    return COURIER_OK;
+}
+
+static void *loop_main(void *arg)
+{
+    session_t *s = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE); /* NOTES.md: libstrophe writes unguarded */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    engine_feed(s->e, CORE_EV_START);
+    while (!atomic_load(&s->stop))
+        session_step(s, 60000);
+    session_close_link(s);
+    if (s->exit_fn)
+        s->exit_fn(s->exit_ud); /* may free the session */
+    return NULL;
+}
+
+int session_is_loop_thread(const session_t *s)
+{
+    return s->has_thread && pthread_equal(s->thread, pthread_self());
+}
+
+void session_request_stop(session_t *s)
+{
+    atomic_store(&s->stop, 1);
+}
+
+void session_set_exit_hook(session_t *s, void (*fn)(void *ud), void *ud)
+{
+    s->exit_fn = fn;
+    s->exit_ud = ud;
+}
+
+void session_begin_driven(session_t *s)
+{
+    if (!s->driven_started) {
+        s->driven_started = 1;
+        engine_feed(s->e, CORE_EV_START);
+    }
+}
+
+int session_start(session_t *s)
+{
+    if (s->has_thread && atomic_load(&s->stop) && !session_is_loop_thread(s)) {
+        pthread_join(s->thread, NULL); /* stopped from a callback */
+        s->has_thread = 0;
+    }
+    if (s->has_thread)
+        return util_set_error(COURIER_ESTATE, "already started");
+    atomic_store(&s->stop, 0);
+    if (pthread_create(&s->thread, NULL, loop_main, s) != 0)
+        return util_set_error(COURIER_ENOMEM, "cannot create the loop "
+                              "thread");
+    s->has_thread = 1;
+    return COURIER_OK;
+}
+
+int session_stop(session_t *s)
+{
+    if (!s->has_thread)
+        return util_set_error(COURIER_ESTATE, "not started");
+    if (session_is_loop_thread(s)) { /* from a callback: it ends itself */
+        atomic_store(&s->stop, 1);
+        return COURIER_OK;
+    }
+    atomic_store(&s->stop, 1);
+    engine_log(s->e, COURIER_LOG_DEBUG, "stopping"); /* wakes the loop */
+    pthread_join(s->thread, NULL);
+    s->has_thread = 0;
+    return COURIER_OK;
+}
+
+int session_running(const session_t *s)
+{
+    return s->has_thread;
+}
+
+void session_close_link(session_t *s)
+{
+    s->driven_started = 0;
+    engine_feed(s->e, CORE_EV_STOP);
+    if (s->streaming) {
+        /* SPEC §3: acknowledge everything stored so the server does not
+         * store those messages again. */
+        if (s->sm)
+            xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
+                                 "'/>", s->in_h);
+        xmpp_disconnect(s->conn);
+        int64_t until = util_mono_ms() + CLOSE_WAIT_MS;
+        while (s->connecting && util_mono_ms() < until) {
+            struct pollfd p = { .fd = conn_fd(s), .events = POLLIN };
+            if (p.fd >= 0)
+                poll(&p, 1, 50);
+            xmpp_run_once(s->ctx, 0);
+        }
+    }
+    if (s->connecting) {
+        tp_drop_link(s);
+        int64_t until = util_mono_ms() + 500;
+        while (s->connecting && util_mono_ms() < until)
+            xmpp_run_once(s->ctx, 10);
+    }
+    engine_dispatch(s->e);
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* A TCP relay of the tests' own between a client and the real server, on
+ * 127.0.0.1: it can cut every connection (a dead link the kernel reports)
+ * or blackhole them (a silent dead link: sockets stay open, nothing moves).
+ * New connections always pass. */
+#ifndef COURIER_TEST_RELAY_H
+#define COURIER_TEST_RELAY_H
+
+typedef struct relay relay_t;
+
+/* Listen on 127.0.0.1 (an ephemeral port) and forward to 127.0.0.1:to. */
+relay_t *relay_start(unsigned short to);
+unsigned short relay_port(const relay_t *r);
+/* Close every current connection (both sides). */
+void relay_cut(relay_t *r);
+/* Stop forwarding on every current connection, keep the sockets open. */
+void relay_blackhole(relay_t *r);
+/* Connections accepted so far. */
+int relay_accepted(relay_t *r);
+void relay_stop(relay_t *r);
+
+#endif

@@ -1,0 +1,745 @@
+/* SPDX-License-Identifier: MIT */
+/* End to end against a real Prosody on 127.0.0.1, started by prosody.sh:
+ * two (or three) libcourier clients, a fault relay of our own, and a raw
+ * libstrophe client for spoofing. Each test uses fresh stores. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <strophe.h>
+
+#include "courier.h"
+#include "relay.h"
+
+#define MAXMSG 8192
+#define SLOTS 16384 /* open addressing, power of two > 2 * MAXMSG */
+
+typedef struct {
+    char id[COURIER_ID_MAX];
+    int used;
+    int state;  /* last state seen (outgoing) */
+    int count;  /* on_message calls (incoming) */
+} slot_t;
+
+typedef struct {
+    char name[16];
+    char db[256];
+    courier_t *c;
+    pthread_mutex_t mu;
+    slot_t out[SLOTS], in[SLOTS];
+    size_t n_in_distinct, n_in_total;
+    courier_link_t link;
+    int online_count, auth_errors;
+} client_t;
+
+static const char *env(const char *k)
+{
+    const char *v = getenv(k);
+    if (!v)
+        fail_msg("%s is not set: run through tests/integration/prosody.sh", k);
+    return v;
+}
+
+static unsigned short server_port(void)
+{
+    return (unsigned short)atoi(env("COURIER_TEST_PORT"));
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static slot_t *slot(slot_t *tab, const char *id, int create)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    for (size_t i = 0; i < SLOTS; i++) {
+        slot_t *s = &tab[(h + i) & (SLOTS - 1)];
+        if (s->used && strcmp(s->id, id) == 0)
+            return s;
+        if (!s->used) {
+            if (!create)
+                return NULL;
+            s->used = 1;
+            snprintf(s->id, sizeof(s->id), "%s", id);
+            s->state = -1;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void on_state(void *ud, const char *id, const char *peer,
+                     courier_state_t st)
+{
+    (void)peer;
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    slot_t *s = slot(cl->out, id, 1);
+    if (s && (s->state < 0 || st == COURIER_FAILED ||
+              (int)st > s->state || s->state == COURIER_FAILED))
+        s->state = (int)st;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+static void on_message(void *ud, const courier_message_t *m)
+{
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    slot_t *s = slot(cl->in, m->id, 1);
+    if (s) {
+        if (s->count++ == 0)
+            cl->n_in_distinct++;
+        cl->n_in_total++;
+    }
+    pthread_mutex_unlock(&cl->mu);
+}
+
+static void on_link(void *ud, courier_link_t l)
+{
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    cl->link = l;
+    if (l == COURIER_LINK_ONLINE)
+        cl->online_count++;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+static void on_log(void *ud, int level, const char *line)
+{
+    client_t *cl = ud;
+    if (level >= COURIER_LOG_ERROR) {
+        pthread_mutex_lock(&cl->mu);
+        if (strstr(line, "refused"))
+            cl->auth_errors++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (getenv("COURIER_TEST_VERBOSE"))
+        fprintf(stderr, "[%s %d] %s\n", cl->name, level, line);
+}
+
+static const courier_callbacks_t callbacks = {
+    .on_state = on_state, .on_message = on_message, .on_link = on_link,
+    .on_log = on_log,
+};
+
+typedef void (*tweak_fn)(courier_config_t *cfg);
+
+static client_t *client_new(const char *name, const char *tag,
+                            unsigned short port, tweak_fn tweak)
+{
+    client_t *cl = calloc(1, sizeof(*cl));
+    assert_non_null(cl);
+    pthread_mutex_init(&cl->mu, NULL);
+    snprintf(cl->name, sizeof(cl->name), "%s", name);
+    snprintf(cl->db, sizeof(cl->db), "%s/%s-%s.db",
+             env("COURIER_TEST_DIR"), name, tag);
+    char jid[128], pw[64];
+    snprintf(jid, sizeof(jid), "%s@%s", name, env("COURIER_TEST_DOMAIN"));
+    snprintf(pw, sizeof(pw), "pw-%s", name);
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = jid;
+    cfg.password = pw;
+    cfg.host = "127.0.0.1";
+    cfg.port = port ? port : server_port();
+    cfg.ca_file = env("COURIER_TEST_CA");
+    cfg.db_path = cl->db;
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    if (tweak)
+        tweak(&cfg);
+    int rc = courier_open(&cl->c, &cfg, &callbacks, cl);
+    if (rc != COURIER_OK)
+        fail_msg("open %s: %s", name, courier_last_error());
+    return cl;
+}
+
+static void client_free(client_t *cl)
+{
+    if (!cl)
+        return;
+    courier_close(cl->c);
+    pthread_mutex_destroy(&cl->mu);
+    free(cl);
+}
+
+static void start(client_t *cl)
+{
+    assert_int_equal(courier_start(cl->c), COURIER_OK);
+}
+
+typedef int (*pred_fn)(void *arg);
+
+static int wait_for(pred_fn pred, void *arg, int timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+    while (now_ms() < until) {
+        if (pred(arg))
+            return 1;
+        usleep(10000);
+    }
+    return pred(arg);
+}
+
+static int is_online(void *arg)
+{
+    client_t *cl = arg;
+    pthread_mutex_lock(&cl->mu);
+    int yes = cl->link == COURIER_LINK_ONLINE;
+    pthread_mutex_unlock(&cl->mu);
+    return yes;
+}
+
+static void wait_online(client_t *cl)
+{
+    if (!wait_for(is_online, cl, 15000))
+        fail_msg("%s did not come online", cl->name);
+}
+
+typedef struct {
+    client_t *cl;
+    char (*ids)[COURIER_ID_MAX];
+    size_t n;
+    int min_state;   /* every id at least this state (by rank) */
+} all_state_t;
+
+static int rank(int s)
+{
+    return s == COURIER_FAILED || s < 0 ? -1 : s;
+}
+
+/* Reads the store (courier_get_state): the truth, whatever callbacks a
+ * previous handle missed. */
+static int all_reached(void *arg)
+{
+    all_state_t *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        courier_state_t s;
+        if (courier_get_state(a->cl->c, a->ids[i], &s) != COURIER_OK ||
+            rank((int)s) < a->min_state)
+            return 0;
+    }
+    return 1;
+}
+
+static void expect_all(client_t *cl, char (*ids)[COURIER_ID_MAX], size_t n,
+                       courier_state_t min, int timeout_ms)
+{
+    all_state_t a = { cl, ids, n, (int)min };
+    if (!wait_for(all_reached, &a, timeout_ms)) {
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            courier_info_t info;
+            courier_get_info(cl->c, ids[i], &info);
+            if (rank((int)info.state) < (int)min && bad++ < 5)
+                fprintf(stderr, "  %s: %s (%s, %u attempts)\n", ids[i],
+                        courier_state_name(info.state), info.reason,
+                        info.attempts);
+        }
+        fail_msg("%zu of %zu messages of %s below %s", bad, n, cl->name,
+                 courier_state_name(min));
+    }
+}
+
+typedef struct {
+    client_t *cl;
+    char (*ids)[COURIER_ID_MAX];
+    size_t n;
+} got_t;
+
+static int got_all(void *arg)
+{
+    got_t *g = arg;
+    pthread_mutex_lock(&g->cl->mu);
+    size_t have = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        slot_t *s = slot(g->cl->in, g->ids[i], 0);
+        have += s && s->count > 0;
+    }
+    pthread_mutex_unlock(&g->cl->mu);
+    return have == g->n;
+}
+
+/* The peer's app got each id exactly once, and nothing else twice. */
+static void expect_received_once(client_t *cl, char (*ids)[COURIER_ID_MAX],
+                                 size_t n)
+{
+    got_t g = { cl, ids, n };
+    if (!wait_for(got_all, &g, 30000))
+        fail_msg("%s did not receive all %zu messages", cl->name, n);
+    usleep(300000); /* let a late duplicate show itself */
+    pthread_mutex_lock(&cl->mu);
+    size_t dup = cl->n_in_total - cl->n_in_distinct;
+    pthread_mutex_unlock(&cl->mu);
+    assert_int_equal(dup, 0);
+}
+
+static char (*new_ids(size_t n))[COURIER_ID_MAX]
+{
+    char (*ids)[COURIER_ID_MAX] = calloc(n, COURIER_ID_MAX);
+    assert_non_null(ids);
+    return ids;
+}
+
+static void send_n(client_t *from, const char *to, char (*ids)[COURIER_ID_MAX],
+                   size_t n, const char *text)
+{
+    char body[64];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(body, sizeof(body), "%s %zu", text, i);
+        int rc = courier_send_text(from->c, to, body, ids[i]);
+        if (rc != COURIER_OK)
+            fail_msg("send: %s", courier_last_error());
+    }
+}
+
+static char bob_jid[128], alice_jid[128];
+
+static int setup_names(void **st)
+{
+    (void)st;
+    snprintf(bob_jid, sizeof(bob_jid), "bob@%s", env("COURIER_TEST_DOMAIN"));
+    snprintf(alice_jid, sizeof(alice_jid), "alice@%s",
+             env("COURIER_TEST_DOMAIN"));
+    return 0;
+}
+
+/* 1. bob online: 200 texts -> DELIVERED, each once; displayed -> DISPLAYED */
+static void test_online_delivered_once_then_displayed(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t1", 0, NULL);
+    client_t *b = client_new("bob", "t1", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    size_t n = 200;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "hello");
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, n);
+    assert_int_equal(courier_mark_displayed(b->c, alice_jid, ids[n - 1]),
+                     COURIER_OK);
+    expect_all(a, ids + n - 1, 1, COURIER_DISPLAYED, 10000);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* 2. bob offline: 50 texts -> SENT; bob connects -> DELIVERED, each once */
+static void test_offline_recipient_then_delivered(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t2", 0, NULL);
+    client_t *b = client_new("bob", "t2", 0, NULL);
+    start(a);
+    wait_online(a);
+    size_t n = 50;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "while you were away");
+    expect_all(a, ids, n, COURIER_SENT, 15000);
+    start(b);
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, n);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* 3. the link is cut under alice mid-stream */
+static void test_link_cut_mid_stream_recovers(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t3", relay_port(r), NULL);
+    client_t *b = client_new("bob", "t3", 0, NULL);
+    start(b);
+    start(a);
+    wait_online(a);
+    wait_online(b);
+    size_t n = 300;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n / 3, "before the cut");
+    relay_cut(r);
+    send_n(a, bob_jid, ids + n / 3, n - n / 3, "around the cut");
+    expect_all(a, ids, n, COURIER_DELIVERED, 60000);
+    expect_received_once(b, ids, n);
+    assert_true(relay_accepted(r) >= 2);
+    free(ids);
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
+}
+
+static void fast_watchdog(courier_config_t *cfg)
+{
+    cfg->ping_interval_ms = 300;
+    cfg->ping_timeout_ms = 1000;
+    cfg->ack_timeout_ms = 2000;
+}
+
+/* 4. a silent dead link: the watchdog cuts it and recovery follows */
+static void test_silent_dead_link_watchdog(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t4", relay_port(r), fast_watchdog);
+    client_t *b = client_new("bob", "t4", 0, NULL);
+    start(b);
+    start(a);
+    wait_online(a);
+    wait_online(b);
+    size_t n = 40;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n / 2, "before");
+    expect_all(a, ids, n / 2, COURIER_DELIVERED, 15000);
+    relay_blackhole(r);
+    send_n(a, bob_jid, ids + n / 2, n / 2, "into the void");
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, n);
+    assert_true(relay_accepted(r) >= 2);
+    free(ids);
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
+}
+
+/* 5a. alice closes mid-flight; reopened on the same store it finishes */
+static void test_close_mid_flight_reopen_finishes(void **st)
+{
+    (void)st;
+    client_t *b = client_new("bob", "t5", 0, NULL);
+    start(b);
+    wait_online(b);
+    client_t *a = client_new("alice", "t5", 0, NULL);
+    start(a);
+    wait_online(a);
+    size_t n = 100;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "mid-flight");
+    client_free(a);
+    a = client_new("alice", "t5", 0, NULL);
+    start(a);
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, n);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* The child of test 5b: send until killed, print each accepted id. */
+static int child_sender(const char *db, int n)
+{
+    char jid[128];
+    snprintf(jid, sizeof(jid), "alice@%s", env("COURIER_TEST_DOMAIN"));
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = jid;
+    cfg.password = "pw-alice";
+    cfg.host = "127.0.0.1";
+    cfg.port = server_port();
+    cfg.ca_file = env("COURIER_TEST_CA");
+    cfg.db_path = db;
+    courier_t *c;
+    if (courier_open(&c, &cfg, NULL, NULL) != COURIER_OK)
+        return 2;
+    courier_start(c);
+    char id[COURIER_ID_MAX], body[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(body, sizeof(body), "killed %d", i);
+        if (courier_send_text(c, bob_jid, body, id) != COURIER_OK)
+            return 3;
+        printf("%s\n", id); /* only after send returned: durable */
+        fflush(stdout);
+        usleep(2000);
+    }
+    pause();
+    return 0;
+}
+
+static const char *self_path;
+
+/* 5b. alice's process is killed with SIGKILL mid-flight */
+static void test_sigkill_mid_flight_loses_nothing(void **st)
+{
+    (void)st;
+    client_t *b = client_new("bob", "t5b", 0, NULL);
+    start(b);
+    wait_online(b);
+    char db[256];
+    snprintf(db, sizeof(db), "%s/alice-t5b.db", env("COURIER_TEST_DIR"));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execl(self_path, self_path, "--child-sender", db, "1000",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *in = fdopen(fds[0], "r");
+    size_t cap = 1000, n = 0;
+    char (*ids)[COURIER_ID_MAX] = new_ids(cap);
+    while (n < 60 && fgets(ids[n], COURIER_ID_MAX, in)) {
+        ids[n][strcspn(ids[n], "\n")] = '\0';
+        n++;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    /* anything printed before the kill landed was accepted too */
+    while (n < cap && fgets(ids[n], COURIER_ID_MAX, in)) {
+        ids[n][strcspn(ids[n], "\n")] = '\0';
+        if (ids[n][0])
+            n++;
+    }
+    fclose(in);
+    assert_true(n >= 60);
+    client_t *a = client_new("alice", "t5b", 0, NULL);
+    start(a);
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, n);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* 6. bob replies: what bob's device has becomes DISPLAYED (implicit
+ * read), and bob gets the reply's receipts. */
+static void test_reply_makes_delivered_read(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t6", 0, NULL);
+    client_t *b = client_new("bob", "t6", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    size_t n = 5;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "are you there?");
+    expect_all(a, ids, n, COURIER_DELIVERED, 15000);
+    char (*reply)[COURIER_ID_MAX] = new_ids(1);
+    send_n(b, alice_jid, reply, 1, "yes");
+    expect_all(a, ids, n, COURIER_DISPLAYED, 15000);
+    expect_all(b, reply, 1, COURIER_DELIVERED, 15000);
+    free(ids);
+    free(reply);
+    client_free(a);
+    client_free(b);
+}
+
+typedef struct {
+    client_t *cl;
+    char (*ids)[COURIER_ID_MAX];
+    size_t n;
+    int fail;
+} sender_t;
+
+static void *sender_thread(void *arg)
+{
+    sender_t *s = arg;
+    char body[32];
+    for (size_t i = 0; i < s->n; i++) {
+        snprintf(body, sizeof(body), "threaded %zu", i);
+        if (courier_send_text(s->cl->c, bob_jid, body, s->ids[i]) !=
+            COURIER_OK)
+            s->fail++;
+    }
+    return NULL;
+}
+
+/* 7. four threads send 1 000 messages each while the loop runs */
+static void test_four_threads_send_while_loop_runs(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t7", 0, NULL);
+    client_t *b = client_new("bob", "t7", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    size_t per = 1000;
+    char (*ids)[COURIER_ID_MAX] = new_ids(4 * per);
+    sender_t s[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (sender_t){ a, ids + i * per, per, 0 };
+        pthread_create(&th[i], NULL, sender_thread, &s[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(s[i].fail, 0);
+    }
+    expect_all(a, ids, 4 * per, COURIER_DELIVERED, 120000);
+    expect_received_once(b, ids, 4 * per);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* A bare libstrophe client that sends raw stanzas once online. */
+typedef struct {
+    const char **xml;
+    int done;
+} raw_t;
+
+static void raw_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
+                     xmpp_stream_error_t *se, void *ud)
+{
+    (void)err;
+    (void)se;
+    raw_t *r = ud;
+    if (ev == XMPP_CONN_CONNECT) {
+        xmpp_ctx_t *ctx = xmpp_conn_get_context(conn);
+        for (const char **x = r->xml; *x; x++) {
+            xmpp_stanza_t *st = xmpp_stanza_new_from_string(ctx, *x);
+            if (st) {
+                xmpp_send(conn, st);
+                xmpp_stanza_release(st);
+            }
+        }
+        xmpp_disconnect(conn);
+    } else {
+        r->done = 1;
+    }
+}
+
+static void raw_send(const char *user, const char **xml)
+{
+    char jid[128], pw[64];
+    snprintf(jid, sizeof(jid), "%s@%s/raw", user, env("COURIER_TEST_DOMAIN"));
+    snprintf(pw, sizeof(pw), "pw-%s", user);
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    xmpp_conn_t *conn = xmpp_conn_new(ctx);
+    xmpp_conn_set_flags(conn, XMPP_CONN_FLAG_MANDATORY_TLS |
+                                  XMPP_CONN_FLAG_DISABLE_SM);
+    xmpp_conn_set_jid(conn, jid);
+    xmpp_conn_set_pass(conn, pw);
+    xmpp_conn_set_cafile(conn, env("COURIER_TEST_CA"));
+    raw_t r = { xml, 0 };
+    assert_int_equal(xmpp_connect_client(conn, "127.0.0.1", server_port(),
+                                         raw_conn, &r), XMPP_EOK);
+    int64_t until = now_ms() + 10000;
+    while (!r.done && now_ms() < until)
+        xmpp_run_once(ctx, 10);
+    assert_true(r.done);
+    xmpp_conn_release(conn);
+    xmpp_ctx_free(ctx);
+}
+
+/* 8. events spoofed by a third account change nothing at alice */
+static void test_spoofed_events_from_third_account_ignored(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t8", 0, NULL);
+    start(a);
+    wait_online(a);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "for bob only"); /* bob is offline */
+    expect_all(a, ids, 1, COURIER_SENT, 10000);
+    char x22[512], r184[512], m333[512];
+    snprintf(x22, sizeof(x22), "<message to='%s'><x xmlns='jabber:x:event'>"
+             "<delivered/><displayed/><id>%s</id></x></message>", alice_jid,
+             ids[0]);
+    snprintf(r184, sizeof(r184), "<message to='%s' type='chat'><received "
+             "xmlns='urn:xmpp:receipts' id='%s'/></message>", alice_jid,
+             ids[0]);
+    snprintf(m333, sizeof(m333), "<message to='%s' type='chat'><displayed "
+             "xmlns='urn:xmpp:chat-markers:0' id='%s'/></message>",
+             alice_jid, ids[0]);
+    const char *xml[] = { x22, r184, m333, NULL };
+    raw_send("carol", xml);
+    usleep(1500000);
+    courier_state_t s;
+    assert_int_equal(courier_get_state(a->c, ids[0], &s), COURIER_OK);
+    assert_int_equal(s, COURIER_SENT);
+    free(ids);
+    client_free(a);
+}
+
+static void bad_ca(courier_config_t *cfg)
+{
+    cfg->ca_file = getenv("COURIER_TEST_BAD_CA");
+}
+
+/* 9. a server certificate not signed by the given CA is refused */
+static void test_tls_certificate_from_other_ca_refused(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t9", 0, bad_ca);
+    start(a);
+    assert_false(wait_for(is_online, a, 3000));
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->online_count, 0);
+    pthread_mutex_unlock(&a->mu);
+    client_free(a);
+}
+
+static void wrong_password(courier_config_t *cfg)
+{
+    cfg->password = "not-the-password";
+}
+
+/* SPEC §4: a refused login is reported and not hammered */
+static void test_refused_login_is_reported_not_retried(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    client_t *a = client_new("alice", "t10", relay_port(r), wrong_password);
+    start(a);
+    usleep(3000000);
+    pthread_mutex_lock(&a->mu);
+    int errors = a->auth_errors, online = a->online_count;
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(online, 0);
+    assert_true(errors >= 1);
+    assert_int_equal(relay_accepted(r), 1);
+    client_free(a);
+    relay_stop(r);
+}
+
+int main(int argc, char **argv)
+{
+    self_path = argv[0];
+    if (argc == 4 && strcmp(argv[1], "--child-sender") == 0) {
+        setup_names(NULL);
+        return child_sender(argv[2], atoi(argv[3]));
+    }
+    signal(SIGPIPE, SIG_IGN); /* the relay writes to sockets */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_online_delivered_once_then_displayed),
+        cmocka_unit_test(test_offline_recipient_then_delivered),
+        cmocka_unit_test(test_link_cut_mid_stream_recovers),
+        cmocka_unit_test(test_silent_dead_link_watchdog),
+        cmocka_unit_test(test_close_mid_flight_reopen_finishes),
+        cmocka_unit_test(test_sigkill_mid_flight_loses_nothing),
+        cmocka_unit_test(test_reply_makes_delivered_read),
+        cmocka_unit_test(test_four_threads_send_while_loop_runs),
+        cmocka_unit_test(test_spoofed_events_from_third_account_ignored),
+        cmocka_unit_test(test_tls_certificate_from_other_ca_refused),
+        cmocka_unit_test(test_refused_login_is_reported_not_retried),
+    };
+    return cmocka_run_group_tests(tests, setup_names, NULL);
+}

@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MIT */
+/* The public API and the engine (core + store + codec structs) with a fake
+ * transport: what an app sees, without a network. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "courier.h"
+#include "engine.h"
+#include "util.h"
+
+#define BOB "bob@example.com"
+
+/* ---- fixture: a temp dir, a config and recording callbacks ---------- */
+
+typedef struct {
+    char id[COURIER_ID_MAX];
+    char peer[COURIER_JID_MAX];
+    courier_state_t state;
+} seen_state_t;
+
+typedef struct {
+    char dir[64];
+    char db[128];
+    courier_config_t cfg;
+    courier_t *c;
+    pthread_mutex_t mu;
+    seen_state_t states[4096];
+    size_t n_states;
+    char msgs[64][COURIER_ID_MAX];
+    char bodies[64][64];
+    size_t n_msgs;
+    courier_link_t links[16];
+    size_t n_links;
+    int close_in_callback;
+    /* fake transport */
+    char sent[256][COURIER_ID_MAX];
+    char sent_bodies[256][64];
+    size_t n_sent;
+    store_rcpt_t receipts[64];
+    size_t n_receipts;
+} fx_t;
+
+static void on_state(void *ud, const char *id, const char *peer,
+                     courier_state_t s)
+{
+    fx_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    if (f->n_states < 4096) {
+        seen_state_t *x = &f->states[f->n_states++];
+        snprintf(x->id, sizeof(x->id), "%s", id);
+        snprintf(x->peer, sizeof(x->peer), "%s", peer);
+        x->state = s;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (f->close_in_callback)
+        courier_close(f->c);
+}
+
+static void on_message(void *ud, const courier_message_t *m)
+{
+    fx_t *f = ud;
+    if (f->n_msgs < 64) {
+        snprintf(f->msgs[f->n_msgs], COURIER_ID_MAX, "%s", m->id);
+        snprintf(f->bodies[f->n_msgs], 64, "%s", m->body);
+        f->n_msgs++;
+    }
+}
+
+static void on_link(void *ud, courier_link_t l)
+{
+    fx_t *f = ud;
+    if (f->n_links < 16)
+        f->links[f->n_links++] = l;
+}
+
+static const courier_callbacks_t callbacks = {
+    .on_state = on_state, .on_message = on_message, .on_link = on_link,
+};
+
+static int setup(void **st)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    pthread_mutex_init(&f->mu, NULL);
+    strcpy(f->dir, "/tmp/courier-api-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
+    courier_config_init(&f->cfg);
+    f->cfg.jid = "Alice@Example.com/phone";
+    f->cfg.password = "secret";
+    f->cfg.db_path = f->db;
+    /* courier_run_once connects: a closed local port refuses at once, so
+     * these tests run offline without touching DNS or the network. */
+    f->cfg.host = "127.0.0.1";
+    f->cfg.port = 1;
+    *st = f;
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    fx_t *f = *st;
+    char cmd[128];
+    if (f->c && !f->close_in_callback)
+        courier_close(f->c);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+static void open_handle(fx_t *f)
+{
+    int rc = courier_open(&f->c, &f->cfg, &callbacks, f);
+    if (rc != COURIER_OK)
+        fail_msg("open: %s (%s)", courier_strerror(rc), courier_last_error());
+}
+
+static void drain(fx_t *f)
+{
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(courier_run_once(f->c, 0), COURIER_OK);
+}
+
+static size_t count_state(fx_t *f, const char *id, courier_state_t s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_states; i++)
+        n += (!id || strcmp(f->states[i].id, id) == 0) &&
+             f->states[i].state == s;
+    return n;
+}
+
+/* ---- configuration and codes --------------------------------------- */
+
+/* SPEC §2/§4 defaults, from the one place that sets them. */
+static void test_config_init_defaults_match_spec(void **st)
+{
+    (void)st;
+    courier_config_t c;
+    memset(&c, 0xAB, sizeof(c));
+    courier_config_init(&c);
+    assert_null(c.jid);
+    assert_null(c.host);
+    assert_int_equal(c.port, 0);
+    assert_int_equal(c.allow_plaintext, 0);
+    assert_int_equal(c.ack_timeout_ms, 30000);
+    assert_int_equal(c.resend_grace_ms, 10000);
+    assert_int_equal(c.ping_interval_ms, 30000);
+    assert_int_equal(c.ping_timeout_ms, 33000);
+    assert_int_equal(c.reconnect_min_ms, 1000);
+    assert_int_equal(c.reconnect_max_ms, 60000);
+    assert_int_equal(c.max_in_flight, 100);
+    assert_int_equal(c.max_age_ms, 0);
+    assert_int_equal(c.implicit_read, 1);
+    assert_int_equal(c.version, COURIER_CONFIG_VERSION);
+    courier_config_init(NULL); /* NULL-safe */
+}
+
+static void test_open_names_the_bad_field(void **st)
+{
+    fx_t *f = *st;
+    courier_t *c = (courier_t *)0x1;
+    courier_config_t cfg = f->cfg;
+    cfg.ping_timeout_ms = 20000;
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(courier_last_error(), "ping_timeout_ms (20000)"));
+    cfg = f->cfg;
+    cfg.jid = "not a jid";
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "jid"));
+    cfg = f->cfg;
+    cfg.db_path = NULL;
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "db_path"));
+    cfg = f->cfg;
+    cfg.version = 0; /* skipped courier_config_init */
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+    assert_int_equal(courier_open(NULL, &f->cfg, NULL, NULL), COURIER_EINVAL);
+    assert_int_equal(courier_open(&c, NULL, NULL, NULL), COURIER_EINVAL);
+}
+
+static void test_strerror_and_display_status(void **st)
+{
+    (void)st;
+    for (int code = -12; code <= 1; code++) {
+        assert_non_null(courier_strerror(code));
+        assert_true(strlen(courier_strerror(code)) > 0);
+    }
+    assert_string_equal(courier_strerror(12345), "unknown error code");
+    /* SPEC §1: the note's display mapping */
+    assert_string_equal(courier_display_status(COURIER_QUEUED), "sending");
+    assert_string_equal(courier_display_status(COURIER_SENT), "sending");
+    assert_string_equal(courier_display_status(COURIER_OFFLINE), "delivered");
+    assert_string_equal(courier_display_status(COURIER_DELIVERED),
+                        "delivered");
+    assert_string_equal(courier_display_status(COURIER_DISPLAYED), "read");
+    assert_string_equal(courier_display_status(COURIER_FAILED), "failed");
+    assert_string_equal(courier_display_status((courier_state_t)99),
+                        "unknown");
+    assert_string_equal(courier_version(), COURIER_VERSION);
+}
+
+static void test_null_handle_is_einval(void **st)
+{
+    (void)st;
+    char id[COURIER_ID_MAX];
+    courier_state_t s;
+    assert_int_equal(courier_send_text(NULL, BOB, "x", id), COURIER_EINVAL);
+    assert_int_equal(courier_get_state(NULL, "x", &s), COURIER_EINVAL);
+    assert_int_equal(courier_run_once(NULL, 0), COURIER_EINVAL);
+    courier_close(NULL);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+/* SPEC §2 disconnect + §5: stored before return; offline = FAILED. */
+static void test_send_offline_is_stored_and_failed(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    char id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(f->c, "Bob@Example.com/x", "hi", id),
+                     COURIER_OK);
+    assert_true(strlen(id) > 0);
+    courier_info_t info;
+    assert_int_equal(courier_get_info(f->c, id, &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_string_equal(info.reason, "offline");
+    assert_int_equal(info.permanent, 0);
+    assert_int_equal(info.attempts, 0);
+    assert_true(info.created_ms > 0);
+    drain(f);
+    assert_int_equal(count_state(f, id, COURIER_FAILED), 1);
+    assert_string_equal(f->states[0].peer, BOB); /* normalised */
+    /* the store file is private */
+    struct stat sb;
+    assert_int_equal(stat(f->db, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
+static void test_send_rejects_bad_input_and_stores_nothing(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.max_body_bytes = 16;
+    open_handle(f);
+    char id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(f->c, "bad jid", "hi", id),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_send_text(f->c, "@example.com", "hi", id),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_send_text(f->c, BOB, "", id), COURIER_EINVAL);
+    assert_int_equal(courier_send_text(f->c, BOB, NULL, id), COURIER_EINVAL);
+    assert_int_equal(courier_send_text(f->c, BOB, "\xC3\x28", id),
+                     COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "UTF-8"));
+    assert_int_equal(courier_send_text(f->c, BOB, "01234567890123456", id),
+                     COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "max_body_bytes"));
+    drain(f);
+    assert_int_equal(f->n_states, 0); /* no callback for a failed call */
+}
+
+/* SPEC §2 media: the message id is the media id. */
+static void test_media_id_is_message_id(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    assert_int_equal(courier_send_media(f->c, BOB, COURIER_VOICE, "voice-42",
+                                        "https://example.com/v/42.ogg"),
+                     COURIER_OK);
+    courier_state_t s;
+    assert_int_equal(courier_get_state(f->c, "voice-42", &s), COURIER_OK);
+    assert_int_equal(s, COURIER_FAILED);
+    assert_int_equal(courier_send_media(f->c, BOB, COURIER_IMAGE, "voice-42",
+                                        "again"), COURIER_ESTATE);
+    assert_int_equal(courier_send_media(f->c, BOB, COURIER_TEXT, "m", "x"),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_send_media(f->c, BOB, COURIER_IMAGE, "", "x"),
+                     COURIER_EINVAL);
+}
+
+static void test_retry_and_lookups(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    char id[COURIER_ID_MAX];
+    courier_state_t s;
+    assert_int_equal(courier_retry(f->c, "nope"), COURIER_ENOTFOUND);
+    assert_int_equal(courier_get_state(f->c, "nope", &s), COURIER_ENOTFOUND);
+    assert_int_equal(courier_send_text(f->c, BOB, "hi", id), COURIER_OK);
+    drain(f);
+    size_t before = f->n_states;
+    /* offline retry: accepted, goes out on reconnect, no new callback */
+    assert_int_equal(courier_retry(f->c, id), COURIER_OK);
+    drain(f);
+    assert_int_equal(f->n_states, before);
+    assert_int_equal(courier_mark_displayed(f->c, BOB, "nope"),
+                     COURIER_ENOTFOUND);
+    assert_int_equal(courier_set_composing(f->c, BOB, 1), COURIER_ENOTCONN);
+    courier_link_t l;
+    assert_int_equal(courier_get_link(f->c, &l), COURIER_OK);
+    assert_int_equal(l, COURIER_LINK_OFFLINE);
+}
+
+/* SPEC §5: a reopened store keeps every message and state. */
+static void test_close_and_reopen_keeps_messages(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    char ids[10][COURIER_ID_MAX];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(courier_send_text(f->c, BOB, "persist", ids[i]),
+                         COURIER_OK);
+    courier_close(f->c);
+    f->c = NULL;
+    open_handle(f);
+    for (int i = 0; i < 10; i++) {
+        courier_info_t info;
+        assert_int_equal(courier_get_info(f->c, ids[i], &info), COURIER_OK);
+        assert_int_equal(info.state, COURIER_FAILED);
+    }
+}
+
+static void test_corrupt_store_is_a_clear_error(void **st)
+{
+    fx_t *f = *st;
+    int fd = open(f->db, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    char junk[4096];
+    memset(junk, 'z', sizeof(junk));
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &f->cfg, &callbacks, f),
+                     COURIER_ECORRUPT);
+    assert_null(c);
+    assert_true(strlen(courier_last_error()) > 0);
+    f->cfg.db_path = "/nonexistent-dir/x/store.db";
+    assert_int_equal(courier_open(&c, &f->cfg, &callbacks, f),
+                     COURIER_ESTORE);
+}
+
+static void test_close_from_a_callback_is_deferred(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    char id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(f->c, BOB, "bye", id), COURIER_OK);
+    f->close_in_callback = 1;
+    assert_int_equal(courier_run_once(f->c, 0), COURIER_ECLOSED);
+    assert_int_equal(f->n_states, 1);
+    f->c = NULL;
+}
+
+typedef struct {
+    fx_t *f;
+    int n;
+} sender_arg_t;
+
+static void *sender(void *p)
+{
+    sender_arg_t *a = p;
+    char id[COURIER_ID_MAX];
+    for (int i = 0; i < a->n; i++)
+        if (courier_send_text(a->f->c, BOB, "threaded", id) != COURIER_OK)
+            return (void *)1;
+    return NULL;
+}
+
+/* SPEC §7: any thread may send while the loop runs callbacks. */
+static void test_threads_send_while_loop_runs(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    pthread_t th[4];
+    sender_arg_t arg = { f, 100 };
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, sender, &arg), 0);
+    for (int i = 0; i < 50; i++)
+        courier_run_once(f->c, 1);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_null(r);
+    }
+    drain(f);
+    assert_int_equal(count_state(f, NULL, COURIER_FAILED), 400);
+}
+
+/* ---- the engine with a fake transport --------------------------------- */
+
+static void fake_send_chat(void *tp, const core_row_t *row, const char *body)
+{
+    fx_t *f = tp;
+    if (f->n_sent < 256) {
+        snprintf(f->sent[f->n_sent], COURIER_ID_MAX, "%s", row->id);
+        snprintf(f->sent_bodies[f->n_sent], 64, "%s", body);
+        f->n_sent++;
+    }
+}
+
+static void fake_send_receipt(void *tp, const store_rcpt_t *r)
+{
+    fx_t *f = tp;
+    if (f->n_receipts < 64)
+        f->receipts[f->n_receipts++] = *r;
+}
+
+static const engine_transport_t fake_tp = {
+    .send_chat = fake_send_chat, .send_receipt = fake_send_receipt,
+};
+
+static engine_t *open_engine(fx_t *f)
+{
+    engine_t *e = NULL;
+    int rc = engine_open(&e, &f->cfg, &callbacks, f);
+    if (rc != COURIER_OK)
+        fail_msg("engine_open: %s", courier_last_error());
+    engine_set_transport(e, &fake_tp, f);
+    return e;
+}
+
+static codec_msg_t chat_from(const char *from, const char *id,
+                             const char *body, unsigned asked)
+{
+    codec_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.cls = CODEC_CHAT;
+    strcpy(m.from, from);
+    strcpy(m.id, id);
+    m.body = (char *)body;
+    m.asked = asked;
+    m.composing = -1;
+    return m;
+}
+
+static codec_msg_t event_from(const char *from, const char *id,
+                              courier_state_t s)
+{
+    codec_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.cls = CODEC_EVENTS;
+    strcpy(m.from, from);
+    m.n_events = 1;
+    m.events[0].state = s;
+    strcpy(m.events[0].id, id);
+    m.composing = -1;
+    return m;
+}
+
+/* SPEC §2 reconnect: stored messages go out with their id and body. */
+static void test_engine_reconnect_sends_stored_then_acks(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char a[COURIER_ID_MAX], b[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", b), 0);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 2);
+    assert_string_equal(f->sent[0], a);
+    assert_string_equal(f->sent_bodies[1], "two");
+    assert_int_equal(engine_acked(e, a), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(count_state(f, a, COURIER_SENT), 1);
+    assert_int_equal(count_state(f, a, COURIER_QUEUED), 1);
+    /* events from the recipient move it on; from carol, nothing */
+    codec_msg_t ev = event_from("carol@example.com", a, COURIER_DELIVERED);
+    engine_incoming(e, &ev);
+    ev = event_from(BOB, a, COURIER_DELIVERED);
+    engine_incoming(e, &ev);
+    engine_dispatch(e);
+    assert_int_equal(count_state(f, a, COURIER_DELIVERED), 1);
+    courier_info_t info;
+    assert_int_equal(engine_get_info(e, a, &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_DELIVERED);
+    assert_int_equal(info.attempts, 1);
+    engine_close(e);
+}
+
+/* SPEC §3: handed once, receipts also for duplicates, stored first. */
+static void test_engine_incoming_once_with_receipts(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    engine_feed(e, CORE_EV_LINK_UP);
+    codec_msg_t m = chat_from(BOB, "p1", "hello", CORE_ASK_RECEIPT);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    assert_string_equal(f->bodies[0], "hello");
+    assert_int_equal(f->n_receipts, 2);
+    assert_int_equal(f->receipts[0].state, COURIER_DELIVERED);
+    /* displayed is remembered, and a later duplicate gets it again */
+    assert_int_equal(engine_mark_displayed(e, BOB, "p1"), COURIER_OK);
+    codec_msg_t m2 = chat_from(BOB, "p1", "hello", CORE_ASK_MARKABLE);
+    engine_incoming(e, &m2);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    assert_int_equal(f->receipts[f->n_receipts - 1].state,
+                     COURIER_DISPLAYED);
+    /* receipts not acked by the server go out again after a reconnect */
+    size_t owed = f->n_receipts;
+    assert_int_equal(engine_receipt_acked(e, f->receipts[0].rid), 0);
+    engine_feed(e, CORE_EV_LINK_DOWN);
+    engine_feed(e, CORE_EV_LINK_UP);
+    engine_dispatch(e);
+    assert_int_equal(f->n_receipts, owed + owed - 1);
+    engine_close(e);
+}
+
+/* SPEC §3 "exactly once, ever": stored but not yet handed when the
+ * process died -> handed at the next open, and only then. */
+static void test_engine_unhanded_message_survives_restart(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "p9", "crash", 0);
+    engine_incoming(e, &m);
+    engine_close(e); /* died before the loop ran on_message */
+    assert_int_equal(f->n_msgs, 0);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    assert_string_equal(f->msgs[0], "p9");
+    engine_incoming(e, &m); /* the server replays it: a duplicate */
+    engine_dispatch(e);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
+/* SPEC §2 peer activity through the engine: implicit read in the store. */
+static void test_engine_peer_activity_implicit_read(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX];
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    codec_msg_t ev = event_from(BOB, a, COURIER_DELIVERED);
+    engine_incoming(e, &ev);
+    codec_msg_t m = chat_from(BOB, "r1", "reply", 0);
+    m.delay_ms = util_wall_ms() + 1000;
+    engine_incoming(e, &m);
+    engine_dispatch(e);
+    assert_int_equal(count_state(f, a, COURIER_DISPLAYED), 1);
+    courier_info_t info;
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_DISPLAYED);
+    assert_string_equal(info.reason, "implicit-read");
+    engine_close(e);
+}
+
+/* SPEC §2 error replies through the engine. */
+static void test_engine_error_reply_fails_permanently(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX];
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    codec_msg_t err;
+    memset(&err, 0, sizeof(err));
+    err.cls = CODEC_ERROR;
+    strcpy(err.from, BOB);
+    strcpy(err.id, a);
+    err.err_type = CORE_ERR_CANCEL;
+    strcpy(err.condition, "item-not-found");
+    err.composing = -1;
+    engine_incoming(e, &err);
+    engine_dispatch(e);
+    courier_info_t info;
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_int_equal(info.permanent, 1);
+    assert_string_equal(info.reason, "item-not-found");
+    size_t sent = f->n_sent;
+    engine_feed(e, CORE_EV_LINK_DOWN);
+    engine_feed(e, CORE_EV_LINK_UP);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, sent); /* never resent by itself */
+    assert_int_equal(engine_retry(e, a), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, sent + 1);
+    engine_close(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        cmocka_unit_test(test_config_init_defaults_match_spec),
+        T(test_open_names_the_bad_field),
+        cmocka_unit_test(test_strerror_and_display_status),
+        cmocka_unit_test(test_null_handle_is_einval),
+        T(test_send_offline_is_stored_and_failed),
+        T(test_send_rejects_bad_input_and_stores_nothing),
+        T(test_media_id_is_message_id),
+        T(test_retry_and_lookups),
+        T(test_close_and_reopen_keeps_messages),
+        T(test_corrupt_store_is_a_clear_error),
+        T(test_close_from_a_callback_is_deferred),
+        T(test_threads_send_while_loop_runs),
+        T(test_engine_reconnect_sends_stored_then_acks),
+        T(test_engine_incoming_once_with_receipts),
+        T(test_engine_unhanded_message_survives_restart),
+        T(test_engine_peer_activity_implicit_read),
+        T(test_engine_error_reply_fails_permanently),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1218 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the SQLite store. Each test gets its own temporary
+ * directory; the raw sqlite3 API is used only to build old or hostile
+ * files and to check the file from outside. Names cite the SPEC rule. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "util.h"
+
+#define BOB "bob@example.com"
+#define CAROL "carol@example.com"
+#define T0 1700000000000LL
+#define ALL_STATES 0x3Fu
+#define BIT(s) (1u << (s))
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    store_t *s;
+} fx_t;
+
+/* ---- fixture ------------------------------------------------------- */
+
+static int setup_dir(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/courier-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    store_close(f->s);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* cmocka skips the teardown of a failed setup: clean up here. */
+static int setup(void **state)
+{
+    char err[256];
+    setup_dir(state);
+    fx_t *f = *state;
+    if (store_open(&f->s, f->path, NULL, err, sizeof(err)) != COURIER_OK) {
+        print_error("store_open: %s\n", err);
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static void reopen(fx_t *f)
+{
+    char err[256];
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+}
+
+/* ---- helpers ------------------------------------------------------- */
+
+static core_row_t make_row(const char *id, const char *peer,
+                           courier_state_t state, int64_t created_ms,
+                           int64_t last_sent_ms)
+{
+    core_row_t r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.id, id);
+    strcpy(r.peer, peer);
+    r.kind = COURIER_TEXT;
+    r.state = state;
+    r.created_ms = created_ms;
+    r.last_sent_ms = last_sent_ms;
+    r.last_change_ms = created_ms;
+    r.attempts = last_sent_ms ? 1 : 0;
+    r.permanent = 0;
+    return r;
+}
+
+static void put(fx_t *f, const char *id, const char *peer,
+                courier_state_t state, int64_t created_ms,
+                int64_t last_sent_ms)
+{
+    core_row_t r = make_row(id, peer, state, created_ms, last_sent_ms);
+    assert_int_equal(store_out_insert(f->s, &r, "body"), COURIER_OK);
+}
+
+static core_row_t get(fx_t *f, const char *id)
+{
+    core_row_t r;
+    assert_int_equal(store_out_get(f->s, id, &r, NULL), COURIER_OK);
+    return r;
+}
+
+static core_act_t make_act(const char *id, courier_state_t to,
+                           unsigned from_mask, const char *reason)
+{
+    core_act_t a;
+    memset(&a, 0, sizeof(a));
+    a.type = CORE_ACT_STATE;
+    strcpy(a.id, id);
+    strcpy(a.peer, BOB);
+    a.state = to;
+    a.from_mask = from_mask;
+    a.attempts = 1;
+    a.last_sent_ms = T0 + 10;
+    a.last_change_ms = T0 + 20;
+    strcpy(a.reason, reason);
+    a.notify = 1;
+    return a;
+}
+
+static int set_state(fx_t *f, const core_act_t *a)
+{
+    int changed = -1;
+    assert_int_equal(store_out_set_state(f->s, a, &changed), COURIER_OK);
+    return changed;
+}
+
+static void assert_rows_equal(const core_row_t *a, const core_row_t *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->peer, b->peer);
+    assert_int_equal(a->kind, b->kind);
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->attempts, b->attempts);
+    assert_int_equal(a->bounces, b->bounces);
+    assert_int_equal(a->created_ms, b->created_ms);
+    assert_int_equal(a->last_sent_ms, b->last_sent_ms);
+    assert_int_equal(a->last_change_ms, b->last_change_ms);
+    assert_int_equal(a->permanent, b->permanent);
+    assert_string_equal(a->reason, b->reason);
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    return db;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = raw_open(path);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = raw_open(path);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void raw_text(const char *path, const char *sql, char *out,
+                     size_t size)
+{
+    sqlite3 *db = raw_open(path);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static unsigned file_mode(const char *path)
+{
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return sb.st_mode & 0777;
+}
+
+/* Records callback arguments. */
+typedef struct {
+    char ids[16][COURIER_ID_MAX];
+    char peers[16][COURIER_JID_MAX];
+    store_rcpt_t rcpts[16];
+    size_t n;
+    int stop_after; /* row callbacks: return 7 after this many (0: never) */
+} rec_t;
+
+static void rec_id(void *ud, const char *id, const char *peer)
+{
+    rec_t *r = ud;
+    assert_true(r->n < 16);
+    strcpy(r->ids[r->n], id);
+    strcpy(r->peers[r->n], peer);
+    r->n++;
+}
+
+static int rec_row(void *ud, const core_row_t *row)
+{
+    rec_t *r = ud;
+    rec_id(ud, row->id, row->peer);
+    return r->stop_after && (int)r->n >= r->stop_after ? 7 : 0;
+}
+
+static int rec_in(void *ud, const store_in_t *m, const char *body)
+{
+    rec_t *r = ud;
+    assert_true(r->n < 16);
+    strcpy(r->ids[r->n], m->id);
+    /* the body stands in for the peer: both are checked by the test */
+    snprintf(r->peers[r->n], sizeof(r->peers[0]), "%s", body);
+    r->n++;
+    return 0;
+}
+
+static int rec_rcpt(void *ud, const store_rcpt_t *rc)
+{
+    rec_t *r = ud;
+    assert_true(r->n < 16);
+    r->rcpts[r->n++] = *rc;
+    return 0;
+}
+
+static store_in_t make_in(const char *peer, const char *id, unsigned asked,
+                          int64_t ts)
+{
+    store_in_t m;
+    memset(&m, 0, sizeof(m));
+    strcpy(m.peer, peer);
+    strcpy(m.id, id);
+    m.kind = COURIER_TEXT;
+    m.timestamp_ms = ts;
+    m.asked = asked;
+    return m;
+}
+
+/* ---- open, create, file ------------------------------------------- */
+
+/* SPEC §5: the store file is created with mode 0600, journal in WAL. */
+static void test_create_mode_0600_wal(void **state)
+{
+    fx_t *f = *state;
+    char wal[160], shm[160], mode[16];
+    assert_int_equal(file_mode(f->path), 0600);
+    put(f, "m1", BOB, COURIER_QUEUED, T0, 0);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    snprintf(shm, sizeof(shm), "%s-shm", f->path);
+    assert_int_equal(file_mode(wal), 0600);
+    assert_int_equal(file_mode(shm), 0600);
+    raw_text(f->path, "PRAGMA journal_mode", mode, sizeof(mode));
+    assert_string_equal(mode, "wal");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+}
+
+/* SPEC §5 synchronous=FULL by option: opens and works the same. */
+static void test_open_synchronous_full(void **state)
+{
+    fx_t *f = *state;
+    store_opts_t o = { .synchronous_full = 1 };
+    char err[256];
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_open(&f->s, f->path, &o, err, sizeof(err)),
+                     COURIER_OK);
+    put(f, "m1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(get(f, "m1").state, COURIER_QUEUED);
+}
+
+/* ---- outgoing ----------------------------------------------------- */
+
+/* SPEC §1/§7: what is stored is what comes back, body byte for byte. */
+static void test_out_insert_get_roundtrip(void **state)
+{
+    fx_t *f = *state;
+    const char *body = "你好，世界 — héllo 🎉😀 \xe2\x80\x8d ok";
+    core_row_t r = make_row("媒体-1", "bob@例子.example", COURIER_FAILED,
+                            T0, T0 + 5);
+    r.kind = COURIER_VOICE;
+    r.attempts = 4;
+    r.bounces = 2;
+    r.last_change_ms = T0 + 9;
+    r.permanent = 1;
+    strcpy(r.reason, "service-unavailable");
+    assert_int_equal(store_out_insert(f->s, &r, body), COURIER_OK);
+
+    core_row_t back;
+    char *got = NULL;
+    assert_int_equal(store_out_get(f->s, "媒体-1", &back, &got), COURIER_OK);
+    assert_rows_equal(&r, &back);
+    assert_non_null(got);
+    assert_string_equal(got, body);
+    util_free(got);
+
+    assert_int_equal(store_out_get(f->s, "媒体-1", &back, NULL), COURIER_OK);
+    got = (char *)"untouched";
+    assert_int_equal(store_out_get(f->s, "nope", &back, &got),
+                     COURIER_ENOTFOUND);
+    assert_null(got);
+
+    int64_t n = -1;
+    assert_int_equal(store_out_count(f->s, &n), COURIER_OK);
+    assert_int_equal(n, 1);
+}
+
+/* SPEC §7 courier_send_media: an id that exists is COURIER_ESTATE. */
+static void test_out_insert_duplicate_id_estate(void **state)
+{
+    fx_t *f = *state;
+    core_row_t r = make_row("m1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_out_insert(f->s, &r, "first"), COURIER_OK);
+    r.state = COURIER_SENT;
+    assert_int_equal(store_out_insert(f->s, &r, "second"), COURIER_ESTATE);
+    assert_non_null(strstr(store_errmsg(f->s), "m1"));
+
+    char *body = NULL;
+    core_row_t back;
+    assert_int_equal(store_out_get(f->s, "m1", &back, &body), COURIER_OK);
+    assert_int_equal(back.state, COURIER_QUEUED);
+    assert_string_equal(body, "first");
+    util_free(body);
+    int64_t n = 0;
+    assert_int_equal(store_out_count(f->s, &n), COURIER_OK);
+    assert_int_equal(n, 1);
+}
+
+/* SPEC §1: one conditional update per transition; a late <offline/> after
+ * <delivered/> changes nothing. */
+static void test_set_state_conditional_never_backwards(void **state)
+{
+    fx_t *f = *state;
+    put(f, "m1", BOB, COURIER_QUEUED, T0, 0);
+
+    core_act_t a = make_act("m1", COURIER_SENT,
+                            BIT(COURIER_QUEUED) | BIT(COURIER_FAILED), "");
+    assert_int_equal(set_state(f, &a), 1);
+    assert_int_equal(get(f, "m1").state, COURIER_SENT);
+
+    a = make_act("m1", COURIER_DELIVERED,
+                 BIT(COURIER_SENT) | BIT(COURIER_OFFLINE), "delivered");
+    a.bounces = 1;
+    assert_int_equal(set_state(f, &a), 1);
+    core_row_t r = get(f, "m1");
+    assert_int_equal(r.state, COURIER_DELIVERED);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.bounces, 1);
+    assert_int_equal(r.last_sent_ms, T0 + 10);
+    assert_int_equal(r.last_change_ms, T0 + 20);
+    assert_string_equal(r.reason, "delivered");
+
+    a = make_act("m1", COURIER_OFFLINE,
+                 BIT(COURIER_QUEUED) | BIT(COURIER_SENT) | BIT(COURIER_FAILED),
+                 "late");
+    a.attempts = 9;
+    assert_int_equal(set_state(f, &a), 0);
+    r = get(f, "m1");
+    assert_int_equal(r.state, COURIER_DELIVERED);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(r.reason, "delivered");
+
+    /* unknown id: nothing to change, not an error */
+    a = make_act("ghost", COURIER_SENT, ALL_STATES, "");
+    assert_int_equal(set_state(f, &a), 0);
+}
+
+/* SPEC §2 error replies: FAILED with its condition, and back to QUEUED on
+ * a resend. */
+static void test_set_state_failed_and_back(void **state)
+{
+    fx_t *f = *state;
+    put(f, "m1", BOB, COURIER_SENT, T0, T0 + 1);
+    core_act_t a = make_act("m1", COURIER_FAILED,
+                            BIT(COURIER_QUEUED) | BIT(COURIER_SENT) |
+                                BIT(COURIER_OFFLINE),
+                            "item-not-found");
+    a.permanent = 1;
+    assert_int_equal(set_state(f, &a), 1);
+    core_row_t r = get(f, "m1");
+    assert_int_equal(r.state, COURIER_FAILED);
+    assert_int_equal(r.permanent, 1);
+    assert_string_equal(r.reason, "item-not-found");
+
+    a = make_act("m1", COURIER_QUEUED, BIT(COURIER_FAILED), "");
+    assert_int_equal(set_state(f, &a), 1);
+    r = get(f, "m1");
+    assert_int_equal(r.state, COURIER_QUEUED);
+    assert_int_equal(r.permanent, 0);
+    assert_string_equal(r.reason, "");
+}
+
+/* SPEC §2 CORE_ACT_TRANSMIT: attempts and last send are recorded. */
+static void test_mark_sent(void **state)
+{
+    fx_t *f = *state;
+    put(f, "m1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_out_mark_sent(f->s, "m1", 3, T0 + 77),
+                     COURIER_OK);
+    core_row_t r = get(f, "m1");
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(r.last_sent_ms, T0 + 77);
+    assert_int_equal(r.state, COURIER_QUEUED);
+    assert_int_equal(store_out_mark_sent(f->s, "ghost", 1, T0),
+                     COURIER_ENOTFOUND);
+}
+
+static void put_promote_fixture(fx_t *f)
+{
+    /* id, peer, state, created, last sent */
+    put(f, "b1", BOB, COURIER_DELIVERED, T0 + 10, T0 + 100);
+    put(f, "b2", BOB, COURIER_DELIVERED, T0 + 20, T0 + 300);
+    put(f, "b3", BOB, COURIER_SENT, T0 + 5, T0 + 50);
+    put(f, "b4", BOB, COURIER_OFFLINE, T0 + 5, T0 + 50);
+    put(f, "b5", BOB, COURIER_FAILED, T0 + 5, T0 + 50);
+    put(f, "c1", CAROL, COURIER_DELIVERED, T0 + 5, T0 + 50);
+}
+
+/* The callback runs once the change is committed: another connection
+ * already sees the row DISPLAYED. */
+typedef struct {
+    const char *path;
+    int seen;
+} commit_probe_t;
+
+static void probe_committed(void *ud, const char *id, const char *peer)
+{
+    commit_probe_t *p = ud;
+    sqlite3 *db = raw_open(p->path);
+    sqlite3_stmt *st = NULL;
+    (void)peer;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT state FROM outbox"
+                                        " WHERE id = ?", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), COURIER_DISPLAYED);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    p->seen++;
+}
+
+static void test_promote_displayed_notifies_after_commit(void **state)
+{
+    fx_t *f = *state;
+    commit_probe_t p = { f->path, 0 };
+    put_promote_fixture(f);
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 1, T0 + 99,
+                                                 T0 + 999, "displayed-upto",
+                                                 probe_committed, &p),
+                     COURIER_OK);
+    assert_int_equal(p.seen, 2);
+}
+
+/* SPEC §2 peer activity (a): only DELIVERED messages to that peer, last
+ * sent before the bound, become DISPLAYED; one callback per message. */
+static void test_promote_displayed_by_last_sent(void **state)
+{
+    fx_t *f = *state;
+    rec_t rec = { .n = 0 };
+    put_promote_fixture(f);
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 0, T0 + 200,
+                                                 T0 + 999, "implicit-read",
+                                                 rec_id, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.ids[0], "b1");
+    assert_string_equal(rec.peers[0], BOB);
+    core_row_t r = get(f, "b1");
+    assert_int_equal(r.state, COURIER_DISPLAYED);
+    assert_int_equal(r.last_change_ms, T0 + 999);
+    assert_string_equal(r.reason, "implicit-read");
+    assert_int_equal(get(f, "b2").state, COURIER_DELIVERED);
+    assert_int_equal(get(f, "b3").state, COURIER_SENT);
+    assert_int_equal(get(f, "b4").state, COURIER_OFFLINE);
+    assert_int_equal(get(f, "b5").state, COURIER_FAILED);
+    assert_int_equal(get(f, "c1").state, COURIER_DELIVERED);
+
+    /* the bound is inclusive, and what is DISPLAYED is not called again */
+    rec.n = 0;
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 0, T0 + 300,
+                                                 T0 + 1000, "implicit-read",
+                                                 rec_id, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.ids[0], "b2");
+
+    /* nothing left: no callback, and a NULL callback is fine */
+    rec.n = 0;
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 0, T0 + 9999,
+                                                 T0 + 1001, "implicit-read",
+                                                 rec_id, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 0);
+    assert_int_equal(store_out_promote_displayed(f->s, CAROL, 0, T0 + 9999,
+                                                 T0 + 1001, "implicit-read",
+                                                 NULL, NULL),
+                     COURIER_OK);
+    assert_int_equal(get(f, "c1").state, COURIER_DISPLAYED);
+}
+
+/* SPEC §1 XEP-0333 displayed covers every earlier message to that peer:
+ * bounded by creation time. */
+static void test_promote_displayed_by_created(void **state)
+{
+    fx_t *f = *state;
+    rec_t rec = { .n = 0 };
+    put_promote_fixture(f);
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 1, T0 + 20,
+                                                 T0 + 999, "displayed-upto",
+                                                 rec_id, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    /* order is not promised */
+    int b1 = strcmp(rec.ids[0], "b1") == 0 || strcmp(rec.ids[1], "b1") == 0;
+    int b2 = strcmp(rec.ids[0], "b2") == 0 || strcmp(rec.ids[1], "b2") == 0;
+    assert_true(b1 && b2);
+    assert_int_equal(get(f, "b1").state, COURIER_DISPLAYED);
+    assert_int_equal(get(f, "b2").state, COURIER_DISPLAYED);
+    assert_string_equal(get(f, "b2").reason, "displayed-upto");
+    assert_int_equal(get(f, "b3").state, COURIER_SENT);
+    assert_int_equal(get(f, "c1").state, COURIER_DELIVERED);
+
+    rec.n = 0;
+    put(f, "b6", BOB, COURIER_DELIVERED, T0 + 21, T0 + 21);
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 1, T0 + 20,
+                                                 T0 + 999, "displayed-upto",
+                                                 rec_id, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 0);
+    assert_int_equal(get(f, "b6").state, COURIER_DELIVERED);
+}
+
+/* SPEC §2 reconnect: every unsettled message, oldest accepted first; the
+ * settled ones (DELIVERED, DISPLAYED, permanent FAILED) stay out. */
+static void test_each_unsettled_oldest_first(void **state)
+{
+    fx_t *f = *state;
+    core_row_t r;
+    /* created_ms runs backwards: the order is the order of acceptance */
+    put(f, "a", BOB, COURIER_QUEUED, T0 + 70, 0);
+    put(f, "b", BOB, COURIER_DELIVERED, T0 + 60, T0);
+    put(f, "c", CAROL, COURIER_SENT, T0 + 50, T0);
+    r = make_row("d", BOB, COURIER_FAILED, T0 + 40, T0);
+    r.permanent = 1;
+    assert_int_equal(store_out_insert(f->s, &r, "x"), COURIER_OK);
+    put(f, "e", BOB, COURIER_OFFLINE, T0 + 30, T0);
+    put(f, "f", BOB, COURIER_DISPLAYED, T0 + 20, T0);
+    put(f, "g", CAROL, COURIER_FAILED, T0 + 10, T0);
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.ids[0], "a");
+    assert_string_equal(rec.ids[1], "c");
+    assert_string_equal(rec.ids[2], "e");
+    assert_string_equal(rec.ids[3], "g");
+    assert_string_equal(rec.peers[1], CAROL);
+
+    core_act_t a = make_act("c", COURIER_DELIVERED, ALL_STATES, "");
+    assert_int_equal(set_state(f, &a), 1);
+    a = make_act("d", COURIER_QUEUED, BIT(COURIER_FAILED), "");
+    assert_int_equal(set_state(f, &a), 1);
+    rec.n = 0;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.ids[0], "a");
+    assert_string_equal(rec.ids[1], "d");
+    assert_string_equal(rec.ids[2], "e");
+    assert_string_equal(rec.ids[3], "g");
+
+    /* a non-zero return stops the walk and is returned */
+    rec.n = 0;
+    rec.stop_after = 2;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec), 7);
+    assert_int_equal(rec.n, 2);
+    /* and the statement was reset: a second walk starts over */
+    rec.n = 0;
+    rec.stop_after = 0;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+}
+
+/* SPEC §5: a restart loses nothing: every state, attempt and reason. */
+static void test_reopen_keeps_everything(void **state)
+{
+    fx_t *f = *state;
+    core_row_t rows[4];
+    rows[0] = make_row("q", BOB, COURIER_QUEUED, T0, 0);
+    rows[1] = make_row("s", BOB, COURIER_SENT, T0 + 1, T0 + 2);
+    rows[1].attempts = 2;
+    rows[2] = make_row("x", CAROL, COURIER_FAILED, T0 + 3, T0 + 4);
+    rows[2].bounces = 3;
+    rows[2].permanent = 1;
+    strcpy(rows[2].reason, "service-unavailable");
+    rows[3] = make_row("o", CAROL, COURIER_QUEUED, T0 + 5, 0);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_out_insert(f->s, &rows[i], "b"), COURIER_OK);
+    /* mid-flight changes after the insert */
+    core_act_t a = make_act("o", COURIER_OFFLINE, ALL_STATES, "stored");
+    a.attempts = 5;
+    a.bounces = 1;
+    assert_int_equal(set_state(f, &a), 1);
+    rows[3].state = COURIER_OFFLINE;
+    rows[3].attempts = 5;
+    rows[3].bounces = 1;
+    rows[3].last_sent_ms = a.last_sent_ms;
+    rows[3].last_change_ms = a.last_change_ms;
+    strcpy(rows[3].reason, "stored");
+    assert_int_equal(store_out_mark_sent(f->s, "q", 1, T0 + 50), COURIER_OK);
+    rows[0].attempts = 1;
+    rows[0].last_sent_ms = T0 + 50;
+
+    reopen(f);
+    for (size_t i = 0; i < 4; i++) {
+        core_row_t back = get(f, rows[i].id);
+        assert_rows_equal(&rows[i], &back);
+    }
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 3);
+    assert_string_equal(rec.ids[0], "q");
+    assert_string_equal(rec.ids[1], "s");
+    assert_string_equal(rec.ids[2], "o");
+}
+
+/* ---- incoming ----------------------------------------------------- */
+
+/* SPEC §3: duplicates are recognised by (peer, id); the receipt forms
+ * asked for are accumulated. */
+static void test_in_duplicate_detection(void **state)
+{
+    fx_t *f = *state;
+    int dup = -1;
+    store_in_t old, got;
+    store_in_t m = make_in(BOB, "i1", CORE_ASK_RECEIPT, T0);
+    assert_int_equal(store_in_insert(f->s, &m, "hello 👋", &dup, &old),
+                     COURIER_OK);
+    assert_int_equal(dup, 0);
+
+    store_in_t again = make_in(BOB, "i1", CORE_ASK_MARKABLE, T0 + 500);
+    again.kind = COURIER_IMAGE;
+    assert_int_equal(store_in_insert(f->s, &again, "changed", &dup, &old),
+                     COURIER_OK);
+    assert_int_equal(dup, 1);
+    assert_string_equal(old.peer, BOB);
+    assert_string_equal(old.id, "i1");
+    assert_int_equal(old.kind, COURIER_TEXT);
+    assert_int_equal(old.timestamp_ms, T0);
+    assert_int_equal(old.asked, CORE_ASK_RECEIPT | CORE_ASK_MARKABLE);
+    assert_int_equal(old.handed, 0);
+    assert_int_equal(old.displayed, 0);
+
+    /* `existing` may be NULL */
+    assert_int_equal(store_in_insert(f->s, &again, "x", &dup, NULL),
+                     COURIER_OK);
+    assert_int_equal(dup, 1);
+
+    /* same id from someone else is another message */
+    store_in_t other = make_in(CAROL, "i1", 0, T0);
+    assert_int_equal(store_in_insert(f->s, &other, "hi", &dup, &old),
+                     COURIER_OK);
+    assert_int_equal(dup, 0);
+
+    assert_int_equal(store_in_get(f->s, BOB, "i1", &got), COURIER_OK);
+    assert_int_equal(got.asked, CORE_ASK_RECEIPT | CORE_ASK_MARKABLE);
+    assert_int_equal(store_in_get(f->s, BOB, "nope", &got),
+                     COURIER_ENOTFOUND);
+
+    /* the first body is kept */
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.ids[0], "i1");
+    assert_string_equal(rec.peers[0], "hello 👋");
+}
+
+/* SPEC §3: handed over exactly once, even across a crash between the
+ * store and the callback. */
+static void test_in_handed_and_each_unhanded(void **state)
+{
+    fx_t *f = *state;
+    int dup;
+    const char *ids[] = { "i1", "i2", "i3" };
+    for (size_t i = 0; i < 3; i++) {
+        store_in_t m = make_in(BOB, ids[i], 0, T0 + (int64_t)i);
+        char body[16];
+        snprintf(body, sizeof(body), "body %zu", i);
+        assert_int_equal(store_in_insert(f->s, &m, body, &dup, NULL),
+                         COURIER_OK);
+    }
+    assert_int_equal(store_in_set_handed(f->s, BOB, "i2"), COURIER_OK);
+    assert_int_equal(store_in_set_handed(f->s, BOB, "zz"), COURIER_ENOTFOUND);
+
+    reopen(f);
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.ids[0], "i1");
+    assert_string_equal(rec.peers[0], "body 0");
+    assert_string_equal(rec.ids[1], "i3");
+    assert_string_equal(rec.peers[1], "body 2");
+
+    store_in_t got;
+    assert_int_equal(store_in_get(f->s, BOB, "i2", &got), COURIER_OK);
+    assert_int_equal(got.handed, 1);
+    /* a duplicate of a handed message says so */
+    store_in_t m = make_in(BOB, "i2", 0, T0);
+    assert_int_equal(store_in_insert(f->s, &m, "again", &dup, &got),
+                     COURIER_OK);
+    assert_int_equal(dup, 1);
+    assert_int_equal(got.handed, 1);
+}
+
+/* SPEC §3 courier_mark_displayed: remembered, so a later duplicate gets
+ * displayed again; unknown messages are ENOTFOUND. */
+static void test_in_set_displayed(void **state)
+{
+    fx_t *f = *state;
+    int dup;
+    store_in_t m = make_in(BOB, "i1", CORE_ASK_X22_DISPLAYED, T0), got;
+    assert_int_equal(store_in_insert(f->s, &m, "b", &dup, NULL), COURIER_OK);
+    assert_int_equal(store_in_set_displayed(f->s, BOB, "i1"), COURIER_OK);
+    assert_int_equal(store_in_set_displayed(f->s, BOB, "i2"),
+                     COURIER_ENOTFOUND);
+    assert_int_equal(store_in_set_displayed(f->s, CAROL, "i1"),
+                     COURIER_ENOTFOUND);
+    assert_int_equal(store_in_insert(f->s, &m, "b", &dup, &got), COURIER_OK);
+    assert_int_equal(dup, 1);
+    assert_int_equal(got.displayed, 1);
+}
+
+/* ---- receipts ----------------------------------------------------- */
+
+/* SPEC §3 receipts are reliable: kept until the server has them. */
+static void test_receipts_add_each_done(void **state)
+{
+    fx_t *f = *state;
+    int64_t rid[3];
+    store_rcpt_t r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.peer, BOB);
+    for (int i = 0; i < 3; i++) {
+        snprintf(r.id, sizeof(r.id), "i%d", i);
+        r.state = i == 1 ? COURIER_DISPLAYED : COURIER_DELIVERED;
+        r.asked = (unsigned)(i + 1);
+        assert_int_equal(store_rcpt_add(f->s, &r, &rid[i]), COURIER_OK);
+    }
+    assert_true(rid[0] < rid[1] && rid[1] < rid[2]);
+    assert_int_equal(store_rcpt_add(f->s, &r, NULL), COURIER_OK);
+
+    assert_int_equal(store_rcpt_done(f->s, rid[1]), COURIER_OK);
+    assert_int_equal(store_rcpt_done(f->s, rid[1]), COURIER_OK);
+    reopen(f);
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.rcpts[0].rid, rid[0]);
+    assert_string_equal(rec.rcpts[0].peer, BOB);
+    assert_string_equal(rec.rcpts[0].id, "i0");
+    assert_int_equal(rec.rcpts[0].state, COURIER_DELIVERED);
+    assert_int_equal(rec.rcpts[0].asked, 1);
+    assert_int_equal(rec.rcpts[1].rid, rid[2]);
+    assert_string_equal(rec.rcpts[1].id, "i2");
+    assert_int_equal(rec.rcpts[1].asked, 3);
+    assert_true(rec.rcpts[2].rid > rid[2]);
+}
+
+/* ---- transactions ------------------------------------------------- */
+
+/* store.h: several calls in one explicit transaction (group commit). */
+static void test_begin_commit(void **state)
+{
+    fx_t *f = *state;
+    int dup;
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    assert_int_equal(store_begin(f->s), COURIER_ESTATE);
+    put(f, "m1", BOB, COURIER_DELIVERED, T0, T0);
+    put(f, "m2", BOB, COURIER_QUEUED, T0, 0);
+    /* a failing call inside leaves the transaction usable */
+    core_row_t r = make_row("m1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_out_insert(f->s, &r, "x"), COURIER_ESTATE);
+    store_in_t m = make_in(BOB, "i1", 0, T0);
+    assert_int_equal(store_in_insert(f->s, &m, "b", &dup, NULL), COURIER_OK);
+    assert_int_equal(store_out_promote_displayed(f->s, BOB, 0, T0, T0 + 1,
+                                                 "implicit-read", rec_id,
+                                                 &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(store_commit(f->s), COURIER_OK);
+    assert_int_equal(store_commit(f->s), COURIER_ESTATE);
+
+    reopen(f);
+    assert_int_equal(get(f, "m1").state, COURIER_DISPLAYED);
+    assert_int_equal(get(f, "m2").state, COURIER_QUEUED);
+    store_in_t got;
+    assert_int_equal(store_in_get(f->s, BOB, "i1", &got), COURIER_OK);
+}
+
+static void test_begin_rollback(void **state)
+{
+    fx_t *f = *state;
+    int dup;
+    put(f, "m0", BOB, COURIER_DELIVERED, T0, T0);
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    put(f, "m1", BOB, COURIER_QUEUED, T0, 0);
+    core_act_t a = make_act("m0", COURIER_DISPLAYED, ALL_STATES, "");
+    assert_int_equal(set_state(f, &a), 1);
+    store_in_t m = make_in(BOB, "i1", 0, T0);
+    assert_int_equal(store_in_insert(f->s, &m, "b", &dup, NULL), COURIER_OK);
+    store_rollback(f->s);
+
+    core_row_t r;
+    assert_int_equal(store_out_get(f->s, "m1", &r, NULL), COURIER_ENOTFOUND);
+    assert_int_equal(get(f, "m0").state, COURIER_DELIVERED);
+    store_in_t got;
+    assert_int_equal(store_in_get(f->s, BOB, "i1", &got), COURIER_ENOTFOUND);
+    /* and the store works on standalone afterwards */
+    put(f, "m2", BOB, COURIER_QUEUED, T0, 0);
+    reopen(f);
+    assert_int_equal(get(f, "m2").state, COURIER_QUEUED);
+    int64_t n = 0;
+    assert_int_equal(store_out_count(f->s, &n), COURIER_OK);
+    assert_int_equal(n, 2);
+}
+
+/* ---- schema, migration, hostile files ------------------------------ */
+
+static const char v1_ddl[] =
+    "CREATE TABLE outbox(seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    " peer TEXT NOT NULL, kind INTEGER NOT NULL, body TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, last_sent_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_change_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " state INTEGER NOT NULL, permanent INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE state IN (0,1,2) OR (state=5 AND permanent=0);"
+    "CREATE INDEX outbox_peer_state ON outbox(peer, state, last_sent_ms);"
+    "CREATE TABLE inbox(peer TEXT NOT NULL, id TEXT NOT NULL,"
+    " kind INTEGER NOT NULL, body TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
+    " received_ms INTEGER NOT NULL, asked INTEGER NOT NULL DEFAULT 0,"
+    " displayed INTEGER NOT NULL DEFAULT 0,"
+    " handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(peer, id))"
+    " WITHOUT ROWID;"
+    "CREATE INDEX inbox_unhanded ON inbox(received_ms) WHERE handed=0;"
+    "INSERT INTO outbox(id, peer, kind, body, created_ms, last_sent_ms,"
+    " last_change_ms, attempts, state, permanent, reason)"
+    " VALUES('old1', 'bob@example.com', 0, 'from v1', 1700000000000,"
+    " 1700000000005, 1700000000006, 2, 5, 0, 'link-lost');"
+    "INSERT INTO inbox VALUES('bob@example.com', 'in1', 0, 'hi', 1, 2, 4,"
+    " 0, 0);"
+    "PRAGMA user_version=1;";
+
+/* SPEC §5: forward migrations keep every row. */
+static void test_migrate_v1_to_v2(void **state)
+{
+    fx_t *f = *state;
+    char err[256];
+    raw_exec(f->path, v1_ddl);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+
+    char *body = NULL;
+    core_row_t r;
+    assert_int_equal(store_out_get(f->s, "old1", &r, &body), COURIER_OK);
+    assert_string_equal(body, "from v1");
+    util_free(body);
+    assert_int_equal(r.state, COURIER_FAILED);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.bounces, 0);
+    assert_int_equal(r.created_ms, T0);
+    assert_int_equal(r.last_sent_ms, T0 + 5);
+    assert_int_equal(r.last_change_ms, T0 + 6);
+    assert_string_equal(r.reason, "link-lost");
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    store_in_t in;
+    assert_int_equal(store_in_get(f->s, BOB, "in1", &in), COURIER_OK);
+    assert_int_equal(in.asked, 4);
+
+    store_rcpt_t rc;
+    memset(&rc, 0, sizeof(rc));
+    strcpy(rc.peer, BOB);
+    strcpy(rc.id, "in1");
+    rc.state = COURIER_DELIVERED;
+    rc.asked = CORE_ASK_RECEIPT;
+    assert_int_equal(store_rcpt_add(f->s, &rc, NULL), COURIER_OK);
+    reopen(f);
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+}
+
+/* SPEC §7 courier_open: a store written by a newer version is refused. */
+static void test_newer_schema_ecorrupt(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "";
+    raw_exec(f->path, "CREATE TABLE future(x); PRAGMA user_version=99;");
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_ECORRUPT);
+    assert_null(f->s);
+    assert_non_null(strstr(err, "99"));
+    assert_non_null(strstr(err, "newer"));
+    assert_non_null(strstr(err, f->path));
+    /* untouched */
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 99);
+}
+
+/* SPEC §7 courier_open: "not a store" is ECORRUPT, and nothing crashes. */
+static void test_garbage_file_ecorrupt(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "", junk[8192];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (char)(i * 7 + 13);
+    int fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_ECORRUPT);
+    assert_null(f->s);
+    assert_non_null(strstr(err, f->path));
+    assert_non_null(strstr(err, "not a database"));
+}
+
+/* A database of someone else's (unversioned tables) is not ours. */
+static void test_foreign_database_ecorrupt(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "";
+    raw_exec(f->path, "CREATE TABLE contacts(name TEXT);");
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_ECORRUPT);
+    assert_null(f->s);
+    assert_non_null(strstr(err, "not a libcourier store"));
+}
+
+/* Damaged pages behind a valid header fail the quick check. */
+static void test_damaged_pages_ecorrupt(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "", junk[8192];
+    for (int i = 0; i < 200; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "m%03d", i);
+        put(f, id, BOB, COURIER_QUEUED, T0 + i, 0);
+    }
+    store_close(f->s); /* checkpoints the WAL into the file */
+    f->s = NULL;
+    memset(junk, 0x5A, sizeof(junk));
+    int fd = open(f->path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), 4096),
+                     (ssize_t)sizeof(junk));
+    close(fd);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_ECORRUPT);
+    assert_null(f->s);
+    assert_non_null(strstr(err, f->path));
+}
+
+/* SPEC §7 courier_open: cannot open or write the file -> ESTORE. */
+static void test_unwritable_path_estore(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "", path[192];
+    snprintf(path, sizeof(path), "%s/no/such/dir/store.db", f->dir);
+    assert_int_equal(store_open(&f->s, path, NULL, err, sizeof(err)),
+                     COURIER_ESTORE);
+    assert_null(f->s);
+    assert_non_null(strstr(err, path));
+
+    /* the path is a directory */
+    assert_int_equal(store_open(&f->s, f->dir, NULL, err, sizeof(err)),
+                     COURIER_ESTORE);
+    assert_null(f->s);
+    assert_non_null(strstr(err, f->dir));
+
+    assert_int_equal(store_open(&f->s, "", NULL, err, sizeof(err)),
+                     COURIER_EINVAL);
+    assert_null(f->s);
+}
+
+/* SPEC §5 / STYLE fault tests: the disk fills up mid-stream. Every insert
+ * that returned OK survives, the failing one is absent, and the file
+ * passes integrity_check. The limit is set in a child, which opens its own
+ * connection (SQLite connections must not cross a fork). */
+typedef struct {
+    int ok;        /* inserts that returned COURIER_OK */
+    int rc;        /* the first failure */
+    char msg[256]; /* store_errmsg() then */
+} fill_result_t;
+
+static int count_in(void *ud, const store_in_t *m, const char *body)
+{
+    (void)m;
+    assert_int_equal(strlen(body), 2047);
+    ++*(int *)ud;
+    return 0;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? sb.st_size : 0;
+}
+
+static void fill_child(const char *path, int fd)
+{
+    fill_result_t res;
+    char err[256], wal[160], shm[160], body[2048];
+    store_t *s = NULL;
+    memset(&res, 0, sizeof(res));
+    res.rc = store_open(&s, path, NULL, err, sizeof(err));
+    if (res.rc != COURIER_OK) {
+        snprintf(res.msg, sizeof(res.msg), "%s", err);
+        goto out;
+    }
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    off_t lim = file_size(path);
+    if (file_size(wal) > lim)
+        lim = file_size(wal);
+    if (file_size(shm) > lim)
+        lim = file_size(shm);
+    struct rlimit rl = { .rlim_cur = (rlim_t)lim + 256 * 1024,
+                         .rlim_max = (rlim_t)lim + 256 * 1024 };
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+        res.rc = 1;
+        goto out;
+    }
+    memset(body, 'z', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    /* odd ones go to the inbox: a multi-statement operation */
+    for (res.ok = 0; res.ok < 100000; res.ok++) {
+        char id[16];
+        int dup;
+        snprintf(id, sizeof(id), "m%05d", res.ok);
+        core_row_t r = make_row(id, BOB, COURIER_QUEUED, T0 + res.ok, 0);
+        store_in_t m = make_in(BOB, id, 0, T0 + res.ok);
+        res.rc = res.ok % 2 ? store_in_insert(s, &m, body, &dup, NULL)
+                            : store_out_insert(s, &r, body);
+        if (res.rc != COURIER_OK) {
+            snprintf(res.msg, sizeof(res.msg), "%s", store_errmsg(s));
+            break;
+        }
+    }
+out:
+    store_close(s);
+    if (write(fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+        _exit(3);
+    _exit(0);
+}
+
+static void test_disk_full_leaves_store_intact(void **state)
+{
+    fx_t *f = *state;
+    fill_result_t res;
+    int fds[2], status = 0;
+    char check[64];
+
+    put(f, "before", BOB, COURIER_QUEUED, T0, 0);
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        fill_child(f->path, fds[1]);
+    }
+    close(fds[1]);
+    ssize_t got = read(fds[0], &res, sizeof(res));
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(got, (ssize_t)sizeof(res));
+
+    if (res.rc != COURIER_ESTORE)
+        fail_msg("rc %d after %d inserts: %s", res.rc, res.ok, res.msg);
+    assert_true(res.ok > 0);
+    assert_true(res.msg[0] != '\0');
+
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+
+    reopen(f);
+    int64_t n = 0;
+    assert_int_equal(store_out_count(f->s, &n), COURIER_OK);
+    assert_int_equal(n, (res.ok + 1) / 2 + 1);
+    get(f, "before");
+    for (int i = 0; i <= res.ok; i++) {
+        char id[16], *body = NULL;
+        core_row_t r;
+        store_in_t m;
+        int want = i < res.ok ? COURIER_OK : COURIER_ENOTFOUND;
+        snprintf(id, sizeof(id), "m%05d", i);
+        if (i % 2) {
+            assert_int_equal(store_in_get(f->s, BOB, id, &m), want);
+            continue;
+        }
+        assert_int_equal(store_out_get(f->s, id, &r, &body), want);
+        if (body)
+            assert_int_equal(strlen(body), 2047);
+        util_free(body);
+    }
+    int unhanded = 0;
+    assert_int_equal(store_in_each_unhanded(f->s, count_in, &unhanded),
+                     COURIER_OK);
+    assert_int_equal(unhanded, res.ok / 2);
+    /* and the store takes writes again */
+    put(f, "after", BOB, COURIER_QUEUED, T0, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_mode_0600_wal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_synchronous_full, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_out_insert_get_roundtrip, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_out_insert_duplicate_id_estate,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_set_state_conditional_never_backwards, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_state_failed_and_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mark_sent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_promote_displayed_by_last_sent,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_promote_displayed_by_created,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_promote_displayed_notifies_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_unsettled_oldest_first,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_in_duplicate_detection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_in_handed_and_each_unhanded,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_set_displayed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_receipts_add_each_done, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_begin_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_ecorrupt, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_file_ecorrupt, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_database_ecorrupt,
+                                        setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_pages_ecorrupt, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_path_estore,
+                                        setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full_leaves_store_intact,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
