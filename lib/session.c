@@ -88,11 +88,31 @@ static void reg_remove(session_t *s)
     pthread_mutex_unlock(&reg_mu);
 }
 
+/* libstrophe 0.12 is not safe across threads even with one context per
+ * thread: two handles logging in at once fail SCRAM (seen here). Every
+ * libstrophe call runs under this process-wide recursive lock; handlers run
+ * inside xmpp_run_once and re-enter it. Lock order: strophe, then engine. */
 static pthread_once_t strophe_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t strophe_mu;
 
 static void strophe_init(void)
 {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&strophe_mu, &a);
+    pthread_mutexattr_destroy(&a);
     xmpp_initialize();
+}
+
+static void strophe_lock(void)
+{
+    pthread_mutex_lock(&strophe_mu);
+}
+
+static void strophe_unlock(void)
+{
+    pthread_mutex_unlock(&strophe_mu);
 }
 
 /* ---- logging -------------------------------------------------------- */
@@ -105,7 +125,7 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
     if (strstr(msg, "Cannot authenticate with known methods") ||
         strstr(msg, "Legacy client authentication failed"))
         s->auth_refused = 1;
-    if (level < XMPP_LEVEL_WARN)
+    if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
     engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
                                                : COURIER_LOG_DEBUG,
@@ -189,7 +209,8 @@ static void ask_ack(session_t *s)
 
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
 
-static void tp_send_chat(void *ud, const core_row_t *row, const char *body)
+static void tp_send_chat_locked(void *ud, const core_row_t *row,
+                                const char *body)
 {
     session_t *s = ud;
     xmpp_stanza_t *st = codec_build_chat(
@@ -198,7 +219,7 @@ static void tp_send_chat(void *ud, const core_row_t *row, const char *body)
     send_stanza(s, st, OUT_MSG, row->id, 0);
 }
 
-static void tp_send_receipt(void *ud, const store_rcpt_t *r)
+static void tp_send_receipt_locked(void *ud, const store_rcpt_t *r)
 {
     session_t *s = ud;
     xmpp_stanza_t *st = codec_build_receipt(s->ctx, r->peer, r->id, r->state,
@@ -210,15 +231,15 @@ static void tp_send_receipt(void *ud, const store_rcpt_t *r)
     send_stanza(s, st, OUT_RCPT, NULL, r->rid);
 }
 
-static void tp_send_composing(void *ud, const char *peer, const char *last,
-                              int on)
+static void tp_send_composing_locked(void *ud, const char *peer,
+                                     const char *last, int on)
 {
     session_t *s = ud;
     send_stanza(s, codec_build_composing(s->ctx, peer, last, on), OUT_OTHER,
                 NULL, 0);
 }
 
-static void tp_ping(void *ud)
+static void tp_ping_locked(void *ud)
 {
     session_t *s = ud;
     char id[32];
@@ -240,7 +261,7 @@ static void tp_drop_link(void *ud)
 static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
                          xmpp_stream_error_t *se, void *ud);
 
-static void tp_connect(void *ud)
+static void tp_connect_locked(void *ud)
 {
     session_t *s = ud;
     const courier_config_t *cfg = engine_config(s->e);
@@ -261,6 +282,42 @@ static void tp_connect(void *ud)
         return;
     }
     s->connecting = 1;
+}
+
+static void tp_send_chat(void *ud, const core_row_t *row, const char *body)
+{
+    strophe_lock();
+    tp_send_chat_locked(ud, row, body);
+    strophe_unlock();
+}
+
+static void tp_send_receipt(void *ud, const store_rcpt_t *r)
+{
+    strophe_lock();
+    tp_send_receipt_locked(ud, r);
+    strophe_unlock();
+}
+
+static void tp_send_composing(void *ud, const char *peer, const char *last,
+                              int on)
+{
+    strophe_lock();
+    tp_send_composing_locked(ud, peer, last, on);
+    strophe_unlock();
+}
+
+static void tp_ping(void *ud)
+{
+    strophe_lock();
+    tp_ping_locked(ud);
+    strophe_unlock();
+}
+
+static void tp_connect(void *ud)
+{
+    strophe_lock();
+    tp_connect_locked(ud);
+    strophe_unlock();
 }
 
 static const engine_transport_t transport = {
@@ -439,12 +496,15 @@ int session_new(session_t **out, engine_t *e)
     s->outq = util_calloc(OUTQ_MAX, sizeof(*s->outq));
     s->log.handler = strophe_log;
     s->log.userdata = s;
+    strophe_lock();
     s->ctx = s->outq ? xmpp_ctx_new(NULL, &s->log) : NULL;
     s->conn = s->ctx ? xmpp_conn_new(s->ctx) : NULL;
+    strophe_unlock();
     if (!s->conn) {
         session_free(s);
         return COURIER_ENOMEM;
     }
+    strophe_lock();
     const courier_config_t *cfg = engine_config(e);
     xmpp_conn_set_jid(s->conn, cfg->jid);
     xmpp_conn_set_pass(s->conn, cfg->password);
@@ -455,6 +515,7 @@ int session_new(session_t **out, engine_t *e)
     xmpp_handler_add(s->conn, sm_handler, NS_SM, NULL, NULL, s);
     xmpp_handler_add(s->conn, message_handler, NULL, "message", NULL, s);
     xmpp_handler_add(s->conn, iq_handler, NULL, "iq", NULL, s);
+    strophe_unlock();
     engine_set_transport(e, &transport, s);
     reg_add(s);
     *out = s;
@@ -472,10 +533,12 @@ void session_free(session_t *s)
     reg_remove(s);
     if (s->e)
         engine_set_transport(s->e, NULL, NULL);
+    strophe_lock();
     if (s->conn)
         xmpp_conn_release(s->conn);
     if (s->ctx)
         xmpp_ctx_free(s->ctx);
+    strophe_unlock();
     util_free(s->outq);
     util_free(s);
 }
@@ -493,7 +556,9 @@ static void run_strophe(session_t *s)
      * while stanzas keep coming (bounded). */
     for (int i = 0; i < 64; i++) {
         uint64_t before = s->inbound;
+        strophe_lock();
         xmpp_run_once(s->ctx, 0);
+        strophe_unlock();
         if (s->inbound == before)
             break;
     }
@@ -504,13 +569,16 @@ int session_step(session_t *s, unsigned timeout_ms)
     engine_t *e = s->e;
     engine_tick(e);
     engine_dispatch(e);
+    strophe_lock();
     ask_ack(s);
+    int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
+    strophe_unlock();
 
     int64_t t = engine_timeout_ms(e);
     int wait = t >= 0 && t < (int64_t)timeout_ms ? (int)t : (int)timeout_ms;
     struct pollfd p[2] = { { .fd = engine_wake_fd(e), .events = POLLIN },
                            { .fd = conn_fd(s), .events = POLLIN } };
-    if (p[1].fd >= 0 && (xmpp_conn_send_queue_len(s->conn) > 0 ||
+    if (p[1].fd >= 0 && (want_out ||
                          (s->connecting && !s->online && !s->sm_pending)))
         p[1].events |= POLLOUT;
     /* While connecting, libstrophe drives its handshake with its own
@@ -523,8 +591,10 @@ int session_step(session_t *s, unsigned timeout_ms)
     run_strophe(s);
     engine_tick(e);
     engine_dispatch(e);
+    strophe_lock();
     ask_ack(s);
     xmpp_run_once(s->ctx, 0); /* flush what the dispatch queued */
+    strophe_unlock();
     return COURIER_OK;
 }
 
@@ -608,6 +678,7 @@ void session_close_link(session_t *s)
 {
     s->driven_started = 0;
     engine_feed(s->e, CORE_EV_STOP);
+    strophe_lock();
     if (s->streaming) {
         /* SPEC §3: acknowledge everything stored so the server does not
          * store those messages again. */
@@ -618,16 +689,23 @@ void session_close_link(session_t *s)
         int64_t until = util_mono_ms() + CLOSE_WAIT_MS;
         while (s->connecting && util_mono_ms() < until) {
             struct pollfd p = { .fd = conn_fd(s), .events = POLLIN };
+            strophe_unlock(); /* other handles keep running meanwhile */
             if (p.fd >= 0)
                 poll(&p, 1, 50);
+            strophe_lock();
             xmpp_run_once(s->ctx, 0);
         }
     }
     if (s->connecting) {
         tp_drop_link(s);
         int64_t until = util_mono_ms() + 500;
-        while (s->connecting && util_mono_ms() < until)
-            xmpp_run_once(s->ctx, 10);
+        while (s->connecting && util_mono_ms() < until) {
+            xmpp_run_once(s->ctx, 0);
+            strophe_unlock();
+            usleep(10000);
+            strophe_lock();
+        }
     }
+    strophe_unlock();
     engine_dispatch(s->e);
 }

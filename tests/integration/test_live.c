@@ -728,6 +728,8 @@ int main(int argc, char **argv)
         return child_sender(argv[2], atoi(argv[3]));
     }
     signal(SIGPIPE, SIG_IGN); /* the relay writes to sockets */
+    if (getenv("COURIER_TEST_FILTER")) /* e.g. "*watchdog*" */
+        cmocka_set_test_filter(getenv("COURIER_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_online_delivered_once_then_displayed),
         cmocka_unit_test(test_offline_recipient_then_delivered),
