@@ -131,8 +131,11 @@ check: deps
 	$(MAKE) check-integration
 	@echo "check: all suites passed"
 
+# Unit and integration suites again under AddressSanitizer + UBSan (and
+# LeakSanitizer: a leak fails the run).
 asan:
-	$(MAKE) BUILD=build/asan SAN=address,undefined check-unit
+	$(MAKE) BUILD=build/asan SAN=address,undefined check-unit \
+		check-integration
 
 valgrind: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \

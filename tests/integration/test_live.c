@@ -679,6 +679,59 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
     client_free(a);
 }
 
+static void short_grace(courier_config_t *cfg)
+{
+    cfg->resend_grace_ms = 200;
+}
+
+typedef struct {
+    client_t *cl;
+    char (*ids)[COURIER_ID_MAX];
+    size_t n;
+} resent_t;
+
+static int all_resent(void *arg)
+{
+    resent_t *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        courier_info_t info;
+        if (courier_get_info(r->cl->c, r->ids[i], &info) != COURIER_OK ||
+            info.attempts < 2)
+            return 0;
+    }
+    return 1;
+}
+
+/* 6b. SPEC §2 peer activity: when bob writes, what bob has not confirmed
+ * goes out again (same ids), and bob's app still sees each once. */
+static void test_peer_message_resends_unconfirmed(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t6b", 0, short_grace);
+    start(a);
+    wait_online(a);
+    size_t n = 5;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "unconfirmed");
+    expect_all(a, ids, n, COURIER_SENT, 10000);
+    usleep(300000); /* past the grace */
+    char hi[256];
+    snprintf(hi, sizeof(hi), "<message to='%s' type='chat' id='raw-hi'>"
+             "<body>hi alice</body></message>", alice_jid);
+    const char *xml[] = { hi, NULL };
+    raw_send("bob", xml); /* a bob without presence: stores stay offline */
+    resent_t r = { a, ids, n };
+    if (!wait_for(all_resent, &r, 10000))
+        fail_msg("the peer's message did not trigger a resend");
+    client_t *b = client_new("bob", "t6b", 0, NULL);
+    start(b);
+    expect_all(a, ids, n, COURIER_DELIVERED, 20000);
+    expect_received_once(b, ids, n);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
 static void bad_ca(courier_config_t *cfg)
 {
     cfg->ca_file = getenv("COURIER_TEST_BAD_CA");
@@ -738,6 +791,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_close_mid_flight_reopen_finishes),
         cmocka_unit_test(test_sigkill_mid_flight_loses_nothing),
         cmocka_unit_test(test_reply_makes_delivered_read),
+        cmocka_unit_test(test_peer_message_resends_unconfirmed),
         cmocka_unit_test(test_four_threads_send_while_loop_runs),
         cmocka_unit_test(test_spoofed_events_from_third_account_ignored),
         cmocka_unit_test(test_tls_certificate_from_other_ca_refused),
