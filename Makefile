@@ -40,7 +40,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
-	check-valgrind asan valgrind \
+	check-valgrind asan valgrind examples \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
 
@@ -144,7 +144,8 @@ valgrind: $(UNIT_BINS)
 
 # The integration suite under memcheck: zero errors, no definite leaks.
 check-valgrind: $(INTEG_BIN)
-	tests/integration/prosody.sh -- valgrind -q --leak-check=full \
+	COURIER_TEST_TIME_SCALE=5 tests/integration/prosody.sh -- \
+		valgrind -q --leak-check=full \
 		--errors-for-leak-kinds=definite --error-exitcode=1 $(INTEG_BIN)
 
 # ---- install ---------------------------------------------------------
@@ -164,8 +165,21 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcourier.so \
 		$(DESTDIR)$(LIBDIR)/libcourier.a $(DESTDIR)$(PKGCONFIGDIR)/courier.pc
 
-demo:
-	@echo "make demo arrives with the examples issue: see README.md"; exit 1
+EXAMPLES := $(BUILD)/examples/courier-chat $(BUILD)/examples/courier-bot \
+	$(BUILD)/examples/demo
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/courier-%: $(BUILD)/examples/%.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/examples/demo: $(BUILD)/examples/demo.o \
+		$(BUILD)/tests/integration/relay.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS)
+
+# A local Prosody (temp dir, private CA, own port), two clients, the ticks.
+demo: deps
+	$(MAKE) all $(BUILD)/examples/demo
+	tests/integration/prosody.sh -- $(BUILD)/examples/demo
 
 bench:
 	@echo "make bench arrives with the benchmarks issue: see README.md"; exit 1

@@ -949,6 +949,11 @@ size_t engine_dispatch(engine_t *e)
     return n;
 }
 
+void engine_wake(engine_t *e)
+{
+    wake(e);
+}
+
 size_t engine_pending(engine_t *e)
 {
     pthread_mutex_lock(&e->mu);

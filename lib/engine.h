@@ -86,6 +86,9 @@ int64_t engine_timeout_ms(engine_t *e);
 void engine_log(engine_t *e, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Wake the loop thread (e.g. to notice a stop request). Any thread. */
+void engine_wake(engine_t *e);
+
 /* Loop thread: run queued callbacks and transport calls, in order.
  * Returns the number of items run. */
 size_t engine_dispatch(engine_t *e);

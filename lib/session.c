@@ -622,6 +622,7 @@ int session_is_loop_thread(const session_t *s)
 void session_request_stop(session_t *s)
 {
     atomic_store(&s->stop, 1);
+    engine_wake(s->e);
 }
 
 void session_set_exit_hook(session_t *s, void (*fn)(void *ud), void *ud)
@@ -663,7 +664,7 @@ int session_stop(session_t *s)
         return COURIER_OK;
     }
     atomic_store(&s->stop, 1);
-    engine_log(s->e, COURIER_LOG_DEBUG, "stopping"); /* wakes the loop */
+    engine_wake(s->e);
     pthread_join(s->thread, NULL);
     s->has_thread = 0;
     return COURIER_OK;

@@ -184,11 +184,20 @@ static void start(client_t *cl)
     assert_int_equal(courier_start(cl->c), COURIER_OK);
 }
 
+/* Slow runs (valgrind) stretch every timeout and test timer by this
+ * factor (libuv's UV_TEST_TIMEOUT_MULTIPLIER idea). */
+static int scale(void)
+{
+    const char *v = getenv("COURIER_TEST_TIME_SCALE");
+    int k = v ? atoi(v) : 1;
+    return k > 0 ? k : 1;
+}
+
 typedef int (*pred_fn)(void *arg);
 
 static int wait_for(pred_fn pred, void *arg, int timeout_ms)
 {
-    int64_t until = now_ms() + timeout_ms;
+    int64_t until = now_ms() + (int64_t)timeout_ms * scale();
     while (now_ms() < until) {
         if (pred(arg))
             return 1;
@@ -283,7 +292,7 @@ static void expect_received_once(client_t *cl, char (*ids)[COURIER_ID_MAX],
     got_t g = { cl, ids, n };
     if (!wait_for(got_all, &g, 30000))
         fail_msg("%s did not receive all %zu messages", cl->name, n);
-    usleep(300000); /* let a late duplicate show itself */
+    usleep(300000 * scale()); /* let a late duplicate show itself */
     pthread_mutex_lock(&cl->mu);
     size_t dup = cl->n_in_total - cl->n_in_distinct;
     pthread_mutex_unlock(&cl->mu);
@@ -391,9 +400,9 @@ static void test_link_cut_mid_stream_recovers(void **st)
 
 static void fast_watchdog(courier_config_t *cfg)
 {
-    cfg->ping_interval_ms = 300;
-    cfg->ping_timeout_ms = 1000;
-    cfg->ack_timeout_ms = 2000;
+    cfg->ping_interval_ms = 300 * scale();
+    cfg->ping_timeout_ms = 1000 * scale();
+    cfg->ack_timeout_ms = 2000 * scale();
 }
 
 /* 4. a silent dead link: the watchdog cuts it and recovery follows */
@@ -671,7 +680,7 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
              alice_jid, ids[0]);
     const char *xml[] = { x22, r184, m333, NULL };
     raw_send("carol", xml);
-    usleep(1500000);
+    usleep(1500000 * scale());
     courier_state_t s;
     assert_int_equal(courier_get_state(a->c, ids[0], &s), COURIER_OK);
     assert_int_equal(s, COURIER_SENT);
@@ -681,7 +690,7 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
 
 static void short_grace(courier_config_t *cfg)
 {
-    cfg->resend_grace_ms = 200;
+    cfg->resend_grace_ms = 200 * scale();
 }
 
 typedef struct {
@@ -714,7 +723,7 @@ static void test_peer_message_resends_unconfirmed(void **st)
     char (*ids)[COURIER_ID_MAX] = new_ids(n);
     send_n(a, bob_jid, ids, n, "unconfirmed");
     expect_all(a, ids, n, COURIER_SENT, 10000);
-    usleep(300000); /* past the grace */
+    usleep(300000 * scale()); /* past the grace */
     char hi[256];
     snprintf(hi, sizeof(hi), "<message to='%s' type='chat' id='raw-hi'>"
              "<body>hi alice</body></message>", alice_jid);
@@ -762,7 +771,7 @@ static void test_refused_login_is_reported_not_retried(void **st)
     relay_t *r = relay_start(server_port());
     client_t *a = client_new("alice", "t10", relay_port(r), wrong_password);
     start(a);
-    usleep(3000000);
+    usleep(3000000 * scale());
     pthread_mutex_lock(&a->mu);
     int errors = a->auth_errors, online = a->online_count;
     pthread_mutex_unlock(&a->mu);

@@ -269,8 +269,10 @@ static void test_case_5_2_displayed_implies_delivered(void **st)
 static void test_display_status_mapping_ranks(void **st)
 {
     (void)st;
-    assert_true(core_state_rank(COURIER_QUEUED) < core_state_rank(COURIER_SENT));
-    assert_true(core_state_rank(COURIER_SENT) < core_state_rank(COURIER_OFFLINE));
+    assert_true(core_state_rank(COURIER_QUEUED) <
+                core_state_rank(COURIER_SENT));
+    assert_true(core_state_rank(COURIER_SENT) <
+                core_state_rank(COURIER_OFFLINE));
     assert_true(core_state_rank(COURIER_OFFLINE) <
                 core_state_rank(COURIER_DELIVERED));
     assert_true(core_state_rank(COURIER_DELIVERED) <
@@ -956,6 +958,126 @@ static void test_fault_loop_allocation_failures(void **st)
     assert_true(completed);
 }
 
+/* SPEC §2: only wait / service-unavailable / recipient-unavailable are
+ * transient; modify and auth are permanent like cancel. */
+static void test_error_modify_and_auth_are_permanent(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    send_msg(f, "m2", BOB, 0);
+    feed(f, ev_error("m1", BOB, CORE_ERR_MODIFY, "bad-request"), 10);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->permanent, 1);
+    feed(f, ev_error("m2", BOB, CORE_ERR_AUTH, "forbidden"), 10);
+    assert_state(f, "m2", COURIER_FAILED);
+    assert_int_equal(state_of(f, "m2")->permanent, 1);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 20);
+    online(f, 30);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
+}
+
+/* SPEC §2: wait-type bounces count too; the third is permanent. */
+static void test_error_wait_third_bounce_permanent(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    for (int i = 1; i <= 3; i++) {
+        feed(f, ev_error("m1", BOB, CORE_ERR_WAIT, "resource-constraint"),
+             i * 100);
+        assert_int_equal(state_of(f, "m1")->bounces, (unsigned)i);
+        assert_int_equal(state_of(f, "m1")->permanent, i == 3);
+        feed(f, ev_type(CORE_EV_LINK_DOWN), i * 100 + 1);
+        online(f, i * 100 + 2);
+        assert_int_equal(count(f, CORE_ACT_TRANSMIT), i < 3 ? 1 : 0);
+    }
+}
+
+/* SPEC §2: never FAILED from DELIVERED/DISPLAYED, even when the engine
+ * feeds the stored row of the settled message. */
+static void test_error_never_fails_settled_stored_row(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_event("m1", BOB, COURIER_DELIVERED), 5);
+    core_row_t stored = make_row("m1", BOB, 0);
+    stored.state = COURIER_DELIVERED;
+    core_ev_t err = ev_error("m1", BOB, CORE_ERR_CANCEL, "forbidden");
+    err.row = &stored;
+    feed(f, err, 10);
+    assert_int_equal(f->out.len, 0);
+    stored.state = COURIER_DISPLAYED;
+    feed(f, err, 20);
+    assert_int_equal(f->out.len, 0);
+}
+
+/* SPEC §2 expiry and ack timer concern unconfirmed messages only: a SENT
+ * message resent by peer activity long after max_age neither expires nor
+ * times out. */
+static void test_sent_resent_by_peer_neither_expires_nor_times_out(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 60000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_acked("m1"), 10);
+    feed(f, ev_message("p1", BOB, 70000, 0, 0), 70000);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 1);
+    assert_null(state_of(f, "m1"));
+    feed(f, ev_type(CORE_EV_TICK), 100000);
+    assert_null(state_of(f, "m1"));
+    assert_int_equal(core_find(f->k, "m1")->state, COURIER_SENT);
+}
+
+/* A manual retry restarts the expiry clock: a retried message is not
+ * expired moments after the user asked for it. */
+static void test_manual_retry_restarts_expiry_clock(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 60000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 30000);
+    assert_state(f, "m1", COURIER_FAILED);
+    core_ev_t ev = { .type = CORE_EV_RETRY, .row = core_find(f->k, "m1") };
+    feed(f, ev, 50000);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 1);
+    feed(f, ev_type(CORE_EV_TICK), 60000);
+    assert_null(state_of(f, "m1"));
+    feed(f, ev_acked("m1"), 61000);
+    assert_state(f, "m1", COURIER_SENT);
+}
+
+/* SPEC §2 pacing: a bounced message leaves the wire and frees its slot. */
+static void test_transient_error_frees_window_slot(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_in_flight = 1;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "b", BOB, 1);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
+    feed(f, ev_error("a", BOB, CORE_ERR_WAIT, "resource-constraint"), 10);
+    assert_state(f, "a", COURIER_FAILED);
+    const char *ids[] = { "b" };
+    assert_transmits(f, ids, 1);
+    assert_int_equal(core_in_flight(f->k), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1006,6 +1128,12 @@ int main(void)
         T(test_watchdog_any_inbound_data_is_an_answer),
         T(test_load_adopts_unsettled_only_and_resends),
         T(test_memory_bounded_by_unsettled),
+        T(test_error_modify_and_auth_are_permanent),
+        T(test_error_wait_third_bounce_permanent),
+        T(test_error_never_fails_settled_stored_row),
+        T(test_sent_resent_by_peer_neither_expires_nor_times_out),
+        T(test_manual_retry_restarts_expiry_clock),
+        T(test_transient_error_frees_window_slot),
         cmocka_unit_test(test_fault_loop_allocation_failures),
 #undef T
     };
