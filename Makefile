@@ -181,10 +181,14 @@ demo: deps
 	$(MAKE) all $(BUILD)/examples/demo
 	tests/integration/prosody.sh -- $(BUILD)/examples/demo
 
-bench:
-	@echo "make bench arrives with the benchmarks issue: see README.md"; exit 1
+# bench-run comes from bench/bench.mk (issue: benchmarks).
+bench: deps
+	$(MAKE) all bench-run
 
 clean:
 	rm -rf build lib/libcourier.so* lib/libcourier.a lib/courier.pc
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Fragments of their own parts (benchmarks, interop suites).
+-include bench/bench.mk
+-include tests/integration/interop.mk

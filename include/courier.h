@@ -190,25 +190,33 @@ COURIER_API void courier_close(courier_t *c);
 
 /**
  * Connect and run the loop on a thread of the library's own; reconnects by
- * itself (SPEC §4) until courier_stop().
- * @return COURIER_OK, COURIER_ESTATE (already started), COURIER_ENOTSUP
- *         (this build has no transport), COURIER_ECLOSED.
+ * itself (SPEC §4) until courier_stop(). After courier_stop() it may be
+ * called again on the same handle.
+ * @return COURIER_OK, COURIER_ESTATE (already started, or courier_run_once
+ *         drives the handle: courier_stop() first), COURIER_ENOMEM (no
+ *         thread), COURIER_ECLOSED.
  */
 COURIER_API int courier_start(courier_t *c);
 
 /**
- * Disconnect and join the loop thread. Stored messages are kept; those not
- * yet confirmed go out again at the next start.
- * @return COURIER_OK, COURIER_ESTATE (not started), COURIER_ECLOSED.
+ * Disconnect (acknowledging what was received, at most ~2 s) and join the
+ * loop thread; with courier_run_once, close the link. Stored messages are
+ * kept; those not yet confirmed go out again at the next start. From a
+ * callback the loop ends after the callback returns.
+ * @return COURIER_OK, COURIER_ESTATE (another thread is inside
+ *         courier_run_once), COURIER_ECLOSED.
  */
 COURIER_API int courier_stop(courier_t *c);
 
 /**
  * Drive the library from the caller's own loop instead of courier_start():
- * run due timers, pending commands and callbacks, waiting at most
- * `timeout_ms` for something to happen. Callbacks run on the calling thread.
- * @return COURIER_OK, COURIER_ESTATE (courier_start() owns the loop),
- *         COURIER_ESTORE, COURIER_ECLOSED.
+ * the first call starts connecting; each call runs due timers, the socket,
+ * pending commands and callbacks, waiting at most `timeout_ms` for
+ * something to happen. Callbacks run on the calling thread. One thread at
+ * a time; courier_stop() closes the link.
+ * @return COURIER_OK, COURIER_ESTATE (courier_start() owns the loop, or
+ *         another thread is inside), COURIER_ECLOSED (closed from one of
+ *         its callbacks: the handle is gone).
  */
 COURIER_API int courier_run_once(courier_t *c, unsigned timeout_ms);
 

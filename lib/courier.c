@@ -134,11 +134,11 @@ int courier_start(courier_t *c)
 {
     CHECK_HANDLE(c);
     pthread_mutex_lock(&c->mu);
-    int driving = c->driving;
+    int driving = c->driving || session_driven(c->session);
     pthread_mutex_unlock(&c->mu);
     if (driving)
         return util_set_error(COURIER_ESTATE, "courier_run_once is driving "
-                              "this handle");
+                              "this handle: courier_stop first");
     return session_start(c->session);
 }
 

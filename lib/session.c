@@ -631,6 +631,11 @@ void session_set_exit_hook(session_t *s, void (*fn)(void *ud), void *ud)
     s->exit_ud = ud;
 }
 
+int session_driven(const session_t *s)
+{
+    return s->driven_started;
+}
+
 void session_begin_driven(session_t *s)
 {
     if (!s->driven_started) {

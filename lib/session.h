@@ -29,6 +29,8 @@ void session_request_stop(session_t *s);
 void session_set_exit_hook(session_t *s, void (*fn)(void *ud), void *ud);
 /* Feed CORE_EV_START once for a caller-driven loop. */
 void session_begin_driven(session_t *s);
+/* 1 while courier_run_once drives the link (until session_close_link). */
+int session_driven(const session_t *s);
 
 /* One loop iteration on the caller's thread (courier_run_once): wait at
  * most `timeout_ms` for the socket, the wake-up fd or a timer. */

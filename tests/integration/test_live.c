@@ -688,6 +688,35 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
     client_free(a);
 }
 
+/* SPEC §7: courier_run_once drives the same machinery from the caller's
+ * own loop; callbacks then run on the calling thread. */
+static void test_run_once_drives_a_live_session(void **st)
+{
+    (void)st;
+    client_t *b = client_new("bob", "t11", 0, NULL);
+    start(b);
+    wait_online(b);
+    client_t *a = client_new("alice", "t11", 0, NULL);
+    int64_t until = now_ms() + 15000 * scale();
+    while (!is_online(a) && now_ms() < until)
+        assert_int_equal(courier_run_once(a->c, 50), COURIER_OK);
+    assert_true(is_online(a));
+    assert_int_equal(courier_start(a->c), COURIER_ESTATE);
+    size_t n = 20;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n);
+    send_n(a, bob_jid, ids, n, "driven");
+    all_state_t all = { a, ids, n, COURIER_DELIVERED };
+    until = now_ms() + 15000 * scale();
+    while (!all_reached(&all) && now_ms() < until)
+        assert_int_equal(courier_run_once(a->c, 50), COURIER_OK);
+    assert_true(all_reached(&all));
+    expect_received_once(b, ids, n);
+    assert_int_equal(courier_stop(a->c), COURIER_OK); /* closes the link */
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
 static void short_grace(courier_config_t *cfg)
 {
     cfg->resend_grace_ms = 200 * scale();
@@ -801,6 +830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sigkill_mid_flight_loses_nothing),
         cmocka_unit_test(test_reply_makes_delivered_read),
         cmocka_unit_test(test_peer_message_resends_unconfirmed),
+        cmocka_unit_test(test_run_once_drives_a_live_session),
         cmocka_unit_test(test_four_threads_send_while_loop_runs),
         cmocka_unit_test(test_spoofed_events_from_third_account_ignored),
         cmocka_unit_test(test_tls_certificate_from_other_ca_refused),
