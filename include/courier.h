@@ -286,7 +286,9 @@ COURIER_API int courier_get_info(courier_t *c, const char *id,
 
 /**
  * Current link state (an addition to SPEC §7).
- * @return COURIER_OK, COURIER_EINVAL, COURIER_ECLOSED.
+ * @return COURIER_OK; COURIER_EAUTH when the server refused the login (then
+ *         `*out` is COURIER_LINK_OFFLINE and the library does not retry
+ *         until the next courier_start()); COURIER_EINVAL, COURIER_ECLOSED.
  */
 COURIER_API int courier_get_link(courier_t *c, courier_link_t *out);
 

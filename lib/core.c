@@ -370,6 +370,9 @@ static int on_send(core_t *k, const core_ev_t *ev, core_now_t now,
         return COURIER_ENOMEM;
     if (k->link != COURIER_LINK_ONLINE) /* SPEC §2: offline send = FAILED */
         return set_state(&m->row, COURIER_FAILED, "offline", 0, 1, now, out);
+    /* SPEC §2 ack timer: from the send, also while waiting for a slot. */
+    m->ack_deadline = now.mono_ms + k->lim.ack_timeout_ms;
+    list_push_back(&k->ackq, &m->ackq);
     sendq_add(k, m);
     return pump(k, now, out);
 }
@@ -887,4 +890,21 @@ int core_link_up(const core_t *k)
 const char *core_ignored(const core_t *k)
 {
     return k->ignored;
+}
+
+int core_started(const core_t *k)
+{
+    return k->started;
+}
+
+int core_auth_failed(const core_t *k)
+{
+    return k->auth_failed;
+}
+
+void core_restore_started(core_t *k, int64_t mono_now)
+{
+    k->started = 1;
+    if (k->link == COURIER_LINK_OFFLINE)
+        k->reconnect_at = mono_now;
 }

@@ -181,6 +181,15 @@ int core_link_up(const core_t *k);
  * executor's debug log: spoofed, unknown or late events. */
 const char *core_ignored(const core_t *k);
 
+/* 1 if the app started the link (CORE_EV_START, no STOP since); 1 if the
+ * last login was refused. */
+int core_started(const core_t *k);
+int core_auth_failed(const core_t *k);
+
+/* A core rebuilt from the store keeps the app's intent: started, so it
+ * connects again at its next tick. Emits nothing. */
+void core_restore_started(core_t *k, int64_t mono_now);
+
 /* Rank of a state on the forward path (FAILED is outside it). */
 int core_state_rank(courier_state_t s);
 

@@ -13,6 +13,7 @@
 struct courier {
     engine_t *engine;
     session_t *session;
+    pthread_mutex_t life;   /* start/stop/close from app threads */
     pthread_mutex_t mu;     /* guards the fields below */
     int driving;            /* a thread is inside courier_run_once */
     pthread_t driver;
@@ -77,6 +78,7 @@ int courier_open(courier_t **out, const courier_config_t *cfg,
         return util_set_error(rc, "cannot create the XMPP session");
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->life, NULL);
     session_set_exit_hook(c->session, loop_exit_hook, c);
     *out = c;
     return COURIER_OK;
@@ -96,6 +98,7 @@ static void destroy(courier_t *c)
     session_free(c->session); /* stops the loop, closes the link */
     engine_close(c->engine);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->life);
     util_free(c);
 }
 
@@ -103,6 +106,7 @@ void courier_close(courier_t *c)
 {
     if (!c)
         return;
+    engine_mute(c->engine); /* no callback touches ud after this */
     if (in_loop_thread(c)) { /* from a callback: after it returns */
         pthread_mutex_lock(&c->mu);
         c->close_pending = 1;
@@ -130,31 +134,56 @@ static int closing(courier_t *c)
     return yes;
 }
 
+/* Lifecycle calls from app threads are serialised; the loop thread (a
+ * callback) never waits for the lock, as its holder may be joining it. */
+static int life_lock(courier_t *c)
+{
+    if (in_loop_thread(c))
+        return 0;
+    pthread_mutex_lock(&c->life);
+    return 1;
+}
+
+static void life_unlock(courier_t *c, int locked)
+{
+    if (locked)
+        pthread_mutex_unlock(&c->life);
+}
+
 int courier_start(courier_t *c)
 {
     CHECK_HANDLE(c);
+    int locked = life_lock(c);
     pthread_mutex_lock(&c->mu);
     int driving = c->driving || session_driven(c->session);
     pthread_mutex_unlock(&c->mu);
-    if (driving)
-        return util_set_error(COURIER_ESTATE, "courier_run_once is driving "
-                              "this handle: courier_stop first");
-    return session_start(c->session);
+    int rc = driving ? util_set_error(COURIER_ESTATE, "courier_run_once is "
+                                      "driving this handle: courier_stop "
+                                      "first")
+                     : session_start(c->session);
+    life_unlock(c, locked);
+    return rc;
 }
 
 int courier_stop(courier_t *c)
 {
     CHECK_HANDLE(c);
-    if (session_running(c->session))
-        return session_stop(c->session);
-    pthread_mutex_lock(&c->mu);
-    int driving = c->driving;
-    pthread_mutex_unlock(&c->mu);
-    if (driving && !in_loop_thread(c))
-        return util_set_error(COURIER_ESTATE, "another thread is inside "
-                              "courier_run_once");
-    session_close_link(c->session); /* caller-driven: close the link */
-    return COURIER_OK;
+    int locked = life_lock(c);
+    int rc = COURIER_OK;
+    if (session_running(c->session)) {
+        rc = session_stop(c->session);
+    } else {
+        pthread_mutex_lock(&c->mu);
+        int driving = c->driving;
+        pthread_mutex_unlock(&c->mu);
+        if (driving && !in_loop_thread(c))
+            rc = util_set_error(COURIER_ESTATE, "another thread is inside "
+                                "courier_run_once");
+        else
+            session_close_link(c->session); /* caller-driven */
+    }
+    life_unlock(c, locked);
+    return rc;
 }
 
 int courier_run_once(courier_t *c, unsigned timeout_ms)
@@ -248,7 +277,11 @@ int courier_get_link(courier_t *c, courier_link_t *out)
     CHECK_HANDLE(c);
     if (!out)
         return util_set_error(COURIER_EINVAL, "out is NULL");
-    *out = engine_link(c->engine);
+    int refused = 0;
+    *out = engine_link(c->engine, &refused);
+    if (refused) /* SPEC §4: a refused login is not "unreachable" */
+        return util_set_error(COURIER_EAUTH, "the server refused the login "
+                              "for this account");
     return COURIER_OK;
 }
 

@@ -50,8 +50,10 @@ struct engine {
     void *clock_ud;
     item_t *head, *tail;
     size_t pending;
+    int muted;                   /* courier_close: no more app callbacks */
     int wake_fd;
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
+    int64_t incoming_ts;         /* its delay stamp, else its arrival */
 };
 
 static core_now_t default_clock(void *ud)
@@ -192,7 +194,7 @@ static int run_deliver(engine_t *e, const core_act_t *a)
     if (!it)
         return COURIER_ENOMEM;
     it->kind = m->kind;
-    it->ts_ms = m->delay_ms;
+    it->ts_ms = e->incoming_ts;
     it->text = util_strdup(m->body);
     if (!it->text) {
         util_free(it);
@@ -302,11 +304,18 @@ static int rebuild_core(engine_t *e)
     int rc = build_core(e, &k);
     if (rc != COURIER_OK)
         return rc;
-    int was_up = core_link_up(e->core);
+    int was_up = core_link(e->core) != COURIER_LINK_OFFLINE;
+    if (core_started(e->core))
+        core_restore_started(k, now_of(e).mono_ms);
     core_free(e->core);
     e->core = k;
-    if (was_up)
+    if (was_up) {
+        item_t *it = item_new(ITEM_LINK, NULL, NULL);
+        if (it)
+            it->link = COURIER_LINK_OFFLINE;
+        enqueue(e, it);
         enqueue(e, item_new(ITEM_DROP_LINK, NULL, NULL));
+    }
     return COURIER_OK;
 }
 
@@ -691,12 +700,21 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
     return COURIER_OK;
 }
 
-courier_link_t engine_link(engine_t *e)
+courier_link_t engine_link(engine_t *e, int *auth_failed)
 {
     pthread_mutex_lock(&e->mu);
     courier_link_t l = core_link(e->core);
+    if (auth_failed)
+        *auth_failed = core_auth_failed(e->core);
     pthread_mutex_unlock(&e->mu);
     return l;
+}
+
+void engine_mute(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->muted = 1;
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* ---- session events --------------------------------------------------- */
@@ -768,6 +786,7 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
         log_locked(e, COURIER_LOG_DEBUG, "duplicate %s from %s dropped",
                    m->id, m->from);
     e->incoming = m;
+    e->incoming_ts = in.timestamp_ms;
     rc = feed_locked(e, &ev);
     e->incoming = NULL;
     return rc;
@@ -785,6 +804,8 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         /* our own other resources: never events about our messages */
         log_locked(e, COURIER_LOG_DEBUG, "message from our own account "
                    "ignored");
+        pthread_mutex_unlock(&e->mu);
+        return COURIER_OK;
     } else if (m->cls == CODEC_CHAT) {
         rc = incoming_chat(e, m, now);
     } else if (m->cls == CODEC_ERROR) {
@@ -847,7 +868,15 @@ int64_t engine_timeout_ms(engine_t *e)
 
 static void run_item(engine_t *e, item_t *it)
 {
-    const courier_callbacks_t *cb = &e->cb;
+    pthread_mutex_lock(&e->mu);
+    int muted = e->muted;
+    pthread_mutex_unlock(&e->mu);
+    /* After courier_close no app callback runs; an unhanded message stays
+     * unhanded and is handed at the next open. */
+    static const courier_callbacks_t none;
+    const courier_callbacks_t *cb = muted ? &none : &e->cb;
+    if (muted && it->type == ITEM_MESSAGE)
+        return;
     const engine_transport_t *tp = &e->tp;
     switch (it->type) {
     case ITEM_STATE:

@@ -23,9 +23,10 @@
 #define NS_SM "urn:xmpp:sm:3"
 #define OUTQ_MAX 4096 /* stanzas written and not yet acked, per stream */
 #define CLOSE_WAIT_MS 2000
+#define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
 
 /* One stanza of ours written to the current stream (XEP-0198 counting). */
-typedef enum { OUT_OTHER, OUT_MSG, OUT_RCPT, OUT_ACKPING } out_kind_t;
+typedef enum { OUT_OTHER, OUT_MSG, OUT_RCPT } out_kind_t;
 
 typedef struct {
     uint32_t seq;
@@ -51,6 +52,10 @@ struct session {
     uint32_t r_asked_at;    /* out_h when we last sent <r/> */
     uint32_t ackping_seq;   /* no SM: out_h covered by the pending ack ping */
     int ackping_pending;
+    char ackping_id[32];
+    int64_t sm_deadline;    /* mono: give up waiting for <enabled/> */
+    int ack_poisoned;       /* a counted message was not stored: never
+                               acknowledge this stream again */
     uint64_t inbound;       /* stanzas handled, to spot TLS-buffered input */
     unsigned ping_n;
     out_entry_t *outq;      /* ring */
@@ -138,13 +143,16 @@ static void outq_push(session_t *s, out_kind_t kind, const char *id,
                       int64_t rid)
 {
     s->out_h++;
-    if (kind == OUT_OTHER && !s->sm)
-        return;
+    if (kind == OUT_OTHER)
+        return; /* counted, nothing to confirm */
     if (s->outq_len == OUTQ_MAX) {
-        /* Too many unacked: forget the oldest. Its row stays unconfirmed
-         * in the store and is resent by the rules, never lost. */
-        s->outq_head = (s->outq_head + 1) % OUTQ_MAX;
-        s->outq_len--;
+        /* The server stopped acknowledging: a link that cannot confirm
+         * is cut; the store resends what it holds. */
+        engine_log(s->e, COURIER_LOG_WARN, "%d stanzas unacknowledged: "
+                   "dropping the link", OUTQ_MAX);
+        if (s->fd >= 0)
+            shutdown(s->fd, SHUT_RDWR);
+        return;
     }
     out_entry_t *x = &s->outq[(s->outq_head + s->outq_len++) % OUTQ_MAX];
     x->seq = s->out_h;
@@ -192,19 +200,20 @@ static void ask_ack(session_t *s)
         return;
     if (s->sm) {
         xmpp_send_raw_string(s->conn, "<r xmlns='" NS_SM "'/>");
+        s->r_asked_at = s->out_h;
     } else if (!s->ackping_pending) {
         /* No SM: the answer to a ping proves the server handled what we
          * wrote before it (SPEC §1 SENT). */
-        char id[32];
-        snprintf(id, sizeof(id), "ack-%u", ++s->ping_n);
+        snprintf(s->ackping_id, sizeof(s->ackping_id), "ack-%u",
+                 ++s->ping_n);
         xmpp_stanza_t *p = codec_build_ping(
-            s->ctx, util_jid_domain(engine_self(s->e)), id);
-        if (send_stanza(s, p, OUT_ACKPING, id, 0) != COURIER_OK)
+            s->ctx, util_jid_domain(engine_self(s->e)), s->ackping_id);
+        if (send_stanza(s, p, OUT_OTHER, NULL, 0) != COURIER_OK)
             return;
         s->ackping_pending = 1;
         s->ackping_seq = s->out_h;
+        s->r_asked_at = s->out_h;
     }
-    s->r_asked_at = s->out_h;
 }
 
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
@@ -368,18 +377,27 @@ static int sm_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         engine_log(s->e, COURIER_LOG_INFO, "server refused stream "
                    "management: acks by ping");
         go_online(s);
-    } else if (strcmp(name, "r") == 0 && s->sm) {
+    } else if (strcmp(name, "r") == 0 && s->sm && !s->ack_poisoned) {
         xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
                              "'/>", s->in_h);
     } else if (strcmp(name, "a") == 0 && s->sm) {
         const char *h = xmpp_stanza_get_attribute(st, "h");
         char *end = NULL;
-        unsigned long v = h ? strtoul(h, &end, 10) : 0;
-        if (h && end && *end == '\0' && v <= UINT32_MAX)
+        unsigned long v = h && h[0] >= '0' && h[0] <= '9'
+                              ? strtoul(h, &end, 10) : 0;
+        if (!end || *end != '\0' || v > UINT32_MAX ||
+            (int32_t)((uint32_t)v - s->out_h) > 0) {
+            /* An ack for stanzas we never wrote would mark unsent
+             * messages SENT: a server that does that cannot be trusted
+             * with this stream. */
+            engine_log(s->e, COURIER_LOG_WARN, "bad <a h='%.16s'/> (we "
+                       "wrote %" PRIu32 "): dropping the link",
+                       h ? h : "", s->out_h);
+            if (s->fd >= 0)
+                shutdown(s->fd, SHUT_RDWR);
+        } else {
             ack_upto(s, (uint32_t)v);
-        else
-            engine_log(s->e, COURIER_LOG_DEBUG, "bad <a h='%s'/> ignored",
-                       h ? h : "");
+        }
     }
     return 1;
 }
@@ -390,10 +408,35 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     session_t *s = ud;
     codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
     codec_msg_t m;
-    if (codec_parse_message(st, &lim, &m) == COURIER_OK)
-        engine_incoming(s->e, &m);
+    int rc = codec_parse_message(st, &lim, &m);
+    if (rc == COURIER_OK)
+        rc = engine_incoming(s->e, &m);
     codec_msg_clear(&m);
+    if (rc != COURIER_OK && !s->ack_poisoned) {
+        /* Counted but not stored (disk full, no memory): acknowledging it
+         * would let the server forget it. Never ack this stream again and
+         * cut it: the server keeps the message for the next session. */
+        s->ack_poisoned = 1;
+        engine_log(s->e, COURIER_LOG_ERROR, "incoming message not stored "
+                   "(%s): dropping the link so the server keeps it",
+                   courier_strerror(rc));
+        if (s->fd >= 0)
+            shutdown(s->fd, SHUT_RDWR);
+    }
     return 1;
+}
+
+/* Only our server (or our own account) may answer our pings. */
+static int from_our_server(session_t *s, xmpp_stanza_t *st)
+{
+    const char *from = xmpp_stanza_get_from(st);
+    char bare[COURIER_JID_MAX];
+    if (!from)
+        return 1;
+    if (util_jid_bare(from, bare, sizeof(bare)) != 0)
+        return 0;
+    return strcmp(bare, util_jid_domain(engine_self(s->e))) == 0 ||
+           strcmp(bare, engine_self(s->e)) == 0;
 }
 
 static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
@@ -407,8 +450,8 @@ static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         xmpp_stanza_t *reply = codec_build_iq_reply(s->ctx, st);
         if (reply)
             send_stanza(s, reply, OUT_OTHER, NULL, 0);
-    } else if (id && s->ackping_pending && strncmp(id, "ack-", 4) == 0 &&
-               (unsigned)atoi(id + 4) == s->ping_n) {
+    } else if (id && s->ackping_pending &&
+               strcmp(id, s->ackping_id) == 0 && from_our_server(s, st)) {
         s->ackping_pending = 0;
         ack_upto(s, s->ackping_seq);
     }
@@ -434,7 +477,9 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->out_h = s->in_h = s->r_asked_at = 0;
         s->outq_head = s->outq_len = 0;
         s->ackping_pending = 0;
+        s->ack_poisoned = 0;
         s->sm = 0;
+        s->sm_deadline = util_mono_ms() + SM_WAIT_MS;
         /* NOTES.md: enable first, count from it; presence so the server
          * flushes offline storage to this session. */
         s->streaming = 1; /* TLS and login are done */
@@ -570,6 +615,14 @@ int session_step(session_t *s, unsigned timeout_ms)
     engine_tick(e);
     engine_dispatch(e);
     strophe_lock();
+    if (s->sm_pending && util_mono_ms() >= s->sm_deadline) {
+        /* B6: a server without stream management may ignore <enable/>:
+         * go on with acks by ping. */
+        s->sm_pending = 0;
+        engine_log(s->e, COURIER_LOG_INFO, "no answer to <enable/>: acks "
+                   "by ping");
+        go_online(s);
+    }
     ask_ack(s);
     int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
     strophe_unlock();
@@ -578,13 +631,17 @@ int session_step(session_t *s, unsigned timeout_ms)
     int wait = t >= 0 && t < (int64_t)timeout_ms ? (int)t : (int)timeout_ms;
     struct pollfd p[2] = { { .fd = engine_wake_fd(e), .events = POLLIN },
                            { .fd = conn_fd(s), .events = POLLIN } };
-    if (p[1].fd >= 0 && (want_out ||
-                         (s->connecting && !s->online && !s->sm_pending)))
+    if (p[1].fd >= 0 && want_out)
         p[1].events |= POLLOUT;
-    /* While connecting, libstrophe drives its handshake with its own
-     * timers: keep the step short. */
-    if (s->connecting && !s->online && wait > 50)
-        wait = 50;
+    /* While connecting, libstrophe needs turns to notice the TCP connect
+     * and drives its handshake with its own timers: short steps. */
+    if (s->connecting && !s->online && wait > 10)
+        wait = 10;
+    if (s->sm_pending) {
+        int64_t left = s->sm_deadline - util_mono_ms();
+        if (left < wait)
+            wait = left > 0 ? (int)left : 0;
+    }
     int n = poll(p, p[1].fd >= 0 ? 2 : 1, wait);
     if (n < 0 && errno != EINTR)
         return util_set_error(COURIER_ESTATE, "poll: %s", strerror(errno));
@@ -598,9 +655,14 @@ int session_step(session_t *s, unsigned timeout_ms)
     return COURIER_OK;
 }
 
+/* Set first thing in the loop thread, so a callback that runs before
+ * pthread_create has returned is still recognised. */
+static _Thread_local const session_t *tl_loop;
+
 static void *loop_main(void *arg)
 {
     session_t *s = arg;
+    tl_loop = s;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE); /* NOTES.md: libstrophe writes unguarded */
@@ -616,7 +678,7 @@ static void *loop_main(void *arg)
 
 int session_is_loop_thread(const session_t *s)
 {
-    return s->has_thread && pthread_equal(s->thread, pthread_self());
+    return tl_loop == s;
 }
 
 void session_request_stop(session_t *s)
@@ -688,7 +750,7 @@ void session_close_link(session_t *s)
     if (s->streaming) {
         /* SPEC §3: acknowledge everything stored so the server does not
          * store those messages again. */
-        if (s->sm)
+        if (s->sm && !s->ack_poisoned)
             xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
                                  "'/>", s->in_h);
         xmpp_disconnect(s->conn);

@@ -138,6 +138,19 @@ static const courier_callbacks_t callbacks = {
     .on_log = on_log,
 };
 
+/* Clients still open when a test fails are closed by its teardown, so no
+ * loop thread outlives its test (or races the process exit). */
+static client_t *live_clients[16];
+
+static void track(client_t *cl, int add)
+{
+    for (size_t i = 0; i < 16; i++)
+        if (add ? live_clients[i] == NULL : live_clients[i] == cl) {
+            live_clients[i] = add ? cl : NULL;
+            return;
+        }
+}
+
 typedef void (*tweak_fn)(courier_config_t *cfg);
 
 static client_t *client_new(const char *name, const char *tag,
@@ -167,6 +180,7 @@ static client_t *client_new(const char *name, const char *tag,
     int rc = courier_open(&cl->c, &cfg, &callbacks, cl);
     if (rc != COURIER_OK)
         fail_msg("open %s: %s", name, courier_last_error());
+    track(cl, 1);
     return cl;
 }
 
@@ -174,6 +188,7 @@ static void client_free(client_t *cl)
 {
     if (!cl)
         return;
+    track(cl, 0);
     courier_close(cl->c);
     pthread_mutex_destroy(&cl->mu);
     free(cl);
@@ -319,6 +334,15 @@ static void send_n(client_t *from, const char *to, char (*ids)[COURIER_ID_MAX],
 }
 
 static char bob_jid[128], alice_jid[128];
+
+static int close_leftovers(void **st)
+{
+    (void)st;
+    for (size_t i = 0; i < 16; i++)
+        if (live_clients[i])
+            client_free(live_clients[i]);
+    return 0;
+}
 
 static int setup_names(void **st)
 {
@@ -807,6 +831,9 @@ static void test_refused_login_is_reported_not_retried(void **st)
     assert_int_equal(online, 0);
     assert_true(errors >= 1);
     assert_int_equal(relay_accepted(r), 1);
+    courier_link_t l;
+    assert_int_equal(courier_get_link(a->c, &l), COURIER_EAUTH);
+    assert_int_equal(l, COURIER_LINK_OFFLINE);
     client_free(a);
     relay_stop(r);
 }
@@ -822,19 +849,19 @@ int main(int argc, char **argv)
     if (getenv("COURIER_TEST_FILTER")) /* e.g. "*watchdog*" */
         cmocka_set_test_filter(getenv("COURIER_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_online_delivered_once_then_displayed),
-        cmocka_unit_test(test_offline_recipient_then_delivered),
-        cmocka_unit_test(test_link_cut_mid_stream_recovers),
-        cmocka_unit_test(test_silent_dead_link_watchdog),
-        cmocka_unit_test(test_close_mid_flight_reopen_finishes),
-        cmocka_unit_test(test_sigkill_mid_flight_loses_nothing),
-        cmocka_unit_test(test_reply_makes_delivered_read),
-        cmocka_unit_test(test_peer_message_resends_unconfirmed),
-        cmocka_unit_test(test_run_once_drives_a_live_session),
-        cmocka_unit_test(test_four_threads_send_while_loop_runs),
-        cmocka_unit_test(test_spoofed_events_from_third_account_ignored),
-        cmocka_unit_test(test_tls_certificate_from_other_ca_refused),
-        cmocka_unit_test(test_refused_login_is_reported_not_retried),
+        cmocka_unit_test_teardown(test_online_delivered_once_then_displayed, close_leftovers),
+        cmocka_unit_test_teardown(test_offline_recipient_then_delivered, close_leftovers),
+        cmocka_unit_test_teardown(test_link_cut_mid_stream_recovers, close_leftovers),
+        cmocka_unit_test_teardown(test_silent_dead_link_watchdog, close_leftovers),
+        cmocka_unit_test_teardown(test_close_mid_flight_reopen_finishes, close_leftovers),
+        cmocka_unit_test_teardown(test_sigkill_mid_flight_loses_nothing, close_leftovers),
+        cmocka_unit_test_teardown(test_reply_makes_delivered_read, close_leftovers),
+        cmocka_unit_test_teardown(test_peer_message_resends_unconfirmed, close_leftovers),
+        cmocka_unit_test_teardown(test_run_once_drives_a_live_session, close_leftovers),
+        cmocka_unit_test_teardown(test_four_threads_send_while_loop_runs, close_leftovers),
+        cmocka_unit_test_teardown(test_spoofed_events_from_third_account_ignored, close_leftovers),
+        cmocka_unit_test_teardown(test_tls_certificate_from_other_ca_refused, close_leftovers),
+        cmocka_unit_test_teardown(test_refused_login_is_reported_not_retried, close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }

@@ -604,6 +604,27 @@ static void test_engine_error_reply_fails_permanently(void **st)
     engine_close(e);
 }
 
+/* After courier_close no callback runs: the engine is muted, and the
+ * message not yet handed is handed at the next open instead. */
+static void test_engine_muted_runs_no_callbacks(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char a[COURIER_ID_MAX];
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    codec_msg_t m = chat_from(BOB, "late", "late one", 0);
+    engine_incoming(e, &m);
+    engine_mute(e);
+    assert_true(engine_dispatch(e) > 0);
+    assert_int_equal(f->n_states, 0);
+    assert_int_equal(f->n_msgs, 0);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +646,7 @@ int main(void)
         T(test_engine_unhanded_message_survives_restart),
         T(test_engine_peer_activity_implicit_read),
         T(test_engine_error_reply_fails_permanently),
+        T(test_engine_muted_runs_no_callbacks),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -735,6 +735,38 @@ static void test_pacing_max_in_flight_keeps_order(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
+/* SPEC §2 ack timer: it starts at the send, also for a message still
+ * waiting for a window slot. */
+static void test_ack_timer_runs_while_waiting_for_a_slot(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_in_flight = 1;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "b", BOB, 0);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0); /* b waits */
+    feed(f, ev_type(CORE_EV_TICK), 30000);
+    assert_state(f, "a", COURIER_FAILED);
+    assert_state(f, "b", COURIER_FAILED);
+    assert_string_equal(state_of(f, "b")->reason, "ack-timeout");
+}
+
+/* A core rebuilt from the store after a failure keeps connecting. */
+static void test_restored_core_reconnects(void **st)
+{
+    fx_t *f = *st;
+    assert_int_equal(core_started(f->k), 0);
+    core_restore_started(f->k, 500);
+    assert_int_equal(core_started(f->k), 1);
+    assert_int_equal(core_next_deadline(f->k, at(500)), 500);
+    feed(f, ev_type(CORE_EV_TICK), 500);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+}
+
 /* ---- SPEC §3 events and incoming ------------------------------------ */
 
 static void test_event_only_from_the_recipient(void **st)
@@ -1118,6 +1150,8 @@ int main(void)
         T(test_expiry_fails_unsent_permanently),
         T(test_expiry_spares_sent_messages),
         T(test_pacing_max_in_flight_keeps_order),
+        T(test_ack_timer_runs_while_waiting_for_a_slot),
+        T(test_restored_core_reconnects),
         T(test_event_only_from_the_recipient),
         T(test_malformed_event_is_einval),
         T(test_incoming_handed_once_receipt_also_for_duplicate),
