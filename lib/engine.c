@@ -664,7 +664,11 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
     } else {
-        item_t *it = item_new(ITEM_SEND_COMPOSING, NULL, bare);
+        /* SPEC §3: XEP-0022 composing names the peer's last message. */
+        char last[COURIER_ID_MAX] = "";
+        if (store_in_last_id(e->store, bare, last) != COURIER_OK)
+            last[0] = '\0';
+        item_t *it = item_new(ITEM_SEND_COMPOSING, last, bare);
         if (it)
             it->flag = on != 0;
         rc = enqueue(e, it);
@@ -936,7 +940,8 @@ static void run_item(engine_t *e, item_t *it)
         break;
     case ITEM_SEND_COMPOSING:
         if (tp->send_composing)
-            tp->send_composing(e->tp_ud, it->peer, NULL, it->flag);
+            tp->send_composing(e->tp_ud, it->peer,
+                               it->id[0] ? it->id : NULL, it->flag);
         break;
     case ITEM_PING:
         if (tp->ping)

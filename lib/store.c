@@ -61,8 +61,25 @@ static const char migrate_v2[] =
     " asked INTEGER NOT NULL);"
     "PRAGMA user_version=2;";
 
+/* v3: the last message from a peer (XEP-0022 composing names it) without
+ * reading that peer's history; AUTOINCREMENT so a late duplicate ack can
+ * never delete a newer receipt that reused a rowid. */
+static const char migrate_v3[] =
+    "CREATE INDEX inbox_peer_recent ON inbox(peer, received_ms);"
+    "CREATE TABLE receipts_v3("
+    " rid INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " peer TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " asked INTEGER NOT NULL);"
+    "INSERT INTO receipts_v3 SELECT rid, peer, id, state, asked FROM receipts;"
+    "DROP TABLE receipts;"
+    "ALTER TABLE receipts_v3 RENAME TO receipts;"
+    "PRAGMA user_version=3;";
+
 /* migrations[v] takes a store from version v to v + 1. */
-static const char *const migrations[] = { schema_v1, migrate_v2 };
+static const char *const migrations[] = { schema_v1, migrate_v2,
+                                          migrate_v3 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -90,6 +107,7 @@ enum {
     ST_IN_HANDED,
     ST_IN_DISPLAYED,
     ST_IN_UNHANDED,
+    ST_IN_LAST,
     ST_RCPT_ADD,
     ST_RCPT_DONE,
     ST_RCPT_EACH,
@@ -138,6 +156,8 @@ static const char *const sql[ST_COUNT] = {
     [ST_IN_ASK] =
         "UPDATE inbox SET asked = asked | ? WHERE peer = ? AND id = ?",
     [ST_IN_GET] = "SELECT " IN_COLS " FROM inbox WHERE peer = ? AND id = ?",
+    [ST_IN_LAST] = "SELECT id FROM inbox INDEXED BY inbox_peer_recent"
+                   " WHERE peer = ? ORDER BY received_ms DESC LIMIT 1",
     [ST_IN_HANDED] =
         "UPDATE inbox SET handed = 1 WHERE peer = ? AND id = ?",
     [ST_IN_DISPLAYED] =
@@ -803,6 +823,27 @@ int store_in_get(store_t *s, const char *peer, const char *id,
         rc = fail_with(s, COURIER_ENOTFOUND, "no such incoming message");
     else
         rc = fail(s, rc, "read incoming message");
+    finish(st);
+    return rc;
+}
+
+int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX])
+{
+    sqlite3_stmt *st = s->st[ST_IN_LAST];
+    binder_t b = bind_start(st);
+    int rc;
+    bind_text(&b, peer);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    if (rc == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        rc = v && util_strlcpy(id, v, COURIER_ID_MAX) == 0
+                 ? COURIER_OK
+                 : fail_with(s, COURIER_ECORRUPT, "bad incoming id");
+    } else if (rc == SQLITE_DONE) {
+        rc = fail_with(s, COURIER_ENOTFOUND, "nothing from that peer");
+    } else {
+        rc = fail(s, rc, "read last incoming id");
+    }
     finish(st);
     return rc;
 }

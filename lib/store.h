@@ -19,8 +19,9 @@
 #include "courier.h"
 
 /* Current schema version (PRAGMA user_version). Version 1 had no
- * `bounces` column and no `receipts` table; store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 2
+ * `bounces` column and no `receipts` table; version 2 no index for the
+ * last message of a peer; store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct store store_t;
 
@@ -106,6 +107,10 @@ int store_in_insert(store_t *s, const store_in_t *msg, const char *body,
 /* Read one incoming record; COURIER_ENOTFOUND when absent. */
 int store_in_get(store_t *s, const char *peer, const char *id,
                  store_in_t *out);
+
+/* The id of the last message received from `peer` (COURIER_ENOTFOUND when
+ * none), via an index. */
+int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX]);
 
 /* on_message returned for it. */
 int store_in_set_handed(store_t *s, const char *peer, const char *id);

@@ -49,6 +49,8 @@ typedef struct {
     size_t n_sent;
     store_rcpt_t receipts[64];
     size_t n_receipts;
+    char composing_last[COURIER_ID_MAX];
+    int composing_on, n_composing;
 } fx_t;
 
 static void on_state(void *ud, const char *id, const char *peer,
@@ -420,8 +422,19 @@ static void fake_send_receipt(void *tp, const store_rcpt_t *r)
         f->receipts[f->n_receipts++] = *r;
 }
 
+static void fake_send_composing(void *tp, const char *peer, const char *last,
+                                int on)
+{
+    fx_t *f = tp;
+    (void)peer;
+    snprintf(f->composing_last, COURIER_ID_MAX, "%s", last ? last : "");
+    f->composing_on = on;
+    f->n_composing++;
+}
+
 static const engine_transport_t fake_tp = {
     .send_chat = fake_send_chat, .send_receipt = fake_send_receipt,
+    .send_composing = fake_send_composing,
 };
 
 static engine_t *open_engine(fx_t *f)
@@ -625,6 +638,29 @@ static void test_engine_muted_runs_no_callbacks(void **st)
     engine_close(e);
 }
 
+/* SPEC §3 composing: XEP-0022 names the last message from that peer. */
+static void test_engine_composing_names_last_message(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    assert_int_equal(engine_set_composing(e, BOB, 1), COURIER_ENOTCONN);
+    engine_feed(e, CORE_EV_LINK_UP);
+    assert_int_equal(engine_set_composing(e, BOB, 1), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_composing, 1);
+    assert_string_equal(f->composing_last, ""); /* nothing from bob yet */
+    codec_msg_t m1 = chat_from(BOB, "first", "1", 0);
+    engine_incoming(e, &m1);
+    usleep(2000); /* received_ms orders them */
+    codec_msg_t m2 = chat_from(BOB, "second", "2", 0);
+    engine_incoming(e, &m2);
+    assert_int_equal(engine_set_composing(e, BOB, 0), COURIER_OK);
+    engine_dispatch(e);
+    assert_string_equal(f->composing_last, "second");
+    assert_int_equal(f->composing_on, 0);
+    engine_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -647,6 +683,7 @@ int main(void)
         T(test_engine_peer_activity_implicit_read),
         T(test_engine_error_reply_fails_permanently),
         T(test_engine_muted_runs_no_callbacks),
+        T(test_engine_composing_names_last_message),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -901,7 +901,8 @@ static void test_migrate_v1_to_v2(void **state)
     raw_exec(f->path, v1_ddl);
     assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
                      COURIER_OK);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
 
     char *body = NULL;
     core_row_t r;
@@ -935,7 +936,8 @@ static void test_migrate_v1_to_v2(void **state)
     rec.n = 0;
     assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
     assert_int_equal(rec.n, 1);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
 }
 
 /* SPEC §7 courier_open: a store written by a newer version is refused. */
