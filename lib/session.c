@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <strophe.h>
@@ -67,7 +68,18 @@ struct session {
     void (*exit_fn)(void *);
     void *exit_ud;
     struct session *reg_next;
+    /* Stall guard (NOTES.md: a server that stalls the TLS handshake blocks
+     * xmpp_run_once forever): another thread cuts the socket. */
+    pthread_t guard;
+    int has_guard;
+    pthread_mutex_t guard_mu;
+    pthread_cond_t guard_cv;
+    int64_t busy_since;     /* mono, while inside a pre-login run_once */
+    int guard_stop;
+    atomic_int fd_shared;   /* the socket, readable from the guard */
 };
+
+static void *guard_main(void *arg);
 
 /* libstrophe's sockopt callback gets no user data: sessions are found by
  * their connection in this registry (the only process-wide state). */
@@ -278,6 +290,7 @@ static void tp_connect_locked(void *ud)
         return;
     s->auth_refused = 0;
     s->fd = -1;
+    atomic_store(&s->fd_shared, -1);
     /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
     long flags = XMPP_CONN_FLAG_DISABLE_SM;
     flags |= cfg->allow_plaintext ? 0 : XMPP_CONN_FLAG_MANDATORY_TLS;
@@ -496,6 +509,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     s->connecting = 0;
     s->sm = s->sm_pending = 0;
     s->fd = -1;
+    atomic_store(&s->fd_shared, -1);
     drain_send_queue(s);
     if (s->auth_refused) {
         engine_log(s->e, COURIER_LOG_ERROR, "login refused by the server "
@@ -521,8 +535,10 @@ static int sockopt_cb(xmpp_conn_t *conn, void *sock)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     pthread_mutex_lock(&reg_mu);
     for (session_t *s = reg_head; s; s = s->reg_next)
-        if (s->conn == conn)
+        if (s->conn == conn) {
             s->fd = fd;
+            atomic_store(&s->fd_shared, fd);
+        }
     pthread_mutex_unlock(&reg_mu);
     return xmpp_sockopt_cb_keepalive(conn, sock);
 }
@@ -538,6 +554,10 @@ int session_new(session_t **out, engine_t *e)
         return COURIER_ENOMEM;
     s->e = e;
     s->fd = -1;
+    atomic_store(&s->fd_shared, -1);
+    pthread_mutex_init(&s->guard_mu, NULL);
+    pthread_cond_init(&s->guard_cv, NULL);
+    s->has_guard = pthread_create(&s->guard, NULL, guard_main, s) == 0;
     s->outq = util_calloc(OUTQ_MAX, sizeof(*s->outq));
     s->log.handler = strophe_log;
     s->log.userdata = s;
@@ -576,6 +596,15 @@ void session_free(session_t *s)
     else
         session_close_link(s);
     reg_remove(s);
+    if (s->has_guard) {
+        pthread_mutex_lock(&s->guard_mu);
+        s->guard_stop = 1;
+        pthread_cond_signal(&s->guard_cv);
+        pthread_mutex_unlock(&s->guard_mu);
+        pthread_join(s->guard, NULL);
+    }
+    pthread_mutex_destroy(&s->guard_mu);
+    pthread_cond_destroy(&s->guard_cv);
     if (s->e)
         engine_set_transport(s->e, NULL, NULL);
     strophe_lock();
@@ -595,15 +624,60 @@ static int conn_fd(session_t *s)
     return s->connecting || s->streaming ? s->fd : -1;
 }
 
+static void *guard_main(void *arg)
+{
+    session_t *s = arg;
+    pthread_mutex_lock(&s->guard_mu);
+    while (!s->guard_stop) {
+        if (s->busy_since <= 0) {
+            pthread_cond_wait(&s->guard_cv, &s->guard_mu);
+            continue;
+        }
+        int64_t since = s->busy_since;
+        int64_t due = since + engine_config(s->e)->ping_timeout_ms;
+        int64_t now = util_mono_ms();
+        if (now < due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (due - now) * 1000000;
+            ts.tv_sec += ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&s->guard_cv, &s->guard_mu, &ts);
+            continue;
+        }
+        if (s->busy_since == since) { /* still stuck in the same call */
+            int fd = atomic_load(&s->fd_shared);
+            if (fd >= 0)
+                shutdown(fd, SHUT_RDWR);
+            s->busy_since = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+    return NULL;
+}
+
+static void guard_arm(session_t *s, int on)
+{
+    pthread_mutex_lock(&s->guard_mu);
+    s->busy_since = on ? util_mono_ms() : 0;
+    pthread_cond_signal(&s->guard_cv);
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
 static void run_strophe(session_t *s)
 {
     /* TLS may hold decrypted input that poll() cannot see: keep running
      * while stanzas keep coming (bounded). */
     for (int i = 0; i < 64; i++) {
         uint64_t before = s->inbound;
+        int guarded = s->connecting && !s->streaming;
+        if (guarded)
+            guard_arm(s, 1);
         strophe_lock();
         xmpp_run_once(s->ctx, 0);
         strophe_unlock();
+        if (guarded)
+            guard_arm(s, 0);
         if (s->inbound == before)
             break;
     }

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +27,7 @@ struct relay {
     pthread_mutex_t mu;
     pair_t pairs[MAX_PAIRS];
     atomic_int stop, cut, hole, accepted;
+    char stall[32];
 };
 
 static int connect_to(unsigned short port)
@@ -51,12 +53,15 @@ static void close_pair(pair_t *p)
     p->blackholed = 0;
 }
 
-static int forward(int from, int to)
+/* Returns -1 on EOF/error, 1 if the chunk matched the stall pattern. */
+static int forward(int from, int to, const char *stall)
 {
-    char buf[16384];
-    ssize_t n = read(from, buf, sizeof(buf));
+    char buf[16385];
+    ssize_t n = read(from, buf, sizeof(buf) - 1);
     if (n <= 0)
         return -1;
+    buf[n] = '\0';
+    int matched = stall[0] && strstr(buf, stall) != NULL;
     for (ssize_t off = 0; off < n;) {
         ssize_t w = write(to, buf + off, (size_t)(n - off));
         if (w < 0 && errno == EINTR)
@@ -65,7 +70,7 @@ static int forward(int from, int to)
             return -1;
         off += w;
     }
-    return 0;
+    return matched;
 }
 
 static void *relay_main(void *arg)
@@ -121,8 +126,15 @@ static void *relay_main(void *arg)
             if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR)) || pp->a < 0)
                 continue;
             int from = p[k].fd, to = from == pp->a ? pp->b : pp->a;
-            if (forward(from, to) != 0)
+            pthread_mutex_lock(&r->mu);
+            char stall[32];
+            memcpy(stall, r->stall, sizeof(stall));
+            pthread_mutex_unlock(&r->mu);
+            int rc = forward(from, to, from == pp->b ? stall : "");
+            if (rc < 0)
                 close_pair(pp);
+            else if (rc > 0)
+                pp->blackholed = 1;
         }
     }
     for (int i = 0; i < MAX_PAIRS; i++)
@@ -169,6 +181,13 @@ void relay_cut(relay_t *r)
 void relay_blackhole(relay_t *r)
 {
     atomic_store(&r->hole, 1);
+}
+
+void relay_stall_after(relay_t *r, const char *pattern)
+{
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->stall, sizeof(r->stall), "%s", pattern ? pattern : "");
+    pthread_mutex_unlock(&r->mu);
 }
 
 int relay_accepted(relay_t *r)

@@ -15,6 +15,10 @@ unsigned short relay_port(const relay_t *r);
 void relay_cut(relay_t *r);
 /* Stop forwarding on every current connection, keep the sockets open. */
 void relay_blackhole(relay_t *r);
+/* From now on, a connection whose server side sends `pattern` (e.g.
+ * "<proceed") is blackholed right after that chunk: a server that stalls
+ * the TLS handshake. NULL turns it off. */
+void relay_stall_after(relay_t *r, const char *pattern);
 /* Connections accepted so far. */
 int relay_accepted(relay_t *r);
 void relay_stop(relay_t *r);

@@ -812,6 +812,25 @@ static void test_tls_certificate_from_other_ca_refused(void **st)
     client_free(a);
 }
 
+/* NOTES.md: a server that stalls the TLS handshake blocks libstrophe;
+ * the stall guard cuts the socket, the link retries, and stop is quick. */
+static void test_stalled_tls_handshake_is_cut(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    relay_stall_after(r, "<proceed");
+    client_t *a = client_new("alice", "t12", relay_port(r), fast_watchdog);
+    start(a);
+    usleep(4000000 * scale());
+    assert_true(relay_accepted(r) >= 2); /* cut, then tried again */
+    relay_stall_after(r, NULL);
+    wait_online(a);
+    int64_t t = now_ms();
+    client_free(a);
+    assert_true(now_ms() - t < 5000 * scale());
+    relay_stop(r);
+}
+
 static void wrong_password(courier_config_t *cfg)
 {
     cfg->password = "not-the-password";
@@ -862,6 +881,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_spoofed_events_from_third_account_ignored, close_leftovers),
         cmocka_unit_test_teardown(test_tls_certificate_from_other_ca_refused, close_leftovers),
         cmocka_unit_test_teardown(test_refused_login_is_reported_not_retried, close_leftovers),
+        cmocka_unit_test_teardown(test_stalled_tls_handshake_is_cut,
+                                  close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }
