@@ -40,7 +40,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
-	check-valgrind asan valgrind examples \
+	check-valgrind asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
 
@@ -105,8 +105,26 @@ $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 check-integration: $(INTEG_BIN)
 	tests/integration/prosody.sh -- $(INTEG_BIN)
 
-check-unit: $(UNIT_BINS)
+check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	$(BUILD)/tests/fuzz_replay tests/fuzz/corpus
+
+# The fuzz target, replayed over its corpus with the normal build.
+FUZZ_OBJS := $(BUILD)/tests/fuzz/fuzz_stanza.o $(BUILD)/lib/codec.o \
+	$(BUILD)/lib/core.o $(BUILD)/lib/util.o
+$(BUILD)/tests/fuzz_replay: $(BUILD)/tests/fuzz/replay.o $(FUZZ_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# libFuzzer (clang) for FUZZ_SECONDS (60); new finds land in the corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps fuzz
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-Iinclude -Ilib $(PKG_CFLAGS) -o build/fuzz/fuzz_stanza \
+		tests/fuzz/fuzz_stanza.c lib/codec.c lib/core.c lib/util.c $(LIBS)
+	build/fuzz/fuzz_stanza -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		tests/fuzz/corpus
 
 # courier.h alone, strict C99 and as C++ (STYLE: header hygiene).
 check-headers:
