@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -368,6 +371,66 @@ static void test_close_from_a_callback_is_deferred(void **st)
     f->c = NULL;
 }
 
+/* A full disk (RLIMIT_FSIZE in a child): send fails with ESTORE and a
+ * message; every send that returned OK is still there after reopening,
+ * and the store passes integrity_check through the library's own open. */
+static void test_full_disk_send_fails_cleanly_nothing_lost(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f); /* create the schema before the limit */
+    courier_close(f->c);
+    f->c = NULL;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        courier_t *c;
+        if (courier_open(&c, &f->cfg, NULL, NULL) != COURIER_OK)
+            _exit(2);
+        struct stat sb;
+        stat(f->db, &sb);
+        /* each WAL commit writes a few pages: room for ~100 sends */
+        struct rlimit rl = { (rlim_t)sb.st_size + 4 * 1024 * 1024,
+                             (rlim_t)sb.st_size + 4 * 1024 * 1024 };
+        setrlimit(RLIMIT_FSIZE, &rl);
+        char body[2048], id[COURIER_ID_MAX];
+        memset(body, 'x', sizeof(body) - 1);
+        body[sizeof(body) - 1] = '\0';
+        for (int i = 0; i < 100000; i++) {
+            int rc = courier_send_text(c, BOB, body, id);
+            if (rc != COURIER_OK) {
+                int ok = rc == COURIER_ESTORE &&
+                         strlen(courier_last_error()) > 0;
+                courier_close(c);
+                _exit(ok ? 0 : 3);
+            }
+            if (write(fds[1], id, COURIER_ID_MAX) != COURIER_ID_MAX)
+                _exit(4);
+        }
+        _exit(5); /* never filled up */
+    }
+    close(fds[1]);
+    static char ids[4096][COURIER_ID_MAX];
+    size_t n = 0;
+    while (n < 4096 && read(fds[0], ids[n], COURIER_ID_MAX) ==
+                           COURIER_ID_MAX)
+        n++;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(n > 10);
+    open_handle(f);
+    for (size_t i = 0; i < n; i++) {
+        courier_state_t s;
+        assert_int_equal(courier_get_state(f->c, ids[i], &s), COURIER_OK);
+    }
+}
+
 typedef struct {
     fx_t *f;
     int n;
@@ -677,6 +740,7 @@ int main(void)
         T(test_corrupt_store_is_a_clear_error),
         T(test_close_from_a_callback_is_deferred),
         T(test_threads_send_while_loop_runs),
+        T(test_full_disk_send_fails_cleanly_nothing_lost),
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
         T(test_engine_unhanded_message_survives_restart),
