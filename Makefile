@@ -40,7 +40,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
-	check-valgrind asan valgrind examples fuzz \
+	check-valgrind check-chaos chaos asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
 
@@ -105,6 +105,19 @@ $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 check-integration: $(INTEG_BIN)
 	tests/integration/prosody.sh -- $(INTEG_BIN)
 
+CHAOS_BIN := $(BUILD)/tests/chaos_run
+$(CHAOS_BIN): $(BUILD)/tests/chaos/chaos.o \
+		$(BUILD)/tests/integration/relay.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS)
+
+# Faults at random through relays of our own: short form in make check.
+check-chaos: $(CHAOS_BIN)
+	CHAOS_N=$${CHAOS_N:-1000} tests/integration/prosody.sh -- $(CHAOS_BIN)
+
+chaos: deps
+	$(MAKE) all $(CHAOS_BIN)
+	CHAOS_N=10000 tests/integration/prosody.sh -- $(CHAOS_BIN)
+
 check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 	$(BUILD)/tests/fuzz_replay tests/fuzz/corpus
@@ -146,7 +159,7 @@ check-exports: $(SHARED)
 check: deps
 	$(MAKE) all check-headers check-exports check-unit
 	$(MAKE) asan
-	$(MAKE) check-integration
+	$(MAKE) check-integration check-chaos
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
