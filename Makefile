@@ -157,7 +157,7 @@ check-exports: $(SHARED)
 		echo "$$bad"; exit 1; fi; echo "exports: only courier_*"
 
 check: deps
-	$(MAKE) all check-headers check-exports check-unit
+	$(MAKE) all examples check-headers check-exports check-unit
 	$(MAKE) asan
 	$(MAKE) check-integration check-chaos
 	@echo "check: all suites passed"

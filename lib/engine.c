@@ -544,6 +544,9 @@ static int check_body(const engine_t *e, const char *body)
                               e->cfg.max_body_bytes);
     if (!util_utf8_valid(body))
         return util_set_error(COURIER_EINVAL, "body is not valid UTF-8");
+    if (!util_xml_text_valid(body))
+        return util_set_error(COURIER_EINVAL, "body has a control character "
+                              "XML cannot carry (only tab, LF, CR)");
     return COURIER_OK;
 }
 

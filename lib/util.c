@@ -120,6 +120,20 @@ int util_utf8_valid(const char *s)
     return 1;
 }
 
+int util_xml_text_valid(const char *s)
+{
+    if (!util_utf8_valid(s))
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r')
+            return 0;
+        /* U+FFFE / U+FFFF are EF BF BE / EF BF BF */
+        if (p[0] == 0xEF && p[1] == 0xBF && (p[2] == 0xBE || p[2] == 0xBF))
+            return 0;
+    }
+    return 1;
+}
+
 static int jid_char_ok(unsigned char ch)
 {
     /* RFC 7622 forbids these in a localpart; spaces and controls nowhere. */

@@ -27,6 +27,11 @@ int util_strlcpy(char *dst, const char *src, size_t size);
  * code points above U+10FFFF). */
 int util_utf8_valid(const char *s);
 
+/* 1 if `s` is valid UTF-8 that XML 1.0 can carry: no control characters
+ * other than tab, LF and CR, no U+FFFE/U+FFFF. A body outside this would
+ * make the server close the stream, on every resend. */
+int util_xml_text_valid(const char *s);
+
 /* Normalise a JID to its bare form, lower case, into `out` (`size` bytes).
  * Accepts "local@domain[/resource]" or "domain[/resource]". Returns 0, or
  * -1 for an empty, oversized or malformed JID (spaces, controls, '@' or

@@ -275,8 +275,18 @@ static void test_send_rejects_bad_input_and_stores_nothing(void **st)
     assert_int_equal(courier_send_text(f->c, BOB, "01234567890123456", id),
                      COURIER_EINVAL);
     assert_non_null(strstr(courier_last_error(), "max_body_bytes"));
+    /* a control character would make the server close the stream */
+    assert_int_equal(courier_send_text(f->c, BOB, "esc \x1b x", id),
+                     COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "control character"));
+    assert_int_equal(courier_send_text(f->c, BOB, "bell\x07", id),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_send_text(f->c, BOB, "\xEF\xBF\xBF", id),
+                     COURIER_EINVAL);
     drain(f);
     assert_int_equal(f->n_states, 0); /* no callback for a failed call */
+    assert_int_equal(courier_send_text(f->c, BOB, "tab\tok\r\n", id),
+                     COURIER_OK);
 }
 
 /* SPEC §2 media: the message id is the media id. */
