@@ -45,7 +45,7 @@ typedef struct {
 
 static unsigned seed;
 static atomic_int chaos_stop;
-static atomic_int cuts, holes;
+static atomic_int cuts, holes, restarts;
 
 static int64_t now_ms(void)
 {
@@ -176,11 +176,28 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* Half-way through, the server itself is restarted once (prosody.sh
+ * restarts it on SIGUSR1, same port and data). */
+static void maybe_restart_server(side_t **sides, int n)
+{
+    const char *harness = getenv("COURIER_TEST_HARNESS_PID");
+    if (atomic_load(&restarts) || !harness)
+        return;
+    pthread_mutex_lock(&sides[0]->mu);
+    int sent = sides[0]->n_sent;
+    pthread_mutex_unlock(&sides[0]->mu);
+    if (sent >= n / 2 && kill((pid_t)atoi(harness), SIGUSR1) == 0)
+        atomic_store(&restarts, 1);
+}
+
+static int total_n;
+
 static void *chaos(void *arg)
 {
     side_t **sides = arg;
     unsigned r = seed;
     while (!atomic_load(&chaos_stop)) {
+        maybe_restart_server(sides, total_n);
         usleep(200000 + (useconds_t)(rand_r(&r) % 600000));
         side_t *s = sides[rand_r(&r) % 2];
         switch (rand_r(&r) % 3) {
@@ -239,6 +256,7 @@ int main(void)
     seed = getenv("CHAOS_SEED") ? (unsigned)atoi(getenv("CHAOS_SEED"))
                                 : (unsigned)time(NULL);
     printf("chaos: %d messages each way, seed %u\n", n, seed);
+    total_n = n;
     static side_t alice, bob;
     open_side(&alice, "alice", "bob");
     open_side(&bob, "bob", "alice");
@@ -292,9 +310,9 @@ int main(void)
         else
             failed++;
     }
-    printf("faults: %d cuts, %d blackholes; sending took %.1f s, converged "
+    printf("faults: %d cuts, %d blackholes, %d server restart; sending took %.1f s, converged "
            "%.1f s after the faults stopped%s\n", atomic_load(&cuts),
-           atomic_load(&holes), (double)(t_sent - t0) / 1000.0,
+           atomic_load(&holes), atomic_load(&restarts), (double)(t_sent - t0) / 1000.0,
            (double)(t_done - t_calm) / 1000.0,
            converged ? "" : " (DID NOT CONVERGE)");
     courier_close(alice.c);

@@ -17,11 +17,8 @@ PID=""
 
 cleanup() {
     local rc=$?
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$PID" 2>/dev/null || true
-    fi
+    [ -n "${CMD:-}" ] && kill "$CMD" 2>/dev/null
+    stop_server
     if [ $rc -ne 0 ] && [ -f "$DIR/prosody.log" ]; then
         echo "--- prosody.log (last 30 lines)" >&2
         tail -n 30 "$DIR/prosody.log" >&2 || true
@@ -84,23 +81,56 @@ for u in alice bob carol dave; do
         >/dev/null 2>&1
 done
 
-prosody --config "$DIR/prosody.cfg.lua" >"$DIR/stdout.log" 2>&1 &
-PID=$!
+start_server() {
+    prosody --config "$DIR/prosody.cfg.lua" >>"$DIR/stdout.log" 2>&1 &
+    PID=$!
+    # Up when our PID is alive and owns the listening port (a Prosody whose
+    # port is taken keeps running without it: NOTES.md).
+    for _ in $(seq 100); do
+        kill -0 "$PID" 2>/dev/null || { echo "prosody exited" >&2; cat "$DIR/stdout.log" >&2; return 1; }
+        if ss -ltnp 2>/dev/null | grep -q "127.0.0.1:$PORT .*pid=$PID,"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "prosody not listening on $PORT" >&2
+    return 1
+}
 
-# Up when our PID is alive and owns the listening port (a Prosody whose
-# port is taken keeps running without it: NOTES.md).
-for _ in $(seq 100); do
-    kill -0 "$PID" 2>/dev/null || { echo "prosody exited" >&2; cat "$DIR/stdout.log" >&2; exit 1; }
-    if ss -ltnp 2>/dev/null | grep -q "127.0.0.1:$PORT .*pid=$PID,"; then
-        break
+stop_server() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
     fi
-    sleep 0.1
-done
-ss -ltnp 2>/dev/null | grep -q "127.0.0.1:$PORT .*pid=$PID," ||
-    { echo "prosody not listening on $PORT" >&2; exit 1; }
+}
 
+# SIGUSR1 (from the test, to COURIER_TEST_HARNESS_PID) restarts the server
+# on the same port and data: a server restart in the middle of a run.
+restart_server() {
+    stop_server
+    start_server || echo "prosody restart failed" >&2
+    echo "prosody restarted (pid $PID)" >&2
+}
+
+start_server
 export COURIER_TEST_DOMAIN=$DOMAIN COURIER_TEST_PORT=$PORT \
     COURIER_TEST_CA=$DIR/ca.pem COURIER_TEST_BAD_CA=$DIR/bad-ca.pem \
-    COURIER_TEST_DIR=$DIR COURIER_TEST_SERVER_PID=$PID
+    COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$
 [ "${1:-}" = "--" ] && shift
-"$@"
+# In the background so that the USR1 trap runs while the command does; the
+# command keeps the terminal's stdin when there is one.
+trap restart_server USR1
+"$@" <&0 &
+CMD=$!
+while :; do
+    set +e
+    wait "$CMD"
+    rc=$?
+    set -e
+    # a trapped signal interrupts wait with a status above 128
+    if kill -0 "$CMD" 2>/dev/null; then continue; fi
+    CMD=""
+    exit $rc
+done
