@@ -147,8 +147,11 @@ typedef struct {
  * Callbacks. Copied by courier_open(); a NULL member means "not interested".
  * `ud` is the pointer given to courier_open(), never looked into.
  * on_state fires after the new state is durable, once per transition, in
- * order. on_message fires exactly once ever per (peer, id). Callbacks must
- * not block.
+ * order. on_message fires exactly once ever per (peer, id), with one
+ * exception no library can close alone: a process killed while on_message
+ * runs (before it returns) gets that message again at the next open; apps
+ * that store messages themselves should key them by (peer, id). Callbacks
+ * must not block.
  */
 typedef struct {
     void (*on_state)(void *ud, const char *id, const char *peer,
