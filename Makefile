@@ -159,7 +159,7 @@ check-exports: $(SHARED)
 check: deps
 	$(MAKE) all examples check-headers check-exports check-unit
 	$(MAKE) asan
-	$(MAKE) check-integration check-chaos
+	$(MAKE) check-integration check-chaos check-jni
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
@@ -223,3 +223,4 @@ clean:
 # Fragments of their own parts (benchmarks, interop suites).
 -include bench/bench.mk
 -include tests/integration/interop.mk
+-include bindings/jni/jni.mk

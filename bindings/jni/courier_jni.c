@@ -1,0 +1,879 @@
+/* SPDX-License-Identifier: MIT */
+/* JNI glue of org.libcourier.Courier: courier.h only.
+ *
+ * Threads: callbacks arrive on the library's loop thread. It is attached to
+ * the JVM the first time (as a daemon, so an unclosed handle never keeps the
+ * JVM alive) and stays attached; a pthread key destructor detaches it when
+ * the thread ends. Each callback runs in its own local frame, so an
+ * attached thread that never returns to Java does not pile up local refs.
+ *
+ * Strings: the library speaks standard UTF-8, JNI's *StringUTF* functions
+ * speak modified UTF-8 (a 4-byte sequence becomes two 3-byte surrogates),
+ * so every string crosses here as UTF-16 (NewString / GetStringRegion),
+ * converted by the two functions below.
+ *
+ * Errors: a negative code becomes one CourierException, built at once on
+ * the calling thread from courier_strerror() + " : " + courier_last_error().
+ * A Java exception thrown by a listener is described and cleared: it never
+ * reaches the library and never ends the process. */
+#include <jni.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "courier.h"
+
+#define JNI_VERSION JNI_VERSION_1_6
+#define PKG "org/libcourier/"
+
+/* Indices of the numeric config fields in the long[] Config.toNative()
+ * builds; keep in step with Config.java. */
+enum {
+    N_PORT, N_ALLOW_PLAINTEXT, N_ACK_TIMEOUT, N_RESEND_GRACE,
+    N_PING_INTERVAL, N_PING_TIMEOUT, N_RECONNECT_MIN, N_RECONNECT_MAX,
+    N_MAX_IN_FLIGHT, N_MAX_AGE, N_IMPLICIT_READ, N_SYNCHRONOUS_FULL,
+    N_MAX_BODY, N_COUNT
+};
+
+/* One per open Courier: the library's ud. */
+typedef struct {
+    courier_t *c;
+    jobject listener;     /* global ref */
+    jobject owner;        /* global ref: the Courier, alive while open */
+    int free_after_cb;    /* closed from one of its callbacks */
+} jc_t;
+
+static JavaVM *g_vm;
+static pthread_key_t g_detach_key;
+static jclass g_exc_class, g_state_class, g_kind_class, g_link_class;
+static jmethodID g_exc_ctor, g_state_of, g_kind_of, g_link_of;
+static jmethodID g_on_state, g_on_message, g_on_link, g_on_composing,
+    g_on_log;
+/* Global refs this file holds for open handles (a test reads it). */
+static atomic_long g_live_refs;
+/* The handle whose callback runs on this thread, if any. */
+static _Thread_local jc_t *tl_in_callback;
+
+/* ---- strings ----------------------------------------------------------- */
+
+/* Standard UTF-8 (NUL-terminated) -> java.lang.String. Ill-formed bytes
+ * become U+FFFD. NULL in, NULL out (no exception); NULL with an exception
+ * pending on failure. */
+static jstring utf8_to_jstring(JNIEnv *env, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    jchar stackbuf[256];
+    jchar *u = n <= 256 ? stackbuf : malloc(n * sizeof(jchar));
+    if (!u) {
+        jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
+        if (oom)
+            (*env)->ThrowNew(env, oom, "courier-jni: string");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, k = 0;
+    while (i < n) {
+        unsigned b = p[i];
+        uint32_t cp;
+        size_t len;
+        if (b < 0x80) {
+            u[k++] = (jchar)b;
+            i++;
+            continue;
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            cp = b & 0x1F;
+            len = 2;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            cp = b & 0x0F;
+            len = 3;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            cp = b & 0x07;
+            len = 4;
+        } else {
+            u[k++] = 0xFFFD;
+            i++;
+            continue;
+        }
+        size_t j = 1;
+        for (; j < len && i + j < n; j++) {
+            unsigned cb = p[i + j];
+            if ((cb & 0xC0) != 0x80)
+                break;
+            /* reject overlong 3/4-byte forms, surrogates, > U+10FFFF at
+             * the second byte, as a strict decoder does */
+            if (j == 1 && ((b == 0xE0 && cb < 0xA0) ||
+                           (b == 0xED && cb > 0x9F) ||
+                           (b == 0xF0 && cb < 0x90) ||
+                           (b == 0xF4 && cb > 0x8F)))
+                break;
+            cp = (cp << 6) | (cb & 0x3F);
+        }
+        if (j < len) { /* a maximal ill-formed subpart: one U+FFFD */
+            u[k++] = 0xFFFD;
+            i += j;
+            continue;
+        }
+        i += len;
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            u[k++] = (jchar)(0xD800 + (cp >> 10));
+            u[k++] = (jchar)(0xDC00 + (cp & 0x3FF));
+        } else {
+            u[k++] = (jchar)cp;
+        }
+    }
+    jstring js = (*env)->NewString(env, u, (jsize)k);
+    if (u != stackbuf)
+        free(u);
+    return js; /* NULL: NewString threw */
+}
+
+static void throw_glue(JNIEnv *env, int code, const char *detail);
+
+/* java.lang.String -> standard UTF-8, malloc'd, in *out (NULL for a null
+ * String). A lone surrogate becomes U+FFFD; U+0000 is refused, as C would
+ * silently cut the string there. Returns 0, or -1 with an exception
+ * pending. */
+static int jstring_to_utf8(JNIEnv *env, jstring js, const char *what,
+                           char **out)
+{
+    *out = NULL;
+    if (!js)
+        return 0;
+    jsize n = (*env)->GetStringLength(env, js);
+    if ((*env)->ExceptionCheck(env))
+        return -1;
+    jchar stackbuf[256];
+    jchar *u = n <= 256 ? stackbuf : malloc((size_t)n * sizeof(jchar));
+    char *s = malloc((size_t)n * 3 + 1); /* a unit is at most 3 bytes */
+    if (!u || !s) {
+        if (u != stackbuf)
+            free(u);
+        free(s);
+        throw_glue(env, COURIER_ENOMEM, what);
+        return -1;
+    }
+    (*env)->GetStringRegion(env, js, 0, n, u);
+    if ((*env)->ExceptionCheck(env)) {
+        if (u != stackbuf)
+            free(u);
+        free(s);
+        return -1;
+    }
+    size_t k = 0;
+    for (jsize i = 0; i < n; i++) {
+        uint32_t cp = u[i];
+        if (cp == 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "%s contains U+0000", what);
+            if (u != stackbuf)
+                free(u);
+            free(s);
+            throw_glue(env, COURIER_EINVAL, msg);
+            return -1;
+        }
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 1 < n &&
+            u[i + 1] >= 0xDC00 && u[i + 1] <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (u[i + 1] - 0xDC00);
+            i++;
+        } else if (cp >= 0xD800 && cp <= 0xDFFF) {
+            cp = 0xFFFD;
+        }
+        if (cp < 0x80) {
+            s[k++] = (char)cp;
+        } else if (cp < 0x800) {
+            s[k++] = (char)(0xC0 | (cp >> 6));
+            s[k++] = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            s[k++] = (char)(0xE0 | (cp >> 12));
+            s[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            s[k++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+            s[k++] = (char)(0xF0 | (cp >> 18));
+            s[k++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            s[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            s[k++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    s[k] = '\0';
+    if (u != stackbuf)
+        free(u);
+    *out = s;
+    return 0;
+}
+
+/* ---- exceptions -------------------------------------------------------- */
+
+static void throw_text(JNIEnv *env, int code, const char *text)
+{
+    if ((*env)->ExceptionCheck(env))
+        return; /* keep the first one */
+    jstring msg = utf8_to_jstring(env, text);
+    if (!msg)
+        return;
+    jobject ex = (*env)->NewObject(env, g_exc_class, g_exc_ctor, (jint)code,
+                                   msg);
+    if (ex)
+        (*env)->Throw(env, (jthrowable)ex);
+    (*env)->DeleteLocalRef(env, msg);
+    if (ex)
+        (*env)->DeleteLocalRef(env, ex);
+}
+
+/* A failed courier_* call: its detail is read at once, on this thread. */
+static void throw_code(JNIEnv *env, int rc)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s : %s", courier_strerror(rc),
+             courier_last_error());
+    throw_text(env, rc, text);
+}
+
+/* A failure found by the glue itself, in the same form. */
+static void throw_glue(JNIEnv *env, int code, const char *detail)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s : %s", courier_strerror(code), detail);
+    throw_text(env, code, text);
+}
+
+/* ---- the loop thread ----------------------------------------------------- */
+
+static void detach_thread(void *vm)
+{
+    (*(JavaVM *)vm)->DetachCurrentThread((JavaVM *)vm);
+}
+
+/* JNIEnv of this thread, attaching it (once) if needed; NULL if that fails. */
+static JNIEnv *thread_env(void)
+{
+    JNIEnv *env = NULL;
+    jint r = (*g_vm)->GetEnv(g_vm, (void **)&env, JNI_VERSION);
+    if (r == JNI_OK)
+        return env;
+    if (r != JNI_EDETACHED)
+        return NULL;
+    JavaVMAttachArgs args = { JNI_VERSION, (char *)"courier-loop", NULL };
+#ifdef __ANDROID__
+    /* Android's jni.h: AttachCurrentThreadAsDaemon(JavaVM*, JNIEnv**, ...) */
+    r = (*g_vm)->AttachCurrentThreadAsDaemon(g_vm, &env, &args);
+#else
+    /* OpenJDK's jni.h: AttachCurrentThreadAsDaemon(JavaVM*, void**, ...) */
+    r = (*g_vm)->AttachCurrentThreadAsDaemon(g_vm, (void **)&env, &args);
+#endif
+    if (r != JNI_OK)
+        return NULL;
+    /* stays attached; detached by the key's destructor at thread exit */
+    if (pthread_setspecific(g_detach_key, g_vm) != 0) {
+        (*g_vm)->DetachCurrentThread(g_vm);
+        return NULL;
+    }
+    return env;
+}
+
+static void free_handle_refs(JNIEnv *env, jc_t *jc)
+{
+    if (jc->listener) {
+        (*env)->DeleteGlobalRef(env, jc->listener);
+        atomic_fetch_sub(&g_live_refs, 1);
+    }
+    if (jc->owner) {
+        (*env)->DeleteGlobalRef(env, jc->owner);
+        atomic_fetch_sub(&g_live_refs, 1);
+    }
+    free(jc);
+}
+
+typedef struct {
+    JNIEnv *env;
+    jc_t *prev;
+} cb_scope_t;
+
+/* Enter a callback: an env and a local frame of its own. */
+static JNIEnv *cb_begin(jc_t *jc, cb_scope_t *sc)
+{
+    JNIEnv *env = thread_env();
+    if (!env)
+        return NULL;
+    if ((*env)->PushLocalFrame(env, 16) < 0) {
+        (*env)->ExceptionClear(env);
+        return NULL;
+    }
+    sc->env = env;
+    sc->prev = tl_in_callback;
+    tl_in_callback = jc;
+    return env;
+}
+
+/* Leave it: log and clear whatever the listener threw, drop the frame,
+ * and free the handle if the listener closed it. */
+static void cb_end(jc_t *jc, cb_scope_t *sc, const char *what)
+{
+    JNIEnv *env = sc->env;
+    if ((*env)->ExceptionCheck(env)) {
+        fprintf(stderr, "courier-jni: Listener.%s threw (ignored):\n", what);
+        (*env)->ExceptionDescribe(env);
+        (*env)->ExceptionClear(env);
+    }
+    (*env)->PopLocalFrame(env, NULL);
+    tl_in_callback = sc->prev;
+    if (jc->free_after_cb)
+        free_handle_refs(env, jc); /* the library is muted: no callback
+                                      touches ud any more */
+}
+
+static jobject enum_of(JNIEnv *env, jclass cls, jmethodID of, int v)
+{
+    jobject o = (*env)->CallStaticObjectMethod(env, cls, of, (jint)v);
+    return (*env)->ExceptionCheck(env) ? NULL : o;
+}
+
+static void on_state(void *ud, const char *id, const char *peer,
+                     courier_state_t state)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jstring jid = utf8_to_jstring(env, id);
+    jstring jpeer = jid ? utf8_to_jstring(env, peer) : NULL;
+    jobject js = jpeer ? enum_of(env, g_state_class, g_state_of, state) : NULL;
+    if (js)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_state, jid, jpeer, js);
+    cb_end(jc, &sc, "onState");
+}
+
+static void on_message(void *ud, const courier_message_t *m)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jstring jid = utf8_to_jstring(env, m->id);
+    jstring jpeer = jid ? utf8_to_jstring(env, m->peer) : NULL;
+    jstring jbody = jpeer ? utf8_to_jstring(env, m->body ? m->body : "")
+                          : NULL;
+    jobject jk = jbody ? enum_of(env, g_kind_class, g_kind_of, m->kind) : NULL;
+    if (jk)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_message, jid, jpeer,
+                               jk, jbody, (jlong)m->timestamp_ms);
+    cb_end(jc, &sc, "onMessage");
+}
+
+static void on_link(void *ud, courier_link_t link)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jobject jl = enum_of(env, g_link_class, g_link_of, link);
+    if (jl)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_link, jl);
+    cb_end(jc, &sc, "onLink");
+}
+
+static void on_composing(void *ud, const char *peer, int composing)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jstring jpeer = utf8_to_jstring(env, peer);
+    if (jpeer)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_composing, jpeer,
+                               (jboolean)(composing != 0));
+    cb_end(jc, &sc, "onComposing");
+}
+
+static void on_log(void *ud, int level, const char *line)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jstring jline = utf8_to_jstring(env, line ? line : "");
+    if (jline)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_log, (jint)level,
+                               jline);
+    cb_end(jc, &sc, "onLog");
+}
+
+/* ---- native methods ------------------------------------------------------ */
+
+static jc_t *handle_of(JNIEnv *env, jlong h)
+{
+    if (h == 0)
+        throw_glue(env, COURIER_ECLOSED, "the Courier is closed");
+    return (jc_t *)(intptr_t)h;
+}
+
+static jlongArray n_defaults(JNIEnv *env, jclass cls)
+{
+    (void)cls;
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    jlong v[N_COUNT];
+    v[N_PORT] = cfg.port;
+    v[N_ALLOW_PLAINTEXT] = cfg.allow_plaintext;
+    v[N_ACK_TIMEOUT] = cfg.ack_timeout_ms;
+    v[N_RESEND_GRACE] = cfg.resend_grace_ms;
+    v[N_PING_INTERVAL] = cfg.ping_interval_ms;
+    v[N_PING_TIMEOUT] = cfg.ping_timeout_ms;
+    v[N_RECONNECT_MIN] = cfg.reconnect_min_ms;
+    v[N_RECONNECT_MAX] = cfg.reconnect_max_ms;
+    v[N_MAX_IN_FLIGHT] = cfg.max_in_flight;
+    v[N_MAX_AGE] = (jlong)cfg.max_age_ms;
+    v[N_IMPLICIT_READ] = cfg.implicit_read;
+    v[N_SYNCHRONOUS_FULL] = cfg.synchronous_full;
+    v[N_MAX_BODY] = cfg.max_body_bytes;
+    jlongArray a = (*env)->NewLongArray(env, N_COUNT);
+    if (!a)
+        return NULL;
+    (*env)->SetLongArrayRegion(env, a, 0, N_COUNT, v);
+    return (*env)->ExceptionCheck(env) ? NULL : a;
+}
+
+/* An unsigned config field from Java: 0..max, else EINVAL naming it. */
+static int unsigned_field(JNIEnv *env, const jlong *v, int i, const char *name,
+                          jlong max, unsigned *out)
+{
+    if (v[i] < 0 || v[i] > max) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s (%lld) out of range 0..%lld", name,
+                 (long long)v[i], (long long)max);
+        throw_glue(env, COURIER_EINVAL, msg);
+        return -1;
+    }
+    *out = (unsigned)v[i];
+    return 0;
+}
+
+static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
+                    jstring jjid, jstring jpw, jstring jhost, jstring jdb,
+                    jstring jca, jlongArray jnums)
+{
+    (void)cls;
+    jlong h = 0;
+    char *jid = NULL, *pw = NULL, *host = NULL, *db = NULL, *ca = NULL;
+    jc_t *jc = NULL;
+    if (!jnums || (*env)->GetArrayLength(env, jnums) != N_COUNT) {
+        throw_glue(env, COURIER_EINVAL, "config numbers");
+        return 0;
+    }
+    jlong v[N_COUNT];
+    (*env)->GetLongArrayRegion(env, jnums, 0, N_COUNT, v);
+    if ((*env)->ExceptionCheck(env))
+        return 0;
+    if (jstring_to_utf8(env, jjid, "jid", &jid) < 0 ||
+        jstring_to_utf8(env, jpw, "password", &pw) < 0 ||
+        jstring_to_utf8(env, jhost, "host", &host) < 0 ||
+        jstring_to_utf8(env, jdb, "dbPath", &db) < 0 ||
+        jstring_to_utf8(env, jca, "caFile", &ca) < 0)
+        goto out;
+
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = jid;
+    cfg.password = pw;
+    cfg.host = host;
+    cfg.db_path = db;
+    cfg.ca_file = ca;
+    unsigned port, max_body;
+    if (unsigned_field(env, v, N_PORT, "port", 65535, &port) < 0 ||
+        unsigned_field(env, v, N_ACK_TIMEOUT, "ackTimeoutMs", UINT32_MAX,
+                       &cfg.ack_timeout_ms) < 0 ||
+        unsigned_field(env, v, N_RESEND_GRACE, "resendGraceMs", UINT32_MAX,
+                       &cfg.resend_grace_ms) < 0 ||
+        unsigned_field(env, v, N_PING_INTERVAL, "pingIntervalMs", UINT32_MAX,
+                       &cfg.ping_interval_ms) < 0 ||
+        unsigned_field(env, v, N_PING_TIMEOUT, "pingTimeoutMs", UINT32_MAX,
+                       &cfg.ping_timeout_ms) < 0 ||
+        unsigned_field(env, v, N_RECONNECT_MIN, "reconnectMinMs", UINT32_MAX,
+                       &cfg.reconnect_min_ms) < 0 ||
+        unsigned_field(env, v, N_RECONNECT_MAX, "reconnectMaxMs", UINT32_MAX,
+                       &cfg.reconnect_max_ms) < 0 ||
+        unsigned_field(env, v, N_MAX_IN_FLIGHT, "maxInFlight", UINT32_MAX,
+                       &cfg.max_in_flight) < 0 ||
+        unsigned_field(env, v, N_MAX_BODY, "maxBodyBytes", UINT32_MAX,
+                       &max_body) < 0)
+        goto out;
+    if (v[N_MAX_AGE] < 0) {
+        throw_glue(env, COURIER_EINVAL, "maxAgeMs is negative");
+        goto out;
+    }
+    cfg.port = (unsigned short)port;
+    cfg.max_body_bytes = max_body;
+    cfg.max_age_ms = (uint64_t)v[N_MAX_AGE];
+    cfg.allow_plaintext = v[N_ALLOW_PLAINTEXT] != 0;
+    cfg.implicit_read = v[N_IMPLICIT_READ] != 0;
+    cfg.synchronous_full = v[N_SYNCHRONOUS_FULL] != 0;
+
+    jc = calloc(1, sizeof(*jc));
+    if (!jc) {
+        throw_glue(env, COURIER_ENOMEM, "handle");
+        goto out;
+    }
+    jc->listener = (*env)->NewGlobalRef(env, listener);
+    if (jc->listener)
+        atomic_fetch_add(&g_live_refs, 1);
+    jc->owner = (*env)->NewGlobalRef(env, owner);
+    if (jc->owner)
+        atomic_fetch_add(&g_live_refs, 1);
+    if (!jc->listener || !jc->owner) {
+        throw_glue(env, COURIER_ENOMEM, "global reference");
+        goto out;
+    }
+    courier_callbacks_t cb = {
+        .on_state = on_state, .on_message = on_message, .on_link = on_link,
+        .on_composing = on_composing, .on_log = on_log,
+    };
+    int rc = courier_open(&jc->c, &cfg, &cb, jc);
+    if (rc < 0) {
+        throw_code(env, rc);
+        goto out;
+    }
+    h = (jlong)(intptr_t)jc;
+    jc = NULL;
+out:
+    if (jc)
+        free_handle_refs(env, jc);
+    free(jid);
+    free(pw);
+    free(host);
+    free(db);
+    free(ca);
+    return h;
+}
+
+static void n_close(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = (jc_t *)(intptr_t)h;
+    if (!jc)
+        return;
+    courier_close(jc->c); /* mutes callbacks; joins the loop, or defers */
+    if (tl_in_callback == jc)
+        jc->free_after_cb = 1; /* its callback is still on the stack */
+    else
+        free_handle_refs(env, jc);
+}
+
+static void n_start(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    int rc = courier_start(jc->c);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+static void n_stop(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    int rc = courier_stop(jc->c);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+static jstring n_send_text(JNIEnv *env, jclass cls, jlong h, jstring jto,
+                           jstring jbody)
+{
+    (void)cls;
+    jstring res = NULL;
+    char *to = NULL, *body = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jto, "to", &to) < 0 ||
+        jstring_to_utf8(env, jbody, "body", &body) < 0)
+        goto out;
+    char id[COURIER_ID_MAX];
+    int rc = courier_send_text(jc->c, to, body, id);
+    if (rc < 0)
+        throw_code(env, rc);
+    else
+        res = utf8_to_jstring(env, id);
+out:
+    free(to);
+    free(body);
+    return res;
+}
+
+static void n_send_media(JNIEnv *env, jclass cls, jlong h, jstring jto,
+                         jint kind, jstring jmid, jstring jbody)
+{
+    (void)cls;
+    char *to = NULL, *mid = NULL, *body = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jto, "to", &to) < 0 ||
+        jstring_to_utf8(env, jmid, "mediaId", &mid) < 0 ||
+        jstring_to_utf8(env, jbody, "body", &body) < 0)
+        goto out;
+    int rc = courier_send_media(jc->c, to, (courier_kind_t)kind, mid, body);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(to);
+    free(mid);
+    free(body);
+}
+
+static void n_mark_displayed(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                             jstring jid)
+{
+    (void)cls;
+    char *peer = NULL, *id = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jpeer, "peer", &peer) < 0 ||
+        jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    int rc = courier_mark_displayed(jc->c, peer, id);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(peer);
+    free(id);
+}
+
+static void n_set_composing(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                            jboolean on)
+{
+    (void)cls;
+    char *peer = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jpeer, "peer", &peer) < 0)
+        goto out;
+    int rc = courier_set_composing(jc->c, peer, on ? 1 : 0);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(peer);
+}
+
+static void n_retry(JNIEnv *env, jclass cls, jlong h, jstring jid)
+{
+    (void)cls;
+    char *id = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    int rc = courier_retry(jc->c, id);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(id);
+}
+
+static jint n_get_state(JNIEnv *env, jclass cls, jlong h, jstring jid)
+{
+    (void)cls;
+    char *id = NULL;
+    jint res = -1;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    courier_state_t s;
+    int rc = courier_get_state(jc->c, id, &s);
+    if (rc < 0)
+        throw_code(env, rc);
+    else
+        res = (jint)s;
+out:
+    free(id);
+    return res;
+}
+
+static jint n_get_link(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return -1;
+    courier_link_t l;
+    int rc = courier_get_link(jc->c, &l);
+    if (rc < 0) {
+        throw_code(env, rc);
+        return -1;
+    }
+    return (jint)l;
+}
+
+static jstring n_version(JNIEnv *env, jclass cls)
+{
+    (void)cls;
+    return utf8_to_jstring(env, courier_version());
+}
+
+/* Test hooks: Java -> UTF-8 -> Java, UTF-8 bytes both ways, and the count
+ * of global refs held for open handles. */
+static jstring n_echo(JNIEnv *env, jclass cls, jstring s)
+{
+    (void)cls;
+    char *u = NULL;
+    if (jstring_to_utf8(env, s, "s", &u) < 0)
+        return NULL;
+    jstring r = utf8_to_jstring(env, u);
+    free(u);
+    return r;
+}
+
+static jbyteArray n_to_utf8(JNIEnv *env, jclass cls, jstring s)
+{
+    (void)cls;
+    char *u = NULL;
+    if (jstring_to_utf8(env, s, "s", &u) < 0 || !u)
+        return NULL;
+    jsize n = (jsize)strlen(u);
+    jbyteArray a = (*env)->NewByteArray(env, n);
+    if (a)
+        (*env)->SetByteArrayRegion(env, a, 0, n, (const jbyte *)u);
+    free(u);
+    return (*env)->ExceptionCheck(env) ? NULL : a;
+}
+
+static jstring n_from_utf8(JNIEnv *env, jclass cls, jbyteArray b)
+{
+    (void)cls;
+    if (!b)
+        return NULL;
+    jsize n = (*env)->GetArrayLength(env, b);
+    char *u = malloc((size_t)n + 1);
+    if (!u) {
+        throw_glue(env, COURIER_ENOMEM, "bytes");
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, b, 0, n, (jbyte *)u);
+    if ((*env)->ExceptionCheck(env)) {
+        free(u);
+        return NULL;
+    }
+    u[n] = '\0';
+    jstring r = utf8_to_jstring(env, u);
+    free(u);
+    return r;
+}
+
+static jlong n_live_refs(JNIEnv *env, jclass cls)
+{
+    (void)env;
+    (void)cls;
+    return (jlong)atomic_load(&g_live_refs);
+}
+
+#define SIG_S "Ljava/lang/String;"
+static const JNINativeMethod g_methods[] = {
+    { "nativeDefaults", "()[J", (void *)n_defaults },
+    { "nativeOpen",
+      "(L" PKG "Courier;L" PKG "Listener;" SIG_S SIG_S SIG_S SIG_S SIG_S
+      "[J)J",
+      (void *)n_open },
+    { "nativeClose", "(J)V", (void *)n_close },
+    { "nativeStart", "(J)V", (void *)n_start },
+    { "nativeStop", "(J)V", (void *)n_stop },
+    { "nativeSendText", "(J" SIG_S SIG_S ")" SIG_S, (void *)n_send_text },
+    { "nativeSendMedia", "(J" SIG_S "I" SIG_S SIG_S ")V",
+      (void *)n_send_media },
+    { "nativeMarkDisplayed", "(J" SIG_S SIG_S ")V", (void *)n_mark_displayed },
+    { "nativeSetComposing", "(J" SIG_S "Z)V", (void *)n_set_composing },
+    { "nativeRetry", "(J" SIG_S ")V", (void *)n_retry },
+    { "nativeGetState", "(J" SIG_S ")I", (void *)n_get_state },
+    { "nativeGetLink", "(J)I", (void *)n_get_link },
+    { "nativeVersion", "()" SIG_S, (void *)n_version },
+    { "echoForTest", "(" SIG_S ")" SIG_S, (void *)n_echo },
+    { "utf8ForTest", "(" SIG_S ")[B", (void *)n_to_utf8 },
+    { "fromUtf8ForTest", "([B)" SIG_S, (void *)n_from_utf8 },
+    { "liveGlobalRefsForTest", "()J", (void *)n_live_refs },
+};
+
+/* ---- load / unload ------------------------------------------------------- */
+
+/* Classes are looked up here, on a Java thread: FindClass on the attached
+ * loop thread would use the system class loader (Android: not the app's). */
+static jclass global_class(JNIEnv *env, const char *name)
+{
+    jclass local = (*env)->FindClass(env, name);
+    if (!local)
+        return NULL;
+    jclass g = (*env)->NewGlobalRef(env, local);
+    (*env)->DeleteLocalRef(env, local);
+    return g;
+}
+
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
+{
+    (void)reserved;
+    JNIEnv *env = NULL;
+    if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION) != JNI_OK)
+        return JNI_ERR;
+    g_vm = vm;
+    if (pthread_key_create(&g_detach_key, detach_thread) != 0)
+        return JNI_ERR;
+    jclass courier = (*env)->FindClass(env, PKG "Courier");
+    jclass listener = courier ? (*env)->FindClass(env, PKG "Listener") : NULL;
+    if (!listener)
+        return JNI_ERR;
+    g_exc_class = global_class(env, PKG "CourierException");
+    g_state_class = g_exc_class ? global_class(env, PKG "State") : NULL;
+    g_kind_class = g_state_class ? global_class(env, PKG "Kind") : NULL;
+    g_link_class = g_kind_class ? global_class(env, PKG "Link") : NULL;
+    if (!g_link_class)
+        return JNI_ERR;
+#define GET(var, how, cls, name, sig)                                   \
+    do {                                                                \
+        var = (*env)->how(env, cls, name, sig);                         \
+        if (!var)                                                       \
+            return JNI_ERR;                                             \
+    } while (0)
+    GET(g_exc_ctor, GetMethodID, g_exc_class, "<init>", "(I" SIG_S ")V");
+    GET(g_state_of, GetStaticMethodID, g_state_class, "fromCode",
+        "(I)L" PKG "State;");
+    GET(g_kind_of, GetStaticMethodID, g_kind_class, "fromCode",
+        "(I)L" PKG "Kind;");
+    GET(g_link_of, GetStaticMethodID, g_link_class, "fromCode",
+        "(I)L" PKG "Link;");
+    GET(g_on_state, GetMethodID, listener, "onState",
+        "(" SIG_S SIG_S "L" PKG "State;)V");
+    GET(g_on_message, GetMethodID, listener, "onMessage",
+        "(" SIG_S SIG_S "L" PKG "Kind;" SIG_S "J)V");
+    GET(g_on_link, GetMethodID, listener, "onLink", "(L" PKG "Link;)V");
+    GET(g_on_composing, GetMethodID, listener, "onComposing",
+        "(" SIG_S "Z)V");
+    GET(g_on_log, GetMethodID, listener, "onLog", "(I" SIG_S ")V");
+#undef GET
+    if ((*env)->RegisterNatives(env, courier, g_methods,
+                                sizeof(g_methods) / sizeof(g_methods[0])) != 0)
+        return JNI_ERR;
+    (*env)->DeleteLocalRef(env, listener);
+    (*env)->DeleteLocalRef(env, courier);
+    return JNI_VERSION;
+}
+
+JNIEXPORT void JNICALL JNI_OnUnload(JavaVM *vm, void *reserved)
+{
+    (void)reserved;
+    JNIEnv *env = NULL;
+    if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION) != JNI_OK)
+        return;
+    jclass *cls[] = { &g_exc_class, &g_state_class, &g_kind_class,
+                      &g_link_class };
+    for (size_t i = 0; i < sizeof(cls) / sizeof(cls[0]); i++) {
+        if (*cls[i])
+            (*env)->DeleteGlobalRef(env, *cls[i]);
+        *cls[i] = NULL;
+    }
+    pthread_key_delete(g_detach_key);
+}

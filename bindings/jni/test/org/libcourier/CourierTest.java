@@ -1,0 +1,532 @@
+// SPDX-License-Identifier: MIT
+package org.libcourier;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNotEquals;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.io.File;
+import java.io.IOException;
+import java.lang.ref.WeakReference;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.junit.After;
+import org.junit.Assume;
+import org.junit.Before;
+import org.junit.Rule;
+import org.junit.Test;
+import org.junit.rules.Timeout;
+
+/**
+ * The Java binding on the desktop JVM (run with -Xcheck:jni). Offline tests
+ * point at 127.0.0.1 port 1, which refuses at once, so no network or DNS is
+ * touched; the live test needs the COURIER_TEST_* variables of
+ * tests/integration/prosody.sh.
+ */
+public class CourierTest {
+    private static final String BOB = "bob@example.com";
+    private static final String HELLO = "\u4f60\u597d \ud83d\udc4b"; // 你好 👋
+
+    /** A hang fails the test instead of stalling the run. */
+    @Rule
+    public Timeout timeout = Timeout.seconds(120);
+
+    private File dir;
+    private final List<Courier> opened = new ArrayList<>();
+
+    @Before
+    public void setUp() throws IOException {
+        dir = Files.createTempDirectory("courier-jni-").toFile();
+    }
+
+    @After
+    public void tearDown() {
+        for (Courier c : opened)
+            c.close();
+        deleteTree(dir);
+    }
+
+    private static void deleteTree(File f) {
+        File[] kids = f.listFiles();
+        if (kids != null)
+            for (File k : kids)
+                deleteTree(k);
+        f.delete();
+    }
+
+    private Config offlineConfig(String name) {
+        Config cfg = new Config();
+        cfg.jid = "alice@example.com/phone";
+        cfg.password = "secret";
+        cfg.host = "127.0.0.1";
+        cfg.port = 1; // refused at once: never connects
+        cfg.dbPath = new File(dir, name + ".db").getPath();
+        cfg.reconnectMinMs = 1000;
+        return cfg;
+    }
+
+    private Courier open(Config cfg, Listener l) {
+        Courier c = Courier.open(cfg, l);
+        opened.add(c);
+        return c;
+    }
+
+    private static CourierException.Code codeOf(Runnable r) {
+        try {
+            r.run();
+        } catch (CourierException e) {
+            return e.getCode();
+        }
+        fail("no CourierException");
+        return null;
+    }
+
+    /** Records states per id, with the thread each came on. */
+    static class Recorder implements Listener {
+        final Map<String, List<State>> states = new ConcurrentHashMap<>();
+        final Set<String> threads = ConcurrentHashMap.newKeySet();
+        final AtomicInteger failed = new AtomicInteger();
+        /** The peer strings the glue made, weakly: a local reference leaked
+         *  on the (never returning) loop thread would keep them alive. */
+        final List<WeakReference<String>> peers =
+            Collections.synchronizedList(new ArrayList<>());
+
+        @Override
+        public void onState(String id, String peer, State s) {
+            threads.add(Thread.currentThread().getName());
+            peers.add(new WeakReference<>(peer));
+            states.computeIfAbsent(id, k -> new CopyOnWriteArrayList<>())
+                .add(s);
+            if (s == State.FAILED)
+                failed.incrementAndGet();
+        }
+
+        boolean waitFor(String id, State s, long ms)
+                throws InterruptedException {
+            long end = System.currentTimeMillis() + ms;
+            while (System.currentTimeMillis() < end) {
+                List<State> l = states.get(id);
+                if (l != null && l.contains(s))
+                    return true;
+                Thread.sleep(10);
+            }
+            return false;
+        }
+    }
+
+    // ---- config ---------------------------------------------------------
+
+    @Test
+    public void configDefaultsComeFromTheLibrary() {
+        Config c = new Config();
+        assertNull(c.jid);
+        assertNull(c.password);
+        assertNull(c.host);
+        assertNull(c.dbPath);
+        assertNull(c.caFile);
+        assertEquals(0, c.port);
+        assertFalse(c.allowPlaintext);
+        assertEquals(30000, c.ackTimeoutMs);
+        assertEquals(10000, c.resendGraceMs);
+        assertEquals(30000, c.pingIntervalMs);
+        assertEquals(33000, c.pingTimeoutMs);
+        assertEquals(1000, c.reconnectMinMs);
+        assertEquals(60000, c.reconnectMaxMs);
+        assertEquals(100, c.maxInFlight);
+        assertEquals(0L, c.maxAgeMs);
+        assertTrue(c.implicitRead);
+        assertFalse(c.synchronousFull);
+        assertEquals(64 * 1024, c.maxBodyBytes);
+        assertEquals("0.1.0", Courier.version());
+    }
+
+    // ---- lifecycle ---------------------------------------------------------
+
+    @Test
+    public void openCloseReleasesGlobalRefs() {
+        long base = Courier.liveGlobalRefsForTest();
+        Courier c = Courier.open(offlineConfig("a"), new Listener() {});
+        assertEquals(base + 2, Courier.liveGlobalRefsForTest());
+        assertFalse(c.isClosed());
+        c.close();
+        c.close(); // idempotent
+        assertTrue(c.isClosed());
+        assertEquals(base, Courier.liveGlobalRefsForTest());
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.sendText(BOB, "hi")));
+        // reopen on the same store, started this time
+        for (int i = 0; i < 20; i++) {
+            try (Courier d = Courier.open(offlineConfig("a"), null)) {
+                d.start();
+                d.stop();
+            }
+        }
+        assertEquals(base, Courier.liveGlobalRefsForTest());
+    }
+
+    @Test
+    public void openRejectsBadConfig() {
+        Config cfg = offlineConfig("bad");
+        cfg.jid = null;
+        try {
+            Courier.open(cfg, null);
+            fail();
+        } catch (CourierException e) {
+            assertEquals(CourierException.Code.EINVAL, e.getCode());
+            assertEquals(-1, e.getErrorCode());
+            assertTrue(e.getMessage(),
+                       e.getMessage().startsWith("invalid argument : "));
+            assertTrue(e.getMessage(), e.getMessage().contains("jid"));
+        }
+        Config neg = offlineConfig("bad");
+        neg.ackTimeoutMs = -5;
+        try {
+            Courier.open(neg, null);
+            fail();
+        } catch (CourierException e) {
+            assertEquals(CourierException.Code.EINVAL, e.getCode());
+            assertTrue(e.getMessage(), e.getMessage().contains("ackTimeoutMs"));
+        }
+    }
+
+    // ---- sending offline -----------------------------------------------------
+
+    @Test
+    public void sendOfflineIsFailedOnTheLoopThread() throws Exception {
+        Recorder r = new Recorder();
+        Courier c = open(offlineConfig("a"), r);
+        c.start();
+        String id = c.sendText(BOB, "hello");
+        assertNotNull(id);
+        assertFalse(id.isEmpty());
+        assertTrue("onState(FAILED)", r.waitFor(id, State.FAILED, 5000));
+        assertEquals(State.FAILED, c.getState(id));
+        assertEquals(Collections.singleton("courier-loop"), r.threads);
+        assertNotEquals("courier-loop", Thread.currentThread().getName());
+        // retry offline: accepted, goes out on reconnect
+        c.retry(id);
+        // media with its own id
+        c.sendMedia(BOB, Kind.IMAGE, "img-7", "https://example.com/7.png");
+        assertTrue(r.waitFor("img-7", State.FAILED, 5000));
+        c.stop();
+    }
+
+    @Test
+    public void errorsMapToOneCodeEach() {
+        Courier c = open(offlineConfig("a"), null);
+        try {
+            c.sendText("bad jid", "hi");
+            fail();
+        } catch (CourierException e) {
+            assertEquals(CourierException.Code.EINVAL, e.getCode());
+            assertTrue(e.getMessage(),
+                       e.getMessage().startsWith("invalid argument : "));
+            assertTrue(e.getMessage().length() > "invalid argument : ".length());
+        }
+        try {
+            c.getState("no-such-id");
+            fail();
+        } catch (CourierException e) {
+            assertEquals(CourierException.Code.ENOTFOUND, e.getCode());
+            assertEquals(-3, e.getErrorCode());
+            assertTrue(e.getMessage(),
+                       e.getMessage().startsWith("no such message : "));
+        }
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.retry("no-such-id")));
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.markDisplayed(BOB, "no-such-id")));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.sendText(BOB, "")));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.sendText(BOB, null)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.sendText(BOB, "nul\u0000inside")));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.sendMedia(BOB, Kind.TEXT, "m1", "x")));
+        assertEquals(CourierException.Code.ENOTCONN,
+                     codeOf(() -> c.setComposing(BOB, true)));
+        String id = c.sendText(BOB, "once");
+        assertEquals(CourierException.Code.ESTATE,
+                     codeOf(() -> c.sendMedia(BOB, Kind.VOICE, id, "dup")));
+        c.start();
+        assertEquals(CourierException.Code.ESTATE, codeOf(c::start));
+        c.stop();
+    }
+
+    /** The detail is read on the failing thread: two threads failing at
+     *  once each see their own. */
+    @Test
+    public void errorDetailBelongsToTheCallingThread() throws Exception {
+        Courier c = open(offlineConfig("a"), null);
+        AtomicReference<String> bad = new AtomicReference<>();
+        Thread a = new Thread(() -> {
+            for (int i = 0; i < 300 && bad.get() == null; i++) {
+                try {
+                    c.sendText("bad jid", "x");
+                } catch (CourierException e) {
+                    if (e.getCode() != CourierException.Code.EINVAL ||
+                        !e.getMessage().startsWith("invalid argument : "))
+                        bad.set(e.getMessage());
+                }
+            }
+        });
+        Thread b = new Thread(() -> {
+            for (int i = 0; i < 300 && bad.get() == null; i++) {
+                try {
+                    c.getState("missing-" + i);
+                } catch (CourierException e) {
+                    if (e.getCode() != CourierException.Code.ENOTFOUND ||
+                        !e.getMessage().startsWith("no such message : "))
+                        bad.set(e.getMessage());
+                }
+            }
+        });
+        a.start();
+        b.start();
+        a.join();
+        b.join();
+        assertNull(bad.get());
+    }
+
+    // ---- strings ---------------------------------------------------------------
+
+    @Test
+    public void utf8ConversionKeepsEmojiAndCjk() {
+        String[] samples = {
+            "", "plain", HELLO, "h\u00e9llo", "\ud834\udd1e clef",
+            "\ud83d\ude00\ud83d\ude03\ud83e\udd73", "\u65e5\u672c\u8a9e",
+            "mixed \u00e9 \u4e2d \ud83d\udc4b end",
+        };
+        for (String s : samples) {
+            assertEquals(s, Courier.echoForTest(s));
+            byte[] std = s.getBytes(StandardCharsets.UTF_8);
+            assertArrayEquals(s, std, Courier.utf8ForTest(s));
+            assertEquals(s, Courier.fromUtf8ForTest(std));
+        }
+        assertNull(Courier.echoForTest(null));
+        // 👋 is 4 bytes of standard UTF-8, not 6 of modified UTF-8
+        assertEquals(4, Courier.utf8ForTest("\ud83d\udc4b").length);
+        // lone surrogate -> U+FFFD; ill-formed bytes -> U+FFFD
+        assertEquals("\ufffd", Courier.echoForTest("\ud83d"));
+        assertEquals("a\ufffdb", Courier.fromUtf8ForTest(
+            new byte[] { 'a', (byte) 0xC3, 'b' }));
+        assertEquals("\ufffd\ufffd", Courier.fromUtf8ForTest(  // CESU-8
+            new byte[] { (byte) 0xED, (byte) 0xA0 }).substring(0, 2));
+        assertEquals("x\ufffd", Courier.fromUtf8ForTest(
+            new byte[] { 'x', (byte) 0xF0, (byte) 0x9F, (byte) 0x91 }));
+        // a long string (heap buffers, not the stack ones)
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 2000; i++)
+            sb.append(HELLO);
+        assertEquals(sb.toString(), Courier.echoForTest(sb.toString()));
+    }
+
+    /** The library refuses non-UTF-8 bodies, so this fails if the glue
+     *  used modified UTF-8. */
+    @Test
+    public void emojiBodyIsAcceptedByTheLibrary() throws Exception {
+        Recorder r = new Recorder();
+        Courier c = open(offlineConfig("a"), r);
+        String id = c.sendText(BOB, HELLO);
+        assertEquals(State.FAILED, c.getState(id));
+    }
+
+    // ---- listeners ---------------------------------------------------------------
+
+    @Test
+    public void throwingListenerDoesNotCrash() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        Listener l = new Listener() {
+            @Override
+            public void onState(String id, String peer, State s) {
+                calls.incrementAndGet();
+                throw new IllegalStateException("listener bug (expected)");
+            }
+
+            @Override
+            public void onLog(int level, String line) {
+                throw new RuntimeException("log listener bug (expected)");
+            }
+        };
+        Courier c = open(offlineConfig("a"), l);
+        c.start();
+        String id1 = c.sendText(BOB, "one");
+        long end = System.currentTimeMillis() + 5000;
+        while (calls.get() < 1 && System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(1, calls.get());
+        String id2 = c.sendText(BOB, "two");
+        while (calls.get() < 2 && System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(2, calls.get());
+        assertEquals(State.FAILED, c.getState(id1));
+        assertEquals(State.FAILED, c.getState(id2));
+        c.stop();
+    }
+
+    @Test
+    public void closeFromACallback() throws Exception {
+        long base = Courier.liveGlobalRefsForTest();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        CountDownLatch closed = new CountDownLatch(1);
+        Courier c = Courier.open(offlineConfig("a"), new Listener() {
+            @Override
+            public void onState(String id, String peer, State s) {
+                self.get().close();
+                closed.countDown();
+            }
+        });
+        self.set(c);
+        c.start();
+        c.sendText(BOB, "bye");
+        assertTrue(closed.await(5, TimeUnit.SECONDS));
+        assertTrue(c.isClosed());
+        long end = System.currentTimeMillis() + 5000;
+        while (Courier.liveGlobalRefsForTest() != base &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(base, Courier.liveGlobalRefsForTest());
+        c.close(); // still fine
+    }
+
+    /** Many callbacks on one attached thread: global refs stay flat, and
+     *  -Xcheck:jni (the make target fails on its warnings) sees no local
+     *  reference pile-up. Sends from several threads at once. */
+    @Test
+    public void manyCallbacksFromSeveralThreads() throws Exception {
+        long base = Courier.liveGlobalRefsForTest();
+        Recorder r = new Recorder();
+        Config cfg = offlineConfig("many");
+        Courier c = open(cfg, r);
+        c.start();
+        final int threads = 4, each = 2500; // 10 000 callbacks
+        Set<String> ids = ConcurrentHashMap.newKeySet();
+        List<Thread> ts = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            final int tn = t;
+            Thread th = new Thread(() -> {
+                for (int i = 0; i < each; i++)
+                    ids.add(c.sendText(BOB, "m " + tn + " " + i + " \ud83d\udc4b"));
+            });
+            ts.add(th);
+            th.start();
+        }
+        for (Thread th : ts)
+            th.join();
+        assertEquals(threads * each, ids.size());
+        long end = System.currentTimeMillis() + 60000;
+        while (r.failed.get() < threads * each &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(20);
+        assertEquals(threads * each, r.failed.get());
+        assertEquals(new HashSet<>(ids), new HashSet<>(r.states.keySet()));
+        assertEquals(base + 2, Courier.liveGlobalRefsForTest());
+        // local refs: the strings of finished callbacks can be collected
+        int cleared = 0;
+        for (int round = 0; round < 20; round++) {
+            System.gc();
+            Thread.sleep(50);
+            cleared = 0;
+            synchronized (r.peers) {
+                for (WeakReference<String> w : r.peers)
+                    if (w.get() == null)
+                        cleared++;
+            }
+            if (cleared > threads * each * 9 / 10)
+                break;
+        }
+        assertTrue("callback strings still referenced: " + cleared + " of "
+                   + r.peers.size() + " collected",
+                   cleared > threads * each * 9 / 10);
+        c.stop();
+        c.close();
+        assertEquals(base, Courier.liveGlobalRefsForTest());
+    }
+
+    // ---- live, against the local Prosody of tests/integration/prosody.sh -------
+
+    @Test
+    public void liveAliceSendsEmojiToBob() throws Exception {
+        String port = System.getenv("COURIER_TEST_PORT");
+        String ca = System.getenv("COURIER_TEST_CA");
+        String domain = System.getenv("COURIER_TEST_DOMAIN");
+        String tdir = System.getenv("COURIER_TEST_DIR");
+        boolean have = port != null && ca != null && domain != null;
+        // make check-jni sets COURIER_JNI_LIVE=1: there a skip is a failure
+        if ("1".equals(System.getenv("COURIER_JNI_LIVE")))
+            assertTrue("COURIER_TEST_* missing", have);
+        Assume.assumeTrue("no COURIER_TEST_* (run under prosody.sh)", have);
+        String base = tdir != null ? tdir : dir.getPath();
+
+        Recorder aliceEvents = new Recorder();
+        BlockingQueue<String[]> bobGot = new LinkedBlockingQueue<>();
+        Set<String> bobThreads = ConcurrentHashMap.newKeySet();
+        Listener bobEvents = new Listener() {
+            @Override
+            public void onMessage(String id, String peer, Kind kind,
+                                  String body, long ts) {
+                bobThreads.add(Thread.currentThread().getName());
+                bobGot.add(new String[] { id, peer, kind.name(), body });
+            }
+        };
+        Courier alice = open(live("alice", domain, port, ca, base),
+                             aliceEvents);
+        Courier bob = open(live("bob", domain, port, ca, base), bobEvents);
+        bob.start();
+        alice.start();
+
+        String id = alice.sendText("bob@" + domain, HELLO);
+        String[] m = bobGot.poll(30, TimeUnit.SECONDS);
+        assertNotNull("bob got nothing", m);
+        assertEquals(id, m[0]);
+        assertEquals("alice@" + domain, m[1]);
+        assertEquals("TEXT", m[2]);
+        assertEquals(HELLO, m[3]);
+        assertEquals(Collections.singleton("courier-loop"), bobThreads);
+        assertTrue("DELIVERED",
+                   aliceEvents.waitFor(id, State.DELIVERED, 30000));
+
+        bob.markDisplayed("alice@" + domain, id);
+        assertTrue("DISPLAYED",
+                   aliceEvents.waitFor(id, State.DISPLAYED, 30000));
+        assertEquals(State.DISPLAYED, alice.getState(id));
+        assertNull("exactly once", bobGot.poll(500, TimeUnit.MILLISECONDS));
+        alice.stop();
+        bob.stop();
+    }
+
+    private static Config live(String who, String domain, String port,
+                               String ca, String base) {
+        Config cfg = new Config();
+        cfg.jid = who + "@" + domain;
+        cfg.password = "pw-" + who;
+        cfg.host = "127.0.0.1";
+        cfg.port = Integer.parseInt(port);
+        cfg.caFile = ca;
+        cfg.dbPath = new File(base, "jni-" + who + ".db").getPath();
+        cfg.reconnectMinMs = 100;
+        cfg.reconnectMaxMs = 1000;
+        return cfg;
+    }
+}
