@@ -159,7 +159,8 @@ check-exports: $(SHARED)
 check: deps
 	$(MAKE) all examples check-headers check-exports check-unit
 	$(MAKE) asan
-	$(MAKE) check-integration check-chaos check-jni
+	$(MAKE) check-integration check-chaos check-jni check-interop \
+		check-integration-ejabberd check-objc
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
@@ -224,3 +225,4 @@ clean:
 -include bench/bench.mk
 -include tests/integration/interop.mk
 -include bindings/jni/jni.mk
+-include bindings/objc/objc.mk

@@ -350,6 +350,8 @@ static void scan_x_event(xmpp_stanza_t *x, scan_t *sc, codec_msg_t *out)
             sc->asked |= CORE_ASK_X22_DELIVERED;
         if (child_in(x, "displayed", NS_EVENT))
             sc->asked |= CORE_ASK_X22_DISPLAYED;
+        if (child_in(x, "composing", NS_EVENT))
+            sc->asked |= CORE_ASK_X22_COMPOSING;
         return;
     }
     if (text_copy(id_el, id, sizeof(id)) < 0 || !util_id_valid(id))

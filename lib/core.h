@@ -57,7 +57,8 @@ enum {
     CORE_ASK_X22_DELIVERED = 1 << 0, /* jabber:x:event <delivered/> */
     CORE_ASK_X22_DISPLAYED = 1 << 1, /* jabber:x:event <displayed/> */
     CORE_ASK_RECEIPT = 1 << 2,       /* XEP-0184 <request/> */
-    CORE_ASK_MARKABLE = 1 << 3       /* XEP-0333 <markable/> */
+    CORE_ASK_MARKABLE = 1 << 3,      /* XEP-0333 <markable/> */
+    CORE_ASK_X22_COMPOSING = 1 << 4  /* jabber:x:event <composing/> */
 };
 
 typedef enum {

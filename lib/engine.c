@@ -669,8 +669,10 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     } else {
         /* SPEC §3: XEP-0022 composing names the peer's last message. */
         char last[COURIER_ID_MAX] = "";
-        if (store_in_last_id(e->store, bare, last) != COURIER_OK)
-            last[0] = '\0';
+        unsigned asked = 0;
+        if (store_in_last_id(e->store, bare, last, &asked) != COURIER_OK ||
+            !(asked & CORE_ASK_X22_COMPOSING))
+            last[0] = '\0'; /* XEP-0022: raise only what was requested */
         item_t *it = item_new(ITEM_SEND_COMPOSING, last, bare);
         if (it)
             it->flag = on != 0;

@@ -156,7 +156,7 @@ static const char *const sql[ST_COUNT] = {
     [ST_IN_ASK] =
         "UPDATE inbox SET asked = asked | ? WHERE peer = ? AND id = ?",
     [ST_IN_GET] = "SELECT " IN_COLS " FROM inbox WHERE peer = ? AND id = ?",
-    [ST_IN_LAST] = "SELECT id FROM inbox INDEXED BY inbox_peer_recent"
+    [ST_IN_LAST] = "SELECT id, asked FROM inbox INDEXED BY inbox_peer_recent"
                    " WHERE peer = ? ORDER BY received_ms DESC LIMIT 1",
     [ST_IN_HANDED] =
         "UPDATE inbox SET handed = 1 WHERE peer = ? AND id = ?",
@@ -827,7 +827,8 @@ int store_in_get(store_t *s, const char *peer, const char *id,
     return rc;
 }
 
-int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX])
+int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX],
+                     unsigned *asked)
 {
     sqlite3_stmt *st = s->st[ST_IN_LAST];
     binder_t b = bind_start(st);
@@ -839,6 +840,8 @@ int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX])
         rc = v && util_strlcpy(id, v, COURIER_ID_MAX) == 0
                  ? COURIER_OK
                  : fail_with(s, COURIER_ECORRUPT, "bad incoming id");
+        if (asked)
+            *asked = (unsigned)sqlite3_column_int64(st, 1);
     } else if (rc == SQLITE_DONE) {
         rc = fail_with(s, COURIER_ENOTFOUND, "nothing from that peer");
     } else {

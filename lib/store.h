@@ -110,7 +110,8 @@ int store_in_get(store_t *s, const char *peer, const char *id,
 
 /* The id of the last message received from `peer` (COURIER_ENOTFOUND when
  * none), via an index. */
-int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX]);
+int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX],
+                     unsigned *asked);
 
 /* on_message returned for it. */
 int store_in_set_handed(store_t *s, const char *peer, const char *id);

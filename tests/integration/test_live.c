@@ -691,7 +691,12 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
     wait_online(a);
     char (*ids)[COURIER_ID_MAX] = new_ids(1);
     send_n(a, bob_jid, ids, 1, "for bob only"); /* bob is offline */
-    expect_all(a, ids, 1, COURIER_SENT, 10000);
+    /* ejabberd answers an offline recipient with an XEP-0022 offline
+     * event (OFFLINE); Prosody sends none (SENT). */
+    const char *server = getenv("COURIER_TEST_SERVER");
+    courier_state_t want = server && strcmp(server, "ejabberd") == 0
+                               ? COURIER_OFFLINE : COURIER_SENT;
+    expect_all(a, ids, 1, want, 10000);
     char x22[512], r184[512], m333[512];
     snprintf(x22, sizeof(x22), "<message to='%s'><x xmlns='jabber:x:event'>"
              "<delivered/><displayed/><id>%s</id></x></message>", alice_jid,
@@ -707,7 +712,7 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
     usleep(1500000 * scale());
     courier_state_t s;
     assert_int_equal(courier_get_state(a->c, ids[0], &s), COURIER_OK);
-    assert_int_equal(s, COURIER_SENT);
+    assert_int_equal(s, want);
     free(ids);
     client_free(a);
 }

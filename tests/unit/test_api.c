@@ -722,15 +722,21 @@ static void test_engine_composing_names_last_message(void **st)
     engine_dispatch(e);
     assert_int_equal(f->n_composing, 1);
     assert_string_equal(f->composing_last, ""); /* nothing from bob yet */
-    codec_msg_t m1 = chat_from(BOB, "first", "1", 0);
+    codec_msg_t m1 = chat_from(BOB, "first", "1", CORE_ASK_X22_COMPOSING);
     engine_incoming(e, &m1);
     usleep(2000); /* received_ms orders them */
-    codec_msg_t m2 = chat_from(BOB, "second", "2", 0);
+    codec_msg_t m2 = chat_from(BOB, "second", "2", CORE_ASK_X22_COMPOSING);
     engine_incoming(e, &m2);
     assert_int_equal(engine_set_composing(e, BOB, 0), COURIER_OK);
     engine_dispatch(e);
     assert_string_equal(f->composing_last, "second");
     assert_int_equal(f->composing_on, 0);
+    usleep(2000);
+    codec_msg_t m3 = chat_from(BOB, "third", "3", CORE_ASK_RECEIPT);
+    engine_incoming(e, &m3); /* asked for no XEP-0022 composing */
+    assert_int_equal(engine_set_composing(e, BOB, 1), COURIER_OK);
+    engine_dispatch(e);
+    assert_string_equal(f->composing_last, "");
     engine_close(e);
 }
 

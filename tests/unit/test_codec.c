@@ -18,7 +18,8 @@
 #define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
 #define BIG_LEN 10000
 #define ALL_ASKS (CORE_ASK_X22_DELIVERED | CORE_ASK_X22_DISPLAYED | \
-                  CORE_ASK_RECEIPT | CORE_ASK_MARKABLE)
+                  CORE_ASK_RECEIPT | CORE_ASK_MARKABLE | \
+                  CORE_ASK_X22_COMPOSING)
 
 #define NS_EV "xmlns='jabber:x:event'"
 #define NS_RC "xmlns='urn:xmpp:receipts'"

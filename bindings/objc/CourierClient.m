@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Objective-C binding of libcourier. Compiles with manual retain/release
+ * (GNUstep, tested) and with ARC (-fobjc-arc: iOS); the few differences are
+ * behind COURIER_ARC.
+ */
+#import "CourierClient.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "courier.h"
+
+#if __has_feature(objc_arc)
+#define COURIER_ARC 1
+#define CR_BRIDGE __bridge
+#else
+#define COURIER_ARC 0
+#define CR_BRIDGE
+#endif
+
+NSString *const CourierErrorDomain = @"org.libcourier";
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* code + detail -> NSError; `detail` NULL = courier_last_error() of this
+ * thread, read now (before any other library call). */
+static NSError *cr_error(int code, const char *detail)
+{
+    const char *name = courier_strerror(code);
+    const char *more = detail ? detail : courier_last_error();
+    NSString *desc;
+    if (more && *more)
+        desc = [NSString stringWithFormat:@"%s: %s", name, more];
+    else
+        desc = [NSString stringWithUTF8String:name];
+    if (!desc) /* not UTF-8: never expected from the library */
+        desc = @"libcourier error";
+    NSDictionary *info = [NSDictionary
+        dictionaryWithObject:desc forKey:NSLocalizedDescriptionKey];
+    return [NSError errorWithDomain:CourierErrorDomain code:code
+                           userInfo:info];
+}
+
+static void cr_set(NSError **out, int code, const char *detail)
+{
+    if (out)
+        *out = cr_error(code, detail);
+}
+
+/* NSString -> borrowed UTF-8 (autoreleased). NULL + EINVAL for nil, a
+ * non-string, an embedded U+0000 (C would cut the string there) or a lone
+ * surrogate (not convertible to UTF-8). */
+static const char *cr_utf8(id s, const char *what, NSError **err)
+{
+    char detail[96];
+    if (![s isKindOfClass:[NSString class]]) {
+        snprintf(detail, sizeof detail, "%s: not an NSString", what);
+        cr_set(err, COURIER_EINVAL, detail);
+        return NULL;
+    }
+    if ([(NSString *)s rangeOfString:@"\0" options:NSLiteralSearch].location
+            != NSNotFound) {
+        snprintf(detail, sizeof detail, "%s: contains U+0000", what);
+        cr_set(err, COURIER_EINVAL, detail);
+        return NULL;
+    }
+    const char *u = [(NSString *)s UTF8String];
+    if (!u || strlen(u) != [(NSString *)s
+                                lengthOfBytesUsingEncoding:NSUTF8StringEncoding]) {
+        snprintf(detail, sizeof detail, "%s: not convertible to UTF-8", what);
+        cr_set(err, COURIER_EINVAL, detail);
+        return NULL;
+    }
+    return u;
+}
+
+/* Library string -> NSString; never nil (the library only hands UTF-8). */
+static NSString *cr_str(const char *s)
+{
+    NSString *r = s ? [NSString stringWithUTF8String:s] : nil;
+    return r ? r : @"";
+}
+
+/* ---- CourierConfig ----------------------------------------------------- */
+
+@implementation CourierConfig
+
+@synthesize jid = _jid, password = _password, host = _host, port = _port,
+    dbPath = _dbPath, caFile = _caFile, allowPlaintext = _allowPlaintext,
+    ackTimeoutMs = _ackTimeoutMs, resendGraceMs = _resendGraceMs,
+    pingIntervalMs = _pingIntervalMs, pingTimeoutMs = _pingTimeoutMs,
+    reconnectMinMs = _reconnectMinMs, reconnectMaxMs = _reconnectMaxMs,
+    maxInFlight = _maxInFlight, maxAgeMs = _maxAgeMs,
+    implicitRead = _implicitRead, synchronousFull = _synchronousFull,
+    maxBodyBytes = _maxBodyBytes;
+
+- (instancetype)init
+{
+    if ((self = [super init])) {
+        courier_config_t c;
+        courier_config_init(&c);
+        _port = c.port;
+        _allowPlaintext = c.allow_plaintext != 0;
+        _ackTimeoutMs = c.ack_timeout_ms;
+        _resendGraceMs = c.resend_grace_ms;
+        _pingIntervalMs = c.ping_interval_ms;
+        _pingTimeoutMs = c.ping_timeout_ms;
+        _reconnectMinMs = c.reconnect_min_ms;
+        _reconnectMaxMs = c.reconnect_max_ms;
+        _maxInFlight = c.max_in_flight;
+        _maxAgeMs = c.max_age_ms;
+        _implicitRead = c.implicit_read != 0;
+        _synchronousFull = c.synchronous_full != 0;
+        _maxBodyBytes = c.max_body_bytes;
+    }
+    return self;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_jid release];
+    [_password release];
+    [_host release];
+    [_dbPath release];
+    [_caFile release];
+    [super dealloc];
+}
+#endif
+
+- (id)copyWithZone:(NSZone *)zone
+{
+    CourierConfig *c = [[[self class] allocWithZone:zone] init];
+    c.jid = _jid;
+    c.password = _password;
+    c.host = _host;
+    c.port = _port;
+    c.dbPath = _dbPath;
+    c.caFile = _caFile;
+    c.allowPlaintext = _allowPlaintext;
+    c.ackTimeoutMs = _ackTimeoutMs;
+    c.resendGraceMs = _resendGraceMs;
+    c.pingIntervalMs = _pingIntervalMs;
+    c.pingTimeoutMs = _pingTimeoutMs;
+    c.reconnectMinMs = _reconnectMinMs;
+    c.reconnectMaxMs = _reconnectMaxMs;
+    c.maxInFlight = _maxInFlight;
+    c.maxAgeMs = _maxAgeMs;
+    c.implicitRead = _implicitRead;
+    c.synchronousFull = _synchronousFull;
+    c.maxBodyBytes = _maxBodyBytes;
+    return c;
+}
+
++ (nullable instancetype)configWithDictionary:(NSDictionary *)dict
+                                        error:(NSError **)error
+{
+    static NSString *const strKeys[] = {
+        @"jid", @"password", @"host", @"dbPath", @"caFile"
+    };
+    static NSString *const numKeys[] = {
+        @"port", @"allowPlaintext", @"ackTimeoutMs", @"resendGraceMs",
+        @"pingIntervalMs", @"pingTimeoutMs", @"reconnectMinMs",
+        @"reconnectMaxMs", @"maxInFlight", @"maxAgeMs", @"implicitRead",
+        @"synchronousFull", @"maxBodyBytes"
+    };
+    if (![dict isKindOfClass:[NSDictionary class]]) {
+        cr_set(error, COURIER_EINVAL, "config: not an NSDictionary");
+        return nil;
+    }
+    CourierConfig *cfg = [[self alloc] init];
+#if !COURIER_ARC
+    [cfg autorelease];
+#endif
+    for (id key in dict) {
+        id val = [dict objectForKey:key];
+        BOOL ok = NO;
+        for (size_t i = 0; !ok && i < sizeof strKeys / sizeof *strKeys; i++)
+            if ([strKeys[i] isEqual:key]) {
+                if (![val isKindOfClass:[NSString class]])
+                    break;
+                [cfg setValue:val forKey:key];
+                ok = YES;
+            }
+        for (size_t i = 0; !ok && i < sizeof numKeys / sizeof *numKeys; i++)
+            if ([numKeys[i] isEqual:key]) {
+                if (![val isKindOfClass:[NSNumber class]])
+                    break;
+                if ([val longLongValue] < 0)
+                    break; /* every numeric field is unsigned */
+                [cfg setValue:val forKey:key];
+                ok = YES;
+            }
+        if (!ok) {
+            char detail[160];
+            snprintf(detail, sizeof detail,
+                     "config key \"%s\": unknown, or wrong type/value",
+                     [key isKindOfClass:[NSString class]]
+                         ? [(NSString *)key UTF8String] : "?");
+            cr_set(error, COURIER_EINVAL, detail);
+            return nil;
+        }
+    }
+    return cfg;
+}
+
+@end
+
+/* ---- callbacks (library loop thread) ------------------------------------ */
+
+#ifdef GNUSTEP
+/* GNUstep must know a thread before Objective-C code runs on it; the
+ * library's loop thread is a plain pthread. Register it at its first
+ * callback and unregister it when it ends (pthread key destructor). Apple's
+ * Foundation needs none of this. */
+static pthread_key_t cr_thread_key;
+static pthread_once_t cr_thread_once = PTHREAD_ONCE_INIT;
+static void cr_thread_exit(void *p)
+{
+    (void)p;
+    GSUnregisterCurrentThread();
+}
+static void cr_thread_key_init(void)
+{
+    pthread_key_create(&cr_thread_key, cr_thread_exit);
+}
+static void cr_thread_enter(void)
+{
+    pthread_once(&cr_thread_once, cr_thread_key_init);
+    if (!pthread_getspecific(cr_thread_key) && GSRegisterCurrentThread())
+        pthread_setspecific(cr_thread_key, (void *)1);
+}
+#else
+static void cr_thread_enter(void) {}
+#endif
+
+/* An exception from the delegate is logged and dropped: it must never
+ * unwind through the C library. Nothing touches `client` after the
+ * delegate returns (it may have closed or released it). */
+#define CR_CALLBACK(ud, sel, call)                                           \
+    do {                                                                     \
+        cr_thread_enter();                                                   \
+        @autoreleasepool {                                                   \
+            CourierClient *client = (CR_BRIDGE CourierClient *)(ud);         \
+            id<CourierClientDelegate> d = client.delegate;                   \
+            if ([d respondsToSelector:@selector(sel)]) {                     \
+                @try {                                                       \
+                    call;                                                    \
+                } @catch (NSException *e) {                                  \
+                    NSLog(@"libcourier: delegate %s raised %@: %@",         \
+                          #sel, [e name], [e reason]);                       \
+                }                                                            \
+            }                                                                \
+        }                                                                    \
+    } while (0)
+
+static void cr_on_state(void *ud, const char *msg_id, const char *peer,
+                        courier_state_t state)
+{
+    CR_CALLBACK(ud, courier:messageWithId:to:didChangeState:,
+                [d courier:client messageWithId:cr_str(msg_id) to:cr_str(peer)
+                    didChangeState:(CourierState)state]);
+}
+
+static void cr_on_message(void *ud, const courier_message_t *m)
+{
+    CR_CALLBACK(ud, courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
+                [d courier:client didReceiveMessageWithId:cr_str(m->id)
+                      from:cr_str(m->peer) kind:(CourierKind)m->kind
+                      body:cr_str(m->body) timestampMs:m->timestamp_ms]);
+}
+
+static void cr_on_link(void *ud, courier_link_t link)
+{
+    CR_CALLBACK(ud, courier:didChangeLink:,
+                [d courier:client didChangeLink:(CourierLink)link]);
+}
+
+static void cr_on_composing(void *ud, const char *peer, int composing)
+{
+    CR_CALLBACK(ud, courier:peer:isComposing:,
+                [d courier:client peer:cr_str(peer)
+                    isComposing:(composing != 0)]);
+}
+
+static void cr_on_log(void *ud, int level, const char *line)
+{
+    CR_CALLBACK(ud, courier:log:level:,
+                [d courier:client log:cr_str(line)
+                    level:(CourierLogLevel)level]);
+}
+
+/* ---- CourierClient ------------------------------------------------------ */
+
+#define HANDLE ((courier_t *)_handle)
+
+/* Sets *error and returns `fail` when closed. */
+#define CR_OPEN_OR(fail)                                                     \
+    do {                                                                     \
+        if (!_handle) {                                                      \
+            cr_set(error, COURIER_ECLOSED, "handle closed");                 \
+            return fail;                                                     \
+        }                                                                    \
+    } while (0)
+
+@implementation CourierClient
+
+@synthesize delegate = _delegate;
+
++ (NSString *)version
+{
+    return cr_str(courier_version());
+}
+
++ (NSString *)nameOfState:(CourierState)state
+{
+    return cr_str(courier_state_name((courier_state_t)state));
+}
+
++ (NSString *)displayStatusOfState:(CourierState)state
+{
+    return cr_str(courier_display_status((courier_state_t)state));
+}
+
+static BOOL cr_opt(NSString *s, const char **out, const char *what,
+                   NSError **error)
+{
+    *out = NULL;
+    if (!s)
+        return YES;
+    *out = cr_utf8(s, what, error);
+    return *out != NULL;
+}
+
+- (nullable instancetype)initWithConfig:(id)config
+                               delegate:(nullable id<CourierClientDelegate>)delegate
+                                  error:(NSError **)error
+{
+    if (!(self = [super init]))
+        return nil;
+    _delegate = delegate;
+
+    CourierConfig *cfg = nil;
+    if ([config isKindOfClass:[CourierConfig class]])
+        cfg = config;
+    else if ([config isKindOfClass:[NSDictionary class]])
+        cfg = [CourierConfig configWithDictionary:config error:error];
+    else
+        cr_set(error, COURIER_EINVAL,
+               "config: neither a CourierConfig nor an NSDictionary");
+
+    courier_config_t c;
+    courier_config_init(&c);
+    BOOL ok = cfg != nil;
+    ok = ok && cr_opt(cfg.jid, &c.jid, "jid", error);
+    ok = ok && cr_opt(cfg.password, &c.password, "password", error);
+    ok = ok && cr_opt(cfg.host, &c.host, "host", error);
+    ok = ok && cr_opt(cfg.dbPath, &c.db_path, "dbPath", error);
+    ok = ok && cr_opt(cfg.caFile, &c.ca_file, "caFile", error);
+    if (ok && (cfg.port > USHRT_MAX || cfg.ackTimeoutMs > UINT_MAX ||
+               cfg.resendGraceMs > UINT_MAX || cfg.pingIntervalMs > UINT_MAX ||
+               cfg.pingTimeoutMs > UINT_MAX || cfg.reconnectMinMs > UINT_MAX ||
+               cfg.reconnectMaxMs > UINT_MAX || cfg.maxInFlight > UINT_MAX ||
+               cfg.maxBodyBytes > UINT_MAX)) {
+        cr_set(error, COURIER_EINVAL, "config: a numeric field is too large");
+        ok = NO;
+    }
+    if (ok) {
+        c.port = (unsigned short)cfg.port;
+        c.allow_plaintext = cfg.allowPlaintext ? 1 : 0;
+        c.ack_timeout_ms = (unsigned)cfg.ackTimeoutMs;
+        c.resend_grace_ms = (unsigned)cfg.resendGraceMs;
+        c.ping_interval_ms = (unsigned)cfg.pingIntervalMs;
+        c.ping_timeout_ms = (unsigned)cfg.pingTimeoutMs;
+        c.reconnect_min_ms = (unsigned)cfg.reconnectMinMs;
+        c.reconnect_max_ms = (unsigned)cfg.reconnectMaxMs;
+        c.max_in_flight = (unsigned)cfg.maxInFlight;
+        c.max_age_ms = cfg.maxAgeMs;
+        c.implicit_read = cfg.implicitRead ? 1 : 0;
+        c.synchronous_full = cfg.synchronousFull ? 1 : 0;
+        c.max_body_bytes = (unsigned)cfg.maxBodyBytes;
+
+        courier_callbacks_t cb = {
+            cr_on_state, cr_on_message, cr_on_link, cr_on_composing, cr_on_log
+        };
+        courier_t *h = NULL;
+        /* ud = self, not retained: courier_close() in -close/-dealloc
+         * guarantees no callback runs after it. */
+        int rc = courier_open(&h, &c, &cb, (CR_BRIDGE void *)self);
+        if (rc == COURIER_OK)
+            _handle = h;
+        else {
+            cr_set(error, rc, NULL);
+            ok = NO;
+        }
+    }
+    if (!ok) {
+#if !COURIER_ARC
+        [self release];
+#endif
+        return nil;
+    }
+    return self;
+}
+
+- (void)dealloc
+{
+    [self close];
+#if !COURIER_ARC
+    [super dealloc];
+#endif
+}
+
+- (void)close
+{
+    courier_t *h = HANDLE;
+    _handle = NULL;
+    courier_close(h); /* NULL-safe; deferred when called from a callback */
+}
+
+- (BOOL)start:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_start(HANDLE);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)stop:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_stop(HANDLE);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (nullable NSString *)sendText:(NSString *)body
+                             to:(NSString *)peer
+                          error:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    const char *to = cr_utf8(peer, "to", error);
+    const char *b = to ? cr_utf8(body, "body", error) : NULL;
+    if (!b)
+        return nil;
+    char new_id[COURIER_ID_MAX];
+    int rc = courier_send_text(HANDLE, to, b, new_id);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return nil;
+    }
+    return cr_str(new_id);
+}
+
+- (BOOL)sendMedia:(NSString *)body
+             kind:(CourierKind)kind
+          mediaId:(NSString *)mediaId
+               to:(NSString *)peer
+            error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *to = cr_utf8(peer, "to", error);
+    const char *mid = to ? cr_utf8(mediaId, "mediaId", error) : NULL;
+    const char *b = mid ? cr_utf8(body, "body", error) : NULL;
+    if (!b)
+        return NO;
+    int rc = courier_send_media(HANDLE, to, (courier_kind_t)kind, mid, b);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)markDisplayed:(NSString *)messageId
+                 peer:(NSString *)peer
+                error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *p = cr_utf8(peer, "peer", error);
+    const char *i = p ? cr_utf8(messageId, "id", error) : NULL;
+    if (!i)
+        return NO;
+    int rc = courier_mark_displayed(HANDLE, p, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)setComposing:(BOOL)composing
+                peer:(NSString *)peer
+               error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *p = cr_utf8(peer, "peer", error);
+    if (!p)
+        return NO;
+    int rc = courier_set_composing(HANDLE, p, composing ? 1 : 0);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)retry:(NSString *)messageId error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *i = cr_utf8(messageId, "id", error);
+    if (!i)
+        return NO;
+    int rc = courier_retry(HANDLE, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (CourierState)stateOf:(NSString *)messageId error:(NSError **)error
+{
+    CR_OPEN_OR(CourierStateUnknown);
+    const char *i = cr_utf8(messageId, "id", error);
+    if (!i)
+        return CourierStateUnknown;
+    courier_state_t st;
+    int rc = courier_get_state(HANDLE, i, &st);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return CourierStateUnknown;
+    }
+    return (CourierState)st;
+}
+
+- (BOOL)link:(CourierLink *)outLink error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    courier_link_t l = COURIER_LINK_OFFLINE;
+    int rc = courier_get_link(HANDLE, &l);
+    if (outLink)
+        *outLink = (CourierLink)l;
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+@end

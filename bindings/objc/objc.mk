@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: MIT
+# Objective-C binding: included from the top Makefile (uses its STATIC, LIBS,
+# BUILD, PKG_CFLAGS).
+#   make check-objc   build libcourier_objc.a + test_objc with clang and
+#                     GNUstep (manual retain/release), run the tests against
+#                     a local Prosody, and syntax-check CourierClient.m
+#                     under ARC
+# Debian packages: clang (14), libgnustep-base-dev, libblocksruntime-dev
+# (gnustep-make comes with them; gnustep-config is used for the flags).
+
+OBJC_DIR := bindings/objc
+OBJC_OUT = $(BUILD)/objc
+OBJC_CC ?= clang
+# Debian's GNUstep is built on gcc's libobjc: clang needs gcc's objc/
+# headers, the GNU runtime ABI, and a shim for <objc/blocks_runtime.h>
+# (compat/). Debian's runtime has no ARC: tests use manual retain/release.
+OBJC_GCC_INC := $(shell gcc -print-file-name=include)
+OBJC_GS_FLAGS := $(shell gnustep-config --objc-flags 2>/dev/null)
+OBJC_GS_LIBS := $(shell gnustep-config --base-libs 2>/dev/null)
+OBJC_CFLAGS = $(filter-out -MMD -MP -I. -O2 -g,$(OBJC_GS_FLAGS)) -gdwarf-4 -O1 \
+	-fblocks -I$(OBJC_DIR)/compat \
+	-Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -I$(OBJC_DIR) \
+	$(PKG_CFLAGS)
+OBJC_MRC_FLAGS = -fobjc-runtime=gcc -isystem $(OBJC_GCC_INC)
+# ARC check: clang refuses ARC with the gcc runtime, so pretend GNUstep 2.0
+# (only -fsyntax-only, nothing is linked) and use a copy of gcc's
+# <objc/runtime.h> with its one ARC-invalid line (id->class_pointer) bridged.
+OBJC_ARC_INC = $(OBJC_OUT)/arc-include
+OBJC_ARC_FLAGS = -fobjc-runtime=gnustep-2.0 -fobjc-arc -isystem $(OBJC_ARC_INC) \
+	-isystem $(OBJC_GCC_INC)
+OBJC_LIB = $(OBJC_OUT)/libcourier_objc.a
+OBJC_TEST = $(OBJC_OUT)/test_objc
+
+.PHONY: objc check-objc check-objc-arc
+
+objc: $(OBJC_LIB)
+
+$(OBJC_OUT)/CourierClient.o: $(OBJC_DIR)/CourierClient.m \
+		$(OBJC_DIR)/CourierClient.h include/courier.h
+	@mkdir -p $(OBJC_OUT)
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) -c $< -o $@
+
+# The glue alone; link it with libcourier.a (see README for iOS).
+$(OBJC_LIB): $(OBJC_OUT)/CourierClient.o
+	rm -f $@
+	ar rcs $@ $^
+
+$(OBJC_OUT)/test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/CourierClient.h
+	@mkdir -p $(OBJC_OUT)
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) -c $< -o $@
+
+$(OBJC_TEST): $(OBJC_OUT)/test_objc.o $(OBJC_LIB) $(STATIC)
+	$(OBJC_CC) -o $@ $(OBJC_OUT)/test_objc.o $(OBJC_LIB) $(STATIC) $(LIBS) \
+		$(OBJC_GS_LIBS) -lBlocksRuntime
+
+$(OBJC_ARC_INC)/objc/runtime.h: $(OBJC_GCC_INC)/objc/runtime.h
+	@mkdir -p $(dir $@)
+	sed -e 's/return object->class_pointer;/return ((__bridge struct objc_object *)object)->class_pointer;/' \
+		-e 's/#include "\(.*\)"/#include <objc\/\1>/' $< > $@
+
+check-objc-arc: $(OBJC_ARC_INC)/objc/runtime.h
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) -fsyntax-only \
+		$(OBJC_DIR)/CourierClient.m
+	@echo "check-objc-arc: CourierClient.m is ARC-clean"
+
+check-objc: check-objc-arc $(OBJC_TEST)
+	@rm -f $(OBJC_OUT)/test.log; set +e; \
+	tests/integration/prosody.sh -- $(OBJC_TEST) \
+		> $(OBJC_OUT)/test.log 2>&1; rc=$$?; \
+	cat $(OBJC_OUT)/test.log; \
+	if [ $$rc -ne 0 ]; then echo "check-objc: tests failed ($$rc)"; \
+		exit $$rc; fi; \
+	if grep -q 'live test skipped' $(OBJC_OUT)/test.log; then \
+		echo "check-objc: the live test did not run"; exit 1; fi; \
+	echo "check-objc: passed"
