@@ -8,7 +8,8 @@ ifndef COURIER_INTEROP_MK
 COURIER_INTEROP_MK := 1
 
 INTEROP_BIN := $(BUILD)/tests/test_interop
-$(INTEROP_BIN): $(BUILD)/tests/integration/test_interop.o $(STATIC)
+$(INTEROP_BIN): $(BUILD)/tests/integration/test_interop.o \
+		$(BUILD)/tests/integration/relay.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS) -lcmocka
 
 .PHONY: check-interop check-interop-prosody check-interop-ejabberd \

@@ -3,8 +3,10 @@
  * server the harness started (tests/integration/prosody.sh or ejabberd.sh;
  * COURIER_TEST_SERVER=ejabberd says the latter):
  *  - ejabberd only: its XEP-0022 offline event (OFFLINE, then DELIVERED),
- *    and messages pushed through mod_http_api send_message reaching the
- *    app exactly once, also when the recipient was offline;
+ *    messages pushed through mod_http_api send_message reaching the app
+ *    exactly once, also when the recipient was offline, and a silent
+ *    session killed by the server's 29 s / 32 s pings with its unacked
+ *    message handed to offline storage;
  *  - both: a slixmpp peer (slix_peer.py, /usr/bin/python3) that speaks only
  *    XEP-0184 receipts, XEP-0333 markers and XEP-0085 chat states, and
  *    peers that ask for nothing (slixmpp, a raw libstrophe client).
@@ -31,6 +33,7 @@
 #include <strophe.h>
 
 #include "courier.h"
+#include "relay.h"
 
 #define SLOTS 1024 /* open addressing, power of two */
 #define GOT_MAX 512
@@ -209,7 +212,9 @@ static void track(client_t *cl, int add)
         }
 }
 
-static client_t *client_new(const char *name, const char *tag)
+/* port 0: the server's own; ping_ms 0: the library's default watchdog. */
+static client_t *client_new_via(const char *name, const char *tag,
+                                unsigned short port, unsigned ping_ms)
 {
     client_t *cl = calloc(1, sizeof(*cl));
     assert_non_null(cl);
@@ -225,16 +230,25 @@ static client_t *client_new(const char *name, const char *tag)
     cfg.jid = jid;
     cfg.password = pw;
     cfg.host = "127.0.0.1";
-    cfg.port = server_port();
+    cfg.port = port ? port : server_port();
     cfg.ca_file = env("COURIER_TEST_CA");
     cfg.db_path = cl->db;
     cfg.reconnect_min_ms = 100;
     cfg.reconnect_max_ms = 1000;
+    if (ping_ms) {
+        cfg.ping_interval_ms = ping_ms;
+        cfg.ping_timeout_ms = ping_ms + 3000;
+    }
     int rc = courier_open(&cl->c, &cfg, &callbacks, cl);
     if (rc != COURIER_OK)
         fail_msg("open %s: %s", name, courier_last_error());
     track(cl, 1);
     return cl;
+}
+
+static client_t *client_new(const char *name, const char *tag)
+{
+    return client_new_via(name, tag, 0, 0);
 }
 
 static void client_free(client_t *cl)
@@ -919,6 +933,117 @@ static void test_ejabberd_api_push_to_offline_app_once(void **st)
     client_free(b);
 }
 
+/* ---- (b2) ejabberd: server pings 29 s / 32 s, unacked to offline ------- */
+
+/* Sessions of `user` the server holds now (ejabberdctl connected_users). */
+static int sessions_of(const char *user)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "%s connected_users 2>&1",
+             env("COURIER_TEST_EJABBERDCTL"));
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[512], want[160];
+    snprintf(want, sizeof(want), "%s@", user);
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, want, strlen(want)) == 0)
+            n++;
+    int st = pclose(f);
+    if (st != 0)
+        fail_msg("ejabberdctl connected_users failed (status %d)", st);
+    return n;
+}
+
+static int log_mentions(const char *needle)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/ejabberd.log", env("COURIER_TEST_DIR"));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The note's server half: bob's link goes silent (the relay blackholes it,
+ * the socket stays open, bob's own watchdog is set far away). mod_ping
+ * pings him 29 s after his last stanza and kills the session 32 s later;
+ * a message alice sent into the dead session meanwhile was never acked by
+ * bob, so mod_stream_mgmt hands it to offline storage, and mod_offline
+ * tells alice (OFFLINE) without alice resending anything. When bob comes
+ * back he gets it from offline storage, once. */
+static void test_ejabberd_ping_kills_silent_session_unacked_go_offline(
+    void **st)
+{
+    (void)st;
+    need_ejabberd();
+    if (scale() > 1)
+        skip(); /* the server's clock does not stretch */
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "p1");
+    client_t *b = client_new_via("bob", "p1", relay_port(r), 600000);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    usleep(500000); /* bob's initial presence and SM enable settle */
+    assert_int_equal(sessions_of("bob"), 1);
+    relay_blackhole(r);
+    int64_t t0 = now_ms();
+
+    /* Past the ping, before its timeout: the session is still there. */
+    usleep(36000 * 1000);
+    assert_int_equal(sessions_of("bob"), 1);
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    send_n(a, bob_jid, ids, 1, "into a dead session");
+    expect_all(a, ids, 1, COURIER_SENT, 5000);
+    assert_int_equal(state_of(a, ids[0]), COURIER_SENT); /* bob "online" */
+
+    /* Killed by the ping timeout: at most 29 + 32 s after bob's last
+     * stanza (and well before mod_stream_mgmt's own 60 s ack timeout for
+     * the message above would end it). */
+    int64_t gone = -1;
+    while (now_ms() - t0 < 90000) {
+        if (sessions_of("bob") == 0) {
+            gone = now_ms() - t0;
+            break;
+        }
+        usleep(500000);
+    }
+    if (gone < 0)
+        fail_msg("bob's silent session still alive after 90 s");
+    print_message("    silent session killed %.1f s after the link went "
+                  "silent\n", (double)gone / 1000);
+    assert_true(gone >= 40000 && gone <= 66000);
+    assert_true(log_mentions("Connection failed: ping_timeout"));
+
+    /* The unacked message went to offline storage and alice was told. */
+    expect_all(a, ids, 1, COURIER_OFFLINE, 10000);
+    assert_int_equal(state_of(a, ids[0]), COURIER_OFFLINE);
+    send_n(a, bob_jid, ids + 1, 1, "after the kill");
+    expect_all(a, ids + 1, 1, COURIER_OFFLINE, 10000);
+    for (size_t i = 0; i < 2; i++) {
+        courier_info_t info;
+        assert_int_equal(courier_get_info(a->c, ids[i], &info), COURIER_OK);
+        assert_int_equal(info.attempts, 1); /* the server carried it */
+    }
+
+    /* bob's link comes back: both from offline storage, once each. */
+    relay_cut(r);
+    expect_all(a, ids, 2, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, 2);
+    free_ids(ids);
+    client_free(b);
+    client_free(a);
+    relay_stop(r);
+}
+
 /* ---- (c) the slixmpp peer: XEP-0184 / XEP-0333 / XEP-0085 only --------- */
 
 /* Our messages reach DELIVERED through its 0184 receipt or its 0333
@@ -1158,6 +1283,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ejabberd_offline_event_then_delivered, teardown),
         cmocka_unit_test_teardown(test_ejabberd_api_push_reaches_online_app_once, teardown),
         cmocka_unit_test_teardown(test_ejabberd_api_push_to_offline_app_once, teardown),
+        cmocka_unit_test_teardown(
+            test_ejabberd_ping_kills_silent_session_unacked_go_offline,
+            teardown),
         cmocka_unit_test_teardown(test_slix_receipts_and_markers_drive_states, teardown),
         cmocka_unit_test_teardown(test_slix_auto_client_burst_delivered_then_displayed, teardown),
         cmocka_unit_test_teardown(test_slix_gets_correct_receipts_and_markers, teardown),
