@@ -288,6 +288,29 @@ COURIER_API int courier_get_info(courier_t *c, const char *id,
                                  courier_info_t *out);
 
 /**
+ * What the reliability rules did since courier_open() (an addition to
+ * SPEC §7; in memory, not persisted). The resend counters tell the note's
+ * two phases apart: `resent_reconnect` is phase 2 (earliest delivery, the
+ * moment the link is back), `resent_peer` is phase 1 (eventual delivery:
+ * the peer wrote, so what it has not confirmed goes again).
+ */
+typedef struct courier_stats {
+    uint64_t sent;             /**< messages written the first time */
+    uint64_t resent_reconnect; /**< written again after a reconnect */
+    uint64_t resent_peer;      /**< written again because the peer wrote */
+    uint64_t resent_retry;     /**< written again by courier_retry() */
+    uint64_t received;         /**< incoming messages handed to the app */
+    uint64_t duplicates;       /**< incoming duplicates dropped */
+    uint64_t links_up;         /**< sessions that became ready */
+} courier_stats_t;
+
+/**
+ * Fill `out` with the handle's counters. Any thread.
+ * @return COURIER_OK, COURIER_EINVAL (`out` NULL), COURIER_ECLOSED.
+ */
+COURIER_API int courier_get_stats(courier_t *c, courier_stats_t *out);
+
+/**
  * Current link state (an addition to SPEC §7).
  * @return COURIER_OK; COURIER_EAUTH when the server refused the login (then
  *         `*out` is COURIER_LINK_OFFLINE and the library does not retry

@@ -29,6 +29,7 @@ typedef struct msg {
     int64_t expire_base;   /* wall: send or retry time */
     int on_wire;           /* written this link, not acked by the server */
     int error_since_send;  /* an error bounced it after its last write */
+    core_cause_t cause;    /* why it sits in sendq */
 } msg_t;
 
 struct core {
@@ -48,6 +49,7 @@ struct core {
     int64_t reconnect_at;       /* mono, -1 none */
     unsigned backoff_ms;
     uint64_t rng;
+    core_stats_t stats;
 };
 
 #define CONTAINER(ptr, field) \
@@ -278,10 +280,11 @@ static int emit_link(core_t *k, courier_link_t link, core_out_t *out)
 
 /* Insert into the send queue keeping acceptance order (SPEC §5: per-peer
  * order). The queue is short; walk from the tail. */
-static void sendq_add(core_t *k, msg_t *m)
+static void sendq_add(core_t *k, msg_t *m, core_cause_t cause)
 {
     if (node_linked(&m->sendq))
         return;
+    m->cause = cause;
     node_t *at = k->sendq.head.prev;
     while (at != &k->sendq.head && CONTAINER(at, sendq)->seq > m->seq)
         at = at->prev;
@@ -323,6 +326,10 @@ static int pump(core_t *k, core_now_t now, core_out_t *out)
         core_act_t *a = out_push(out, CORE_ACT_TRANSMIT);
         if (!a)
             return COURIER_ENOMEM;
+        if (m->row.attempts == 0)
+            k->stats.first_writes++;
+        else
+            k->stats.rewrites[m->cause]++;
         m->row.attempts++;
         m->row.last_sent_ms = now.wall_ms;
         m->error_since_send = 0;
@@ -373,7 +380,7 @@ static int on_send(core_t *k, const core_ev_t *ev, core_now_t now,
     /* SPEC §2 ack timer: from the send, also while waiting for a slot. */
     m->ack_deadline = now.mono_ms + k->lim.ack_timeout_ms;
     list_push_back(&k->ackq, &m->ackq);
-    sendq_add(k, m);
+    sendq_add(k, m, CORE_CAUSE_SEND);
     return pump(k, now, out);
 }
 
@@ -399,7 +406,7 @@ static int on_retry(core_t *k, const core_ev_t *ev, core_now_t now,
     if (k->link != COURIER_LINK_ONLINE) /* goes out on reconnect */
         return set_state(&m->row, COURIER_FAILED, "offline", 0, 0, now, out);
     m->row.permanent = 0;
-    sendq_add(k, m);
+    sendq_add(k, m, CORE_CAUSE_RETRY);
     return pump(k, now, out);
 }
 
@@ -422,6 +429,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
     if (k->link == COURIER_LINK_ONLINE)
         return COURIER_OK;
     int rc = emit_link(k, COURIER_LINK_ONLINE, out);
+    k->stats.links_up++;
     k->backoff_ms = k->lim.reconnect_min_ms; /* SPEC §4: reset on success */
     k->reconnect_at = -1;
     k->dropping = 0;
@@ -431,7 +439,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
     for (node_t *n = k->all.head.next; n != &k->all.head; n = n->next) {
         msg_t *m = CONTAINER(n, all);
         if (m->row.state == COURIER_QUEUED || m->row.state == COURIER_FAILED)
-            sendq_add(k, m);
+            sendq_add(k, m, CORE_CAUSE_RECONNECT);
     }
     if (rc == COURIER_OK)
         rc = pump(k, now, out);
@@ -649,7 +657,7 @@ static int on_message(core_t *k, const core_ev_t *ev, core_now_t now,
             if (strcmp(m->row.peer, ev->peer) == 0 &&
                 now.wall_ms - m->row.last_sent_ms >=
                     (int64_t)k->lim.resend_grace_ms)
-                sendq_add(k, m);
+                sendq_add(k, m, CORE_CAUSE_PEER);
         }
         rc = pump(k, now, out);
     }
@@ -859,6 +867,11 @@ int64_t core_next_deadline(const core_t *k, core_now_t now)
         break;
     }
     return d;
+}
+
+void core_get_stats(const core_t *k, core_stats_t *out)
+{
+    *out = k->stats;
 }
 
 const core_row_t *core_find(const core_t *k, const char *id)

@@ -171,6 +171,24 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out);
  * none is armed. `now` converts wall-clock expiry to the mono clock. */
 int64_t core_next_deadline(const core_t *k, core_now_t now);
 
+/* Why a message went on the wire again (SPEC §2), counted per handle. */
+typedef enum {
+    CORE_CAUSE_SEND = 0,   /* the app's send, or start-up: first write */
+    CORE_CAUSE_RECONNECT,  /* phase 2.4: the session came back */
+    CORE_CAUSE_PEER,       /* phase 1.2/1.3: the peer wrote again */
+    CORE_CAUSE_RETRY,      /* courier_retry() */
+    CORE_CAUSE_COUNT
+} core_cause_t;
+
+typedef struct {
+    uint64_t first_writes;                /* messages written the first time */
+    uint64_t rewrites[CORE_CAUSE_COUNT];  /* written again, by cause */
+    uint64_t links_up;                    /* sessions that became ready */
+} core_stats_t;
+
+/* Counters since core_new (not persisted). */
+void core_get_stats(const core_t *k, core_stats_t *out);
+
 /* Introspection (tests, get_info, bench). */
 const core_row_t *core_find(const core_t *k, const char *id);
 size_t core_unsettled(const core_t *k);

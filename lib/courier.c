@@ -272,6 +272,15 @@ int courier_get_info(courier_t *c, const char *id, courier_info_t *out)
     return engine_get_info(c->engine, id, out);
 }
 
+int courier_get_stats(courier_t *c, courier_stats_t *out)
+{
+    CHECK_HANDLE(c);
+    if (!out)
+        return util_set_error(COURIER_EINVAL, "out is NULL");
+    engine_get_stats(c->engine, out);
+    return COURIER_OK;
+}
+
 int courier_get_link(courier_t *c, courier_link_t *out)
 {
     CHECK_HANDLE(c);

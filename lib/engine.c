@@ -54,6 +54,8 @@ struct engine {
     int wake_fd;
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
     int64_t incoming_ts;         /* its delay stamp, else its arrival */
+    core_stats_t retired;        /* counters of cores rebuilt away */
+    uint64_t received, duplicates;
 };
 
 static core_now_t default_clock(void *ud)
@@ -200,7 +202,10 @@ static int run_deliver(engine_t *e, const core_act_t *a)
         util_free(it);
         return COURIER_ENOMEM;
     }
-    return enqueue(e, it);
+    int rc = enqueue(e, it);
+    if (rc == COURIER_OK)
+        e->received++;
+    return rc;
 }
 
 static int run_action(engine_t *e, const core_act_t *a, core_now_t now)
@@ -307,6 +312,12 @@ static int rebuild_core(engine_t *e)
     int was_up = core_link(e->core) != COURIER_LINK_OFFLINE;
     if (core_started(e->core))
         core_restore_started(k, now_of(e).mono_ms);
+    core_stats_t st;
+    core_get_stats(e->core, &st);
+    e->retired.first_writes += st.first_writes;
+    for (int i = 0; i < CORE_CAUSE_COUNT; i++)
+        e->retired.rewrites[i] += st.rewrites[i];
+    e->retired.links_up += st.links_up;
     core_free(e->core);
     e->core = k;
     if (was_up) {
@@ -396,7 +407,10 @@ static int queue_unhanded(void *ud, const store_in_t *m, const char *body)
         util_free(it);
         return COURIER_ENOMEM;
     }
-    return enqueue(e, it);
+    int rc = enqueue(e, it);
+    if (rc == COURIER_OK)
+        e->received++;
+    return rc;
 }
 
 int engine_open(engine_t **out, const courier_config_t *cfg,
@@ -709,6 +723,25 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
     return COURIER_OK;
 }
 
+void engine_get_stats(engine_t *e, courier_stats_t *out)
+{
+    core_stats_t st;
+    pthread_mutex_lock(&e->mu);
+    core_get_stats(e->core, &st);
+    memset(out, 0, sizeof(*out));
+    out->sent = e->retired.first_writes + st.first_writes;
+    out->resent_reconnect = e->retired.rewrites[CORE_CAUSE_RECONNECT] +
+                            st.rewrites[CORE_CAUSE_RECONNECT];
+    out->resent_peer =
+        e->retired.rewrites[CORE_CAUSE_PEER] + st.rewrites[CORE_CAUSE_PEER];
+    out->resent_retry =
+        e->retired.rewrites[CORE_CAUSE_RETRY] + st.rewrites[CORE_CAUSE_RETRY];
+    out->received = e->received;
+    out->duplicates = e->duplicates;
+    out->links_up = e->retired.links_up + st.links_up;
+    pthread_mutex_unlock(&e->mu);
+}
+
 courier_link_t engine_link(engine_t *e, int *auth_failed)
 {
     pthread_mutex_lock(&e->mu);
@@ -791,9 +824,11 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
                      .asked = dup ? (old.asked | m->asked) : m->asked,
                      .duplicate = dup,
                      .displayed_before = dup && old.displayed };
-    if (dup)
+    if (dup) {
+        e->duplicates++;
         log_locked(e, COURIER_LOG_DEBUG, "duplicate %s from %s dropped",
                    m->id, m->from);
+    }
     e->incoming = m;
     e->incoming_ts = in.timestamp_ms;
     rc = feed_locked(e, &ev);

@@ -67,6 +67,7 @@ int engine_retry(engine_t *e, const char *id);
 int engine_mark_displayed(engine_t *e, const char *peer, const char *id);
 int engine_set_composing(engine_t *e, const char *peer, int on);
 int engine_get_info(engine_t *e, const char *id, courier_info_t *out);
+void engine_get_stats(engine_t *e, courier_stats_t *out);
 /* Link state; `*auth_failed` (may be NULL) = the last login was refused. */
 courier_link_t engine_link(engine_t *e, int *auth_failed);
 /* No app callback runs after this (courier_close); transport items do. */

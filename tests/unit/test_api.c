@@ -227,6 +227,8 @@ static void test_null_handle_is_einval(void **st)
     assert_int_equal(courier_send_text(NULL, BOB, "x", id), COURIER_EINVAL);
     assert_int_equal(courier_get_state(NULL, "x", &s), COURIER_EINVAL);
     assert_int_equal(courier_run_once(NULL, 0), COURIER_EINVAL);
+    courier_stats_t stats;
+    assert_int_equal(courier_get_stats(NULL, &stats), COURIER_EINVAL);
     courier_close(NULL);
 }
 
@@ -329,6 +331,10 @@ static void test_retry_and_lookups(void **st)
     courier_link_t l;
     assert_int_equal(courier_get_link(f->c, &l), COURIER_OK);
     assert_int_equal(l, COURIER_LINK_OFFLINE);
+    courier_stats_t stats;
+    assert_int_equal(courier_get_stats(f->c, NULL), COURIER_EINVAL);
+    assert_int_equal(courier_get_stats(f->c, &stats), COURIER_OK);
+    assert_int_equal(stats.sent + stats.resent_retry + stats.links_up, 0);
 }
 
 /* SPEC §5: a reopened store keeps every message and state. */
@@ -591,6 +597,11 @@ static void test_engine_incoming_once_with_receipts(void **st)
     engine_dispatch(e);
     assert_int_equal(f->n_msgs, 1);
     assert_string_equal(f->bodies[0], "hello");
+    courier_stats_t stats;
+    engine_get_stats(e, &stats);
+    assert_int_equal(stats.received, 1);
+    assert_int_equal(stats.duplicates, 1);
+    assert_int_equal(stats.links_up, 1);
     assert_int_equal(f->n_receipts, 2);
     assert_int_equal(f->receipts[0].state, COURIER_DELIVERED);
     /* displayed is remembered, and a later duplicate gets it again */

@@ -531,6 +531,49 @@ static void test_manual_retry_sends_failed_at_once(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 1);
 }
 
+/* The note's two phases, told apart: resends are counted by what caused
+ * them (courier_get_stats). */
+static void test_resends_are_counted_by_cause(void **st)
+{
+    fx_t *f = *st;
+    core_stats_t s;
+    send_msg(f, "m0", BOB, 0);         /* offline: FAILED, never written */
+    online(f, 0);                      /* first write of m0: not a resend */
+    send_msg(f, "m1", BOB, 0);
+    send_msg(f, "m2", BOB, 0);
+    core_get_stats(f->k, &s);
+    assert_int_equal(s.first_writes, 3);
+    assert_int_equal(s.rewrites[CORE_CAUSE_RECONNECT], 0);
+    assert_int_equal(s.links_up, 1);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 10);   /* all three FAILED */
+    online(f, 20);                              /* phase 2: all again */
+    core_get_stats(f->k, &s);
+    assert_int_equal(s.rewrites[CORE_CAUSE_RECONNECT], 3);
+    assert_int_equal(s.links_up, 2);
+    feed(f, ev_acked("m0"), 30);
+    feed(f, ev_acked("m1"), 30);
+    feed(f, ev_message("p1", BOB, 40000, 0, 0), 40000); /* phase 1 */
+    core_get_stats(f->k, &s);
+    assert_int_equal(s.rewrites[CORE_CAUSE_PEER], 3); /* SENT ones too */
+    assert_int_equal(s.first_writes, 3);
+}
+
+static void test_manual_retry_is_counted(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 30000);
+    core_ev_t ev = { .type = CORE_EV_RETRY, .row = core_find(f->k, "m1") };
+    feed(f, ev, 30001);
+    core_stats_t s;
+    core_get_stats(f->k, &s);
+    assert_int_equal(s.first_writes, 1);
+    assert_int_equal(s.rewrites[CORE_CAUSE_RETRY], 1);
+    assert_int_equal(s.rewrites[CORE_CAUSE_PEER] +
+                         s.rewrites[CORE_CAUSE_RECONNECT], 0);
+}
+
 static void test_manual_retry_refuses_non_failed(void **st)
 {
     fx_t *f = *st;
@@ -1137,6 +1180,8 @@ int main(void)
         T(test_peer_activity_duplicate_changes_nothing),
         T(test_peer_activity_offline_does_not_transmit),
         T(test_manual_retry_sends_failed_at_once),
+        T(test_resends_are_counted_by_cause),
+        T(test_manual_retry_is_counted),
         T(test_manual_retry_refuses_non_failed),
         T(test_manual_retry_of_permanent_failure),
         T(test_manual_retry_offline_clears_permanent_quietly),
