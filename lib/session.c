@@ -240,9 +240,17 @@ static void tp_send_chat_locked(void *ud, const core_row_t *row,
     send_stanza(s, st, OUT_MSG, row->id, 0);
 }
 
+int (*session_fault_drop_receipt)(const char *peer, const char *id,
+                                  courier_state_t state);
+
 static void tp_send_receipt_locked(void *ud, const store_rcpt_t *r)
 {
     session_t *s = ud;
+    if (session_fault_drop_receipt &&
+        session_fault_drop_receipt(r->peer, r->id, r->state)) {
+        engine_receipt_acked(s->e, r->rid);
+        return;
+    }
     xmpp_stanza_t *st = codec_build_receipt(s->ctx, r->peer, r->id, r->state,
                                             r->asked);
     if (!st) { /* no form applies: nothing is owed */

@@ -39,4 +39,12 @@ int session_step(session_t *s, unsigned timeout_ms);
 /* Close the link politely now (used by courier_run_once users on close). */
 void session_close_link(session_t *s);
 
+/* Fault injection for the chaos suite (tests/chaos) only: when set and it
+ * returns 1, a receipt is treated as written and acknowledged by the
+ * server, then lost on the way, as a server or a dropped session can lose
+ * an event. Hidden from the shared library; NULL in every app. Set it
+ * before the first handle opens. */
+extern int (*session_fault_drop_receipt)(const char *peer, const char *id,
+                                         courier_state_t state);
+
 #endif /* COURIER_SESSION_H */
