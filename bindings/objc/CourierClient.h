@@ -3,15 +3,22 @@
  * @file CourierClient.h
  * Objective-C binding of libcourier (courier.h), one to one.
  *
- * Threads: every method may be called from any thread. Delegate methods run
- * on the library's loop thread, never on the main thread: they must not
- * block; hop to the main queue yourself
- * (dispatch_async(dispatch_get_main_queue(), ^{ ... })). Each delegate call
- * runs inside its own @autoreleasepool.
+ * Events: a delegate (CourierClientDelegate) and/or one block per event
+ * (onState, onMessage, onLink, onComposing, onLog). For each event the
+ * block is called when one is set, else the delegate method (never both).
+ *
+ * Threads: every method may be called from any thread. Delegate methods and
+ * blocks run on the library's loop thread (one thread per client, events in
+ * order), never on the main thread: they must not block; hop to the main
+ * queue yourself (dispatch_async(dispatch_get_main_queue(), ^{ ... })).
+ * Each call runs inside its own @autoreleasepool; an exception it raises is
+ * logged and dropped.
  *
  * Memory: the delegate is not retained (weak under ARC where the runtime
- * supports it, assign otherwise): keep it alive until -close. The sources
- * compile with manual retain/release and are ARC-compatible.
+ * supports it, assign otherwise): keep it alive until -close. Blocks are
+ * copied and kept until replaced, -close or -dealloc: -close releases them,
+ * which ends a retain cycle through a block that captured the client. The
+ * sources compile with manual retain/release and are ARC-compatible.
  *
  * Errors: methods that can fail take an NSError ** and return NO / nil /
  * CourierStateUnknown. The NSError has domain CourierErrorDomain
@@ -135,6 +142,16 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 
 @class CourierClient;
 
+/** Block forms of the delegate methods (same arguments, same thread). */
+typedef void (^CourierStateHandler)(NSString *messageId, NSString *peer,
+                                    CourierState state);
+typedef void (^CourierMessageHandler)(NSString *messageId, NSString *peer,
+                                      CourierKind kind, NSString *body,
+                                      int64_t timestampMs);
+typedef void (^CourierLinkHandler)(CourierLink link);
+typedef void (^CourierComposingHandler)(NSString *peer, BOOL composing);
+typedef void (^CourierLogHandler)(NSString *line, CourierLogLevel level);
+
 /**
  * Events of one account. All optional. Called on the library's loop thread
  * (not the main thread): do not block; dispatch to the main queue.
@@ -167,9 +184,32 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 {
     void *_handle;      /* courier_t *, NULL once closed */
     COURIER_IVAR_WEAK id<CourierClientDelegate> _delegate;
+    NSLock *_handlerLock; /* guards the five blocks (held for a swap) */
+    CourierStateHandler _onState;
+    CourierMessageHandler _onMessage;
+    CourierLinkHandler _onLink;
+    CourierComposingHandler _onComposing;
+    CourierLogHandler _onLog;
 }
 
 @property (nonatomic, COURIER_WEAK, nullable) id<CourierClientDelegate> delegate;
+
+/**
+ * Per-event blocks, called instead of the delegate method of the same event
+ * when set (nil: the delegate method). Set them before -start: so no event
+ * is missed. Setting one is thread-safe, also from a callback (a block may
+ * replace itself): an event being delivered completes with the block it
+ * began with, which holds its own reference meanwhile. The setter copies
+ * the block; replacing it, -close and -dealloc release it. The getter
+ * returns the stored block, valid until it is replaced. A block that
+ * captures the client makes a retain cycle that -close ends (or capture it
+ * __weak under ARC).
+ */
+@property (nonatomic, copy, nullable) CourierStateHandler onState;
+@property (nonatomic, copy, nullable) CourierMessageHandler onMessage;
+@property (nonatomic, copy, nullable) CourierLinkHandler onLink;
+@property (nonatomic, copy, nullable) CourierComposingHandler onComposing;
+@property (nonatomic, copy, nullable) CourierLogHandler onLog;
 
 /** courier_version(). */
 + (NSString *)version;
@@ -186,6 +226,8 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 - (nullable instancetype)initWithConfig:(id)config
                                delegate:(nullable id<CourierClientDelegate>)delegate
                                   error:(NSError **)error;
+/** The same without a delegate: set the on* blocks, then -start:. */
+- (nullable instancetype)initWithConfig:(id)config error:(NSError **)error;
 
 /** courier_start(): connect on the library's own thread. */
 - (BOOL)start:(NSError **)error;
@@ -193,7 +235,8 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 - (BOOL)stop:(NSError **)error;
 /** courier_close(); idempotent; after it every call fails with
  *  CourierErrorClosed. Also done by -dealloc. After it returns no delegate
- *  method runs (from a delegate method: after that method returns). */
+ *  method or block runs (from a callback: after that callback returns),
+ *  and the on* blocks are released (set to nil). */
 - (void)close;
 
 /** courier_send_text(): returns the new message id once durable. */

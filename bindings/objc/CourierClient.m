@@ -15,9 +15,23 @@
 #if __has_feature(objc_arc)
 #define COURIER_ARC 1
 #define CR_BRIDGE __bridge
+/* Blocks are objects: -copy moves a stack block to the heap; a strong local
+ * set to nil releases here, not at scope end. */
+#define CR_BLOCK_COPY(b) [(b) copy]
+#define CR_BLOCK_RELEASE(b) ((b) = nil)
 #else
 #define COURIER_ARC 0
 #define CR_BRIDGE
+/* Block_copy/Block_release, not -copy/-release: with Debian's GNUstep (gcc
+ * libobjc; GNUstep base's own blocks runtime) a block is no Objective-C
+ * object, and its Block_copy(NULL) crashes. On Apple both forms work. */
+#include <Block.h>
+#define CR_BLOCK_COPY(b) ((b) ? Block_copy(b) : (__typeof__(b))0)
+#define CR_BLOCK_RELEASE(b)                                                  \
+    do {                                                                     \
+        if (b)                                                               \
+            Block_release(b);                                                \
+    } while (0)
 #endif
 
 NSString *const CourierErrorDomain = @"org.libcourier";
@@ -236,37 +250,58 @@ static void cr_thread_enter(void)
 static void cr_thread_enter(void) {}
 #endif
 
-/* An exception from the delegate is logged and dropped: it must never
- * unwind through the C library. Nothing touches `client` after the
- * delegate returns (it may have closed or released it). */
-#define CR_CALLBACK(ud, sel, call)                                           \
+/* The event's block when one is set, else the delegate method. An
+ * exception from either is logged and dropped: it must never unwind through
+ * the C library. Nothing touches `client` after the call (it may have closed
+ * or released it): the block was taken before, with a reference of its own
+ * (so replacing it meanwhile is safe), and the delegate is only read when
+ * no block is set. */
+#define CR_CALLBACK(ud, Type, take, sel, bcall, dcall)                       \
     do {                                                                     \
         cr_thread_enter();                                                   \
         @autoreleasepool {                                                   \
             CourierClient *client = (CR_BRIDGE CourierClient *)(ud);         \
-            id<CourierClientDelegate> d = client.delegate;                   \
-            if ([d respondsToSelector:@selector(sel)]) {                     \
-                @try {                                                       \
-                    call;                                                    \
-                } @catch (NSException *e) {                                  \
-                    NSLog(@"libcourier: delegate %s raised %@: %@",         \
-                          #sel, [e name], [e reason]);                       \
-                }                                                            \
+            Type blk = [client take];                                        \
+            id<CourierClientDelegate> d = blk ? nil : client.delegate;       \
+            @try {                                                           \
+                if (blk)                                                     \
+                    bcall;                                                   \
+                else if ([d respondsToSelector:@selector(sel)])              \
+                    dcall;                                                   \
+            } @catch (NSException *e) {                                      \
+                NSLog(@"libcourier: %s raised %@: %@",                      \
+                      blk ? "block " #take : "delegate " #sel, [e name],     \
+                      [e reason]);                                           \
             }                                                                \
+            CR_BLOCK_RELEASE(blk);                                           \
         }                                                                    \
     } while (0)
+
+/* The blocks, each with a reference for the caller (under the lock). */
+@interface CourierClient ()
+- (CourierStateHandler)cr_takeOnState;
+- (CourierMessageHandler)cr_takeOnMessage;
+- (CourierLinkHandler)cr_takeOnLink;
+- (CourierComposingHandler)cr_takeOnComposing;
+- (CourierLogHandler)cr_takeOnLog;
+@end
 
 static void cr_on_state(void *ud, const char *msg_id, const char *peer,
                         courier_state_t state)
 {
-    CR_CALLBACK(ud, courier:messageWithId:to:didChangeState:,
+    CR_CALLBACK(ud, CourierStateHandler, cr_takeOnState,
+                courier:messageWithId:to:didChangeState:,
+                blk(cr_str(msg_id), cr_str(peer), (CourierState)state),
                 [d courier:client messageWithId:cr_str(msg_id) to:cr_str(peer)
                     didChangeState:(CourierState)state]);
 }
 
 static void cr_on_message(void *ud, const courier_message_t *m)
 {
-    CR_CALLBACK(ud, courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
+    CR_CALLBACK(ud, CourierMessageHandler, cr_takeOnMessage,
+                courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
+                blk(cr_str(m->id), cr_str(m->peer), (CourierKind)m->kind,
+                    cr_str(m->body), m->timestamp_ms),
                 [d courier:client didReceiveMessageWithId:cr_str(m->id)
                       from:cr_str(m->peer) kind:(CourierKind)m->kind
                       body:cr_str(m->body) timestampMs:m->timestamp_ms]);
@@ -274,20 +309,24 @@ static void cr_on_message(void *ud, const courier_message_t *m)
 
 static void cr_on_link(void *ud, courier_link_t link)
 {
-    CR_CALLBACK(ud, courier:didChangeLink:,
+    CR_CALLBACK(ud, CourierLinkHandler, cr_takeOnLink, courier:didChangeLink:,
+                blk((CourierLink)link),
                 [d courier:client didChangeLink:(CourierLink)link]);
 }
 
 static void cr_on_composing(void *ud, const char *peer, int composing)
 {
-    CR_CALLBACK(ud, courier:peer:isComposing:,
+    CR_CALLBACK(ud, CourierComposingHandler, cr_takeOnComposing,
+                courier:peer:isComposing:,
+                blk(cr_str(peer), composing != 0),
                 [d courier:client peer:cr_str(peer)
                     isComposing:(composing != 0)]);
 }
 
 static void cr_on_log(void *ud, int level, const char *line)
 {
-    CR_CALLBACK(ud, courier:log:level:,
+    CR_CALLBACK(ud, CourierLogHandler, cr_takeOnLog, courier:log:level:,
+                blk(cr_str(line), (CourierLogLevel)level),
                 [d courier:client log:cr_str(line)
                     level:(CourierLogLevel)level]);
 }
@@ -308,6 +347,77 @@ static void cr_on_log(void *ud, int level, const char *line)
 @implementation CourierClient
 
 @synthesize delegate = _delegate;
+
+/* Block properties: copied in (a stack block moves to the heap, what it
+ * captured is retained), swapped under _handlerLock; the old one is
+ * released after the lock (its captures' -dealloc may call back in). The
+ * getter hands out the stored block, valid until it is replaced (blocks are
+ * no objects on Debian's GNUstep: no retain + autorelease); callbacks take
+ * their own reference (cr_take*). */
+#define CR_HANDLER_ACCESSORS(Type, getter, setter, take, ivar)               \
+    -(Type)getter                                                            \
+    {                                                                        \
+        Type b;                                                              \
+        [_handlerLock lock];                                                 \
+        b = ivar;                                                            \
+        [_handlerLock unlock];                                               \
+        return b;                                                            \
+    }                                                                        \
+    -(Type)take                                                              \
+    {                                                                        \
+        Type b;                                                              \
+        [_handlerLock lock];                                                 \
+        b = CR_BLOCK_COPY(ivar);                                             \
+        [_handlerLock unlock];                                               \
+        return b;                                                            \
+    }                                                                        \
+    -(void)setter:(Type)handler                                              \
+    {                                                                        \
+        Type copied = CR_BLOCK_COPY(handler);                                \
+        Type old;                                                            \
+        [_handlerLock lock];                                                 \
+        old = ivar;                                                          \
+        ivar = copied;                                                       \
+        [_handlerLock unlock];                                               \
+        CR_BLOCK_RELEASE(old);                                               \
+    }
+
+CR_HANDLER_ACCESSORS(CourierStateHandler, onState, setOnState,
+                     cr_takeOnState, _onState)
+CR_HANDLER_ACCESSORS(CourierMessageHandler, onMessage, setOnMessage,
+                     cr_takeOnMessage, _onMessage)
+CR_HANDLER_ACCESSORS(CourierLinkHandler, onLink, setOnLink, cr_takeOnLink,
+                     _onLink)
+CR_HANDLER_ACCESSORS(CourierComposingHandler, onComposing, setOnComposing,
+                     cr_takeOnComposing, _onComposing)
+CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
+
+/* All five to nil (-close, hence -dealloc). */
+- (void)cr_dropHandlers
+{
+    CourierStateHandler s;
+    CourierMessageHandler m;
+    CourierLinkHandler l;
+    CourierComposingHandler c;
+    CourierLogHandler g;
+    [_handlerLock lock];
+    s = _onState;
+    m = _onMessage;
+    l = _onLink;
+    c = _onComposing;
+    g = _onLog;
+    _onState = nil;
+    _onMessage = nil;
+    _onLink = nil;
+    _onComposing = nil;
+    _onLog = nil;
+    [_handlerLock unlock];
+    CR_BLOCK_RELEASE(s);
+    CR_BLOCK_RELEASE(m);
+    CR_BLOCK_RELEASE(l);
+    CR_BLOCK_RELEASE(c);
+    CR_BLOCK_RELEASE(g);
+}
 
 + (NSString *)version
 {
@@ -341,6 +451,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     if (!(self = [super init]))
         return nil;
     _delegate = delegate;
+    _handlerLock = [[NSLock alloc] init];
 
     CourierConfig *cfg = nil;
     if ([config isKindOfClass:[CourierConfig class]])
@@ -405,10 +516,16 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     return self;
 }
 
+- (nullable instancetype)initWithConfig:(id)config error:(NSError **)error
+{
+    return [self initWithConfig:config delegate:nil error:error];
+}
+
 - (void)dealloc
 {
     [self close];
 #if !COURIER_ARC
+    [_handlerLock release];
     [super dealloc];
 #endif
 }
@@ -418,6 +535,9 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     courier_t *h = HANDLE;
     _handle = NULL;
     courier_close(h); /* NULL-safe; deferred when called from a callback */
+    /* No callback runs after courier_close() (one in progress, when called
+     * from it, holds its own reference to its block). */
+    [self cr_dropHandlers];
 }
 
 - (BOOL)start:(NSError **)error

@@ -3,8 +3,8 @@
 # BUILD, PKG_CFLAGS).
 #   make check-objc   build libcourier_objc.a + test_objc with clang and
 #                     GNUstep (manual retain/release), run the tests against
-#                     a local Prosody, and syntax-check CourierClient.m
-#                     under ARC
+#                     a local Prosody, and syntax-check CourierClient.m and
+#                     test_objc.m under ARC
 # Debian packages: clang (14), libgnustep-base-dev, libblocksruntime-dev
 # (gnustep-make comes with them; gnustep-config is used for the flags).
 
@@ -49,19 +49,26 @@ $(OBJC_OUT)/test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/CourierClient.h
 	@mkdir -p $(OBJC_OUT)
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) -c $< -o $@
 
-$(OBJC_TEST): $(OBJC_OUT)/test_objc.o $(OBJC_LIB) $(STATIC)
+# -lBlocksRuntime before GNUstep base: both export _Block_copy and
+# _NSConcreteStackBlock, and the first one linked wins. GNUstep base's
+# (a stub for gcc's libobjc) returns clang's stack blocks uncopied, so a
+# stored block would dangle; libBlocksRuntime's copies them (it does not
+# retain captured objects, unlike Apple's: no Objective-C hooks here).
+$(OBJC_TEST): $(OBJC_OUT)/test_objc.o $(OBJC_LIB) $(STATIC) $(OBJC_DIR)/objc.mk
 	$(OBJC_CC) -o $@ $(OBJC_OUT)/test_objc.o $(OBJC_LIB) $(STATIC) $(LIBS) \
-		$(OBJC_GS_LIBS) -lBlocksRuntime
+		-lBlocksRuntime $(OBJC_GS_LIBS)
 
 $(OBJC_ARC_INC)/objc/runtime.h: $(OBJC_GCC_INC)/objc/runtime.h
 	@mkdir -p $(dir $@)
 	sed -e 's/return object->class_pointer;/return ((__bridge struct objc_object *)object)->class_pointer;/' \
 		-e 's/#include "\(.*\)"/#include <objc\/\1>/' $< > $@
 
+# The binding and its test (the blocks as an ARC app writes them: a block
+# that names its own client strongly is a -Warc-retain-cycles error).
 check-objc-arc: $(OBJC_ARC_INC)/objc/runtime.h
-	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) -fsyntax-only \
-		$(OBJC_DIR)/CourierClient.m
-	@echo "check-objc-arc: CourierClient.m is ARC-clean"
+	set -e; for f in $(OBJC_DIR)/CourierClient.m $(OBJC_DIR)/test_objc.m; do \
+		$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) -fsyntax-only $$f; done
+	@echo "check-objc-arc: CourierClient.m and test_objc.m are ARC-clean"
 
 check-objc: check-objc-arc $(OBJC_TEST)
 	@rm -f $(OBJC_OUT)/test.log; set +e; \

@@ -1,16 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tests of the Objective-C binding (manual retain/release; no XCTest here).
- * Offline tests always run; the live test runs when COURIER_TEST_PORT,
- * COURIER_TEST_CA, COURIER_TEST_DOMAIN and COURIER_TEST_DIR are set (see
- * tests/integration/prosody.sh). Prints "N passed, N failed"; exit 1 on any
- * failure.
+ * Tests of the Objective-C binding (manual retain/release here; no XCTest).
+ * Offline tests always run; the live tests (delegate, then blocks) run when
+ * COURIER_TEST_PORT, COURIER_TEST_CA, COURIER_TEST_DOMAIN and
+ * COURIER_TEST_DIR are set (see tests/integration/prosody.sh). Prints
+ * "N passed, N failed"; exit 1 on any failure. The file is also
+ * syntax-checked under ARC (objc.mk): retain counts are checked under
+ * manual retain/release only.
  */
 #import "CourierClient.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#if __has_feature(objc_arc)
+#define T_ARC 1
+#define T_AUTORELEASE(x) (x)
+#define T_RELEASE(x) ((x) = nil)
+/* A client its own block refers to: weak, or the block keeps it alive. */
+#define T_WEAK __weak
+#else
+#define T_ARC 0
+#define T_AUTORELEASE(x) [(x) autorelease]
+#define T_RELEASE(x) [(x) release]
+#define T_WEAK __block /* manual retain/release: a block does not retain it */
+#endif
 
 static int passed, failed;
 
@@ -52,6 +67,7 @@ static int passed, failed;
     }
     return self;
 }
+#if !T_ARC
 - (void)dealloc
 {
     [_states release];
@@ -59,6 +75,7 @@ static int passed, failed;
     [_links release];
     [super dealloc];
 }
+#endif
 - (void)noteThread
 {
     _calls++;
@@ -110,19 +127,19 @@ static int passed, failed;
 - (NSArray *)statesOf:(NSString *)msgId
 {
     @synchronized(self) {
-        return [[[_states objectForKey:msgId] copy] autorelease];
+        return T_AUTORELEASE([[_states objectForKey:msgId] copy]);
     }
 }
 - (NSArray *)messages
 {
     @synchronized(self) {
-        return [[_messages copy] autorelease];
+        return T_AUTORELEASE([_messages copy]);
     }
 }
 - (NSArray *)links
 {
     @synchronized(self) {
-        return [[_links copy] autorelease];
+        return T_AUTORELEASE([_links copy]);
     }
 }
 - (BOOL)allOffMainThread
@@ -158,7 +175,7 @@ static NSString *dbPath(NSString *name)
 
 static void testDefaults(void)
 {
-    CourierConfig *c = [[[CourierConfig alloc] init] autorelease];
+    CourierConfig *c = T_AUTORELEASE([[CourierConfig alloc] init]);
     CHECK(c.ackTimeoutMs == 30000, "ack %lu", (unsigned long)c.ackTimeoutMs);
     CHECK(c.resendGraceMs == 10000, "grace %lu",
           (unsigned long)c.resendGraceMs);
@@ -196,13 +213,14 @@ static CourierClient *openOffline(NSString *name, Recorder *rec,
         @"alice@example.test", @"jid", @"pw", @"password",
         @"127.0.0.1", @"host", [NSNumber numberWithInt:1], @"port",
         dbPath(name), @"dbPath", nil];
-    return [[[CourierClient alloc] initWithConfig:cfg delegate:rec
-                                            error:err] autorelease];
+    return T_AUTORELEASE([[CourierClient alloc] initWithConfig:cfg
+                                                      delegate:rec
+                                                         error:err]);
 }
 
 static void testOffline(void)
 {
-    Recorder *rec = [[[Recorder alloc] init] autorelease];
+    Recorder *rec = T_AUTORELEASE([[Recorder alloc] init]);
     NSError *err = nil;
     CourierClient *c = openOffline(@"offline.db", rec, &err);
     CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
@@ -318,12 +336,12 @@ static void testLive(void)
     NSString *bobJid = [@"bob@" stringByAppendingString:dom];
     NSString *dirS = [NSString stringWithUTF8String:dir];
 
-    Recorder *ra = [[[Recorder alloc] init] autorelease];
-    Recorder *rb = [[[Recorder alloc] init] autorelease];
+    Recorder *ra = T_AUTORELEASE([[Recorder alloc] init]);
+    Recorder *rb = T_AUTORELEASE([[Recorder alloc] init]);
     CourierClient *alice = nil, *bob = nil;
     NSError *err = nil;
     for (int i = 0; i < 2; i++) {
-        CourierConfig *cfg = [[[CourierConfig alloc] init] autorelease];
+        CourierConfig *cfg = T_AUTORELEASE([[CourierConfig alloc] init]);
         cfg.jid = i ? bobJid : aliceJid;
         cfg.password = i ? @"pw-bob" : @"pw-alice";
         cfg.host = @"127.0.0.1";
@@ -331,8 +349,8 @@ static void testLive(void)
         cfg.caFile = [NSString stringWithUTF8String:ca];
         cfg.dbPath = [dirS stringByAppendingPathComponent:
             i ? @"objc-bob.db" : @"objc-alice.db"];
-        CourierClient *c = [[[CourierClient alloc]
-            initWithConfig:cfg delegate:(i ? rb : ra) error:&err] autorelease];
+        CourierClient *c = T_AUTORELEASE([[CourierClient alloc]
+            initWithConfig:cfg delegate:(i ? rb : ra) error:&err]);
         CHECK(c != nil, "live open: %s",
               [[err localizedDescription] UTF8String]);
         if (!c)
@@ -385,6 +403,412 @@ static void testLive(void)
     [bob close];
 }
 
+/* ---- block callbacks ---------------------------------------------------- */
+
+/* An array shared with the loop thread: append / copy under its lock. */
+static void add(NSMutableArray *a, id o)
+{
+    @synchronized(a) {
+        [a addObject:o];
+    }
+}
+
+static NSArray *snap(NSMutableArray *a)
+{
+    @synchronized(a) {
+        return T_AUTORELEASE([a copy]);
+    }
+}
+
+static NSNumber *num(NSInteger v)
+{
+    return [NSNumber numberWithInteger:v];
+}
+
+static NSNumber *onMainThread(void)
+{
+    return [NSNumber numberWithBool:[NSThread isMainThread]];
+}
+
+/* [id, peer, state] rows of `rows` for `msgId`, as states in order. */
+static NSArray *statesFor(NSMutableArray *rows, NSString *msgId)
+{
+    NSMutableArray *r = [NSMutableArray array];
+    for (NSArray *row in snap(rows))
+        if ([row isKindOfClass:[NSArray class]]
+                && [[row objectAtIndex:0] isEqual:msgId])
+            [r addObject:[row objectAtIndex:2]];
+    return r;
+}
+
+/* Copy, replace, -close, -dealloc, checked on the blocks' own reference
+ * counts. Debian's GNUstep blocks runtime (the one linked here) keeps a heap
+ * block's count in flags & BLOCK_REFCOUNT_MASK, marks heap copies
+ * BLOCK_NEEDS_FREE, and does not retain captured objects (so, unlike on
+ * Apple, capture retain counts show nothing). A setter that kept the stack
+ * block, took no reference, or never gave it back fails this. */
+#if !T_ARC && defined(GNUSTEP)
+#include <Block_private.h>
+static int blockRefs(const void *b)
+{
+    return b ? ((const struct Block_layout *)b)->flags & BLOCK_REFCOUNT_MASK
+             : -1;
+}
+static BOOL onHeap(const void *b)
+{
+    return b && (((const struct Block_layout *)b)->flags & BLOCK_NEEDS_FREE);
+}
+#endif
+
+static void testBlocksMemory(void)
+{
+#if !T_ARC && defined(GNUSTEP)
+    NSError *err = nil;
+    NSDictionary *cfg = [NSDictionary dictionaryWithObjectsAndKeys:
+        @"alice@example.test", @"jid", @"pw", @"password",
+        dbPath(@"blocks-memory.db"), @"dbPath", nil];
+    CourierClient *c = [[CourierClient alloc] initWithConfig:cfg error:&err];
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    CHECK(c.delegate == nil && c.onState == nil && c.onMessage == nil
+              && c.onLink == nil && c.onComposing == nil && c.onLog == nil,
+          "no handlers at first");
+
+    /* The runtime as assumed: a copy is on the heap with one reference,
+     * Block_copy of it adds one, Block_release takes it back. */
+    __block int calls = 0;
+    CourierLinkHandler h = Block_copy(^(CourierLink link) {
+        calls += 10;
+    });
+    CHECK(onHeap(h) && blockRefs(h) == 1, "own copy: heap %d refs %d",
+          onHeap(h), blockRefs(h));
+    CourierLinkHandler h2 = Block_copy(h);
+    CHECK(h2 == h && blockRefs(h) == 2, "Block_copy: refs %d", blockRefs(h));
+    Block_release(h2);
+    CHECK(blockRefs(h) == 1, "Block_release: refs %d", blockRefs(h));
+
+    /* A literal that captures a variable is on the stack: the setter must
+     * move it to the heap. */
+    void (^literal)(NSString *, CourierLogLevel) =
+        ^(NSString *line, CourierLogLevel level) {
+            calls++;
+        };
+    CHECK(!onHeap(literal), "the literal is already on the heap");
+    c.onLog = literal;
+    CourierLogHandler stored = c.onLog;
+    CHECK(stored != literal && onHeap(stored) && blockRefs(stored) == 1,
+          "setter kept a stack block (heap %d, refs %d)", onHeap(stored),
+          blockRefs(stored));
+    if (stored)
+        stored(@"x", CourierLogInfo);
+    CHECK(calls == 1, "the stored block is the one set (%d)", calls);
+
+    /* Our heap block: the client adds one reference and gives it back when
+     * the block is replaced, set to nil, at -close, at -dealloc. */
+    c.onLink = h;
+    CHECK(c.onLink == h && blockRefs(h) == 2, "set: refs %d", blockRefs(h));
+    c.onLink = ^(CourierLink link) {
+        calls += 100;
+    };
+    CHECK(blockRefs(h) == 1, "replaced, not released: refs %d",
+          blockRefs(h));
+    c.onLink = h;
+    c.onLink = h; /* the same block again: still one reference */
+    CHECK(blockRefs(h) == 2, "set twice: refs %d", blockRefs(h));
+    c.onLink = nil;
+    CHECK(blockRefs(h) == 1 && c.onLink == nil, "set nil: refs %d",
+          blockRefs(h));
+
+    c.onLink = h;
+    c.onState = ^(NSString *i, NSString *p, CourierState st) {
+        calls++;
+    };
+    c.onMessage = ^(NSString *i, NSString *p, CourierKind k, NSString *b,
+                    int64_t ts) {
+        calls++;
+    };
+    c.onComposing = ^(NSString *p, BOOL on) {
+        calls++;
+    };
+    CHECK(onHeap(c.onState) && onHeap(c.onMessage) && onHeap(c.onComposing),
+          "stack blocks kept");
+    [c close];
+    CHECK(blockRefs(h) == 1, "-close kept the block: refs %d", blockRefs(h));
+    CHECK(c.onState == nil && c.onMessage == nil && c.onLink == nil
+              && c.onComposing == nil && c.onLog == nil, "nil after close");
+
+    c.onLink = h; /* after -close: released by -dealloc */
+    CHECK(blockRefs(h) == 2, "refs %d", blockRefs(h));
+    [c release];
+    CHECK(blockRefs(h) == 1, "-dealloc kept the block: refs %d",
+          blockRefs(h));
+    Block_release(h);
+#endif
+}
+
+/* Blocks with an unreachable server (127.0.0.1 port 1): a block replaces
+ * the delegate method of its event only; blocks run off the main thread; an
+ * exception raised by a block is contained; a block may replace itself
+ * while it runs. */
+static void testBlocksOffline(void)
+{
+    Recorder *rec = T_AUTORELEASE([[Recorder alloc] init]);
+    NSError *err = nil;
+    CourierClient *c = openOffline(@"blocks-offline.db", rec, &err);
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+
+    NSMutableArray *statesA = [NSMutableArray array]; /* [id, peer, state] */
+    NSMutableArray *statesB = [NSMutableArray array];
+    NSMutableArray *logs = [NSMutableArray array];
+    NSMutableArray *onMain = [NSMutableArray array];
+    CourierStateHandler second = ^(NSString *msgId, NSString *peer,
+                                   CourierState st) {
+        add(statesB, [NSArray arrayWithObjects:msgId, peer, num(st), nil]);
+        add(onMain, onMainThread());
+    };
+    T_WEAK CourierClient *weakC = c;
+    c.onState = ^(NSString *msgId, NSString *peer, CourierState st) {
+        add(statesA, [NSArray arrayWithObjects:msgId, peer, num(st), nil]);
+        add(onMain, onMainThread());
+        if (st == CourierStateFailed) {
+            weakC.onState = second; /* drops the client's reference */
+            add(statesA, @"alive after replacing itself");
+        }
+    };
+    c.onLog = ^(NSString *line, CourierLogLevel level) {
+        add(logs, line);
+        add(onMain, onMainThread());
+        if ([snap(logs) count] == 1)
+            [NSException raise:@"CourierTestException"
+                        format:@"raised by the first onLog call"];
+    };
+    CHECK([c start:&err], "start: %s", [[err localizedDescription] UTF8String]);
+
+    NSString *id1 = [c sendText:@"one" to:@"bob@example.test" error:&err];
+    CHECK(id1 != nil, "send: %s", [[err localizedDescription] UTF8String]);
+    NSNumber *failedN = num(CourierStateFailed);
+    if (id1) {
+        CHECK(WAIT_FOR([statesFor(statesA, id1) containsObject:failedN], 10),
+              "onState: no FAILED (%s)",
+              [[statesFor(statesA, id1) description] UTF8String]);
+        CHECK([snap(statesA) containsObject:@"alive after replacing itself"],
+              "the block did not survive replacing itself");
+        CHECK([[rec statesOf:id1] count] == 0,
+              "the delegate got states although a block is set");
+    }
+    NSString *id2 = [c sendText:@"two" to:@"bob@example.test" error:&err];
+    CHECK(id2 != nil, "send: %s", [[err localizedDescription] UTF8String]);
+    if (id2) {
+        CHECK(WAIT_FOR([statesFor(statesB, id2) containsObject:failedN], 10),
+              "new onState: no FAILED (%s)",
+              [[statesFor(statesB, id2) description] UTF8String]);
+        CHECK([statesFor(statesA, id2) count] == 0,
+              "the replaced block still runs");
+        NSArray *row = [snap(statesB) lastObject];
+        CHECK([[row objectAtIndex:1] isEqual:@"bob@example.test"], "peer %s",
+              [[[row objectAtIndex:1] description] UTF8String]);
+    }
+    /* No onLink block: link events still reach the delegate. */
+    CHECK(WAIT_FOR([[rec links] count] > 0, 10), "delegate: no link event");
+    /* Logging goes on after the first block raised. */
+    CHECK(WAIT_FOR([snap(logs) count] >= 3, 15), "onLog: %lu lines",
+          (unsigned long)[snap(logs) count]);
+    CHECK([snap(onMain) count] > 0
+              && ![snap(onMain) containsObject:[NSNumber numberWithBool:YES]],
+          "a block ran on the main thread");
+    CHECK([c stop:&err], "stop: %s", [[err localizedDescription] UTF8String]);
+    [c close];
+    CHECK(c.onState == nil && c.onLog == nil, "blocks kept after close");
+}
+
+static BOOL liveEnv(void)
+{
+    return getenv("COURIER_TEST_PORT") && getenv("COURIER_TEST_CA")
+        && getenv("COURIER_TEST_DOMAIN") && getenv("COURIER_TEST_DIR");
+}
+
+static NSString *liveJid(NSString *user)
+{
+    return [NSString stringWithFormat:@"%@@%s", user,
+                                      getenv("COURIER_TEST_DOMAIN")];
+}
+
+static CourierConfig *liveConfig(NSString *user, NSString *db)
+{
+    CourierConfig *cfg = T_AUTORELEASE([[CourierConfig alloc] init]);
+    cfg.jid = liveJid(user);
+    cfg.password = [@"pw-" stringByAppendingString:user];
+    cfg.host = @"127.0.0.1";
+    cfg.port = (NSUInteger)atoi(getenv("COURIER_TEST_PORT"));
+    cfg.caFile = [NSString stringWithUTF8String:getenv("COURIER_TEST_CA")];
+    cfg.dbPath = [[NSString stringWithUTF8String:getenv("COURIER_TEST_DIR")]
+        stringByAppendingPathComponent:db];
+    return cfg;
+}
+
+/* Alice and bob over the private Prosody with blocks only (no delegate):
+ * text and voice arrive once with their kind, bob's block marks each one
+ * displayed from the loop thread, alice's states go forward to DISPLAYED,
+ * composing and link events arrive. */
+static void testBlocksLive(void)
+{
+    if (!liveEnv()) {
+        printf("live test skipped (COURIER_TEST_* not set)\n");
+        return;
+    }
+    NSString *aliceJid = liveJid(@"alice"), *bobJid = liveJid(@"bob");
+    NSError *err = nil;
+    CourierClient *alice = [[CourierClient alloc]
+        initWithConfig:liveConfig(@"alice", @"objc-blocks-alice.db")
+                 error:&err];
+    CHECK(alice != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    CourierClient *bob = [[CourierClient alloc]
+        initWithConfig:liveConfig(@"bob", @"objc-blocks-bob.db") error:&err];
+    CHECK(bob != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!alice || !bob) {
+        T_RELEASE(alice);
+        T_RELEASE(bob);
+        return;
+    }
+
+    NSMutableArray *aStates = [NSMutableArray array];
+    NSMutableArray *aLinks = [NSMutableArray array];
+    NSMutableArray *bLinks = [NSMutableArray array];
+    NSMutableArray *aComposing = [NSMutableArray array];
+    NSMutableArray *bMsgs = [NSMutableArray array];
+    NSMutableArray *markErrors = [NSMutableArray array];
+    NSMutableArray *onMain = [NSMutableArray array];
+    alice.onState = ^(NSString *msgId, NSString *peer, CourierState st) {
+        add(aStates, [NSArray arrayWithObjects:msgId, peer, num(st), nil]);
+        add(onMain, onMainThread());
+    };
+    alice.onLink = ^(CourierLink link) {
+        add(aLinks, num(link));
+        add(onMain, onMainThread());
+    };
+    alice.onComposing = ^(NSString *peer, BOOL composing) {
+        add(aComposing, [NSArray arrayWithObjects:peer,
+                            [NSNumber numberWithBool:composing], nil]);
+        add(onMain, onMainThread());
+    };
+    bob.onLink = ^(CourierLink link) {
+        add(bLinks, num(link));
+        add(onMain, onMainThread());
+    };
+    /* Bob shows each message at once: the block calls its own client on
+     * the loop thread. */
+    T_WEAK CourierClient *weakBob = bob;
+    bob.onMessage = ^(NSString *msgId, NSString *peer, CourierKind kind,
+                      NSString *body, int64_t ts) {
+        add(bMsgs, [NSArray arrayWithObjects:msgId, peer, num(kind), body,
+                       [NSNumber numberWithLongLong:ts], nil]);
+        add(onMain, onMainThread());
+        NSError *e = nil;
+        if (![weakBob markDisplayed:msgId peer:peer error:&e])
+            add(markErrors, [e localizedDescription]);
+    };
+    CHECK([alice start:&err] && [bob start:&err], "start: %s",
+          [[err localizedDescription] UTF8String]);
+    NSNumber *online = num(CourierLinkOnline);
+    CHECK(WAIT_FOR([snap(aLinks) containsObject:online]
+                       && [snap(bLinks) containsObject:online], 20),
+          "online: alice %s bob %s", [[snap(aLinks) description] UTF8String],
+          [[snap(bLinks) description] UTF8String]);
+
+    int64_t now = (int64_t)([[NSDate date] timeIntervalSince1970] * 1000);
+    NSString *text = @"blocks: 你好 👋 𝄞";
+    NSString *textId = [alice sendText:text to:bobJid error:&err];
+    CHECK(textId != nil, "send: %s", [[err localizedDescription] UTF8String]);
+    NSString *voiceId = [NSString stringWithFormat:@"voice-blocks-%d",
+                                                   (int)getpid()];
+    CHECK([alice sendMedia:@"https://media.example/v.ogg"
+                      kind:CourierKindVoice mediaId:voiceId to:bobJid
+                     error:&err],
+          "sendMedia: %s", [[err localizedDescription] UTF8String]);
+    if (!textId) {
+        [alice close];
+        [bob close];
+        T_RELEASE(alice);
+        T_RELEASE(bob);
+        return;
+    }
+    CHECK(WAIT_FOR([snap(bMsgs) count] >= 2, 20), "bob got %lu messages",
+          (unsigned long)[snap(bMsgs) count]);
+    int nText = 0, nVoice = 0;
+    for (NSArray *m in snap(bMsgs)) {
+        CHECK([[m objectAtIndex:1] isEqual:aliceJid], "peer %s",
+              [[m objectAtIndex:1] UTF8String]);
+        int64_t ts = [[m objectAtIndex:4] longLongValue];
+        CHECK(ts > now - 600000 && ts < now + 600000, "timestamp %lld",
+              (long long)ts);
+        if ([[m objectAtIndex:0] isEqual:textId]) {
+            nText++;
+            CHECK([[m objectAtIndex:2] isEqual:num(CourierKindText)]
+                      && [[m objectAtIndex:3] isEqual:text],
+                  "text: kind %s body '%s'",
+                  [[[m objectAtIndex:2] description] UTF8String],
+                  [[m objectAtIndex:3] UTF8String]);
+        } else if ([[m objectAtIndex:0] isEqual:voiceId]) {
+            nVoice++;
+            CHECK([[m objectAtIndex:2] isEqual:num(CourierKindVoice)]
+                      && [[m objectAtIndex:3]
+                             isEqual:@"https://media.example/v.ogg"],
+                  "voice: kind %s body '%s'",
+                  [[[m objectAtIndex:2] description] UTF8String],
+                  [[m objectAtIndex:3] UTF8String]);
+        }
+    }
+    CHECK(nText == 1 && nVoice == 1, "text %d voice %d (of %lu)", nText,
+          nVoice, (unsigned long)[snap(bMsgs) count]);
+
+    /* Bob's block marked both displayed: alice sees DISPLAYED, and the
+     * states of each message only go forward. */
+    NSNumber *displayed = num(CourierStateDisplayed);
+    NSString *ids[2] = { textId, voiceId };
+    for (int i = 0; i < 2; i++) {
+        CHECK(WAIT_FOR([statesFor(aStates, ids[i]) containsObject:displayed],
+                       20),
+              "alice: %s not DISPLAYED (%s)", [ids[i] UTF8String],
+              [[statesFor(aStates, ids[i]) description] UTF8String]);
+        NSArray *st = statesFor(aStates, ids[i]);
+        for (NSUInteger k = 1; k < [st count]; k++)
+            CHECK([[st objectAtIndex:k] integerValue]
+                      > [[st objectAtIndex:k - 1] integerValue],
+                  "%s: states not forward: %s", [ids[i] UTF8String],
+                  [[st description] UTF8String]);
+    }
+    CHECK([markErrors count] == 0, "markDisplayed from the block: %s",
+          [[snap(markErrors) description] UTF8String]);
+
+    /* Composing, then active: alice's onComposing. */
+    CHECK([bob setComposing:YES peer:aliceJid error:&err], "composing: %s",
+          [[err localizedDescription] UTF8String]);
+    NSArray *on = [NSArray arrayWithObjects:bobJid,
+                           [NSNumber numberWithBool:YES], nil];
+    CHECK(WAIT_FOR([snap(aComposing) containsObject:on], 20),
+          "alice: no composing (%s)",
+          [[snap(aComposing) description] UTF8String]);
+    CHECK([bob setComposing:NO peer:aliceJid error:&err], "active: %s",
+          [[err localizedDescription] UTF8String]);
+    NSArray *off = [NSArray arrayWithObjects:bobJid,
+                            [NSNumber numberWithBool:NO], nil];
+    CHECK(WAIT_FOR([snap(aComposing) containsObject:off], 20),
+          "alice: no active (%s)", [[snap(aComposing) description] UTF8String]);
+
+    CHECK([snap(onMain) count] > 0
+              && ![snap(onMain) containsObject:[NSNumber numberWithBool:YES]],
+          "a block ran on the main thread");
+    [alice stop:NULL];
+    [bob stop:NULL];
+    [alice close];
+    [bob close];
+    T_RELEASE(alice);
+    T_RELEASE(bob);
+}
+
 int main(void)
 {
     @autoreleasepool {
@@ -398,9 +822,12 @@ int main(void)
         testDefaults();
         testOffline();
         testLive();
+        testBlocksMemory();
+        testBlocksOffline();
+        testBlocksLive();
 
         [[NSFileManager defaultManager] removeItemAtPath:tmpDir error:NULL];
-        [tmpDir release];
+        T_RELEASE(tmpDir);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
