@@ -160,7 +160,7 @@ check: deps
 	$(MAKE) all examples check-headers check-exports check-unit
 	$(MAKE) asan
 	$(MAKE) check-integration check-chaos check-jni check-interop \
-		check-integration-ejabberd check-objc
+		check-integration-ejabberd check-objc check-arm64
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
@@ -226,3 +226,4 @@ clean:
 -include tests/integration/interop.mk
 -include bindings/jni/jni.mk
 -include bindings/objc/objc.mk
+-include tests/arm64/arm64.mk
