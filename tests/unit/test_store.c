@@ -986,11 +986,9 @@ static void test_foreign_database_ecorrupt(void **state)
     assert_non_null(strstr(err, "not a libcourier store"));
 }
 
-/* Damaged pages behind a valid header fail the quick check. */
-static void test_damaged_pages_ecorrupt(void **state)
+static void fill_and_damage(fx_t *f, int crash)
 {
-    fx_t *f = *state;
-    char err[256] = "", junk[8192];
+    char junk[8192];
     for (int i = 0; i < 200; i++) {
         char id[16];
         snprintf(id, sizeof(id), "m%03d", i);
@@ -998,16 +996,69 @@ static void test_damaged_pages_ecorrupt(void **state)
     }
     store_close(f->s); /* checkpoints the WAL into the file */
     f->s = NULL;
+    if (crash) { /* a process that dies with the store open */
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            store_t *s = NULL;
+            core_row_t row;
+            memset(&row, 0, sizeof(row));
+            strcpy(row.id, "last");
+            strcpy(row.peer, BOB);
+            row.state = COURIER_QUEUED;
+            if (store_open(&s, f->path, NULL, NULL, 0) != COURIER_OK ||
+                store_out_insert(s, &row, "b") != COURIER_OK)
+                _exit(1);
+            _exit(0); /* no store_close: the -wal stays */
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
     memset(junk, 0x5A, sizeof(junk));
     int fd = open(f->path, O_WRONLY);
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, junk, sizeof(junk), 4096),
                      (ssize_t)sizeof(junk));
     close(fd);
+}
+
+/* After a crash, open runs quick_check: damaged pages behind a valid
+ * header are refused at once. */
+static void test_damaged_pages_after_crash_ecorrupt_at_open(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "";
+    fill_and_damage(f, 1);
     assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
                      COURIER_ECORRUPT);
     assert_null(f->s);
     assert_non_null(strstr(err, f->path));
+}
+
+static int count_row(void *ud, const core_row_t *row)
+{
+    (void)row;
+    ++*(int *)ud;
+    return COURIER_OK;
+}
+
+/* After a clean close open does not read every page (it would cost
+ * O(history)); the damage is ECORRUPT as soon as a damaged page is read,
+ * which the start-up load of unsettled messages does. */
+static void test_damaged_pages_ecorrupt_when_read(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "";
+    int n = 0;
+    char wal[512];
+    fill_and_damage(f, 0);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_not_equal(access(wal, F_OK), 0); /* the close was clean */
+    int rc = store_open(&f->s, f->path, NULL, err, sizeof(err));
+    if (rc == COURIER_OK)
+        rc = store_out_each_unsettled(f->s, count_row, &n);
+    assert_int_equal(rc, COURIER_ECORRUPT);
 }
 
 /* SPEC §7 courier_open: cannot open or write the file -> ESTORE. */
@@ -1209,7 +1260,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_ecorrupt,
                                         setup_dir, teardown),
-        cmocka_unit_test_setup_teardown(test_damaged_pages_ecorrupt, setup,
+        cmocka_unit_test_setup_teardown(test_damaged_pages_ecorrupt_when_read,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_damaged_pages_after_crash_ecorrupt_at_open, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_path_estore,
                                         setup_dir, teardown),
