@@ -116,22 +116,29 @@ static int enqueue(engine_t *e, item_t *it)
     return COURIER_OK;
 }
 
-/* Caller holds the mutex: free what was queued after `mark` (NULL: the
- * whole queue), back to the count of `pending_mark` items. */
-static void drop_items_after(engine_t *e, item_t *mark, size_t pending_mark)
+/* Caller holds the mutex: after a rolled-back commit, free what was
+ * queued after `mark` (NULL: from the head) on the strength of store
+ * writes that are gone (app callbacks, stanzas); link, timer and log items
+ * stay. */
+static void drop_store_items_after(engine_t *e, item_t *mark)
 {
-    item_t *it = mark ? mark->next : e->head;
-    while (it) {
-        item_t *next = it->next;
-        item_free(it);
-        it = next;
+    item_t **link = mark ? &mark->next : &e->head;
+    item_t *prev = mark;
+    while (*link) {
+        item_t *it = *link;
+        int drop = it->type == ITEM_STATE || it->type == ITEM_MESSAGE ||
+                   it->type == ITEM_SEND_CHAT ||
+                   it->type == ITEM_SEND_RECEIPT;
+        if (drop) {
+            *link = it->next;
+            item_free(it);
+            e->pending--;
+        } else {
+            prev = it;
+            link = &it->next;
+        }
     }
-    if (mark)
-        mark->next = NULL;
-    else
-        e->head = NULL;
-    e->tail = mark;
-    e->pending = pending_mark;
+    e->tail = prev;
 }
 
 static void vlog_locked(engine_t *e, int level, const char *fmt, va_list ap)
@@ -352,6 +359,43 @@ static int rebuild_core(engine_t *e)
         enqueue(e, item_new(ITEM_DROP_LINK, NULL, NULL));
     }
     return COURIER_OK;
+}
+
+/* ---- one commit for several store writes ----------------------------- */
+
+/* Each of the engine's entry points below is one SQLite transaction, under
+ * the mutex: every state it reports is durable before the mutex drops, and
+ * its callbacks and stanzas go out after that (engine_dispatch), so the
+ * rule "stored, then told" holds with one commit instead of one per
+ * write. */
+typedef struct {
+    item_t *mark; /* the queue's tail before */
+    int open;
+} txn_t;
+
+static void txn_begin(engine_t *e, txn_t *t)
+{
+    t->mark = e->tail;
+    /* If BEGIN fails each write commits on its own: slower, as safe. */
+    t->open = store_begin(e->store) == COURIER_OK;
+}
+
+/* Commit; if that fails nothing of it happened: take back what it queued
+ * and rebuild the core from the store. Returns `rc`, or the commit's. */
+static int txn_end(engine_t *e, txn_t *t, int rc)
+{
+    if (!t->open)
+        return rc;
+    int crc = store_commit(e->store);
+    if (crc == COURIER_OK)
+        return rc;
+    log_locked(e, COURIER_LOG_ERROR, "commit failed: %s",
+               store_errmsg(e->store));
+    drop_store_items_after(e, t->mark);
+    if (rebuild_core(e) != COURIER_OK)
+        log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
+                   store_errmsg(e->store));
+    return crc;
 }
 
 /* ---- open / close --------------------------------------------------- */
@@ -621,36 +665,27 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     /* SPEC §5: durable before the call returns. The insert and the first
      * action on it (FAILED "offline", or attempts/last_sent) are one
      * commit: half the fsyncs of two. */
-    item_t *mark = e->tail;
-    size_t pending_mark = e->pending;
-    rc = store_begin(e->store);
-    if (rc == COURIER_OK)
-        rc = store_out_insert(e->store, &row, body);
-    if (rc == COURIER_ESTATE) {
-        util_set_error(rc, "a message with id '%s' exists", row.id);
-    } else if (rc != COURIER_OK) {
-        util_set_error(rc, "storing the message: %s", store_errmsg(e->store));
-    } else {
+    txn_t t;
+    txn_begin(e, &t);
+    rc = store_out_insert(e->store, &row, body);
+    if (rc == COURIER_OK) {
         core_ev_t ev = { .type = CORE_EV_SEND, .row = &row };
         /* Stored: whatever the core says now, it is not lost (a rebuild
          * from the store picks it up). */
         if (feed_locked(e, &ev) != COURIER_OK)
             log_locked(e, COURIER_LOG_WARN, "send %s: resynced", row.id);
-        rc = store_commit(e->store);
-        if (rc != COURIER_OK) {
-            util_set_error(rc, "storing the message: %s",
-                           store_errmsg(e->store));
-            /* Nothing of this send happened: take back what it queued
-             * and what the core learnt. */
-            drop_items_after(e, mark, pending_mark);
-            if (rebuild_core(e) != COURIER_OK)
-                log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
-                           store_errmsg(e->store));
-        } else if (id_out) {
-            util_strlcpy(id_out, row.id, COURIER_ID_MAX);
-        }
     }
-    store_rollback(e->store); /* no-op after a commit */
+    /* A failed insert was undone by its statement: the commit keeps the
+     * store as it was. */
+    int crc = txn_end(e, &t, COURIER_OK);
+    if (rc == COURIER_ESTATE) {
+        util_set_error(rc, "a message with id '%s' exists", row.id);
+    } else if (rc != COURIER_OK || crc != COURIER_OK) {
+        rc = rc != COURIER_OK ? rc : crc;
+        util_set_error(rc, "storing the message: %s", store_errmsg(e->store));
+    } else if (id_out) {
+        util_strlcpy(id_out, row.id, COURIER_ID_MAX);
+    }
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -660,7 +695,9 @@ int engine_retry(engine_t *e, const char *id)
     if (!util_id_valid(id))
         return util_set_error(COURIER_EINVAL, "invalid id");
     core_row_t row;
+    txn_t t;
     pthread_mutex_lock(&e->mu);
+    txn_begin(e, &t);
     int rc = store_out_get(e->store, id, &row, NULL);
     if (rc == COURIER_ENOTFOUND) {
         util_set_error(rc, "no message with id '%s'", id);
@@ -672,9 +709,11 @@ int engine_retry(engine_t *e, const char *id)
     } else {
         core_ev_t ev = { .type = CORE_EV_RETRY, .row = &row };
         rc = feed_locked(e, &ev);
-        if (rc != COURIER_OK)
-            util_set_error(rc, "retry '%s' failed", id);
     }
+    int failed_before = rc != COURIER_OK;
+    rc = txn_end(e, &t, rc);
+    if (rc != COURIER_OK && !failed_before)
+        util_set_error(rc, "retry '%s' failed", id);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -688,7 +727,9 @@ int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
     if (!util_id_valid(id))
         return util_set_error(COURIER_EINVAL, "invalid id");
     store_in_t in;
+    txn_t t;
     pthread_mutex_lock(&e->mu);
+    txn_begin(e, &t);
     rc = store_in_get(e->store, bare, id, &in);
     if (rc == COURIER_OK)
         rc = store_in_set_displayed(e->store, bare, id);
@@ -700,9 +741,10 @@ int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
         core_ev_t ev = { .type = CORE_EV_MARK_DISPLAYED, .id = id,
                          .peer = bare, .asked = in.asked };
         rc = feed_locked(e, &ev);
-        if (rc != COURIER_OK)
-            util_set_error(rc, "%s", store_errmsg(e->store));
     }
+    rc = txn_end(e, &t, rc);
+    if (rc != COURIER_OK && rc != COURIER_ENOTFOUND)
+        util_set_error(rc, "%s", store_errmsg(e->store));
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -812,30 +854,50 @@ static int requeue_receipt(void *ud, const store_rcpt_t *r)
 int engine_feed(engine_t *e, core_ev_type_t type)
 {
     core_ev_t ev = { .type = type };
+    txn_t t;
     pthread_mutex_lock(&e->mu);
+    txn_begin(e, &t);
     int rc = feed_locked(e, &ev);
     /* SPEC §3: receipts the server never acknowledged go out again. */
     if (rc == COURIER_OK && type == CORE_EV_LINK_UP)
         rc = store_rcpt_each(e->store, requeue_receipt, e);
+    rc = txn_end(e, &t, rc);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
+{
+    int rc = COURIER_OK;
+    txn_t t;
+    pthread_mutex_lock(&e->mu);
+    txn_begin(e, &t);
+    for (size_t i = 0; i < n; i++) {
+        int one;
+        if (acks[i].id) {
+            core_ev_t ev = { .type = CORE_EV_ACKED, .id = acks[i].id };
+            one = feed_locked(e, &ev);
+        } else {
+            one = store_rcpt_done(e->store, acks[i].rid);
+        }
+        if (rc == COURIER_OK)
+            rc = one;
+    }
+    rc = txn_end(e, &t, rc);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
 
 int engine_acked(engine_t *e, const char *id)
 {
-    core_ev_t ev = { .type = CORE_EV_ACKED, .id = id };
-    pthread_mutex_lock(&e->mu);
-    int rc = feed_locked(e, &ev);
-    pthread_mutex_unlock(&e->mu);
-    return rc;
+    engine_ack_t a = { .id = id };
+    return engine_acked_batch(e, &a, 1);
 }
 
 int engine_receipt_acked(engine_t *e, int64_t rid)
 {
-    pthread_mutex_lock(&e->mu);
-    int rc = store_rcpt_done(e->store, rid);
-    pthread_mutex_unlock(&e->mu);
-    return rc;
+    engine_ack_t a = { .rid = rid };
+    return engine_acked_batch(e, &a, 1);
 }
 
 static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
@@ -875,7 +937,9 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
 int engine_incoming(engine_t *e, const codec_msg_t *m)
 {
     int rc = COURIER_OK;
+    txn_t t;
     pthread_mutex_lock(&e->mu);
+    txn_begin(e, &t);
     core_now_t now = now_of(e);
     if (m->cls == CODEC_IGNORE) {
         log_locked(e, COURIER_LOG_DEBUG, "message ignored: %s",
@@ -884,6 +948,7 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         /* our own other resources: never events about our messages */
         log_locked(e, COURIER_LOG_DEBUG, "message from our own account "
                    "ignored");
+        txn_end(e, &t, COURIER_OK);
         pthread_mutex_unlock(&e->mu);
         return COURIER_OK;
     } else if (m->cls == CODEC_CHAT) {
@@ -915,6 +980,9 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
             enqueue(e, it);
         }
     }
+    /* Stored and committed before the handler returns, thus before the
+     * session counts it in the <a h/> it owes the server. */
+    rc = txn_end(e, &t, rc);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -927,7 +995,9 @@ int engine_tick(engine_t *e)
     int64_t d = core_next_deadline(e->core, now);
     if (d >= 0 && d <= now.mono_ms) {
         core_ev_t ev = { .type = CORE_EV_TICK };
-        rc = feed_locked(e, &ev);
+        txn_t t;
+        txn_begin(e, &t);
+        rc = txn_end(e, &t, feed_locked(e, &ev));
     }
     pthread_mutex_unlock(&e->mu);
     return rc;

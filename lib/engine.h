@@ -77,6 +77,14 @@ void engine_mute(engine_t *e);
 int engine_feed(engine_t *e, core_ev_type_t type);
 /* The server acknowledged our message `id` (XEP-0198 or a ping). */
 int engine_acked(engine_t *e, const char *id);
+/* Several acknowledgements (one <a h/>) in one commit: a message when
+ * `id` is set, else the receipt `rid`. The first error is returned; the
+ * other acks are still applied. */
+typedef struct {
+    const char *id;
+    int64_t rid;
+} engine_ack_t;
+int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n);
 /* The server acknowledged the stanza carrying receipt `rid`. */
 int engine_receipt_acked(engine_t *e, int64_t rid);
 /* An inbound <message/>, parsed: store, dedupe, events, errors. */

@@ -176,6 +176,7 @@ struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int in_txn; /* inside store_begin() */
+    int committing; /* store_commit() runs its COMMIT */
     char errmsg[256];
 };
 
@@ -374,7 +375,9 @@ int store_commit(store_t *s)
         return fail_with(s, COURIER_ESTORE,
                          "transaction rolled back after an earlier error");
     }
+    s->committing = 1;
     rc = run(s, s->st[ST_COMMIT], NULL, "commit");
+    s->committing = 0;
     if (rc != COURIER_OK)
         store_rollback(s);
     s->in_txn = 0;
@@ -495,6 +498,17 @@ static int closed_uncleanly(const char *path)
     return stat(wal, &sb) == 0;
 }
 
+/* SQLite rolls a transaction back by itself on some I/O errors and
+ * disk full; the writes that follow would then commit one by one, and
+ * store_commit() could not take them back. Inside store_begin() only
+ * store_commit() may commit: any other commit is turned into a rollback
+ * (that write fails). */
+static int commit_guard(void *ud)
+{
+    const store_t *s = ud;
+    return s->in_txn && !s->committing;
+}
+
 static int setup(store_t *s, const char *path, const store_opts_t *opts)
 {
     int64_t v = 0;
@@ -513,6 +527,7 @@ static int setup(store_t *s, const char *path, const store_opts_t *opts)
     if (rc != SQLITE_OK)
         return fail(s, rc, "open");
     sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_commit_hook(s->db, commit_guard, s);
     sqlite3_busy_timeout(s->db, 5000);
 
     /* The first read: a file that is not a database fails here. */
