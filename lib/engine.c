@@ -2,12 +2,16 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__linux__) && !defined(COURIER_NO_EVENTFD)
 #include <sys/eventfd.h>
+#define HAVE_EVENTFD 1
+#endif
 #include <unistd.h>
 
 #include "util.h"
@@ -51,7 +55,8 @@ struct engine {
     item_t *head, *tail;
     size_t pending;
     int muted;                   /* courier_close: no more app callbacks */
-    int wake_fd;
+    int wake_fd;                 /* readable while items are queued */
+    int wake_wr;                 /* its write end (= wake_fd: eventfd) */
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
     int64_t incoming_ts;         /* its delay stamp, else its arrival */
     core_stats_t retired;        /* counters of cores rebuilt away */
@@ -91,12 +96,63 @@ static void item_free(item_t *it)
     util_free(it);
 }
 
+/* The loop's wake-up: an eventfd on Linux (Android included), a
+ * non-blocking self-pipe elsewhere (Darwin: iOS, macOS). */
+static int wake_open(engine_t *e)
+{
+#ifdef HAVE_EVENTFD
+    e->wake_fd = e->wake_wr = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return e->wake_fd < 0 ? -1 : 0;
+#else
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+            close(fds[0]);
+            close(fds[1]);
+            return -1;
+        }
+    }
+    e->wake_fd = fds[0];
+    e->wake_wr = fds[1];
+    return 0;
+#endif
+}
+
+static void wake_close(engine_t *e)
+{
+    if (e->wake_wr >= 0 && e->wake_wr != e->wake_fd)
+        close(e->wake_wr);
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    e->wake_fd = e->wake_wr = -1;
+}
+
+/* Consume the wake-ups so far (the queue is then drained). */
+static void wake_drain(engine_t *e)
+{
+    uint64_t v[8];
+    ssize_t r;
+#ifdef HAVE_EVENTFD
+    while ((r = read(e->wake_fd, v, sizeof(v[0]))) < 0 && errno == EINTR)
+        ;
+#else
+    while ((r = read(e->wake_fd, v, sizeof(v))) > 0 ||
+           (r < 0 && errno == EINTR))
+        ;
+#endif
+}
+
 static void wake(engine_t *e)
 {
     uint64_t one = 1;
     ssize_t r;
+    /* A full pipe is already readable: EAGAIN loses nothing. */
     do
-        r = write(e->wake_fd, &one, sizeof(one));
+        r = write(e->wake_wr, &one, sizeof(one));
     while (r < 0 && errno == EINTR);
 }
 
@@ -492,7 +548,7 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
     engine_t *e = util_calloc(1, sizeof(*e));
     if (!e)
         return util_set_error(COURIER_ENOMEM, "out of memory");
-    e->wake_fd = -1;
+    e->wake_fd = e->wake_wr = -1;
     pthread_mutex_init(&e->mu, NULL);
     e->clock = default_clock;
     e->cfg = *cfg;
@@ -522,9 +578,8 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
         .implicit_read = cfg->implicit_read,
         .random_seed = (uint64_t)util_mono_ms() ^ (uint64_t)(uintptr_t)e,
     };
-    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->wake_fd < 0) {
-        rc = util_set_error(COURIER_ENOMEM, "eventfd: %s", strerror(errno));
+    if (wake_open(e) != 0) {
+        rc = util_set_error(COURIER_ENOMEM, "wake-up fd: %s", strerror(errno));
         goto out;
     }
     store_opts_t so = { .synchronous_full = cfg->synchronous_full };
@@ -565,8 +620,7 @@ void engine_close(engine_t *e)
     core_free(e->core);
     core_out_free(&e->out);
     store_close(e->store);
-    if (e->wake_fd >= 0)
-        close(e->wake_fd);
+    wake_close(e);
     free_cfg_strings(&e->cfg);
     pthread_mutex_destroy(&e->mu);
     util_free(e);
@@ -1106,10 +1160,8 @@ static void run_item(engine_t *e, item_t *it)
 
 size_t engine_dispatch(engine_t *e)
 {
-    uint64_t v;
     size_t n = 0;
-    while (read(e->wake_fd, &v, sizeof(v)) < 0 && errno == EINTR)
-        ;
+    wake_drain(e);
     for (;;) {
         pthread_mutex_lock(&e->mu);
         item_t *it = e->head;

@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#if defined(__APPLE__)
+#include <stdlib.h> /* arc4random_buf */
+#else
+#include <sys/random.h> /* getrandom: glibc 2.25, Android API 28 */
+#endif
 #include <time.h>
 
 #include "courier.h"
@@ -218,6 +222,9 @@ void util_new_id(char *out, size_t size)
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[16];
+#if defined(__APPLE__)
+    arc4random_buf(raw, sizeof(raw)); /* cannot fail */
+#else
     size_t got = 0;
     while (got < sizeof(raw)) {
         ssize_t r = getrandom(raw + got, sizeof(raw) - got, 0);
@@ -232,6 +239,7 @@ void util_new_id(char *out, size_t size)
             raw[got++] = (unsigned char)h;
         }
     }
+#endif
     size_t n = 0;
     for (size_t i = 0; i < sizeof(raw) && n + 1 < size; i++)
         out[n++] = alphabet[raw[i] & 63];
