@@ -38,6 +38,13 @@ typedef struct item {
     char *text;         /* body or log line, owned */
 } item_t;
 
+/* A store transaction of the engine's (see txn_begin). */
+typedef struct {
+    item_t *mark; /* the queue's tail before */
+    int open;
+    int joined;   /* ran inside the loop turn's batch: no commit of its own */
+} txn_t;
+
 struct engine {
     pthread_mutex_t mu;
     courier_config_t cfg;
@@ -60,6 +67,10 @@ struct engine {
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
     int64_t incoming_ts;         /* its delay stamp, else its arrival */
     core_stats_t retired;        /* counters of cores rebuilt away */
+    txn_t batch;                 /* the loop turn's transaction ... */
+    int batch_open;              /* ... while this is set */
+    int batch_failed;            /* it was committed early and failed */
+    int batch_paused;            /* an app call committed it: reopen */
     uint64_t received, duplicates;
 };
 
@@ -424,13 +435,10 @@ static int rebuild_core(engine_t *e)
  * its callbacks and stanzas go out after that (engine_dispatch), so the
  * rule "stored, then told" holds with one commit instead of one per
  * write. */
-typedef struct {
-    item_t *mark; /* the queue's tail before */
-    int open;
-} txn_t;
 
 static void txn_begin(engine_t *e, txn_t *t)
 {
+    t->joined = 0;
     t->mark = e->tail;
     /* If BEGIN fails each write commits on its own: slower, as safe. */
     t->open = store_begin(e->store) == COURIER_OK;
@@ -440,7 +448,7 @@ static void txn_begin(engine_t *e, txn_t *t)
  * and rebuild the core from the store. Returns `rc`, or the commit's. */
 static int txn_end(engine_t *e, txn_t *t, int rc)
 {
-    if (!t->open)
+    if (!t->open || t->joined)
         return rc;
     int crc = store_commit(e->store);
     if (crc == COURIER_OK)
@@ -452,6 +460,83 @@ static int txn_end(engine_t *e, txn_t *t, int rc)
         log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
                    store_errmsg(e->store));
     return crc;
+}
+
+/* Session events (a stanza, an ack, a timer, the link) join the loop
+ * turn's batch when one is open: the session commits it before anything
+ * leaves that depends on it (engine_batch_end before the dispatch,
+ * engine_batch_flush before an <a h/>). */
+static void txn_join(engine_t *e, txn_t *t)
+{
+    if (e->batch_open) {
+        t->open = t->joined = 1;
+        t->mark = NULL;
+    } else {
+        txn_begin(e, t);
+    }
+}
+
+/* The app's calls promise durability on return and must not read what a
+ * batch has not committed: under the mutex they commit the open batch
+ * (engine_batch_end reports a failure of that commit), run in their own
+ * transaction, and open the next batch as they leave. */
+static void app_lock(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->batch_paused = e->batch_open;
+    if (e->batch_open) {
+        e->batch_open = 0;
+        if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
+            e->batch_failed = 1;
+    }
+}
+
+static void app_unlock(engine_t *e)
+{
+    if (e->batch_paused) {
+        e->batch_paused = 0;
+        txn_begin(e, &e->batch);
+        e->batch_open = e->batch.open;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+int engine_batch_begin(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    if (!e->batch_open) {
+        e->batch_failed = 0;
+        txn_begin(e, &e->batch);
+        e->batch_open = e->batch.open;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return COURIER_OK;
+}
+
+int engine_batch_end(engine_t *e)
+{
+    int rc = COURIER_OK;
+    pthread_mutex_lock(&e->mu);
+    if (e->batch_open) {
+        e->batch_open = 0;
+        rc = txn_end(e, &e->batch, COURIER_OK);
+    }
+    if (rc == COURIER_OK && e->batch_failed)
+        rc = COURIER_ESTORE;
+    e->batch_failed = 0;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_batch_flush(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int was_open = e->batch_open;
+    pthread_mutex_unlock(&e->mu);
+    int rc = engine_batch_end(e);
+    if (was_open)
+        engine_batch_begin(e);
+    return rc;
 }
 
 /* ---- open / close --------------------------------------------------- */
@@ -713,7 +798,7 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     row.kind = kind;
     row.state = COURIER_QUEUED;
 
-    pthread_mutex_lock(&e->mu);
+    app_lock(e);
     core_now_t now = now_of(e);
     row.created_ms = row.last_change_ms = now.wall_ms;
     /* SPEC §5: durable before the call returns. The insert and the first
@@ -740,7 +825,7 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     } else if (id_out) {
         util_strlcpy(id_out, row.id, COURIER_ID_MAX);
     }
-    pthread_mutex_unlock(&e->mu);
+    app_unlock(e);
     return rc;
 }
 
@@ -750,7 +835,7 @@ int engine_retry(engine_t *e, const char *id)
         return util_set_error(COURIER_EINVAL, "invalid id");
     core_row_t row;
     txn_t t;
-    pthread_mutex_lock(&e->mu);
+    app_lock(e);
     txn_begin(e, &t);
     int rc = store_out_get(e->store, id, &row, NULL);
     if (rc == COURIER_ENOTFOUND) {
@@ -768,7 +853,7 @@ int engine_retry(engine_t *e, const char *id)
     rc = txn_end(e, &t, rc);
     if (rc != COURIER_OK && !failed_before)
         util_set_error(rc, "retry '%s' failed", id);
-    pthread_mutex_unlock(&e->mu);
+    app_unlock(e);
     return rc;
 }
 
@@ -782,7 +867,7 @@ int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
         return util_set_error(COURIER_EINVAL, "invalid id");
     store_in_t in;
     txn_t t;
-    pthread_mutex_lock(&e->mu);
+    app_lock(e);
     txn_begin(e, &t);
     rc = store_in_get(e->store, bare, id, &in);
     if (rc == COURIER_OK)
@@ -799,7 +884,7 @@ int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
     rc = txn_end(e, &t, rc);
     if (rc != COURIER_OK && rc != COURIER_ENOTFOUND)
         util_set_error(rc, "%s", store_errmsg(e->store));
-    pthread_mutex_unlock(&e->mu);
+    app_unlock(e);
     return rc;
 }
 
@@ -809,7 +894,7 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     int rc = check_peer(peer, bare, sizeof(bare));
     if (rc != COURIER_OK)
         return rc;
-    pthread_mutex_lock(&e->mu);
+    app_lock(e);
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
     } else {
@@ -826,7 +911,7 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
         if (rc != COURIER_OK)
             util_set_error(rc, "out of memory");
     }
-    pthread_mutex_unlock(&e->mu);
+    app_unlock(e);
     return rc;
 }
 
@@ -835,13 +920,13 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
     if (!util_id_valid(id) || !out)
         return util_set_error(COURIER_EINVAL, "invalid id or NULL output");
     core_row_t row;
-    pthread_mutex_lock(&e->mu);
+    app_lock(e);
     int rc = store_out_get(e->store, id, &row, NULL);
     if (rc == COURIER_ENOTFOUND)
         util_set_error(rc, "no message with id '%s'", id);
     else if (rc != COURIER_OK)
         util_set_error(rc, "%s", store_errmsg(e->store));
-    pthread_mutex_unlock(&e->mu);
+    app_unlock(e);
     if (rc != COURIER_OK)
         return rc;
     memset(out, 0, sizeof(*out));
@@ -910,7 +995,7 @@ int engine_feed(engine_t *e, core_ev_type_t type)
     core_ev_t ev = { .type = type };
     txn_t t;
     pthread_mutex_lock(&e->mu);
-    txn_begin(e, &t);
+    txn_join(e, &t);
     int rc = feed_locked(e, &ev);
     /* SPEC §3: receipts the server never acknowledged go out again. */
     if (rc == COURIER_OK && type == CORE_EV_LINK_UP)
@@ -925,7 +1010,7 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
     int rc = COURIER_OK;
     txn_t t;
     pthread_mutex_lock(&e->mu);
-    txn_begin(e, &t);
+    txn_join(e, &t);
     for (size_t i = 0; i < n; i++) {
         int one;
         if (acks[i].id) {
@@ -993,7 +1078,7 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
     int rc = COURIER_OK;
     txn_t t;
     pthread_mutex_lock(&e->mu);
-    txn_begin(e, &t);
+    txn_join(e, &t);
     core_now_t now = now_of(e);
     if (m->cls == CODEC_IGNORE) {
         log_locked(e, COURIER_LOG_DEBUG, "message ignored: %s",
@@ -1050,7 +1135,7 @@ int engine_tick(engine_t *e)
     if (d >= 0 && d <= now.mono_ms) {
         core_ev_t ev = { .type = CORE_EV_TICK };
         txn_t t;
-        txn_begin(e, &t);
+        txn_join(e, &t);
         rc = txn_end(e, &t, feed_locked(e, &ev));
     }
     pthread_mutex_unlock(&e->mu);

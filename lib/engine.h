@@ -73,6 +73,18 @@ courier_link_t engine_link(engine_t *e, int *auth_failed);
 /* No app callback runs after this (courier_close); transport items do. */
 void engine_mute(engine_t *e);
 
+/* One transaction for a loop turn's session events (engine_feed,
+ * engine_acked*, engine_incoming, engine_tick between begin and end): one
+ * commit instead of one per stanza. End it before engine_dispatch, and
+ * flush it before telling the server what it holds (an <a h/>). App calls
+ * from other threads meanwhile commit it first and reopen it. End/flush
+ * return COURIER_ESTORE (or the commit's code) if a commit of it failed:
+ * then its writes are gone and nothing counted in it may be acknowledged.
+ * Loop thread only. */
+int engine_batch_begin(engine_t *e);
+int engine_batch_end(engine_t *e);
+int engine_batch_flush(engine_t *e);
+
 /* Link and timer events from the session (or a test). */
 int engine_feed(engine_t *e, core_ev_type_t type);
 /* The server acknowledged our message `id` (XEP-0198 or a ping). */

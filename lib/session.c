@@ -389,6 +389,21 @@ static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     return 1;
 }
 
+/* Something counted in in_h is not stored (disk full, no memory):
+ * acknowledging it would let the server forget it. Never ack this stream
+ * again and cut it: the server keeps the message for the next session. */
+static void poison_acks(session_t *s, int rc)
+{
+    if (s->ack_poisoned)
+        return;
+    s->ack_poisoned = 1;
+    engine_log(s->e, COURIER_LOG_ERROR, "incoming message not stored (%s): "
+               "dropping the link so the server keeps it",
+               courier_strerror(rc));
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+}
+
 static int sm_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     (void)conn;
@@ -407,8 +422,13 @@ static int sm_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
                    "management: acks by ping");
         go_online(s);
     } else if (strcmp(name, "r") == 0 && s->sm && !s->ack_poisoned) {
-        xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
-                             "'/>", s->in_h);
+        /* What in_h counts must be committed before the server hears it */
+        int rc = engine_batch_flush(s->e);
+        if (rc != COURIER_OK)
+            poison_acks(s, rc);
+        else
+            xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
+                                 "'/>", s->in_h);
     } else if (strcmp(name, "a") == 0 && s->sm) {
         const char *h = xmpp_stanza_get_attribute(st, "h");
         char *end = NULL;
@@ -441,17 +461,8 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     if (rc == COURIER_OK)
         rc = engine_incoming(s->e, &m);
     codec_msg_clear(&m);
-    if (rc != COURIER_OK && !s->ack_poisoned) {
-        /* Counted but not stored (disk full, no memory): acknowledging it
-         * would let the server forget it. Never ack this stream again and
-         * cut it: the server keeps the message for the next session. */
-        s->ack_poisoned = 1;
-        engine_log(s->e, COURIER_LOG_ERROR, "incoming message not stored "
-                   "(%s): dropping the link so the server keeps it",
-                   courier_strerror(rc));
-        if (s->fd >= 0)
-            shutdown(s->fd, SHUT_RDWR);
-    }
+    if (rc != COURIER_OK)
+        poison_acks(s, rc);
     return 1;
 }
 
@@ -744,8 +755,17 @@ int session_step(session_t *s, unsigned timeout_ms)
         setsockopt(p[1].fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     }
 #endif
+    /* The turn's stanzas, acks and timers: one commit, before any callback
+     * or stanza that reports them (the dispatch). */
+    engine_batch_begin(e);
     run_strophe(s);
     engine_tick(e);
+    int brc = engine_batch_end(e);
+    if (brc != COURIER_OK) {
+        strophe_lock();
+        poison_acks(s, brc);
+        strophe_unlock();
+    }
     engine_dispatch(e);
     strophe_lock();
     ask_ack(s);

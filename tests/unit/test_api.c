@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "courier.h"
 #include "engine.h"
 #include "util.h"
@@ -585,6 +587,64 @@ static void test_engine_reconnect_sends_stored_then_acks(void **st)
     engine_close(e);
 }
 
+/* What another connection sees committed in the store (-1: error). */
+static int64_t committed_count(fx_t *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A loop turn's session events are one commit (engine_batch_*); an app
+ * call meanwhile commits the batch, and its own write, before it returns
+ * (SPEC §5); a flush commits what an <a h/> would count. */
+static void test_engine_loop_batch_one_commit_app_calls_durable(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    const char *in_q = "SELECT count(*) FROM inbox";
+    const char *out_q = "SELECT count(*) FROM outbox";
+    engine_feed(e, CORE_EV_LINK_UP);
+    assert_int_equal(engine_batch_begin(e), COURIER_OK);
+    codec_msg_t m1 = chat_from(BOB, "b1", "one", CORE_ASK_RECEIPT);
+    codec_msg_t m2 = chat_from(BOB, "b2", "two", CORE_ASK_RECEIPT);
+    assert_int_equal(engine_incoming(e, &m1), COURIER_OK);
+    assert_int_equal(engine_incoming(e, &m2), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 0); /* not yet committed */
+    /* an app thread's send commits the batch and itself */
+    char id[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "hi", id),
+                     COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 2);
+    assert_int_equal(committed_count(f, out_q), 1);
+    /* the batch goes on: a new message joins it, a flush commits it */
+    codec_msg_t m3 = chat_from(BOB, "b3", "three", 0);
+    assert_int_equal(engine_incoming(e, &m3), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 2);
+    assert_int_equal(engine_batch_flush(e), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 3);
+    codec_msg_t m4 = chat_from(BOB, "b4", "four", 0);
+    assert_int_equal(engine_incoming(e, &m4), COURIER_OK);
+    assert_int_equal(engine_batch_end(e), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 4);
+    /* after the end, events commit one by one again */
+    codec_msg_t m5 = chat_from(BOB, "b5", "five", 0);
+    assert_int_equal(engine_incoming(e, &m5), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 5);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 5);
+    assert_int_equal(f->n_receipts, 2);
+    engine_close(e);
+}
+
 /* SPEC §3: handed once, receipts also for duplicates, stored first. */
 static void test_engine_incoming_once_with_receipts(void **st)
 {
@@ -768,6 +828,7 @@ int main(void)
         T(test_close_from_a_callback_is_deferred),
         T(test_threads_send_while_loop_runs),
         T(test_full_disk_send_fails_cleanly_nothing_lost),
+        T(test_engine_loop_batch_one_commit_app_calls_durable),
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
         T(test_engine_unhanded_message_survives_restart),
