@@ -156,10 +156,12 @@ check-exports: $(SHARED)
 	if [ -n "$$bad" ]; then echo "exported non-courier symbols:"; \
 		echo "$$bad"; exit 1; fi; echo "exports: only courier_*"
 
-# The non-Linux code paths (Darwin: a self-pipe instead of eventfd), built
-# and unit-tested here in a variant dir.
+# The non-Linux code paths (Darwin: a self-pipe instead of eventfd; old
+# Android: ids from /dev/urandom), built and unit-tested here in a variant
+# dir.
 check-portable:
-	$(MAKE) BUILD=build/portable CFLAGS='-DCOURIER_NO_EVENTFD' \
+	$(MAKE) BUILD=build/portable \
+		CFLAGS='-DCOURIER_NO_EVENTFD -DCOURIER_URANDOM' \
 		build/portable/tests/test_api
 	build/portable/tests/test_api
 

@@ -9,12 +9,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__APPLE__)
-#include <stdlib.h> /* arc4random_buf */
-#else
-#include <sys/random.h> /* getrandom: glibc 2.25, Android API 28 */
-#endif
 #include <time.h>
+/* Where ids come from: arc4random_buf on Apple, getrandom (glibc 2.25,
+ * Android API 28), else /dev/urandom (older Android; forced by
+ * -DCOURIER_URANDOM for make check-portable). */
+#if defined(__ANDROID__) && defined(__ANDROID_API__) && __ANDROID_API__ < 28
+#define COURIER_URANDOM 1
+#endif
+#if defined(__APPLE__)
+#include <stdlib.h>
+#elif defined(COURIER_URANDOM)
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#include <sys/random.h>
+#endif
 
 #include "courier.h"
 
@@ -217,6 +226,22 @@ int64_t util_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#if !defined(__APPLE__)
+static ssize_t random_fill(unsigned char *buf, size_t len)
+{
+#if defined(COURIER_URANDOM)
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t r = read(fd, buf, len);
+    close(fd);
+    return r;
+#else
+    return getrandom(buf, len, 0);
+#endif
+}
+#endif
+
 void util_new_id(char *out, size_t size)
 {
     static const char alphabet[] =
@@ -227,12 +252,13 @@ void util_new_id(char *out, size_t size)
 #else
     size_t got = 0;
     while (got < sizeof(raw)) {
-        ssize_t r = getrandom(raw + got, sizeof(raw) - got, 0);
+        ssize_t r = random_fill(raw + got, sizeof(raw) - got);
         if (r > 0) {
             got += (size_t)r;
         } else {
-            /* getrandom cannot fail for 16 bytes once seeded; fall back
-             * to the clock so an id is still unique per process. */
+            /* getrandom cannot fail for 16 bytes once seeded (nor
+             * /dev/urandom, unless fds ran out); fall back to the clock
+             * so an id is still unique per process. */
             uint64_t h = util_fnv1a(UTIL_FNV_INIT, &got, sizeof(got));
             int64_t t = util_mono_ms();
             h = util_fnv1a(h, &t, sizeof(t));
