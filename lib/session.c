@@ -691,20 +691,28 @@ static void guard_arm(session_t *s, int on)
     pthread_mutex_unlock(&s->guard_mu);
 }
 
+/* One libstrophe turn; the caller holds strophe_lock(). Any turn may
+ * read and so run the STARTTLS handshake, which blocks inside libstrophe:
+ * before the stream is up the stall guard watches it. */
+static void strophe_turn_locked(session_t *s)
+{
+    int guarded = s->connecting && !s->streaming;
+    if (guarded)
+        guard_arm(s, 1);
+    xmpp_run_once(s->ctx, 0);
+    if (guarded)
+        guard_arm(s, 0);
+}
+
 static void run_strophe(session_t *s)
 {
     /* TLS may hold decrypted input that poll() cannot see: keep running
      * while stanzas keep coming (bounded). */
     for (int i = 0; i < 64; i++) {
         uint64_t before = s->inbound;
-        int guarded = s->connecting && !s->streaming;
-        if (guarded)
-            guard_arm(s, 1);
         strophe_lock();
-        xmpp_run_once(s->ctx, 0);
+        strophe_turn_locked(s);
         strophe_unlock();
-        if (guarded)
-            guard_arm(s, 0);
         if (s->inbound == before)
             break;
     }
@@ -769,7 +777,7 @@ int session_step(session_t *s, unsigned timeout_ms)
     engine_dispatch(e);
     strophe_lock();
     ask_ack(s);
-    xmpp_run_once(s->ctx, 0); /* flush what the dispatch queued */
+    strophe_turn_locked(s); /* flush what the dispatch queued */
     strophe_unlock();
     return COURIER_OK;
 }
@@ -880,14 +888,14 @@ void session_close_link(session_t *s)
             if (p.fd >= 0)
                 poll(&p, 1, 50);
             strophe_lock();
-            xmpp_run_once(s->ctx, 0);
+            strophe_turn_locked(s);
         }
     }
     if (s->connecting) {
         tp_drop_link(s);
         int64_t until = util_mono_ms() + 500;
         while (s->connecting && util_mono_ms() < until) {
-            xmpp_run_once(s->ctx, 0);
+            strophe_turn_locked(s);
             strophe_unlock();
             usleep(10000);
             strophe_lock();
