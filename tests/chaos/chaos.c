@@ -2,8 +2,8 @@
 /*
  * Chaos: alice and bob write to each other (text, voice, image mixed)
  * through fault relays of our own in front of a real Prosody, while a
- * chaos thread cuts connections and blackholes them (silent dead links)
- * at random moments, alice's process is killed with SIGKILL at random
+ * chaos thread cuts connections, blackholes them (silent dead links) and
+ * delays them (0.2-3 s latency spikes) at random moments, alice's process is killed with SIGKILL at random
  * points and restarted on its store, 10 % of the delivered/displayed
  * events are lost on the way, and the server itself is restarted once.
  * At the end every message alice's and bob's stores accepted must have
@@ -66,7 +66,7 @@ typedef struct {
 static unsigned seed;
 static int drop_pct = 10;
 static atomic_int chaos_stop;
-static atomic_int cuts, holes, restarts, kills, dropped;
+static atomic_int cuts, holes, delays, restarts, kills, dropped;
 static atomic_uint drop_draws;
 
 static int64_t now_ms(void)
@@ -517,7 +517,7 @@ static void *chaos(void *arg)
             continue;
         }
         side_t *s = sides[rand_r(&r) % 2];
-        switch (rand_r(&r) % 3) {
+        switch (rand_r(&r) % 4) {
         case 0:
             relay_cut(s->relay);
             atomic_fetch_add(&cuts, 1);
@@ -525,6 +525,12 @@ static void *chaos(void *arg)
         case 1:
             relay_blackhole(s->relay); /* the watchdog has to notice */
             atomic_fetch_add(&holes, 1);
+            break;
+        case 2:
+            /* 0.2-3 s: shorter ones are late acks (ack timer 3 s), longer
+             * ones trip the watchdog while the data is still on its way */
+            relay_delay(s->relay, 200 + (int)(rand_r(&r) % 2800));
+            atomic_fetch_add(&delays, 1);
             break;
         default:
             break;
@@ -751,10 +757,10 @@ int main(int argc, char **argv)
     }
     printf("events dropped on the way: %d\n", atomic_load(&dropped));
     printf("conversation after the faults: %d messages\n", nudges);
-    printf("faults: %d cuts, %d blackholes, %d server restart, %d kills; "
-           "sending took %.1f s, converged %.1f s after the faults "
-           "stopped%s\n", atomic_load(&cuts), atomic_load(&holes),
-           atomic_load(&restarts), atomic_load(&kills),
+    printf("faults: %d cuts, %d blackholes, %d delays, %d server restart, "
+           "%d kills; sending took %.1f s, converged %.1f s after the "
+           "faults stopped%s\n", atomic_load(&cuts), atomic_load(&holes),
+           atomic_load(&delays), atomic_load(&restarts), atomic_load(&kills),
            (double)(t_sent - t0) / 1000.0, (double)(t_done - t_calm) / 1000.0,
            converged ? "" : " (DID NOT CONVERGE)");
     courier_close(alice.c);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PAIRS 64
@@ -27,6 +28,7 @@ struct relay {
     pthread_mutex_t mu;
     pair_t pairs[MAX_PAIRS];
     atomic_int stop, cut, hole, accepted;
+    atomic_llong hold_until; /* CLOCK_MONOTONIC ms: no forwarding before */
     char stall[32];
 };
 
@@ -73,10 +75,18 @@ static int forward(int from, int to, const char *stall)
     return matched;
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *relay_main(void *arg)
 {
     relay_t *r = arg;
     while (!atomic_load(&r->stop)) {
+        int held = mono_ms() < atomic_load(&r->hold_until);
         if (atomic_exchange(&r->cut, 0))
             for (int i = 0; i < MAX_PAIRS; i++)
                 if (r->pairs[i].a >= 0)
@@ -91,7 +101,7 @@ static void *relay_main(void *arg)
         p[n].fd = r->lfd;
         p[n].events = POLLIN;
         map[n++] = -1;
-        for (int i = 0; i < MAX_PAIRS; i++) {
+        for (int i = 0; i < MAX_PAIRS && !held; i++) {
             if (r->pairs[i].a < 0 || r->pairs[i].blackholed)
                 continue;
             p[n].fd = r->pairs[i].a;
@@ -181,6 +191,11 @@ void relay_cut(relay_t *r)
 void relay_blackhole(relay_t *r)
 {
     atomic_store(&r->hole, 1);
+}
+
+void relay_delay(relay_t *r, int ms)
+{
+    atomic_store(&r->hold_until, mono_ms() + ms);
 }
 
 void relay_stall_after(relay_t *r, const char *pattern)

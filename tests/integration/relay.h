@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A TCP relay of the tests' own between a client and the real server, on
- * 127.0.0.1: it can cut every connection (a dead link the kernel reports)
- * or blackhole them (a silent dead link: sockets stay open, nothing moves).
+ * 127.0.0.1: it can cut every connection (a dead link the kernel reports),
+ * blackhole them (a silent dead link: sockets stay open, nothing moves) or
+ * delay them (everything arrives, late).
  * New connections always pass. */
 #ifndef COURIER_TEST_RELAY_H
 #define COURIER_TEST_RELAY_H
@@ -15,6 +16,9 @@ unsigned short relay_port(const relay_t *r);
 void relay_cut(relay_t *r);
 /* Stop forwarding on every current connection, keep the sockets open. */
 void relay_blackhole(relay_t *r);
+/* Hold all traffic for `ms` (a latency spike): nothing is lost, it moves
+ * on late, in order. Connections opened meanwhile wait too. */
+void relay_delay(relay_t *r, int ms);
 /* From now on, a connection whose server side sends `pattern` (e.g.
  * "<proceed") is blackholed right after that chunk: a server that stalls
  * the TLS handshake. NULL turns it off. */
