@@ -226,6 +226,18 @@ static int cl_wait(cl_t *c, const int *field, int target, double deadline)
     return 1;
 }
 
+/* With c->mu held: wait until all n are SENT, then all DELIVERED; the
+ * times since t0. Returns 0 on the deadline. */
+static int cl_wait_settled(cl_t *c, int n, double t0, double deadline,
+                           double *t_sent, double *t_deliv)
+{
+    int ok = cl_wait(c, &c->n_sent, n, deadline);
+    *t_sent = bench_mono() - t0;
+    ok = ok && cl_wait(c, &c->n_deliv, n, deadline);
+    *t_deliv = bench_mono() - t0;
+    return ok;
+}
+
 static int cl_wait_online(cl_t *c, double secs)
 {
     pthread_mutex_lock(&c->mu);
@@ -285,10 +297,7 @@ int mode_courier_send(int argc, char **argv)
         pthread_mutex_lock(&c.mu);
         ok = cl_wait(&c, &c.online, 1, deadline);
         t_online = bench_mono() - t0;
-        ok = ok && cl_wait(&c, &c.n_sent, n, deadline);
-        t_sent = bench_mono() - t0;
-        ok = ok && cl_wait(&c, &c.n_deliv, n, deadline);
-        t_deliv = bench_mono() - t0;
+        ok = ok && cl_wait_settled(&c, n, t0, deadline, &t_sent, &t_deliv);
         pthread_mutex_unlock(&c.mu);
         mark("end");
         printf("online_s %.4f\nsent_s %.4f\ndelivered_s %.4f\n", t_online,
@@ -319,10 +328,7 @@ int mode_courier_send(int argc, char **argv)
         }
         t_loop = bench_mono() - t0;
         pthread_mutex_lock(&c.mu);
-        ok = ok && cl_wait(&c, &c.n_sent, n, deadline);
-        t_sent = bench_mono() - t0;
-        ok = ok && cl_wait(&c, &c.n_deliv, n, deadline);
-        t_deliv = bench_mono() - t0;
+        ok = ok && cl_wait_settled(&c, n, t0, deadline, &t_sent, &t_deliv);
         pthread_mutex_unlock(&c.mu);
         mark("end");
         printf("send_loop_s %.4f\nsent_s %.4f\ndelivered_s %.4f\n", t_loop,
