@@ -578,8 +578,8 @@ static void section_enqueue(void)
     add_row("  1 thread (ref: raw SQLite, 1 insert+commit per msg)",
             F("%.0f", mone), F("%.0f", mraw), r1, ">= 0.8", r1 >= 0.8);
     add_row("  4 threads, 1 handle (ref: the same single-commit limit)",
-            F("%.0f", mfour), F("%.0f", mraw), r4, "> 1.0 (group)",
-            r4 > 1.0);
+            F("%.0f", mfour), F("%.0f", mraw), r4, ">= 1.5 (group)",
+            r4 >= 1.5); /* clear of the noise: commits are shared */
     add_row("  group-commit ceiling: raw, 100 msgs per commit", "-",
             F("%.0f", mbatch), -1, "", -1);
     add_row("  synchronous=FULL, 1 thread (ref: raw, FULL)", F("%.0f", monef),

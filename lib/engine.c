@@ -773,6 +773,87 @@ static int check_peer(const char *jid, char *bare, size_t size)
     return COURIER_OK;
 }
 
+/* A new message: the core decides first, and its decision on the message
+ * itself (FAILED "offline", or the first transmission's attempts and
+ * time) goes into the INSERT, so a send is one statement; the rest of the
+ * actions run after it. `app_id`: the id came from the app and may repeat
+ * a settled message the core no longer holds. Caller holds the mutex and
+ * an open transaction. */
+static int send_locked(engine_t *e, core_row_t *row, const char *body,
+                       int app_id, core_now_t now)
+{
+    core_row_t stored;
+    if (app_id && store_out_get(e->store, row->id, &stored, NULL) ==
+                      COURIER_OK)
+        return COURIER_ESTATE;
+    core_ev_t ev = { .type = CORE_EV_SEND, .row = row };
+    core_out_reset(&e->out);
+    int rc = core_feed(e->core, &ev, now, &e->out);
+    if (rc == COURIER_ESTATE || rc == COURIER_EINVAL)
+        return rc; /* the core holds that id unsettled; nothing changed */
+    if (rc != COURIER_OK) { /* no memory in the core: store, resync */
+        rc = store_out_insert(e->store, row, body);
+        if (rc == COURIER_OK && rebuild_core(e) != COURIER_OK)
+            log_locked(e, COURIER_LOG_WARN, "send %s: resync failed: %s",
+                       row->id, store_errmsg(e->store));
+        return rc;
+    }
+    size_t none = e->out.len, st_at = none, tx_at = none;
+    int st_changed = 0;
+    for (size_t i = 0; i < e->out.len; i++) {
+        const core_act_t *a = &e->out.acts[i];
+        if (strcmp(a->id, row->id) != 0)
+            continue;
+        if (a->type == CORE_ACT_STATE && st_at == none) {
+            st_at = i;
+            st_changed = ((1u << row->state) & a->from_mask) != 0;
+            if (st_changed) {
+                row->state = a->state;
+                row->attempts = a->attempts;
+                row->bounces = a->bounces;
+                row->last_sent_ms = a->last_sent_ms;
+                row->last_change_ms = a->last_change_ms;
+                row->permanent = a->permanent;
+                util_strlcpy(row->reason, a->reason, sizeof(row->reason));
+            }
+        } else if (a->type == CORE_ACT_TRANSMIT && tx_at == none) {
+            tx_at = i;
+            row->attempts = a->attempts;
+            row->last_sent_ms = a->last_sent_ms;
+        }
+    }
+    rc = store_out_insert(e->store, row, body);
+    if (rc != COURIER_OK) {
+        /* the core holds a message the store refused */
+        if (rebuild_core(e) != COURIER_OK)
+            log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
+                       store_errmsg(e->store));
+        return rc;
+    }
+    /* Stored: whatever happens now, it is not lost (a rebuild from the
+     * store picks it up). */
+    int run_rc = COURIER_OK;
+    for (size_t i = 0; i < e->out.len && run_rc == COURIER_OK; i++) {
+        const core_act_t *a = &e->out.acts[i];
+        if (i == st_at)
+            run_rc = st_changed && a->notify
+                         ? queue_state(e, a->id, a->peer, a->state)
+                         : COURIER_OK;
+        else if (i == tx_at)
+            run_rc = enqueue(e, item_new(ITEM_SEND_CHAT, a->id, a->peer));
+        else
+            run_rc = run_action(e, a, now);
+    }
+    if (run_rc != COURIER_OK) {
+        log_locked(e, COURIER_LOG_WARN, "send %s: resync from store after: "
+                   "%s", row->id, store_errmsg(e->store));
+        if (rebuild_core(e) != COURIER_OK)
+            log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
+                       store_errmsg(e->store));
+    }
+    return COURIER_OK;
+}
+
 int engine_send(engine_t *e, const char *to, courier_kind_t kind,
                 const char *media_id, const char *body,
                 char id_out[COURIER_ID_MAX])
@@ -801,21 +882,11 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     app_lock(e);
     core_now_t now = now_of(e);
     row.created_ms = row.last_change_ms = now.wall_ms;
-    /* SPEC §5: durable before the call returns. The insert and the first
-     * action on it (FAILED "offline", or attempts/last_sent) are one
-     * commit: half the fsyncs of two. */
+    /* SPEC §5: durable before the call returns: one transaction, one
+     * statement. */
     txn_t t;
     txn_begin(e, &t);
-    rc = store_out_insert(e->store, &row, body);
-    if (rc == COURIER_OK) {
-        core_ev_t ev = { .type = CORE_EV_SEND, .row = &row };
-        /* Stored: whatever the core says now, it is not lost (a rebuild
-         * from the store picks it up). */
-        if (feed_locked(e, &ev) != COURIER_OK)
-            log_locked(e, COURIER_LOG_WARN, "send %s: resynced", row.id);
-    }
-    /* A failed insert was undone by its statement: the commit keeps the
-     * store as it was. */
+    rc = send_locked(e, &row, body, media_id != NULL, now);
     int crc = txn_end(e, &t, COURIER_OK);
     if (rc == COURIER_ESTATE) {
         util_set_error(rc, "a message with id '%s' exists", row.id);

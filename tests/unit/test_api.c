@@ -414,7 +414,7 @@ static void test_full_disk_send_fails_cleanly_nothing_lost(void **st)
         struct rlimit rl = { (rlim_t)sb.st_size + 4 * 1024 * 1024,
                              (rlim_t)sb.st_size + 4 * 1024 * 1024 };
         setrlimit(RLIMIT_FSIZE, &rl);
-        char body[2048], id[COURIER_ID_MAX];
+        char body[2048], id[COURIER_ID_MAX] = "";
         memset(body, 'x', sizeof(body) - 1);
         body[sizeof(body) - 1] = '\0';
         for (int i = 0; i < 100000; i++) {
@@ -645,6 +645,50 @@ static void test_engine_loop_batch_one_commit_app_calls_durable(void **st)
     engine_close(e);
 }
 
+/* A send is one INSERT carrying the core's first decision: online, the
+ * first transmission (attempts 1); beyond max_in_flight, QUEUED; and an
+ * app id that repeats a settled message (no longer in the core) is
+ * refused by the store. */
+static void test_engine_send_first_decision_in_the_insert(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.max_in_flight = 1;
+    engine_t *e = open_engine(f);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX], b[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_VOICE, "v-1", "url", a), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", b), 0);
+    assert_int_equal(committed_count(f, "SELECT attempts * 10 + state FROM "
+                                        "outbox WHERE id = 'v-1'"), 10);
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox WHERE "
+                                        "last_sent_ms > 0 AND id = 'v-1'"), 1);
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT attempts * 10 + state FROM outbox "
+             "WHERE id = '%s'", b);
+    assert_int_equal(committed_count(f, q), 0); /* waits for a slot */
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    assert_string_equal(f->sent[0], "v-1");
+    /* settled: DELIVERED, out of the core */
+    assert_int_equal(engine_acked(e, "v-1"), COURIER_OK);
+    codec_msg_t ev = event_from(BOB, "v-1", COURIER_DELIVERED);
+    assert_int_equal(engine_incoming(e, &ev), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(count_state(f, "v-1", COURIER_DELIVERED), 1);
+    assert_int_equal(f->n_sent, 2); /* the slot went to the second */
+    assert_int_equal(committed_count(f, q), 10); /* out, not acked */
+    size_t links = f->n_links;
+    assert_int_equal(engine_send(e, BOB, COURIER_IMAGE, "v-1", "again",
+                                 NULL), COURIER_ESTATE);
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox"), 2);
+    engine_dispatch(e);
+    assert_int_equal(f->n_links, links); /* refused, not resynced */
+    courier_info_t info;
+    assert_int_equal(engine_get_info(e, "v-1", &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_DELIVERED);
+    engine_close(e);
+}
+
 /* SPEC §3: handed once, receipts also for duplicates, stored first. */
 static void test_engine_incoming_once_with_receipts(void **st)
 {
@@ -829,6 +873,7 @@ int main(void)
         T(test_threads_send_while_loop_runs),
         T(test_full_disk_send_fails_cleanly_nothing_lost),
         T(test_engine_loop_batch_one_commit_app_calls_durable),
+        T(test_engine_send_first_decision_in_the_insert),
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
         T(test_engine_unhanded_message_survives_restart),
