@@ -186,7 +186,7 @@ valgrind: $(UNIT_BINS)
 
 # The integration suite under memcheck: zero errors, no definite leaks.
 check-valgrind: $(INTEG_BIN)
-	COURIER_TEST_TIME_SCALE=5 tests/integration/prosody.sh -- \
+	COURIER_TEST_TIME_SCALE=10 tests/integration/prosody.sh -- \
 		valgrind -q --leak-check=full --num-callers=40 \
 		--suppressions=tests/valgrind.supp \
 		--errors-for-leak-kinds=definite --error-exitcode=1 $(INTEG_BIN)
