@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #define HAVE_EVENTFD 1
 #endif
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -37,6 +38,17 @@ typedef struct item {
     unsigned asked;
     char *text;         /* body or log line, owned */
 } item_t;
+
+/* A send in the commit queue (engine_send). */
+typedef struct send_req {
+    struct send_req *next;
+    core_row_t *row;
+    const char *body;
+    int app_id;  /* the id came from the app */
+    int rc;      /* of its INSERT */
+    int crc;     /* of the commit that carried it */
+    int done;
+} send_req_t;
 
 /* A store transaction of the engine's (see txn_begin). */
 typedef struct {
@@ -71,8 +83,21 @@ struct engine {
     int batch_open;              /* ... while this is set */
     int batch_failed;            /* it was committed early and failed */
     int batch_paused;            /* an app call committed it: reopen */
+    /* Group commit (engine_send): sends queue here; one of them writes
+     * the whole queue in one transaction and commits it with the mutex
+     * let go (group_open), while later sends queue for the next group and
+     * every other entry point waits on group_cv. */
+    send_req_t *sendq, **sendq_tail;
+    size_t sendq_len;
+    size_t last_group;           /* sends in the previous group */
+    int gathering;               /* a leader waits for the group to fill */
+    int group_open;
+    pthread_cond_t group_cv;     /* a group was committed */
+    pthread_cond_t sendq_cv;     /* a send was queued */
     uint64_t received, duplicates;
 };
+
+static void engine_lock(engine_t *e);
 
 static core_now_t default_clock(void *ud)
 {
@@ -239,7 +264,7 @@ static void log_locked(engine_t *e, int level, const char *fmt, ...)
 void engine_log(engine_t *e, int level, const char *fmt, ...)
 {
     va_list ap;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     va_start(ap, fmt);
     vlog_locked(e, level, fmt, ap);
     va_end(ap);
@@ -444,6 +469,18 @@ static void txn_begin(engine_t *e, txn_t *t)
     t->open = store_begin(e->store) == COURIER_OK;
 }
 
+/* A commit failed, so nothing of it happened: take back what it queued
+ * and rebuild the core from the store. */
+static void txn_failed(engine_t *e, const txn_t *t)
+{
+    log_locked(e, COURIER_LOG_ERROR, "commit failed: %s",
+               store_errmsg(e->store));
+    drop_store_items_after(e, t->mark);
+    if (rebuild_core(e) != COURIER_OK)
+        log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
+                   store_errmsg(e->store));
+}
+
 /* Commit; if that fails nothing of it happened: take back what it queued
  * and rebuild the core from the store. Returns `rc`, or the commit's. */
 static int txn_end(engine_t *e, txn_t *t, int rc)
@@ -453,12 +490,7 @@ static int txn_end(engine_t *e, txn_t *t, int rc)
     int crc = store_commit(e->store);
     if (crc == COURIER_OK)
         return rc;
-    log_locked(e, COURIER_LOG_ERROR, "commit failed: %s",
-               store_errmsg(e->store));
-    drop_store_items_after(e, t->mark);
-    if (rebuild_core(e) != COURIER_OK)
-        log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
-                   store_errmsg(e->store));
+    txn_failed(e, t);
     return crc;
 }
 
@@ -476,13 +508,22 @@ static void txn_join(engine_t *e, txn_t *t)
     }
 }
 
+/* The mutex, once no send group is open: its rows are not committed yet,
+ * so they must be neither read nor mixed with other writes. */
+static void engine_lock(engine_t *e)
+{
+    pthread_mutex_lock(&e->mu);
+    while (e->group_open)
+        pthread_cond_wait(&e->group_cv, &e->mu);
+}
+
 /* The app's calls promise durability on return and must not read what a
  * batch has not committed: under the mutex they commit the open batch
  * (engine_batch_end reports a failure of that commit), run in their own
  * transaction, and open the next batch as they leave. */
 static void app_lock(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     e->batch_paused = e->batch_open;
     if (e->batch_open) {
         e->batch_open = 0;
@@ -503,7 +544,7 @@ static void app_unlock(engine_t *e)
 
 int engine_batch_begin(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     if (!e->batch_open) {
         e->batch_failed = 0;
         txn_begin(e, &e->batch);
@@ -516,7 +557,7 @@ int engine_batch_begin(engine_t *e)
 int engine_batch_end(engine_t *e)
 {
     int rc = COURIER_OK;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     if (e->batch_open) {
         e->batch_open = 0;
         rc = txn_end(e, &e->batch, COURIER_OK);
@@ -530,7 +571,7 @@ int engine_batch_end(engine_t *e)
 
 int engine_batch_flush(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     int was_open = e->batch_open;
     pthread_mutex_unlock(&e->mu);
     int rc = engine_batch_end(e);
@@ -635,6 +676,9 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
         return util_set_error(COURIER_ENOMEM, "out of memory");
     e->wake_fd = e->wake_wr = -1;
     pthread_mutex_init(&e->mu, NULL);
+    e->sendq_tail = &e->sendq;
+    pthread_cond_init(&e->group_cv, NULL);
+    pthread_cond_init(&e->sendq_cv, NULL);
     e->clock = default_clock;
     e->cfg = *cfg;
     e->cfg.jid = e->cfg.password = e->cfg.host = NULL;
@@ -708,13 +752,15 @@ void engine_close(engine_t *e)
     wake_close(e);
     free_cfg_strings(&e->cfg);
     pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->group_cv);
+    pthread_cond_destroy(&e->sendq_cv);
     util_free(e);
 }
 
 void engine_set_transport(engine_t *e, const engine_transport_t *tp,
                           void *tp_ud)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     if (tp)
         e->tp = *tp;
     else
@@ -725,7 +771,7 @@ void engine_set_transport(engine_t *e, const engine_transport_t *tp,
 
 void engine_set_clock(engine_t *e, engine_clock_fn fn, void *ud)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     e->clock = fn ? fn : default_clock;
     e->clock_ud = ud;
     pthread_mutex_unlock(&e->mu);
@@ -854,6 +900,72 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
     return COURIER_OK;
 }
 
+/* How long a leader waits for the other senders of the last group. */
+#define GATHER_NS 200000
+
+/* Group commit: write every queued send in one transaction (one statement
+ * each) and commit it with the mutex let go, so that the sends of other
+ * threads queue meanwhile and go in the next group: with several sending
+ * threads each commit carries several messages. The connection is ours
+ * alone during the commit: every other entry point waits in engine_lock
+ * while group_open is set. Caller holds the mutex. */
+static void commit_group(engine_t *e)
+{
+    /* As many threads sent last time: wait (briefly) until as many sends
+     * are queued, so that they share this commit too. */
+    if (e->sendq_len < e->last_group) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += GATHER_NS;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        e->gathering = 1;
+        while (e->sendq_len < e->last_group &&
+               pthread_cond_timedwait(&e->sendq_cv, &e->mu, &until) == 0)
+            ;
+        e->gathering = 0;
+    }
+    send_req_t *group = e->sendq;
+    e->last_group = e->sendq_len;
+    e->sendq = NULL;
+    e->sendq_tail = &e->sendq;
+    e->sendq_len = 0;
+    int resume = e->batch_open; /* the loop turn's batch: commit it first */
+    if (e->batch_open) {
+        e->batch_open = 0;
+        if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
+            e->batch_failed = 1;
+    }
+    txn_t t;
+    txn_begin(e, &t);
+    for (send_req_t *r = group; r; r = r->next) {
+        core_now_t now = now_of(e);
+        r->row->created_ms = r->row->last_change_ms = now.wall_ms;
+        r->rc = send_locked(e, r->row, r->body, r->app_id, now);
+    }
+    int crc = COURIER_OK;
+    if (t.open) {
+        e->group_open = 1;
+        pthread_mutex_unlock(&e->mu);
+        crc = store_commit(e->store);
+        pthread_mutex_lock(&e->mu);
+        e->group_open = 0;
+        if (crc != COURIER_OK)
+            txn_failed(e, &t);
+    }
+    for (send_req_t *r = group; r; r = r->next) {
+        r->crc = crc;
+        r->done = 1;
+    }
+    if (resume) {
+        txn_begin(e, &e->batch);
+        e->batch_open = e->batch.open;
+    }
+    pthread_cond_broadcast(&e->group_cv);
+}
+
 int engine_send(engine_t *e, const char *to, courier_kind_t kind,
                 const char *media_id, const char *body,
                 char id_out[COURIER_ID_MAX])
@@ -879,15 +991,21 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     row.kind = kind;
     row.state = COURIER_QUEUED;
 
-    app_lock(e);
-    core_now_t now = now_of(e);
-    row.created_ms = row.last_change_ms = now.wall_ms;
-    /* SPEC §5: durable before the call returns: one transaction, one
-     * statement. */
-    txn_t t;
-    txn_begin(e, &t);
-    rc = send_locked(e, &row, body, media_id != NULL, now);
-    int crc = txn_end(e, &t, COURIER_OK);
+    /* SPEC §5: durable before the call returns. */
+    send_req_t me = { .row = &row, .body = body, .app_id = media_id != NULL };
+    pthread_mutex_lock(&e->mu);
+    *e->sendq_tail = &me;
+    e->sendq_tail = &me.next;
+    e->sendq_len++;
+    pthread_cond_signal(&e->sendq_cv);
+    while (!me.done) {
+        if (e->group_open || e->gathering)
+            pthread_cond_wait(&e->group_cv, &e->mu);
+        else
+            commit_group(e);
+    }
+    rc = me.rc;
+    int crc = me.crc;
     if (rc == COURIER_ESTATE) {
         util_set_error(rc, "a message with id '%s' exists", row.id);
     } else if (rc != COURIER_OK || crc != COURIER_OK) {
@@ -896,7 +1014,7 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     } else if (id_out) {
         util_strlcpy(id_out, row.id, COURIER_ID_MAX);
     }
-    app_unlock(e);
+    pthread_mutex_unlock(&e->mu);
     return rc;
 }
 
@@ -1014,7 +1132,7 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
 void engine_get_stats(engine_t *e, courier_stats_t *out)
 {
     core_stats_t st;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     core_get_stats(e->core, &st);
     memset(out, 0, sizeof(*out));
     out->sent = e->retired.first_writes + st.first_writes;
@@ -1032,7 +1150,7 @@ void engine_get_stats(engine_t *e, courier_stats_t *out)
 
 courier_link_t engine_link(engine_t *e, int *auth_failed)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     courier_link_t l = core_link(e->core);
     if (auth_failed)
         *auth_failed = core_auth_failed(e->core);
@@ -1042,7 +1160,7 @@ courier_link_t engine_link(engine_t *e, int *auth_failed)
 
 void engine_mute(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     e->muted = 1;
     pthread_mutex_unlock(&e->mu);
 }
@@ -1065,7 +1183,7 @@ int engine_feed(engine_t *e, core_ev_type_t type)
 {
     core_ev_t ev = { .type = type };
     txn_t t;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     txn_join(e, &t);
     int rc = feed_locked(e, &ev);
     /* SPEC §3: receipts the server never acknowledged go out again. */
@@ -1080,7 +1198,7 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
 {
     int rc = COURIER_OK;
     txn_t t;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     txn_join(e, &t);
     for (size_t i = 0; i < n; i++) {
         int one;
@@ -1148,7 +1266,7 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
 {
     int rc = COURIER_OK;
     txn_t t;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     txn_join(e, &t);
     core_now_t now = now_of(e);
     if (m->cls == CODEC_IGNORE) {
@@ -1200,7 +1318,7 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
 int engine_tick(engine_t *e)
 {
     int rc = COURIER_OK;
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     core_now_t now = now_of(e);
     int64_t d = core_next_deadline(e->core, now);
     if (d >= 0 && d <= now.mono_ms) {
@@ -1215,7 +1333,7 @@ int engine_tick(engine_t *e)
 
 int64_t engine_timeout_ms(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     core_now_t now = now_of(e);
     int64_t d = core_next_deadline(e->core, now);
     pthread_mutex_unlock(&e->mu);
@@ -1228,7 +1346,7 @@ int64_t engine_timeout_ms(engine_t *e)
 
 static void run_item(engine_t *e, item_t *it)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     int muted = e->muted;
     pthread_mutex_unlock(&e->mu);
     /* After courier_close no app callback runs; an unhanded message stays
@@ -1249,7 +1367,7 @@ static void run_item(engine_t *e, item_t *it)
                                   .timestamp_ms = it->ts_ms };
         if (cb->on_message)
             cb->on_message(e->ud, &msg);
-        pthread_mutex_lock(&e->mu);
+        engine_lock(e);
         if (store_in_set_handed(e->store, it->peer, it->id) != COURIER_OK)
             log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s", it->id,
                        store_errmsg(e->store));
@@ -1271,7 +1389,7 @@ static void run_item(engine_t *e, item_t *it)
     case ITEM_SEND_CHAT: {
         core_row_t row;
         char *body = NULL;
-        pthread_mutex_lock(&e->mu);
+        engine_lock(e);
         int rc = store_out_get(e->store, it->id, &row, &body);
         if (rc != COURIER_OK)
             log_locked(e, COURIER_LOG_ERROR, "loading %s to send: %s", it->id,
@@ -1319,7 +1437,7 @@ size_t engine_dispatch(engine_t *e)
     size_t n = 0;
     wake_drain(e);
     for (;;) {
-        pthread_mutex_lock(&e->mu);
+        engine_lock(e);
         item_t *it = e->head;
         if (it) {
             e->head = it->next;
@@ -1344,7 +1462,7 @@ void engine_wake(engine_t *e)
 
 size_t engine_pending(engine_t *e)
 {
-    pthread_mutex_lock(&e->mu);
+    engine_lock(e);
     size_t n = e->pending;
     pthread_mutex_unlock(&e->mu);
     return n;

@@ -484,6 +484,63 @@ static void test_threads_send_while_loop_runs(void **st)
     assert_int_equal(count_state(f, NULL, COURIER_FAILED), 400);
 }
 
+static int64_t committed_count(fx_t *f, const char *sql);
+
+typedef struct {
+    fx_t *f;
+    int n, bad;
+} durable_arg_t;
+
+/* Sends, and checks through a connection of its own that each message is
+ * committed the moment its send returns. */
+static void *durable_sender(void *p)
+{
+    durable_arg_t *a = p;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_open_v2(a->f->db, &db, SQLITE_OPEN_READONLY, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox WHERE id = ?",
+                           -1, &q, NULL) != SQLITE_OK)
+        a->bad = -1;
+    for (int i = 0; i < a->n && !a->bad; i++) {
+        char id[COURIER_ID_MAX] = "";
+        if (courier_send_text(a->f->c, BOB, "grouped", id) != COURIER_OK) {
+            a->bad = -2;
+            break;
+        }
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int(q, 0) != 1)
+            a->bad = i + 1; /* returned before its commit */
+        sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* SPEC §5 with group commit: sends from several threads share commits,
+ * and still each one is durable when it returns. */
+static void test_group_commit_each_send_durable_on_return(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    pthread_t th[4];
+    durable_arg_t arg[4];
+    for (int i = 0; i < 4; i++) {
+        arg[i] = (durable_arg_t){ f, 150, 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, durable_sender,
+                                        &arg[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(arg[i].bad, 0);
+    }
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox"), 600);
+    drain(f);
+    assert_int_equal(count_state(f, NULL, COURIER_FAILED), 600);
+}
+
 /* ---- the engine with a fake transport --------------------------------- */
 
 static void fake_send_chat(void *tp, const core_row_t *row, const char *body)
@@ -874,6 +931,7 @@ int main(void)
         T(test_full_disk_send_fails_cleanly_nothing_lost),
         T(test_engine_loop_batch_one_commit_app_calls_durable),
         T(test_engine_send_first_decision_in_the_insert),
+        T(test_group_commit_each_send_durable_on_return),
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
         T(test_engine_unhanded_message_survives_restart),
