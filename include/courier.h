@@ -227,6 +227,8 @@ COURIER_API int courier_run_once(courier_t *c, unsigned timeout_ms);
  * Store a text message for `to` (a bare JID) and queue it; returns once it
  * is durable in SQLite (SPEC §5). While offline it is reported FAILED and
  * goes out by itself on reconnect. The new id is written to `id_out`.
+ * Any thread; sends from several threads at once share SQLite commits
+ * (each still returns only once its own message is committed).
  * @return COURIER_OK, COURIER_EINVAL (bad JID, empty, oversized or non
  *         UTF-8 body), COURIER_ESTORE (nothing stored), COURIER_ECLOSED.
  */
