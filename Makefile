@@ -12,6 +12,9 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 
 CC ?= cc
+# Optimised with debug info by default, as a library is shipped; override
+# freely (the warnings stay errors at every level).
+CFLAGS ?= -O2 -g
 BUILD ?= build
 # Where the libraries land: lib/ for the default build, the variant dir else.
 OUT ?= $(if $(filter build,$(BUILD)),lib,$(BUILD))

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Benchmarks (issue 7), included by the top Makefile: `make bench` builds
 # the library, then runs `bench-run`. The library is built again for the
-# benchmark with optimisation (BENCH_CFLAGS, in its own BENCH_BUILD dir):
+# benchmark (BENCH_CFLAGS, -O2 -g like the default, in its own BENCH_BUILD):
 # the references it is compared with (libstrophe, SQLite) are Debian's -O2
 # builds. Knobs (environment): BENCH_N, BENCH_RUNS, BENCH_ENQ_N,
 # BENCH_HISTORY, BENCH_IDLE_S, BENCH_N1, BENCH_SLIX, BENCH_TIMEOUT,

@@ -302,7 +302,8 @@ static void *reader(void *arg)
         switch (line[0]) {
         case 'S':
             if (s->n_sent < MAXSENT)
-                snprintf(s->sent[s->n_sent++], COURIER_ID_MAX, "%s", arg1);
+                snprintf(s->sent[s->n_sent++], COURIER_ID_MAX, "%.*s",
+                         COURIER_ID_MAX - 1, arg1);
             break;
         case 'G': {
             slot_t *x = slot(s->seen, arg1);
@@ -316,7 +317,8 @@ static void *reader(void *arg)
                 got_message(s, arg1);
             }
             p->expect_first_after_kill = 0;
-            snprintf(p->last_got, sizeof(p->last_got), "%s", arg1);
+            snprintf(p->last_got, sizeof(p->last_got), "%.*s",
+                     (int)sizeof(p->last_got) - 1, arg1);
             break;
         }
         case 'L':
