@@ -68,7 +68,7 @@ static jstring utf8_to_jstring(JNIEnv *env, const char *s)
     if (!s)
         return NULL;
     size_t n = strlen(s);
-    jchar stackbuf[256];
+    jchar stackbuf[256] = { 0 }; /* "" reaches NewString with k == 0 */
     jchar *u = n <= 256 ? stackbuf : malloc(n * sizeof(jchar));
     if (!u) {
         jclass oom = (*env)->FindClass(env, "java/lang/OutOfMemoryError");
