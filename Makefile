@@ -110,7 +110,8 @@ check-integration: $(INTEG_BIN)
 
 CHAOS_BIN := $(BUILD)/tests/chaos_run
 $(CHAOS_BIN): $(BUILD)/tests/chaos/chaos.o \
-		$(BUILD)/tests/integration/relay.o $(STATIC)
+		$(BUILD)/tests/integration/relay.o \
+		$(BUILD)/tests/integration/spawn.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS)
 
 # Faults at random through relays of our own: short form in make check.

@@ -39,6 +39,7 @@
 #include <sqlite3.h>
 
 #include "courier.h"
+#include "../tests/integration/spawn.h"
 
 #define MAXRUNS 16
 #define BODY_FMT "benchmark message %d"
@@ -236,25 +237,11 @@ typedef struct {
 
 static void child_spawn(child_t *c, char *const argv[])
 {
-    int po[2], pi[2];
     memset(c, 0, sizeof(*c));
-    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pi, O_CLOEXEC) != 0)
-        bench_die("pipe: %s", strerror(errno));
     fflush(NULL);
-    c->pid = fork();
+    c->pid = spawn_piped(argv[0], argv, &c->in, &c->out);
     if (c->pid < 0)
-        bench_die("fork: %s", strerror(errno));
-    if (c->pid == 0) {
-        dup2(pi[0], 0);
-        dup2(po[1], 1);
-        execv(argv[0], argv);
-        fprintf(stderr, "bench: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(po[1]);
-    close(pi[0]);
-    c->out = po[0];
-    c->in = pi[1];
+        bench_die("spawn %s: %s", argv[0], strerror(errno));
 }
 
 /* Next line of the child's stdout; 0 at EOF or timeout. */

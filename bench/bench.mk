@@ -12,7 +12,8 @@ COURIER_BENCH_MK := 1
 BENCH_CFLAGS ?= -O2 -g
 BENCH_BUILD ?= build/bench-O2
 
-BENCH_SRCS := bench/bench.c bench/clients.c bench/util.c
+BENCH_SRCS := bench/bench.c bench/clients.c bench/util.c \
+	tests/integration/spawn.c
 BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 BENCH_BIN := $(BUILD)/bench/courier-bench
 

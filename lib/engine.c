@@ -378,6 +378,18 @@ static int run_action(engine_t *e, const core_act_t *a, core_now_t now)
     return rc;
 }
 
+/* The core disagrees with the store (a failed write, no memory): log why
+ * and rebuild it from the store, which stays the truth. */
+static int resync_locked(engine_t *e, const char *why)
+{
+    log_locked(e, COURIER_LOG_ERROR, "resync from store after: %s", why);
+    int rc = rebuild_core(e);
+    if (rc != COURIER_OK)
+        log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
+                   store_errmsg(e->store));
+    return rc;
+}
+
 /* Feed one event and run its actions; caller holds the mutex. If the core
  * or the store fails midway, the core is rebuilt from the store, which
  * stays the truth. */
@@ -394,10 +406,9 @@ static int feed_locked(engine_t *e, const core_ev_t *ev)
                    core_ignored(e->core), ev->id ? ev->id : "-",
                    ev->peer ? ev->peer : "-");
     if (rc == COURIER_ENOMEM || run_rc != COURIER_OK) {
-        log_locked(e, COURIER_LOG_ERROR, "resync from store after: %s",
-                   run_rc != COURIER_OK ? store_errmsg(e->store)
-                                        : "out of memory");
-        int rb = rebuild_core(e);
+        int rb = resync_locked(e, run_rc != COURIER_OK
+                                      ? store_errmsg(e->store)
+                                      : "out of memory");
         if (rb != COURIER_OK)
             return rb;
         return rc != COURIER_OK ? rc : run_rc;
@@ -473,12 +484,8 @@ static void txn_begin(engine_t *e, txn_t *t)
  * and rebuild the core from the store. */
 static void txn_failed(engine_t *e, const txn_t *t)
 {
-    log_locked(e, COURIER_LOG_ERROR, "commit failed: %s",
-               store_errmsg(e->store));
     drop_store_items_after(e, t->mark);
-    if (rebuild_core(e) != COURIER_OK)
-        log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
-                   store_errmsg(e->store));
+    resync_locked(e, "a failed commit");
 }
 
 /* Commit; if that fails nothing of it happened: take back what it queued
@@ -517,67 +524,74 @@ static void engine_lock(engine_t *e)
         pthread_cond_wait(&e->group_cv, &e->mu);
 }
 
+/* Commit the loop turn's batch if it is open (a failure is kept for
+ * engine_batch_end to report); returns whether it was open. Caller holds
+ * the mutex. */
+static int batch_pause(engine_t *e)
+{
+    if (!e->batch_open)
+        return 0;
+    e->batch_open = 0;
+    if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
+        e->batch_failed = 1;
+    return 1;
+}
+
+/* Open the batch again (or for the first time) if `open`. */
+static void batch_resume(engine_t *e, int open)
+{
+    if (!open || e->batch_open)
+        return;
+    txn_begin(e, &e->batch);
+    e->batch_open = e->batch.open;
+}
+
 /* The app's calls promise durability on return and must not read what a
- * batch has not committed: under the mutex they commit the open batch
- * (engine_batch_end reports a failure of that commit), run in their own
- * transaction, and open the next batch as they leave. */
+ * batch has not committed: under the mutex they commit the open batch,
+ * run in their own transaction, and open the next batch as they leave. */
 static void app_lock(engine_t *e)
 {
     engine_lock(e);
-    e->batch_paused = e->batch_open;
-    if (e->batch_open) {
-        e->batch_open = 0;
-        if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
-            e->batch_failed = 1;
-    }
+    e->batch_paused = batch_pause(e);
 }
 
 static void app_unlock(engine_t *e)
 {
-    if (e->batch_paused) {
-        e->batch_paused = 0;
-        txn_begin(e, &e->batch);
-        e->batch_open = e->batch.open;
-    }
+    batch_resume(e, e->batch_paused);
+    e->batch_paused = 0;
     pthread_mutex_unlock(&e->mu);
 }
 
 int engine_batch_begin(engine_t *e)
 {
     engine_lock(e);
-    if (!e->batch_open) {
+    if (!e->batch_open)
         e->batch_failed = 0;
-        txn_begin(e, &e->batch);
-        e->batch_open = e->batch.open;
-    }
+    batch_resume(e, 1);
     pthread_mutex_unlock(&e->mu);
     return COURIER_OK;
 }
 
-int engine_batch_end(engine_t *e)
+/* Commit the batch; `reopen`: go on with a new one. */
+static int batch_commit(engine_t *e, int reopen)
 {
-    int rc = COURIER_OK;
     engine_lock(e);
-    if (e->batch_open) {
-        e->batch_open = 0;
-        rc = txn_end(e, &e->batch, COURIER_OK);
-    }
-    if (rc == COURIER_OK && e->batch_failed)
-        rc = COURIER_ESTORE;
+    int was_open = batch_pause(e);
+    int rc = e->batch_failed ? COURIER_ESTORE : COURIER_OK;
     e->batch_failed = 0;
+    batch_resume(e, reopen && was_open);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
 
+int engine_batch_end(engine_t *e)
+{
+    return batch_commit(e, 0);
+}
+
 int engine_batch_flush(engine_t *e)
 {
-    engine_lock(e);
-    int was_open = e->batch_open;
-    pthread_mutex_unlock(&e->mu);
-    int rc = engine_batch_end(e);
-    if (was_open)
-        engine_batch_begin(e);
-    return rc;
+    return batch_commit(e, 1);
 }
 
 /* ---- open / close --------------------------------------------------- */
@@ -839,9 +853,8 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
         return rc; /* the core holds that id unsettled; nothing changed */
     if (rc != COURIER_OK) { /* no memory in the core: store, resync */
         rc = store_out_insert(e->store, row, body);
-        if (rc == COURIER_OK && rebuild_core(e) != COURIER_OK)
-            log_locked(e, COURIER_LOG_WARN, "send %s: resync failed: %s",
-                       row->id, store_errmsg(e->store));
+        if (rc == COURIER_OK)
+            resync_locked(e, "out of memory");
         return rc;
     }
     size_t none = e->out.len, st_at = none, tx_at = none;
@@ -869,11 +882,8 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
         }
     }
     rc = store_out_insert(e->store, row, body);
-    if (rc != COURIER_OK) {
-        /* the core holds a message the store refused */
-        if (rebuild_core(e) != COURIER_OK)
-            log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
-                       store_errmsg(e->store));
+    if (rc != COURIER_OK) { /* the core holds a message the store refused */
+        resync_locked(e, store_errmsg(e->store));
         return rc;
     }
     /* Stored: whatever happens now, it is not lost (a rebuild from the
@@ -890,13 +900,8 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
         else
             run_rc = run_action(e, a, now);
     }
-    if (run_rc != COURIER_OK) {
-        log_locked(e, COURIER_LOG_WARN, "send %s: resync from store after: "
-                   "%s", row->id, store_errmsg(e->store));
-        if (rebuild_core(e) != COURIER_OK)
-            log_locked(e, COURIER_LOG_ERROR, "resync failed: %s",
-                       store_errmsg(e->store));
-    }
+    if (run_rc != COURIER_OK)
+        resync_locked(e, store_errmsg(e->store));
     return COURIER_OK;
 }
 
@@ -932,12 +937,7 @@ static void commit_group(engine_t *e)
     e->sendq = NULL;
     e->sendq_tail = &e->sendq;
     e->sendq_len = 0;
-    int resume = e->batch_open; /* the loop turn's batch: commit it first */
-    if (e->batch_open) {
-        e->batch_open = 0;
-        if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
-            e->batch_failed = 1;
-    }
+    int resume = batch_pause(e); /* the loop turn's batch: commit it first */
     txn_t t;
     txn_begin(e, &t);
     for (send_req_t *r = group; r; r = r->next) {
@@ -959,10 +959,7 @@ static void commit_group(engine_t *e)
         r->crc = crc;
         r->done = 1;
     }
-    if (resume) {
-        txn_begin(e, &e->batch);
-        e->batch_open = e->batch.open;
-    }
+    batch_resume(e, resume);
     pthread_cond_broadcast(&e->group_cv);
 }
 
@@ -1436,6 +1433,13 @@ size_t engine_dispatch(engine_t *e)
 {
     size_t n = 0;
     wake_drain(e);
+    /* What is dispatched reports store writes: they must be committed,
+     * and the writes it makes itself (a message marked handed) commit on
+     * their own. The session ends its batch before; this makes it a rule.
+     * A failed commit is left for engine_batch_end to report. */
+    engine_lock(e);
+    batch_pause(e);
+    pthread_mutex_unlock(&e->mu);
     for (;;) {
         engine_lock(e);
         item_t *it = e->head;

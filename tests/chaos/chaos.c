@@ -39,6 +39,7 @@
 #include "courier.h"
 #include "session.h" /* session_fault_drop_receipt */
 #include "../integration/relay.h"
+#include "../integration/spawn.h"
 
 #define MAXN 20000
 #define MAXSENT (MAXN + 1000) /* + nudges + sends unreported at a kill */
@@ -345,9 +346,6 @@ static void *reader(void *arg)
 
 static void spawn_alice(proc_t *p)
 {
-    int in[2], out[2];
-    if (pipe(in) || pipe(out))
-        exit(2);
     pthread_mutex_lock(&p->s->mu);
     int start = p->s->n_sent;
     pthread_mutex_unlock(&p->s->mu);
@@ -356,26 +354,12 @@ static void spawn_alice(proc_t *p)
     snprintf(a_n, sizeof(a_n), "%d", total_n);
     snprintf(a_port, sizeof(a_port), "%u", relay_port(p->s->relay));
     snprintf(a_gen, sizeof(a_gen), "%d", p->gen);
-    pid_t pid = fork();
+    char *argv[] = { (char *)self_exe, "--alice-child", a_start, a_n, a_port,
+                     a_gen, NULL };
+    pid_t pid = spawn_piped(self_exe, argv, &p->to_child, &p->from_child);
     if (pid < 0)
         exit(2);
-    if (pid == 0) { /* exec at once: only async-signal-safe calls here */
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        char *argv[] = { (char *)self_exe, "--alice-child", a_start, a_n,
-                         a_port, a_gen, NULL };
-        execv(self_exe, argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
     p->pid = pid;
-    p->to_child = in[1];
-    p->from_child = out[0];
     atomic_store(&p->done, 0);
     memset(p->cur, 0, sizeof(p->cur));
     pthread_create(&p->reader, NULL, reader, p);

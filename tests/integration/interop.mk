@@ -9,7 +9,8 @@ COURIER_INTEROP_MK := 1
 
 INTEROP_BIN := $(BUILD)/tests/test_interop
 $(INTEROP_BIN): $(BUILD)/tests/integration/test_interop.o \
-		$(BUILD)/tests/integration/relay.o $(STATIC)
+		$(BUILD)/tests/integration/relay.o \
+		$(BUILD)/tests/integration/spawn.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS) -lcmocka
 
 .PHONY: check-interop check-interop-prosody check-interop-ejabberd \

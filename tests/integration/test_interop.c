@@ -34,6 +34,7 @@
 
 #include "courier.h"
 #include "relay.h"
+#include "spawn.h"
 
 #define SLOTS 1024 /* open addressing, power of two */
 #define GOT_MAX 512
@@ -336,6 +337,23 @@ static void expect_all(client_t *cl, char (*ids)[COURIER_ID_MAX], size_t n,
         fail_msg("%zu of %zu messages of %s below %s", bad, n, cl->name,
                  courier_state_name(min));
     }
+}
+
+typedef struct {
+    client_t *cl;
+    const char *id;
+    courier_state_t state;
+} seen_arg_t;
+
+/* on_state reported `state` for `id`. */
+static int state_seen(void *arg)
+{
+    seen_arg_t *a = arg;
+    pthread_mutex_lock(&a->cl->mu);
+    slot_t *s = slot(a->cl->out, a->id, 0);
+    unsigned seen = s ? s->seen : 0;
+    pthread_mutex_unlock(&a->cl->mu);
+    return (seen & (1u << a->state)) != 0;
 }
 
 static courier_state_t state_of(client_t *cl, const char *id)
@@ -772,31 +790,15 @@ static peer_t *peer_start(const char *user, const char *tag, int auto_mode)
         python = "/usr/bin/python3"; /* Debian's, with python3-slixmpp */
     const char *script = peer_script();
     const char *ca = env("COURIER_TEST_CA");
-    int in[2], out[2];
-    assert_int_equal(pipe(in), 0);
-    assert_int_equal(pipe(out), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        const char *argv[] = { python, script, "--jid", jid, "--password", pw,
-                               "--peer", alice_jid, "--host", "127.0.0.1",
-                               "--port", port, "--ca", ca, "--prefix",
-                               p->prefix, auto_mode ? "--auto" : NULL, NULL };
-        execv(python, (char *const *)argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->pid = pid;
-    p->cmd = fdopen(in[1], "w");
+    const char *argv[] = { python, script, "--jid", jid, "--password", pw,
+                           "--peer", alice_jid, "--host", "127.0.0.1",
+                           "--port", port, "--ca", ca, "--prefix", p->prefix,
+                           auto_mode ? "--auto" : NULL, NULL };
+    int to_child = -1;
+    p->pid = spawn_piped(python, (char *const *)argv, &to_child, &p->out_fd);
+    assert_true(p->pid > 0);
+    p->cmd = fdopen(to_child, "w");
     assert_non_null(p->cmd);
-    p->out_fd = out[0];
     live_peer = p;
     peer_wait(p, 30000, "ready");
     return p;
@@ -874,15 +876,14 @@ static void test_ejabberd_offline_event_then_delivered(void **st)
     char (*ids)[COURIER_ID_MAX] = new_ids(n);
     send_n(a, bob_jid, ids, n, "stored for bob"); /* bob is offline */
     expect_all(a, ids, n, COURIER_OFFLINE, 10000);
+    assert_string_equal(courier_display_status(COURIER_OFFLINE),
+                        "delivered");
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(state_of(a, ids[i]), COURIER_OFFLINE);
-        assert_string_equal(courier_display_status(COURIER_OFFLINE),
-                            "delivered");
-        pthread_mutex_lock(&a->mu);
-        slot_t *s = slot(a->out, ids[i], 0);
-        unsigned seen = s ? s->seen : 0;
-        pthread_mutex_unlock(&a->mu);
-        assert_true(seen & (1u << COURIER_OFFLINE)); /* on_state said so */
+        /* on_state says so too: stored first, then told (the callback
+         * may come a moment after the store shows it) */
+        seen_arg_t sa = { a, ids[i], COURIER_OFFLINE };
+        assert_true(wait_for(state_seen, &sa, 5000));
     }
     client_t *b = client_new("bob", "a1");
     start(b);

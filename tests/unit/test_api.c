@@ -699,6 +699,18 @@ static void test_engine_loop_batch_one_commit_app_calls_durable(void **st)
     engine_dispatch(e);
     assert_int_equal(f->n_msgs, 5);
     assert_int_equal(f->n_receipts, 2);
+    /* a dispatch inside a batch commits it first: nothing reaches the app
+     * (or the wire) that is not committed */
+    assert_int_equal(engine_batch_begin(e), COURIER_OK);
+    codec_msg_t m6 = chat_from(BOB, "b6", "six", 0);
+    assert_int_equal(engine_incoming(e, &m6), COURIER_OK);
+    assert_int_equal(committed_count(f, in_q), 5);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 6);
+    assert_int_equal(committed_count(f, in_q), 6);
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM inbox WHERE "
+                                        "handed = 1"), 6);
+    assert_int_equal(engine_batch_end(e), COURIER_OK);
     engine_close(e);
 }
 
