@@ -242,3 +242,4 @@ clean:
 -include bindings/jni/jni.mk
 -include bindings/objc/objc.mk
 -include tests/arm64/arm64.mk
+-include tests/integration/hostile.mk

@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: MIT */
+/* SPEC §11 "Hostile input": what a peer sends through a real Prosody, and
+ * what only a hostile server would send (fakeserver.c), must never crash
+ * the client nor hold its loop thread. Clients that could crash run in a
+ * child process whose threads get a phone's 1 MiB default stack
+ * (RLIMIT_STACK before exec: glibc sizes default thread stacks from it). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <strophe.h>
+
+#include "courier.h"
+#include "fakeserver.h"
+
+#define PHONE_STACK (1024 * 1024)
+
+static const char *self_path;
+static char tmp_dir[256];
+
+static const char *env_or(const char *k, const char *dflt)
+{
+    const char *v = getenv(k);
+    return v ? v : dflt;
+}
+
+static int scale(void)
+{
+    int k = atoi(env_or("COURIER_TEST_TIME_SCALE", "1"));
+    return k > 0 ? k : 1;
+}
+
+/* ---- the child: one client, reporting on stdout ----------------------- */
+
+static void child_on_link(void *ud, courier_link_t l)
+{
+    (void)ud;
+    printf("%s\n", l == COURIER_LINK_ONLINE ? "online" : "offline");
+    fflush(stdout);
+}
+
+static void child_on_message(void *ud, const courier_message_t *m)
+{
+    (void)ud;
+    printf("msg %s\n", m->id);
+    fflush(stdout);
+}
+
+static void child_on_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    if (level >= COURIER_LOG_WARN || getenv("COURIER_TEST_VERBOSE"))
+        fprintf(stderr, "[child %d] %s\n", level, line);
+}
+
+/* argv: db jid password host port ca|- plaintext(0/1). Runs until stdin
+ * closes, then closes the handle and exits 0. */
+static int child_client(char **a)
+{
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = a[0];
+    cfg.jid = a[1];
+    cfg.password = a[2];
+    cfg.host = a[3];
+    cfg.port = (unsigned short)atoi(a[4]);
+    cfg.ca_file = strcmp(a[5], "-") ? a[5] : NULL;
+    cfg.allow_plaintext = atoi(a[6]);
+    cfg.reconnect_min_ms = 5000; /* one connection per test window */
+    cfg.reconnect_max_ms = 10000;
+    courier_callbacks_t cb = { .on_link = child_on_link,
+                               .on_message = child_on_message,
+                               .on_log = child_on_log };
+    courier_t *c;
+    if (courier_open(&c, &cfg, &cb, NULL) != COURIER_OK)
+        return 2;
+    if (courier_start(c) != COURIER_OK)
+        return 3;
+    char line[64];
+    while (fgets(line, sizeof(line), stdin))
+        ;
+    courier_close(c);
+    printf("closed\n");
+    fflush(stdout);
+    return 0;
+}
+
+typedef struct {
+    pid_t pid;
+    int to, from;
+    char buf[8192];
+    size_t len;
+} child_t;
+
+/* fork + setrlimit(stack) + exec self as a client. */
+static void child_start(child_t *ch, const char *db, const char *jid,
+                        const char *pw, unsigned short port, const char *ca,
+                        int plaintext)
+{
+    char portbuf[16], plainbuf[4];
+    snprintf(portbuf, sizeof(portbuf), "%u", port);
+    snprintf(plainbuf, sizeof(plainbuf), "%d", plaintext);
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    memset(ch, 0, sizeof(*ch));
+    ch->pid = fork();
+    assert_true(ch->pid >= 0);
+    if (ch->pid == 0) {
+        struct rlimit rl = { PHONE_STACK, PHONE_STACK };
+        setrlimit(RLIMIT_STACK, &rl); /* `ulimit -s 1024` */
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self_path, self_path, "--child-client", db, jid, pw,
+              "127.0.0.1", portbuf, ca ? ca : "-", plainbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    ch->to = in[1];
+    ch->from = out[0];
+}
+
+/* Wait up to timeout_ms for a line equal to `want` from the child. */
+static int child_expect(child_t *ch, const char *want, int timeout_ms)
+{
+    int64_t until = fake_now_ms() + (int64_t)timeout_ms * scale();
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(ch->buf, '\n', ch->len)) != NULL) {
+            *nl = '\0';
+            int hit = strcmp(ch->buf, want) == 0;
+            size_t used = (size_t)(nl - ch->buf) + 1;
+            memmove(ch->buf, nl + 1, ch->len - used);
+            ch->len -= used;
+            if (hit)
+                return 1;
+        }
+        int64_t left = until - fake_now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = { .fd = ch->from, .events = POLLIN };
+        if (poll(&p, 1, (int)left) <= 0)
+            return 0;
+        ssize_t n = read(ch->from, ch->buf + ch->len,
+                         sizeof(ch->buf) - 1 - ch->len);
+        if (n <= 0)
+            return 0;
+        ch->len += (size_t)n;
+    }
+}
+
+static int child_alive(child_t *ch)
+{
+    int st;
+    return waitpid(ch->pid, &st, WNOHANG) == 0;
+}
+
+/* Close its stdin; it must close its handle and exit 0 (not crash). */
+static void child_finish(child_t *ch)
+{
+    close(ch->to);
+    int st = 0;
+    int64_t until = fake_now_ms() + 20000LL * scale();
+    pid_t r;
+    while ((r = waitpid(ch->pid, &st, WNOHANG)) == 0 &&
+           fake_now_ms() < until)
+        usleep(10000);
+    if (r == 0) {
+        kill(ch->pid, SIGKILL);
+        waitpid(ch->pid, &st, 0);
+        close(ch->from);
+        fail_msg("client did not exit after its stdin closed");
+    }
+    close(ch->from);
+    if (WIFSIGNALED(st))
+        fail_msg("client killed by signal %d", WTERMSIG(st));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- a raw client of the real server (no libcourier) ------------------ */
+
+typedef struct {
+    const char *const *raw;
+    int done;
+} raw_t;
+
+static void raw_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
+                     xmpp_stream_error_t *se, void *ud)
+{
+    (void)err;
+    (void)se;
+    raw_t *r = ud;
+    if (ev == XMPP_CONN_CONNECT) {
+        for (const char *const *x = r->raw; *x; x++)
+            xmpp_send_raw(conn, *x, strlen(*x));
+        xmpp_disconnect(conn);
+    } else {
+        r->done = 1;
+    }
+}
+
+/* Bytes as a peer's client writes them; the server parses and routes. */
+static void raw_send(const char *user, const char *const *raw)
+{
+    char jid[128], pw[64];
+    snprintf(jid, sizeof(jid), "%s@%s/raw", user,
+             env_or("COURIER_TEST_DOMAIN", "courier.test"));
+    snprintf(pw, sizeof(pw), "pw-%s", user);
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    xmpp_conn_t *conn = xmpp_conn_new(ctx);
+    xmpp_conn_set_flags(conn, XMPP_CONN_FLAG_MANDATORY_TLS |
+                                  XMPP_CONN_FLAG_DISABLE_SM);
+    xmpp_conn_set_jid(conn, jid);
+    xmpp_conn_set_pass(conn, pw);
+    xmpp_conn_set_cafile(conn, getenv("COURIER_TEST_CA"));
+    raw_t r = { raw, 0 };
+    assert_int_equal(xmpp_connect_client(conn, "127.0.0.1",
+                                         (unsigned short)atoi(
+                                             getenv("COURIER_TEST_PORT")),
+                                         raw_conn, &r), XMPP_EOK);
+    int64_t until = fake_now_ms() + 20000;
+    while (!r.done && fake_now_ms() < until)
+        xmpp_run_once(ctx, 10);
+    assert_true(r.done);
+    xmpp_conn_release(conn);
+    xmpp_ctx_free(ctx);
+}
+
+/* <message ...><body>..</body><a><a>...</a></a></message>, `depth` levels
+ * of <a> (7 bytes each: the least a level costs on the wire). */
+static char *deep_message(const char *to, const char *id, size_t depth)
+{
+    char head[256];
+    int hl = snprintf(head, sizeof(head), "<message to='%s' type='chat' "
+                      "id='%s'><body>deep</body>", to, id);
+    const char *tail = "</message>";
+    size_t n = (size_t)hl + depth * 7 + strlen(tail) + 1;
+    char *s = malloc(n), *p = s;
+    assert_non_null(s);
+    memcpy(p, head, (size_t)hl);
+    p += hl;
+    for (size_t i = 0; i < depth; i++, p += 3)
+        memcpy(p, "<a>", 3);
+    for (size_t i = 0; i < depth; i++, p += 4)
+        memcpy(p, "</a>", 4);
+    strcpy(p, tail);
+    return s;
+}
+
+static int have_prosody(void)
+{
+    if (getenv("COURIER_TEST_PORT") && getenv("COURIER_TEST_CA"))
+        return 1;
+    fprintf(stderr, "    (skipped: run through tests/integration/"
+            "prosody.sh)\n");
+    return 0;
+}
+
+/* SPEC §11: a 20 000-deep stanza (140 KB, inside Prosody's 256 KiB
+ * c2s_stanza_size_limit) from an ordinary account, through a real Prosody,
+ * to a client whose threads get 1 MiB stacks: no crash, and the next
+ * message still arrives. */
+static void test_deep_stanza_through_prosody_1mib_stack(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    const char *domain = getenv("COURIER_TEST_DOMAIN");
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", domain);
+    snprintf(db, sizeof(db), "%s/hostile-bob-deep.db", tmp_dir);
+    child_t ch;
+    child_start(&ch, db, bob, "pw-bob", (unsigned short)atoi(
+                    getenv("COURIER_TEST_PORT")),
+                getenv("COURIER_TEST_CA"), 0);
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("bob did not come online");
+    char *deep = deep_message(bob, "deep-20000", 20000);
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-deep'><body>still here?</body></message>", bob);
+    const char *raw[] = { deep, after, NULL };
+    raw_send("alice", raw);
+    free(deep);
+    int got = child_expect(&ch, "msg after-deep", 20000);
+    int alive = child_alive(&ch);
+    if (!alive)
+        fail_msg("the client died on a 20 000-deep stanza");
+    assert_true(got);
+    child_finish(&ch);
+}
+
+/* ---- a hostile server ------------------------------------------------- */
+
+static const char msg_head[] =
+    "<message from='bob@courier.test/x' to='alice@courier.test' "
+    "type='chat' id='%s'><body>";
+
+static void fake_child(child_t *ch, fakesrv_t *f, const char *tag)
+{
+    char db[512];
+    snprintf(db, sizeof(db), "%s/hostile-%s.db", tmp_dir, tag);
+    child_start(ch, db, "alice@courier.test", "pw", fakesrv_port(f), NULL,
+                1);
+}
+
+/* Waits for the server to see the link cut; returns ms since the hostile
+ * part began, or -1. */
+static int64_t wait_cut(fakesrv_t *f, int timeout_ms)
+{
+    int64_t until = fake_now_ms() + (int64_t)timeout_ms * scale();
+    while (fake_now_ms() < until) {
+        int64_t p = fakesrv_payload_at(f), c = fakesrv_closed_at(f);
+        if (p && c)
+            return c - p;
+        usleep(5000);
+    }
+    return -1;
+}
+
+/* SPEC §11: 200 000 levels straight from a server (1.4 MB, deeper than any
+ * stock server relays): the client survives with 1 MiB default stacks. */
+static void test_server_deep_200000_no_crash(void **st)
+{
+    (void)st;
+    /* the deep one, then an ordinary one */
+    char *all = malloc(2 * 1024 * 1024);
+    assert_non_null(all);
+    char *d = deep_message("alice@courier.test", "deep-200000", 200000);
+    int len = snprintf(all, 2 * 1024 * 1024, "%s<message from='bob@courier."
+                       "test/x' to='alice@courier.test' type='chat' id='"
+                       "after-deep2'><body>next</body></message>", d);
+    free(d);
+    fake_script_t sc = { .payload = all, .payload_len = (size_t)len };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    child_t ch;
+    fake_child(&ch, f, "deep200k");
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("never online with the fake server");
+    /* Either handled (the next message arrives) or cut: never a crash. */
+    child_expect(&ch, "msg after-deep2", 5000);
+    usleep(500000);
+    int alive = child_alive(&ch);
+    if (!alive)
+        fail_msg("the client died on a 200 000-deep stanza");
+    child_finish(&ch);
+    fakesrv_stop(f);
+    free(all);
+}
+
+/* SPEC §11: deeper than the stanza byte budget allows (1 000 000 levels,
+ * 7 MB): cut before it completes, never a crash (1 MiB default stacks). */
+static void test_server_deeper_than_budget_cut(void **st)
+{
+    (void)st;
+    char *all = deep_message("alice@courier.test", "deep-1m", 1000000);
+    fake_script_t sc = { .payload = all, .payload_len = strlen(all) };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    child_t ch;
+    fake_child(&ch, f, "deep1m");
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("never online with the fake server");
+    int64_t ms = wait_cut(f, 10000);
+    int alive = child_alive(&ch);
+    if (!alive)
+        fail_msg("the client died on a 1 000 000-deep stanza");
+    fprintf(stderr, "    1 000 000 levels: cut after %lld ms\n",
+            (long long)ms);
+    assert_true(ms >= 0 && ms < 1000 * scale());
+    child_finish(&ch);
+    fakesrv_stop(f);
+    free(all);
+}
+
+/* ---- in-process clients for the parser-hardening cases ---------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int online, offline_after_online;
+} watch_t;
+
+static void w_on_link(void *ud, courier_link_t l)
+{
+    watch_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    if (l == COURIER_LINK_ONLINE)
+        w->online = 1;
+    else if (w->online)
+        w->offline_after_online = 1;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void w_on_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    if (getenv("COURIER_TEST_VERBOSE"))
+        fprintf(stderr, "[%d] %s\n", level, line);
+}
+
+static courier_t *fake_client(fakesrv_t *f, const char *tag, watch_t *w)
+{
+    char db[512];
+    snprintf(db, sizeof(db), "%s/hostile-%s.db", tmp_dir, tag);
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = db;
+    cfg.jid = "alice@courier.test";
+    cfg.password = "pw";
+    cfg.host = "127.0.0.1";
+    cfg.port = fakesrv_port(f);
+    cfg.allow_plaintext = 1;
+    cfg.reconnect_min_ms = 5000;
+    cfg.reconnect_max_ms = 10000;
+    courier_callbacks_t cb = { .on_link = w_on_link, .on_log = w_on_log };
+    pthread_mutex_init(&w->mu, NULL);
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    return c;
+}
+
+/* The hostile part must be cut within a second; then courier_close (which
+ * stops the loop) must return promptly too. */
+static void expect_cut_within_1s(const fake_script_t *sc, const char *tag)
+{
+    fakesrv_t *f = fakesrv_start(sc);
+    assert_non_null(f);
+    watch_t w = { 0 };
+    courier_t *c = fake_client(f, tag, &w);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!fakesrv_payload_at(f) && fake_now_ms() < until)
+        usleep(5000);
+    assert_true(fakesrv_payload_at(f) != 0);
+    int64_t ms = wait_cut(f, 3000);
+    fprintf(stderr, "    %s: cut after %lld ms\n", tag, (long long)ms);
+    int64_t t0 = fake_now_ms();
+    courier_close(c);
+    int64_t close_ms = fake_now_ms() - t0;
+    fprintf(stderr, "    %s: courier_close took %lld ms\n", tag,
+            (long long)close_ms);
+    fakesrv_stop(f);
+    pthread_mutex_destroy(&w.mu);
+    if (ms < 0)
+        fail_msg("%s: the link was not cut within 3 s", tag);
+    assert_true(ms < 1000 * scale());
+    assert_true(close_ms < 3000 * scale());
+}
+
+/* SPEC §11: a DOCTYPE with entity declarations (billion laughs). expat 2.5
+ * stops a plain &lol9; by its amplification limit; entities that stay just
+ * under it (x 90) but are referenced a million times make ~400 MB of text
+ * that libstrophe joins into one body. */
+static int gen_laughs(int fd, void *ud)
+{
+    (void)ud;
+    char head[256];
+    snprintf(head, sizeof(head), msg_head, "laughs");
+    if (fake_write_all(fd, head, strlen(head)))
+        return -1;
+    static char refs[64 * 1024];
+    for (size_t i = 0; i + 4 <= sizeof(refs); i += 4)
+        memcpy(refs + i, "&e; ", 4);
+    for (int i = 0; i < 64; i++) /* 4 MB of references */
+        if (fake_write_all(fd, refs, sizeof(refs)))
+            return -1;
+    return fake_write_all(fd, "</body></message>", 17);
+}
+
+static void test_billion_laughs_cut_within_1s(void **st)
+{
+    (void)st;
+    /* e = 360 bytes: 90x its 4-byte reference, under expat's 100x. */
+    static char prolog[1024];
+    char e[400];
+    memset(e, 'l', 360);
+    e[360] = '\0';
+    snprintf(prolog, sizeof(prolog), "<?xml version='1.0'?><!DOCTYPE "
+             "stream:stream [<!ENTITY e \"%s\">]>", e);
+    fake_script_t sc = { .prolog = prolog, .gen = gen_laughs };
+    expect_cut_within_1s(&sc, "billion-laughs");
+}
+
+/* The classic form: ten levels of ten, 3 GB from one reference. */
+static void test_classic_billion_laughs_cut_within_1s(void **st)
+{
+    (void)st;
+    static char prolog[2048];
+    size_t n = (size_t)snprintf(prolog, sizeof(prolog),
+                                "<?xml version='1.0'?><!DOCTYPE stream:stream"
+                                " [<!ENTITY l0 \"lol\">");
+    for (int i = 1; i <= 9; i++) {
+        n += (size_t)snprintf(prolog + n, sizeof(prolog) - n,
+                              "<!ENTITY l%d \"", i);
+        for (int j = 0; j < 10; j++)
+            n += (size_t)snprintf(prolog + n, sizeof(prolog) - n, "&l%d;",
+                                  i - 1);
+        n += (size_t)snprintf(prolog + n, sizeof(prolog) - n, "\">");
+    }
+    snprintf(prolog + n, sizeof(prolog) - n, "]>");
+    static char payload[256];
+    int len = snprintf(payload, sizeof(payload), msg_head, "lol9");
+    len += snprintf(payload + len, sizeof(payload) - (size_t)len,
+                    "&l9;</body></message>");
+    fake_script_t sc = { .prolog = prolog, .payload = payload,
+                         .payload_len = (size_t)len };
+    expect_cut_within_1s(&sc, "classic-laughs");
+}
+
+/* SPEC §11: one stanza of 300 MB (a body that never ends). */
+static int gen_huge(int fd, void *ud)
+{
+    (void)ud;
+    char head[256];
+    snprintf(head, sizeof(head), msg_head, "huge");
+    if (fake_write_all(fd, head, strlen(head)))
+        return -1;
+    static char chunk[64 * 1024];
+    memset(chunk, 'x', sizeof(chunk));
+    for (size_t i = 63; i < sizeof(chunk); i += 64)
+        chunk[i] = '\n'; /* expat hands each line over on its own */
+    for (int i = 0; i < 300 * 16; i++)
+        if (fake_write_all(fd, chunk, sizeof(chunk)))
+            return -1;
+    return fake_write_all(fd, "</body></message>", 17);
+}
+
+static void test_300mb_stanza_cut_within_1s(void **st)
+{
+    (void)st;
+    fake_script_t sc = { .gen = gen_huge };
+    expect_cut_within_1s(&sc, "300MB-stanza");
+}
+
+/* SPEC §11: invalid XML (a control character). */
+static void test_invalid_xml_cut_within_1s(void **st)
+{
+    (void)st;
+    static char payload[256];
+    int len = snprintf(payload, sizeof(payload), msg_head, "bad");
+    len += snprintf(payload + len, sizeof(payload) - (size_t)len,
+                    "&#x1;</body></message>");
+    fake_script_t sc = { .payload = payload, .payload_len = (size_t)len };
+    expect_cut_within_1s(&sc, "invalid-xml");
+}
+
+int main(int argc, char **argv)
+{
+    self_path = argv[0];
+    if (argc == 9 && strcmp(argv[1], "--child-client") == 0)
+        return child_client(argv + 2);
+    signal(SIGPIPE, SIG_IGN);
+    const char *dir = getenv("COURIER_TEST_DIR");
+    if (dir) {
+        snprintf(tmp_dir, sizeof(tmp_dir), "%s", dir);
+    } else {
+        snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/courier-hostile-XXXXXX");
+        if (!mkdtemp(tmp_dir))
+            return 1;
+    }
+    if (getenv("COURIER_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("COURIER_TEST_FILTER"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deep_stanza_through_prosody_1mib_stack),
+        cmocka_unit_test(test_server_deep_200000_no_crash),
+        cmocka_unit_test(test_server_deeper_than_budget_cut),
+        cmocka_unit_test(test_invalid_xml_cut_within_1s),
+        cmocka_unit_test(test_classic_billion_laughs_cut_within_1s),
+        cmocka_unit_test(test_billion_laughs_cut_within_1s),
+        cmocka_unit_test(test_300mb_stanza_cut_within_1s),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!dir) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
+        if (system(cmd) != 0)
+            rc = rc ? rc : 1;
+    }
+    return rc;
+}
