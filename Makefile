@@ -32,7 +32,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 
 LIB_SRCS := lib/util.c lib/core.c lib/store.c lib/codec.c lib/engine.c \
-	lib/session.c lib/courier.c
+	lib/session.c lib/courier.c lib/hostile.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 SONAME := libcourier.so.$(VERSION_MAJOR)

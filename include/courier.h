@@ -343,6 +343,22 @@ COURIER_API const char *courier_last_error(void);
 /** Library version string, e.g. "0.1.0". */
 COURIER_API const char *courier_version(void);
 
+/**
+ * Stack a thread needs to call courier_run_once() whatever a server sends
+ * (SPEC §11 "Hostile input"); the thread of courier_start() gets this much
+ * of its own, and courier_close() frees libstrophe's state on such a
+ * thread too, so those two need nothing from the caller.
+ * Why: libstrophe 0.12 renders every received stanza recursively, once per
+ * nesting level (~96 bytes a level on x86_64), whatever the log level.
+ * The library bounds one stanza (4 MiB on the wire, 128 MiB of parser
+ * memory: ~160 000 levels) and cuts the link beyond; this covers the wire
+ * bound alone. Less is enough for what stock servers relay: ~37 000 levels
+ * from a peer through a 256 KiB c2s limit (3.6 MB of stack), ~75 000 from
+ * a federated server through a 512 KiB s2s limit (7.2 MB) — but a phone's
+ * 1 MiB default thread stack is not.
+ */
+#define COURIER_RUN_ONCE_STACK_BYTES ((size_t)64 * 1024 * 1024)
+
 #ifdef __cplusplus
 }
 #endif

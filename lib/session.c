@@ -19,6 +19,7 @@
 #include <strophe.h>
 
 #include "codec.h"
+#include "hostile.h"
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
@@ -41,6 +42,8 @@ struct session {
     xmpp_ctx_t *ctx;
     xmpp_conn_t *conn;
     xmpp_log_t log;
+    xmpp_mem_t mem;         /* ours: SPEC §11 bounds (hostile.c) */
+    hostile_t hx;
     int fd;                 /* the socket, from the sockopt callback */
     int connecting;         /* xmpp_connect_client issued, no disconnect */
     int streaming;          /* logged in over TLS: writing is safe */
@@ -142,6 +145,12 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
     if (strstr(msg, "Cannot authenticate with known methods") ||
         strstr(msg, "Legacy client authentication failed"))
         s->auth_refused = 1;
+    /* SPEC §11: libstrophe only logs a parse error (and keeps the socket
+     * open, unread); each stanza it renders marks a stanza boundary. */
+    if (strcmp(area, "xmpp") == 0 && strncmp(msg, "parse error", 11) == 0)
+        hostile_trip(&s->hx, HOSTILE_BAD_XML);
+    else if (strncmp(msg, "RECV: ", 6) == 0)
+        hostile_stanza_done(&s->hx);
     if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
     engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
@@ -381,6 +390,7 @@ static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     session_t *s = ud;
     const char *name = xmpp_stanza_get_name(st);
     s->inbound++;
+    hostile_stanza_done(&s->hx);
     engine_feed(s->e, CORE_EV_INBOUND); /* SPEC §4: any data answers */
     if (s->sm && name && (strcmp(name, "message") == 0 ||
                           strcmp(name, "presence") == 0 ||
@@ -537,6 +547,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     s->sm = s->sm_pending = 0;
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
+    hostile_set_fd(&s->hx, -1);
     drain_send_queue(s);
     if (s->auth_refused) {
         engine_log(s->e, COURIER_LOG_ERROR, "login refused by the server "
@@ -565,6 +576,7 @@ static int sockopt_cb(xmpp_conn_t *conn, void *sock)
         if (s->conn == conn) {
             s->fd = fd;
             atomic_store(&s->fd_shared, fd);
+            hostile_set_fd(&s->hx, fd);
         }
     pthread_mutex_unlock(&reg_mu);
     return xmpp_sockopt_cb_keepalive(conn, sock);
@@ -588,8 +600,11 @@ int session_new(session_t **out, engine_t *e)
     s->outq = util_calloc(OUTQ_MAX, sizeof(*s->outq));
     s->log.handler = strophe_log;
     s->log.userdata = s;
+    hostile_init(&s->hx);
+    s->mem = (xmpp_mem_t){ hostile_alloc, hostile_free, hostile_realloc,
+                           &s->hx };
     strophe_lock();
-    s->ctx = s->outq ? xmpp_ctx_new(NULL, &s->log) : NULL;
+    s->ctx = s->outq ? xmpp_ctx_new(&s->mem, &s->log) : NULL;
     s->conn = s->ctx ? xmpp_conn_new(s->ctx) : NULL;
     strophe_unlock();
     if (!s->conn) {
@@ -614,6 +629,17 @@ int session_new(session_t **out, engine_t *e)
     return COURIER_OK;
 }
 
+static void release_strophe(void *arg)
+{
+    session_t *s = arg;
+    strophe_lock();
+    if (s->conn)
+        xmpp_conn_release(s->conn);
+    if (s->ctx)
+        xmpp_ctx_free(s->ctx);
+    strophe_unlock();
+}
+
 void session_free(session_t *s)
 {
     if (!s)
@@ -634,12 +660,9 @@ void session_free(session_t *s)
     pthread_cond_destroy(&s->guard_cv);
     if (s->e)
         engine_set_transport(s->e, NULL, NULL);
-    strophe_lock();
-    if (s->conn)
-        xmpp_conn_release(s->conn);
-    if (s->ctx)
-        xmpp_ctx_free(s->ctx);
-    strophe_unlock();
+    /* SPEC §11: a stanza cut half-way is still in libstrophe's parser,
+     * freed recursively with the connection: not on the app's stack. */
+    hostile_on_big_stack(release_strophe, s);
     util_free(s->outq);
     util_free(s);
 }
@@ -702,6 +725,10 @@ static void strophe_turn_locked(session_t *s)
     xmpp_run_once(s->ctx, 0);
     if (guarded)
         guard_arm(s, 0);
+    hostile_reason_t why = hostile_turn_end(&s->hx);
+    if (why != HOSTILE_NONE)
+        engine_log(s->e, COURIER_LOG_WARN, "the server sent %s: dropping "
+                   "the link", hostile_reason_text(why));
 }
 
 static void run_strophe(session_t *s)
@@ -842,9 +869,21 @@ int session_start(session_t *s)
     if (s->has_thread)
         return util_set_error(COURIER_ESTATE, "already started");
     atomic_store(&s->stop, 0);
-    if (pthread_create(&s->thread, NULL, loop_main, s) != 0)
+    /* SPEC §11: libstrophe recurses once per nesting level of a received
+     * stanza; the stack is sized for the deepest one let through
+     * (hostile.h), not left to the platform's default (1 MiB on phones). */
+    pthread_attr_t a;
+    if (pthread_attr_init(&a) != 0)
         return util_set_error(COURIER_ENOMEM, "cannot create the loop "
                               "thread");
+    int rc = pthread_attr_setstacksize(&a, HOSTILE_STACK_BYTES);
+    if (rc == 0)
+        rc = pthread_create(&s->thread, &a, loop_main, s);
+    pthread_attr_destroy(&a);
+    if (rc != 0)
+        return util_set_error(COURIER_ENOMEM, "cannot create the loop "
+                              "thread (%d MiB stack)",
+                              (int)(HOSTILE_STACK_BYTES >> 20));
     s->has_thread = 1;
     return COURIER_OK;
 }

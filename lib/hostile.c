@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+#include "hostile.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#endif
+
+/* Bytes libstrophe has taken from the socket: received by the kernel
+ * minus what still waits in its queue. -1 where the counters are missing
+ * (not Linux, or a kernel before 4.1). */
+static int rx_consumed(int fd, uint64_t *out)
+{
+#ifdef __linux__
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int inq = 0;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) +
+                  sizeof(ti.tcpi_bytes_received) ||
+        ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0)
+        return -1;
+    *out = (uint64_t)ti.tcpi_bytes_received - (uint64_t)inq;
+    return 0;
+#else
+    (void)fd;
+    (void)out;
+    return -1;
+#endif
+}
+
+void hostile_init(hostile_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->fd = -1;
+}
+
+void hostile_set_fd(hostile_t *h, int fd)
+{
+    h->fd = fd;
+    h->tripped = HOSTILE_NONE;
+    h->reported = 0;
+    h->boundary = 0;
+    h->realloc_work = 0;
+    h->base = h->turn_start = 0;
+    h->counting = fd >= 0 && rx_consumed(fd, &h->base) == 0;
+    h->turn_start = h->base;
+}
+
+void hostile_trip(hostile_t *h, hostile_reason_t why)
+{
+    if (h->tripped)
+        return;
+    h->tripped = why;
+    /* libstrophe sees EOF on its next read and disconnects. */
+    if (h->fd >= 0)
+        shutdown(h->fd, SHUT_RDWR);
+}
+
+hostile_reason_t hostile_turn_end(hostile_t *h)
+{
+    uint64_t now;
+    if (h->fd >= 0 && h->counting && !h->tripped &&
+        rx_consumed(h->fd, &now) == 0) {
+        /* turn_start is the previous turn's end: nothing reads between
+         * turns. */
+        if (h->boundary) {
+            /* the stanza in progress began during this turn */
+            h->base = h->turn_start;
+            h->boundary = 0;
+        }
+        if (now - h->base > HOSTILE_STANZA_MAX)
+            hostile_trip(h, HOSTILE_STANZA_SIZE);
+        h->turn_start = now;
+    }
+    if (h->tripped && !h->reported) {
+        h->reported = 1;
+        return h->tripped;
+    }
+    return HOSTILE_NONE;
+}
+
+void hostile_stanza_done(hostile_t *h)
+{
+    h->boundary = 1;
+    h->realloc_work = 0;
+}
+
+const char *hostile_reason_text(hostile_reason_t why)
+{
+    switch (why) {
+    case HOSTILE_NONE:
+        return "none";
+    case HOSTILE_STANZA_SIZE:
+        return "a stanza above the size bound";
+    case HOSTILE_TEXT_WORK:
+        return "text that costs too much to join (entity expansion?)";
+    case HOSTILE_MEMORY:
+        return "the parser's memory bound";
+    case HOSTILE_BAD_XML:
+        return "invalid XML";
+    }
+    return "unknown";
+}
+
+/* ---- the context's allocator: a size header in front of each block ---- */
+
+#define HDR 16 /* keeps malloc's 16-byte alignment */
+
+void *hostile_alloc(size_t size, void *ud)
+{
+    hostile_t *h = ud;
+    if (size > SIZE_MAX - HDR)
+        return NULL;
+    unsigned char *p = malloc(size + HDR);
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof(size));
+    h->live += size;
+    if (h->live > HOSTILE_LIVE_MAX)
+        hostile_trip(h, HOSTILE_MEMORY); /* the block is still given */
+    return p + HDR;
+}
+
+void hostile_free(void *ptr, void *ud)
+{
+    hostile_t *h = ud;
+    if (!ptr)
+        return;
+    unsigned char *p = (unsigned char *)ptr - HDR;
+    size_t size;
+    memcpy(&size, p, sizeof(size));
+    h->live -= size;
+    free(p);
+}
+
+/* libstrophe 0.12's reallocs (text joining, rendering; expat's buffers for
+ * the process's first context) all survive a NULL: after a trip they get
+ * one, so a hostile stream stops costing anything. */
+void *hostile_realloc(void *ptr, size_t size, void *ud)
+{
+    hostile_t *h = ud;
+    if (h->tripped)
+        return NULL;
+    h->realloc_work += size;
+    if (h->realloc_work > HOSTILE_REALLOC_WORK_MAX) {
+        hostile_trip(h, HOSTILE_TEXT_WORK);
+        return NULL;
+    }
+    if (!ptr)
+        return hostile_alloc(size, ud);
+    if (size > SIZE_MAX - HDR)
+        return NULL;
+    unsigned char *p = (unsigned char *)ptr - HDR;
+    size_t old;
+    memcpy(&old, p, sizeof(old));
+    unsigned char *n = realloc(p, size + HDR);
+    if (!n)
+        return NULL;
+    memcpy(n, &size, sizeof(size));
+    h->live = h->live - old + size;
+    if (h->live > HOSTILE_LIVE_MAX)
+        hostile_trip(h, HOSTILE_MEMORY);
+    return n + HDR;
+}
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} big_call_t;
+
+static void *big_main(void *arg)
+{
+    big_call_t *c = arg;
+    c->fn(c->arg);
+    return NULL;
+}
+
+void hostile_on_big_stack(void (*fn)(void *), void *arg)
+{
+    big_call_t c = { fn, arg };
+    pthread_attr_t a;
+    pthread_t t;
+    int made = 0;
+    if (pthread_attr_init(&a) == 0) {
+        made = pthread_attr_setstacksize(&a, HOSTILE_STACK_BYTES) == 0 &&
+               pthread_create(&t, &a, big_main, &c) == 0;
+        pthread_attr_destroy(&a);
+    }
+    if (made)
+        pthread_join(t, NULL);
+    else
+        fn(arg);
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* SPEC §11 "Hostile input": bounds on what a server can make libstrophe
+ * 0.12 do on our threads. libstrophe renders every received stanza
+ * recursively for its debug log (whatever the level) and frees stanza
+ * trees recursively, joins text with strncat (quadratic) and lets expat
+ * expand DTD entities; none of it can be switched off or patched here. So:
+ *  - the wire bytes of one stanza are bounded (TCP counters, Linux), which
+ *    bounds its depth, and the loop thread's stack is sized for that depth;
+ *  - the ctx allocator is ours: it bounds live memory and the realloc work
+ *    of one stanza (text joining, entity expansion), and once tripped it
+ *    refuses reallocs (libstrophe drops the text, cheaply);
+ *  - a parse error (libstrophe only logs it) cuts the link.
+ * A trip shuts the socket down: libstrophe sees EOF and disconnects. */
+#ifndef COURIER_HOSTILE_H
+#define COURIER_HOSTILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "courier.h"
+
+/* Wire bytes one stanza may take. A stock server relays up to 6x its
+ * stanza size limit (Prosody escapes ' and " in text as &apos; &quot;):
+ * 6 x 512 KiB (s2s_stanza_size_limit, ejabberd s2s max_stanza_size) =
+ * 3 MiB. */
+#define HOSTILE_STANZA_MAX ((uint64_t)4 << 20)
+/* Slack of the wire accounting: one 4 KiB read past the check, a TLS
+ * record and a read buffered at the previous stanza's end. */
+#define HOSTILE_STANZA_SLACK ((uint64_t)24 << 10)
+/* Bytes reallocated while one stanza is parsed. libstrophe grows a text
+ * node piece by piece (expat hands each line over on its own; strncat
+ * rescans from the start each time): this is its cost, quadratic. A
+ * 512 KiB body of 40-character lines (the longest text a stock server
+ * relays) costs ~3.4 GiB; a billion-laughs expansion or an endless body
+ * reaches the bound in ~0.1 s. */
+#define HOSTILE_REALLOC_WORK_MAX ((uint64_t)4 << 30)
+/* Bytes live in one libstrophe context. libstrophe spends ~830 bytes on
+ * each element (measured here, x86_64): a 512 KiB stanza of empty
+ * elements, the most a stock server relays, takes ~110 MB as a tree. This
+ * also bounds depth: ~160 000 levels. */
+#define HOSTILE_LIVE_MAX ((size_t)128 << 20)
+/* Stack of the threads that run libstrophe: the deepest stanza that fits
+ * the wire bound, (4 MiB + 24 KiB) / 7 bytes a level ~ 603 000 levels,
+ * times 96 bytes a level for xmpp_stanza_to_text's recursion (measured,
+ * Debian's x86_64 build; freeing takes 32), plus room for the rest. */
+#define HOSTILE_STACK_BYTES COURIER_RUN_ONCE_STACK_BYTES
+
+typedef enum {
+    HOSTILE_NONE = 0,
+    HOSTILE_STANZA_SIZE,    /* a stanza above HOSTILE_STANZA_MAX */
+    HOSTILE_TEXT_WORK,      /* text joining / entity expansion */
+    HOSTILE_MEMORY,         /* HOSTILE_LIVE_MAX */
+    HOSTILE_BAD_XML,        /* libstrophe logged a parse error */
+} hostile_reason_t;
+
+typedef struct {
+    int fd;                 /* the socket while connected, else -1 */
+    hostile_reason_t tripped;
+    int reported;
+    int boundary;           /* a stanza ended during this turn */
+    int counting;           /* the wire counters work on this socket */
+    uint64_t base;          /* bytes consumed when the stanza began */
+    uint64_t turn_start;    /* bytes consumed when this turn began */
+    uint64_t realloc_work;
+    size_t live;
+} hostile_t;
+
+void hostile_init(hostile_t *h);
+/* A new socket (or -1 when the link is gone): counters restart. */
+void hostile_set_fd(hostile_t *h, int fd);
+/* After each xmpp_run_once: checks the stanza in progress against the
+ * wire bound; returns the reason once, on the first call after a trip (to
+ * log it), else HOSTILE_NONE. */
+hostile_reason_t hostile_turn_end(hostile_t *h);
+/* A stanza ended (a handler saw it, or libstrophe logged its RECV). */
+void hostile_stanza_done(hostile_t *h);
+void hostile_trip(hostile_t *h, hostile_reason_t why);
+const char *hostile_reason_text(hostile_reason_t why);
+
+/* The allocator handed to xmpp_ctx_new (userdata: the hostile_t). */
+void *hostile_alloc(size_t size, void *ud);
+void hostile_free(void *p, void *ud);
+void *hostile_realloc(void *p, size_t size, void *ud);
+
+/* Run fn(arg) on a thread with HOSTILE_STACK_BYTES of stack and wait for
+ * it (inline if no thread can be made). */
+void hostile_on_big_stack(void (*fn)(void *), void *arg);
+
+#endif
