@@ -142,6 +142,7 @@ fuzz:
 		tests/fuzz/fuzz_stanza.c lib/codec.c lib/core.c lib/util.c $(LIBS)
 	build/fuzz/fuzz_stanza -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		tests/fuzz/corpus
+	$(MAKE) fuzz-stream
 
 # courier.h alone, strict C99 and as C++ (STYLE: header hygiene).
 check-headers:
@@ -173,7 +174,8 @@ check: deps
 	$(MAKE) all examples check-headers check-exports check-unit \
 		check-portable
 	$(MAKE) asan
-	$(MAKE) check-integration check-chaos check-jni check-interop \
+	$(MAKE) check-integration check-hostile check-chaos check-jni \
+		check-interop \
 		check-integration-ejabberd check-objc check-arm64
 	@echo "check: all suites passed"
 
@@ -181,7 +183,7 @@ check: deps
 # LeakSanitizer: a leak fails the run).
 asan:
 	$(MAKE) BUILD=build/asan SAN=address,undefined check-unit \
-		check-integration
+		check-integration check-fuzz-stream check-hostile
 
 valgrind: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \

@@ -22,9 +22,9 @@ struct fakesrv {
     pthread_t thread;
     atomic_int stop;
     pthread_mutex_t mu;
-    int conns[MAX_CONNS];
-    pthread_t threads[MAX_CONNS];
-    int n_conns;
+    pthread_cond_t cv;
+    int conns[MAX_CONNS];   /* open connections (-1: free slot) */
+    int active, accepted;
     int64_t payload_at, closed_at;
 };
 
@@ -158,7 +158,8 @@ static void *conn_main(void *arg)
     if (wait_for(fd, &in, &len, &cap, &pos, "<enable") ||
         say(fd, "<failed xmlns='urn:xmpp:sm:3'/>"))
         goto out;
-    usleep(100000); /* let the client settle online */
+    if (!sc->no_settle)
+        usleep(100000); /* let the client settle online */
     pthread_mutex_lock(&f->mu);
     f->payload_at = fake_now_ms();
     f->closed_at = 0;
@@ -171,19 +172,37 @@ static void *conn_main(void *arg)
         mark_closed(f);
         goto out;
     }
-    /* Then read (and drop) until the client closes. */
-    for (;;) {
-        char sink[4096];
-        ssize_t n = recv(fd, sink, sizeof(sink), 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            mark_closed(f);
-            break;
+    /* Then read until the client closes; a polite close is answered. */
+    {
+        char sink[4096 + 16];
+        size_t keep = 0;
+        for (;;) {
+            ssize_t n = recv(fd, sink + keep, 4096, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                mark_closed(f);
+                break;
+            }
+            size_t have = keep + (size_t)n;
+            if (memmem(sink, have, "</stream:stream>", 16)) {
+                say(fd, "</stream:stream>");
+                shutdown(fd, SHUT_WR);
+            }
+            keep = have < 16 ? have : 16; /* a tag split across reads */
+            memmove(sink, sink + have - keep, keep);
         }
     }
 out:
     free(in);
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (f->conns[i] == fd)
+            f->conns[i] = -1;
+    close(fd);
+    f->active--;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
     return NULL;
 }
 
@@ -198,19 +217,31 @@ static void *listen_main(void *arg)
         if (fd < 0)
             continue;
         pthread_mutex_lock(&f->mu);
-        if (f->n_conns == MAX_CONNS) {
-            pthread_mutex_unlock(&f->mu);
-            close(fd);
-            continue;
+        int slot = -1;
+        for (int i = 0; i < MAX_CONNS && slot < 0; i++)
+            if (f->conns[i] < 0)
+                slot = i;
+        conn_arg_t *a = slot >= 0 ? malloc(sizeof(*a)) : NULL;
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (a) {
+            a->f = f;
+            a->fd = fd;
+            f->conns[slot] = fd;
+            f->accepted++;
+            f->active++;
+            f->payload_at = f->closed_at = 0; /* the latest connection's */
+            if (pthread_create(&t, &at, conn_main, a) != 0) {
+                f->conns[slot] = -1;
+                f->active--;
+                free(a);
+                a = NULL;
+            }
         }
-        conn_arg_t *a = malloc(sizeof(*a));
-        a->f = f;
-        a->fd = fd;
-        f->conns[f->n_conns] = fd;
-        if (pthread_create(&f->threads[f->n_conns], NULL, conn_main, a) ==
-            0)
-            f->n_conns++;
-        else
+        pthread_attr_destroy(&at);
+        if (!a)
             close(fd);
         pthread_mutex_unlock(&f->mu);
     }
@@ -224,6 +255,9 @@ fakesrv_t *fakesrv_start(const fake_script_t *script)
         return NULL;
     f->script = script;
     pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    for (int i = 0; i < MAX_CONNS; i++)
+        f->conns[i] = -1;
     f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -265,7 +299,7 @@ int64_t fakesrv_closed_at(fakesrv_t *f)
 int fakesrv_accepted(fakesrv_t *f)
 {
     pthread_mutex_lock(&f->mu);
-    int v = f->n_conns;
+    int v = f->accepted;
     pthread_mutex_unlock(&f->mu);
     return v;
 }
@@ -277,15 +311,14 @@ void fakesrv_stop(fakesrv_t *f)
     atomic_store(&f->stop, 1);
     pthread_join(f->thread, NULL);
     pthread_mutex_lock(&f->mu);
-    int n = f->n_conns;
-    for (int i = 0; i < n; i++)
-        shutdown(f->conns[i], SHUT_RDWR); /* unblocks writers and readers */
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (f->conns[i] >= 0) /* unblocks writers and readers */
+            shutdown(f->conns[i], SHUT_RDWR);
+    while (f->active > 0)
+        pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
-    for (int i = 0; i < n; i++) {
-        pthread_join(f->threads[i], NULL);
-        close(f->conns[i]);
-    }
     close(f->lfd);
+    pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     free(f);
 }

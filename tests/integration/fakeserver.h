@@ -23,6 +23,7 @@ typedef struct {
     size_t payload_len;
     fake_gen_fn gen;        /* then this, if set */
     void *gen_ud;
+    int no_settle;          /* 1: no 100 ms pause before the payload */
 } fake_script_t;
 
 /* Listen on 127.0.0.1 (ephemeral port); every connection plays `script`

@@ -431,6 +431,18 @@ static courier_t *fake_client(fakesrv_t *f, const char *tag, watch_t *w)
     return c;
 }
 
+/* The text-joining cases measure libstrophe's strncat, which ASan
+ * intercepts with a byte-by-byte scan (~20x slower): their time bounds
+ * mean nothing there. The same paths run under ASan through the
+ * whole-path fuzz corpus (laughs-small, big-body-lines). */
+static int skip_timing_under_sanitizers(const char *tag)
+{
+    if (!getenv("COURIER_TEST_SANITIZED"))
+        return 0;
+    fprintf(stderr, "    %s: skipped under sanitizers\n", tag);
+    return 1;
+}
+
 /* The hostile part must be cut within a second; then courier_close (which
  * stops the loop) must return promptly too. */
 static void expect_cut_within_1s(const fake_script_t *sc, const char *tag)
@@ -505,7 +517,8 @@ static void test_billion_laughs_cut_within_1s(void **st)
     snprintf(prolog, sizeof(prolog), "<?xml version='1.0'?><!DOCTYPE "
              "stream:stream [<!ENTITY e \"%s\">]>", e);
     fake_script_t sc = { .prolog = prolog, .gen = gen_laughs };
-    expect_cut_within_1s(&sc, "billion-laughs");
+    if (!skip_timing_under_sanitizers("billion-laughs"))
+        expect_cut_within_1s(&sc, "billion-laughs");
 }
 
 /* The classic form: ten levels of ten, 3 GB from one reference. */
@@ -531,7 +544,8 @@ static void test_classic_billion_laughs_cut_within_1s(void **st)
                     "&l9;</body></message>");
     fake_script_t sc = { .prolog = prolog, .payload = payload,
                          .payload_len = (size_t)len };
-    expect_cut_within_1s(&sc, "classic-laughs");
+    if (!skip_timing_under_sanitizers("classic-laughs"))
+        expect_cut_within_1s(&sc, "classic-laughs");
 }
 
 /* SPEC §11: one stanza of 300 MB (a body that never ends). */
@@ -556,7 +570,8 @@ static void test_300mb_stanza_cut_within_1s(void **st)
 {
     (void)st;
     fake_script_t sc = { .gen = gen_huge };
-    expect_cut_within_1s(&sc, "300MB-stanza");
+    if (!skip_timing_under_sanitizers("300MB-stanza"))
+        expect_cut_within_1s(&sc, "300MB-stanza");
 }
 
 /* SPEC §11: invalid XML (a control character). */
