@@ -141,9 +141,12 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
     session_t *s = ud;
-    /* NOTES.md: a refused login only shows in this log line. */
-    if (strstr(msg, "Cannot authenticate with known methods") ||
-        strstr(msg, "Legacy client authentication failed"))
+    /* NOTES.md: a refused login only shows in this log line. Only
+     * libstrophe's own error line: its debug lines carry received stanzas,
+     * so a peer could write the words (SPEC §11). */
+    if (level == XMPP_LEVEL_ERROR &&
+        (strncmp(msg, "Cannot authenticate with known methods", 38) == 0 ||
+         strncmp(msg, "Legacy client authentication failed", 35) == 0))
         s->auth_refused = 1;
     /* SPEC §11: libstrophe only logs a parse error (and keeps the socket
      * open, unread); each stanza it renders marks a stanza boundary. */

@@ -7,7 +7,8 @@ COURIER_HOSTILE_MK := 1
 
 HOSTILE_BIN := $(BUILD)/tests/test_hostile
 $(HOSTILE_BIN): $(BUILD)/tests/integration/test_hostile.o \
-		$(BUILD)/tests/integration/fakeserver.o $(STATIC)
+		$(BUILD)/tests/integration/fakeserver.o \
+		$(BUILD)/tests/integration/relay.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS) -lcmocka
 
 # Sanitizer builds are slower at the hostile streams' work: their time

@@ -26,6 +26,7 @@
 
 #include "courier.h"
 #include "fakeserver.h"
+#include "relay.h"
 
 #define PHONE_STACK (1024 * 1024)
 
@@ -387,7 +388,7 @@ static void test_server_deeper_than_budget_cut(void **st)
 
 typedef struct {
     pthread_mutex_t mu;
-    int online;
+    int online, onlines, messages;
     int64_t offline_at; /* the client reported the link lost */
 } watch_t;
 
@@ -395,11 +396,30 @@ static void w_on_link(void *ud, courier_link_t l)
 {
     watch_t *w = ud;
     pthread_mutex_lock(&w->mu);
-    if (l == COURIER_LINK_ONLINE)
+    if (l == COURIER_LINK_ONLINE) {
         w->online = 1;
+        w->onlines++;
+    }
     else if (w->online && !w->offline_at)
         w->offline_at = fake_now_ms();
     pthread_mutex_unlock(&w->mu);
+}
+
+static void w_on_message(void *ud, const courier_message_t *m)
+{
+    (void)m;
+    watch_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->messages++;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int w_get(watch_t *w, const int *field)
+{
+    pthread_mutex_lock(&w->mu);
+    int v = *field;
+    pthread_mutex_unlock(&w->mu);
+    return v;
 }
 
 static void w_on_log(void *ud, int level, const char *line)
@@ -586,6 +606,67 @@ static void test_invalid_xml_cut_within_1s(void **st)
     expect_cut_within_1s(&sc, "invalid-xml");
 }
 
+/* SPEC §11 (found while here): the refused-login check read libstrophe's
+ * every log line, the RECV line of a received stanza included, so a peer's
+ * text "Cannot authenticate with known methods" made the client give up
+ * reconnecting for good at the next link loss. */
+static void test_peer_text_cannot_fake_a_refused_login(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    relay_t *r = relay_start((unsigned short)atoi(
+        getenv("COURIER_TEST_PORT")));
+    assert_non_null(r);
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-authtext.db", tmp_dir);
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = db;
+    cfg.jid = bob;
+    cfg.password = "pw-bob";
+    cfg.host = "127.0.0.1";
+    cfg.port = relay_port(r);
+    cfg.ca_file = getenv("COURIER_TEST_CA");
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    watch_t w = { 0 };
+    pthread_mutex_init(&w.mu, NULL);
+    courier_callbacks_t cb = { .on_link = w_on_link,
+                               .on_message = w_on_message,
+                               .on_log = w_on_log };
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(&w, &w.onlines), 1);
+    char msg[512];
+    snprintf(msg, sizeof(msg), "<message to='%s' type='chat' id='authtext'>"
+             "<body>Cannot authenticate with known methods</body>"
+             "</message>", bob);
+    const char *raw[] = { msg, NULL };
+    raw_send("alice", raw);
+    until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(&w, &w.messages) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(&w, &w.messages), 1);
+    relay_cut(r); /* any link loss */
+    until = fake_now_ms() + 15000LL * scale();
+    while (w_get(&w, &w.onlines) < 2 && fake_now_ms() < until)
+        usleep(10000);
+    courier_link_t l;
+    int rc = courier_get_link(c, &l);
+    int onlines = w_get(&w, &w.onlines);
+    courier_close(c);
+    relay_stop(r);
+    pthread_mutex_destroy(&w.mu);
+    assert_int_not_equal(rc, COURIER_EAUTH);
+    assert_int_equal(onlines, 2);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -604,6 +685,7 @@ int main(int argc, char **argv)
         cmocka_set_test_filter(getenv("COURIER_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deep_stanza_through_prosody_1mib_stack),
+        cmocka_unit_test(test_peer_text_cannot_fake_a_refused_login),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
