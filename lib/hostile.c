@@ -51,6 +51,7 @@ void hostile_set_fd(hostile_t *h, int fd)
     h->reported = 0;
     h->boundary = 0;
     h->realloc_work = 0;
+    h->text_refused = h->damaged = 0;
     h->base = h->turn_start = 0;
     h->counting = fd >= 0 && rx_consumed(fd, &h->base) == 0;
     h->turn_start = h->base;
@@ -93,6 +94,17 @@ void hostile_stanza_done(hostile_t *h)
 {
     h->boundary = 1;
     h->realloc_work = 0;
+    h->text_refused = 0;
+}
+
+int hostile_damaged(const hostile_t *h)
+{
+    return h->damaged;
+}
+
+void hostile_clear_damage(hostile_t *h)
+{
+    h->damaged = 0;
 }
 
 const char *hostile_reason_text(hostile_reason_t why)
@@ -103,7 +115,9 @@ const char *hostile_reason_text(hostile_reason_t why)
     case HOSTILE_STANZA_SIZE:
         return "a stanza above the size bound";
     case HOSTILE_TEXT_WORK:
-        return "text that costs too much to join (entity expansion?)";
+        return "text that costs too much to join";
+    case HOSTILE_ENTITIES:
+        return "text beyond its wire bytes (DTD entities)";
     case HOSTILE_MEMORY:
         return "the parser's memory bound";
     case HOSTILE_BAD_XML:
@@ -143,17 +157,34 @@ void hostile_free(void *ptr, void *ud)
     free(p);
 }
 
+/* Text of the stanza in progress beyond what its wire bytes can hold:
+ * DTD entities. The bound is checked cheaply first (consumed at the last
+ * turn's end, plus one read and a TLS record), then exactly. */
+static int beyond_wire(hostile_t *h, size_t size)
+{
+    if (h->fd < 0 || !h->counting || size <= HOSTILE_EXPANSION_SLACK)
+        return 0;
+    uint64_t wire = h->turn_start - h->base + 4096 + 17 * 1024;
+    if (size <= wire + wire / 2 + HOSTILE_EXPANSION_SLACK)
+        return 0;
+    uint64_t now;
+    if (rx_consumed(h->fd, &now) != 0)
+        return 0;
+    wire = now - h->base;
+    return size > wire + wire / 2 + HOSTILE_EXPANSION_SLACK;
+}
+
 /* libstrophe 0.12's reallocs (text joining, rendering; expat's buffers for
- * the process's first context) all survive a NULL: after a trip they get
- * one, so a hostile stream stops costing anything. */
+ * the process's first context) all survive a NULL: refused, the text is
+ * dropped, so a hostile stream stops costing anything. */
 void *hostile_realloc(void *ptr, size_t size, void *ud)
 {
     hostile_t *h = ud;
-    if (h->tripped)
+    if (h->tripped || h->text_refused)
         return NULL;
     h->realloc_work += size;
     if (h->realloc_work > HOSTILE_REALLOC_WORK_MAX) {
-        hostile_trip(h, HOSTILE_TEXT_WORK);
+        h->text_refused = h->damaged = 1;
         return NULL;
     }
     if (!ptr)
@@ -163,6 +194,12 @@ void *hostile_realloc(void *ptr, size_t size, void *ud)
     unsigned char *p = (unsigned char *)ptr - HDR;
     size_t old;
     memcpy(&old, p, sizeof(old));
+    /* xmpp_stanza_to_text renders into 1024 bytes, then reallocs to the
+     * stanza's size: escaping may take it beyond the wire. Not text. */
+    if (old != 1024 && beyond_wire(h, size)) {
+        hostile_trip(h, HOSTILE_ENTITIES);
+        return NULL;
+    }
     unsigned char *n = realloc(p, size + HDR);
     if (!n)
         return NULL;

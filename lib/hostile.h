@@ -28,12 +28,18 @@
  * record and a read buffered at the previous stanza's end. */
 #define HOSTILE_STANZA_SLACK ((uint64_t)24 << 10)
 /* Bytes reallocated while one stanza is parsed. libstrophe grows a text
- * node piece by piece (expat hands each line over on its own; strncat
- * rescans from the start each time): this is its cost, quadratic. A
- * 512 KiB body of 40-character lines (the longest text a stock server
- * relays) costs ~3.4 GiB; a billion-laughs expansion or an endless body
- * reaches the bound in ~0.1 s. */
-#define HOSTILE_REALLOC_WORK_MAX ((uint64_t)4 << 30)
+ * node piece by piece (expat hands over each line and each entity
+ * reference on its own; strncat rescans from the start each time): this
+ * is its cost, quadratic. Past the bound the stanza's text is refused
+ * (reallocs get NULL: libstrophe drops it, cheaply) and the stanza is
+ * dropped, the link kept: a stock server relays such text (200 000
+ * apostrophes arrive as &apos; pieces: ~6.7 GB), and a cut would repeat
+ * at every reconnect. */
+#define HOSTILE_REALLOC_WORK_MAX ((uint64_t)1 << 30)
+/* Text that outgrows the wire bytes it came in can only come from DTD
+ * entities (XMPP forbids DTDs; numeric references and UTF-8 shrink):
+ * beyond 1.5 x the stanza's wire bytes + this, the link is cut. */
+#define HOSTILE_EXPANSION_SLACK ((uint64_t)64 << 10)
 /* Bytes live in one libstrophe context. libstrophe spends ~830 bytes on
  * each element (measured here, x86_64): a 512 KiB stanza of empty
  * elements, the most a stock server relays, takes ~110 MB as a tree. This
@@ -51,6 +57,7 @@ typedef enum {
     HOSTILE_TEXT_WORK,      /* text joining / entity expansion */
     HOSTILE_MEMORY,         /* HOSTILE_LIVE_MAX */
     HOSTILE_BAD_XML,        /* libstrophe logged a parse error */
+    HOSTILE_ENTITIES,       /* text beyond the wire: DTD entities */
 } hostile_reason_t;
 
 typedef struct {
@@ -62,6 +69,8 @@ typedef struct {
     uint64_t base;          /* bytes consumed when the stanza began */
     uint64_t turn_start;    /* bytes consumed when this turn began */
     uint64_t realloc_work;
+    int text_refused;       /* this stanza's text is past the work bound */
+    int damaged;            /* ...so the stanza is incomplete: drop it */
     size_t live;
 } hostile_t;
 
@@ -74,6 +83,10 @@ void hostile_set_fd(hostile_t *h, int fd);
 hostile_reason_t hostile_turn_end(hostile_t *h);
 /* A stanza ended (a handler saw it, or libstrophe logged its RECV). */
 void hostile_stanza_done(hostile_t *h);
+/* 1 if the stanza being handled lost text to the work bound. Read it in
+ * the handlers; the last handler clears it (hostile_clear_damage). */
+int hostile_damaged(const hostile_t *h);
+void hostile_clear_damage(hostile_t *h);
 void hostile_trip(hostile_t *h, hostile_reason_t why);
 const char *hostile_reason_text(hostile_reason_t why);
 

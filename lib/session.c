@@ -468,6 +468,15 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     (void)conn;
     session_t *s = ud;
+    if (hostile_damaged(&s->hx)) {
+        /* SPEC §11: its text was refused half-way (hostile.h): dropped
+         * like an oversized body, the link kept. */
+        engine_log(s->e, COURIER_LOG_WARN, "dropped a message whose text "
+                   "costs too much to join (from %.64s)",
+                   xmpp_stanza_get_from(st) ? xmpp_stanza_get_from(st)
+                                            : "?");
+        return 1;
+    }
     codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
     codec_msg_t m;
     int rc = codec_parse_message(st, &lim, &m);
@@ -508,6 +517,15 @@ static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         s->ackping_pending = 0;
         ack_upto(s, s->ackping_seq);
     }
+    return 1;
+}
+
+/* Added last, so it runs after the other handlers of each stanza. */
+static int damage_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    (void)st;
+    hostile_clear_damage(&((session_t *)ud)->hx);
     return 1;
 }
 
@@ -625,6 +643,7 @@ int session_new(session_t **out, engine_t *e)
     xmpp_handler_add(s->conn, sm_handler, NS_SM, NULL, NULL, s);
     xmpp_handler_add(s->conn, message_handler, NULL, "message", NULL, s);
     xmpp_handler_add(s->conn, iq_handler, NULL, "iq", NULL, s);
+    xmpp_handler_add(s->conn, damage_handler, NULL, NULL, NULL, s);
     strophe_unlock();
     engine_set_transport(e, &transport, s);
     reg_add(s);

@@ -606,6 +606,68 @@ static void test_invalid_xml_cut_within_1s(void **st)
     expect_cut_within_1s(&sc, "invalid-xml");
 }
 
+/* SPEC §11: a text a stock server relays must not cut the link, however
+ * costly libstrophe's joining: 200 000 apostrophes (inside Prosody's
+ * 256 KiB limit) reach the client as 200 000 &apos; references, each its
+ * own piece of text for libstrophe to strncat. A cut would be for ever:
+ * the server keeps the unacknowledged message and sends it again. */
+static void test_costly_text_through_prosody_keeps_the_link(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-apos.db", tmp_dir);
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = db;
+    cfg.jid = bob;
+    cfg.password = "pw-bob";
+    cfg.host = "127.0.0.1";
+    cfg.port = (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
+    cfg.ca_file = getenv("COURIER_TEST_CA");
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    watch_t w = { 0 };
+    pthread_mutex_init(&w.mu, NULL);
+    courier_callbacks_t cb = { .on_link = w_on_link,
+                               .on_message = w_on_message,
+                               .on_log = w_on_log };
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(&w, &w.onlines), 1);
+    size_t n = 200000;
+    char *big = malloc(n + 256), *p = big;
+    assert_non_null(big);
+    p += sprintf(p, "<message to='%s' type='chat' id='apos'><body>", bob);
+    memset(p, '\'', n);
+    strcpy(p + n, "</body></message>");
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-apos'><body>still online?</body></message>", bob);
+    const char *raw[] = { big, after, NULL };
+    raw_send("alice", raw);
+    free(big);
+    until = fake_now_ms() + 20000LL * scale();
+    while (!w_get(&w, &w.messages) && fake_now_ms() < until)
+        usleep(10000);
+    usleep(500000);
+    int onlines = w_get(&w, &w.onlines), messages = w_get(&w, &w.messages);
+    pthread_mutex_lock(&w.mu);
+    int64_t off = w.offline_at;
+    pthread_mutex_unlock(&w.mu);
+    courier_close(c);
+    pthread_mutex_destroy(&w.mu);
+    assert_true(messages >= 1); /* the next message, at least */
+    assert_int_equal(off, 0);
+    assert_int_equal(onlines, 1);
+}
+
 /* SPEC §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
@@ -686,6 +748,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deep_stanza_through_prosody_1mib_stack),
         cmocka_unit_test(test_peer_text_cannot_fake_a_refused_login),
+        cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
