@@ -6,9 +6,10 @@
  * expand DTD entities; none of it can be switched off or patched here. So:
  *  - the wire bytes of one stanza are bounded (TCP counters, Linux), which
  *    bounds its depth, and the loop thread's stack is sized for that depth;
- *  - the ctx allocator is ours: it bounds live memory and the realloc work
- *    of one stanza (text joining, entity expansion), and once tripped it
- *    refuses reallocs (libstrophe drops the text, cheaply);
+ *  - the ctx allocator is ours: it bounds live memory, spots text that
+ *    outgrows its wire bytes (DTD entities) and bounds the realloc work of
+ *    one stanza (text joining: that stanza is dropped, the link kept);
+ *    refused reallocs make libstrophe drop the text, cheaply;
  *  - a parse error (libstrophe only logs it) cuts the link.
  * A trip shuts the socket down: libstrophe sees EOF and disconnects. */
 #ifndef COURIER_HOSTILE_H
@@ -39,7 +40,7 @@
 /* Text that outgrows the wire bytes it came in can only come from DTD
  * entities (XMPP forbids DTDs; numeric references and UTF-8 shrink):
  * beyond 1.5 x the stanza's wire bytes + this, the link is cut. */
-#define HOSTILE_EXPANSION_SLACK ((uint64_t)64 << 10)
+#define HOSTILE_EXPANSION_SLACK ((uint64_t)16 << 10)
 /* Bytes live in one libstrophe context. libstrophe spends ~830 bytes on
  * each element (measured here, x86_64): a 512 KiB stanza of empty
  * elements, the most a stock server relays, takes ~110 MB as a tree. This
