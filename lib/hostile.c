@@ -164,7 +164,7 @@ static int beyond_wire(hostile_t *h, size_t size)
 {
     if (h->fd < 0 || !h->counting || size <= HOSTILE_EXPANSION_SLACK)
         return 0;
-    uint64_t wire = h->turn_start - h->base + 4096 + 17 * 1024;
+    uint64_t wire = h->turn_start - h->base + HOSTILE_STANZA_SLACK;
     if (size <= wire + wire / 2 + HOSTILE_EXPANSION_SLACK)
         return 0;
     uint64_t now;
