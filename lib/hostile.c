@@ -165,13 +165,13 @@ static int beyond_wire(hostile_t *h, size_t size)
     if (h->fd < 0 || !h->counting || size <= HOSTILE_EXPANSION_SLACK)
         return 0;
     uint64_t wire = h->turn_start - h->base + HOSTILE_STANZA_SLACK;
-    if (size <= wire + wire / 2 + HOSTILE_EXPANSION_SLACK)
+    if (size <= 2 * wire + HOSTILE_EXPANSION_SLACK)
         return 0;
     uint64_t now;
     if (rx_consumed(h->fd, &now) != 0)
         return 0;
     wire = now - h->base;
-    return size > wire + wire / 2 + HOSTILE_EXPANSION_SLACK;
+    return size > 2 * wire + HOSTILE_EXPANSION_SLACK;
 }
 
 /* libstrophe 0.12's reallocs (text joining, rendering; expat's buffers for

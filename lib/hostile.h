@@ -39,7 +39,9 @@
 #define HOSTILE_REALLOC_WORK_MAX ((uint64_t)1 << 30)
 /* Text that outgrows the wire bytes it came in can only come from DTD
  * entities (XMPP forbids DTDs; numeric references and UTF-8 shrink):
- * beyond 1.5 x the stanza's wire bytes + this, the link is cut. */
+ * beyond 2 x the stanza's wire bytes + this, the link is cut. (2 x: expat
+ * doubles its input buffer, which goes through this allocator for the
+ * process's first context.) */
 #define HOSTILE_EXPANSION_SLACK ((uint64_t)16 << 10)
 /* Bytes live in one libstrophe context. libstrophe spends ~830 bytes on
  * each element (measured here, x86_64): a 512 KiB stanza of empty
