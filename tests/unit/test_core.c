@@ -900,6 +900,7 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     send_msg(f, "c1", CAROL, 1);
     send_msg(f, "m2", BOB, 2);
     send_msg(f, "m3", BOB, 3);
+    feed(f, ev_acked("m1"), 5); /* SPEC §11: the server has it */
     core_ev_t ev = ev_event("m2", BOB, COURIER_DISPLAYED);
     ev.cumulative = 1;
     feed(f, ev, 10);
@@ -911,6 +912,71 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     assert_non_null(p);
     assert_int_equal(p->by_created, 1);
     assert_int_equal(p->before_ms, WALL0 + 2);
+}
+
+/* SPEC §11 (issue 13, item 2): a and b go to bob; bob's old session
+ * vanishes and the server bounces a; b reaches bob's new session and bob
+ * reads it. The cumulative displayed must not settle a: it goes out again. */
+static void test_xep0333_displayed_skips_bounced_and_resends_it(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "b", BOB, 1);
+    feed(f, ev_acked("a"), 5);
+    feed(f, ev_acked("b"), 5);
+    feed(f, ev_error("a", BOB, CORE_ERR_CANCEL, "recipient-unavailable"),
+         100);
+    assert_state(f, "a", COURIER_FAILED);
+    feed(f, ev_event("b", BOB, COURIER_DELIVERED), 200);
+    assert_null(core_find(f->k, "b"));
+    core_row_t stored = make_row("b", BOB, 1);
+    stored.state = COURIER_DELIVERED;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0 + 1;
+    core_ev_t ev = ev_event("b", BOB, COURIER_DISPLAYED);
+    ev.row = &stored;
+    ev.cumulative = 1;
+    feed(f, ev, 300);
+    assert_state(f, "b", COURIER_DISPLAYED);
+    assert_state(f, "a", COURIER_QUEUED); /* FAILED -> QUEUED: resent */
+    assert_int_equal(state_of(f, "a")->from_mask, 1u << COURIER_FAILED);
+    const char *ids[] = { "a" };
+    assert_transmits(f, ids, 1);
+    assert_non_null(core_find(f->k, "a"));
+    feed(f, ev_event("a", BOB, COURIER_DELIVERED), 400);
+    assert_state(f, "a", COURIER_DELIVERED);
+}
+
+/* SPEC §11: only SENT/OFFLINE written before the marked message count; a
+ * held marked message (no DELIVERED first) takes the same rule. */
+static void test_xep0333_displayed_covers_only_what_was_written_before(
+    void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "q", BOB, 0);  /* still QUEUED: the server has not got it */
+    send_msg(f, "b", BOB, 1);
+    send_msg(f, "c", BOB, 2);
+    feed(f, ev_acked("a"), 5);
+    feed(f, ev_error("a", BOB, CORE_ERR_WAIT, "resource-constraint"), 10);
+    core_row_t retry = *core_find(f->k, "a");
+    core_ev_t r = { .type = CORE_EV_RETRY, .row = &retry };
+    feed(f, r, 20);            /* a is written again after b */
+    feed(f, ev_acked("a"), 25);
+    assert_state(f, "a", COURIER_SENT);
+    feed(f, ev_acked("b"), 25);
+    feed(f, ev_acked("c"), 25);
+    core_ev_t ev = ev_event("c", BOB, COURIER_DISPLAYED);
+    ev.cumulative = 1;
+    feed(f, ev, 30);
+    assert_state(f, "c", COURIER_DISPLAYED);
+    assert_state(f, "b", COURIER_DISPLAYED);
+    assert_null(state_of(f, "a"));
+    assert_null(state_of(f, "q"));
+    assert_int_equal(core_find(f->k, "a")->state, COURIER_SENT);
+    assert_int_equal(core_find(f->k, "q")->state, COURIER_QUEUED);
 }
 
 /* ---- SPEC §4 watchdog ----------------------------------------------- */
@@ -1203,6 +1269,8 @@ int main(void)
         T(test_incoming_without_requests_gets_no_receipt),
         T(test_mark_displayed_then_duplicate_gets_displayed_again),
         T(test_xep0333_displayed_covers_earlier_messages),
+        T(test_xep0333_displayed_skips_bounced_and_resends_it),
+        T(test_xep0333_displayed_covers_only_what_was_written_before),
         T(test_watchdog_pings_after_silence_drops_after_timeout),
         T(test_watchdog_any_inbound_data_is_an_answer),
         T(test_load_adopts_unsettled_only_and_resends),
