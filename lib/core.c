@@ -230,7 +230,8 @@ int core_state_rank(courier_state_t s)
 }
 
 /* Move `row` to `state`, emitting one conditional STATE action (CAS on the
- * state the core believes is stored). */
+ * state the core believes is stored). The app hears of it once per
+ * transition: FAILED again (a new bounce, expiry) is persisted quietly. */
 static int set_state(core_row_t *row, courier_state_t state,
                      const char *reason, int permanent, int notify,
                      core_now_t now, core_out_t *out)
@@ -251,7 +252,7 @@ static int set_state(core_row_t *row, courier_state_t state,
     a->last_sent_ms = row->last_sent_ms;
     a->last_change_ms = row->last_change_ms;
     a->permanent = permanent;
-    a->notify = notify;
+    a->notify = notify && a->from_mask != 1u << state;
     util_strlcpy(a->reason, row->reason, sizeof(a->reason));
     return COURIER_OK;
 }

@@ -668,6 +668,26 @@ static void test_error_service_unavailable_third_bounce_permanent(void **st)
     }
 }
 
+/* STYLE "once per transition": a FAILED message bounced again is stored
+ * (reason, bounce count) but not reported to the app again. */
+static void test_error_again_on_failed_persists_without_notify(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "service-unavailable"), 10);
+    assert_int_equal(state_of(f, "m1")->notify, 1);
+    feed(f, ev_error("m1", BOB, CORE_ERR_WAIT, "resource-constraint"), 20);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->bounces, 2);
+    assert_string_equal(state_of(f, "m1")->reason, "resource-constraint");
+    assert_int_equal(state_of(f, "m1")->notify, 0);
+    /* the third bounce makes it permanent: still no new transition */
+    feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "service-unavailable"), 30);
+    assert_int_equal(state_of(f, "m1")->permanent, 1);
+    assert_int_equal(state_of(f, "m1")->notify, 0);
+}
+
 static void test_error_from_sent_and_offline_fails(void **st)
 {
     fx_t *f = *st;
@@ -1254,6 +1274,7 @@ int main(void)
         T(test_error_cancel_is_permanent_never_resent),
         T(test_error_wait_is_transient_and_resent),
         T(test_error_service_unavailable_third_bounce_permanent),
+        T(test_error_again_on_failed_persists_without_notify),
         T(test_error_from_sent_and_offline_fails),
         T(test_error_never_fails_delivered),
         T(test_error_from_third_party_ignored),
