@@ -7,6 +7,7 @@
 #include "util.h"
 
 #define MAX_BOUNCES 3 /* SPEC §2: the third transient bounce is permanent */
+#define REASON_EXPIRED "expired"
 
 /* Intrusive doubly-linked list node; a message sits in up to four lists. */
 typedef struct node {
@@ -303,7 +304,8 @@ static int expired(const core_t *k, const msg_t *m, core_now_t now)
 /* SPEC §2 expiry: FAILED permanently, never sent again by itself. */
 static int expire(core_t *k, msg_t *m, core_now_t now, core_out_t *out)
 {
-    int rc = set_state(&m->row, COURIER_FAILED, "expired", 1, 1, now, out);
+    int rc = set_state(&m->row, COURIER_FAILED, REASON_EXPIRED, 1, 1, now,
+                       out);
     msg_remove(k, m);
     return rc;
 }
@@ -477,6 +479,16 @@ static int on_acked(core_t *k, const core_ev_t *ev, core_now_t now,
                     core_out_t *out)
 {
     msg_t *m = ev->id ? find(k, ev->id) : NULL;
+    if (!m && ev->row && ev->row->state == COURIER_FAILED &&
+        strcmp(ev->row->reason, REASON_EXPIRED) == 0) {
+        /* SPEC §1: it expired on the wire, and the server did take it:
+         * SENT, held again. (A bounced row stays: the bounce outranks.) */
+        m = msg_add(k, ev->row, now.wall_ms);
+        if (!m)
+            return COURIER_ENOMEM;
+        confirmed(k, m);
+        return set_state(&m->row, COURIER_SENT, "", 0, 1, now, out);
+    }
     if (!m) {
         k->ignored = "ack for a message not held";
         return COURIER_OK;
@@ -574,6 +586,15 @@ static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
     } else {
         core_row_t copy = *row; /* settled: the store's row, not held */
         rc = set_state(&copy, to, "", 0, 1, now, out);
+        /* A permanently FAILED row moved to OFFLINE is unsettled again:
+         * held, as a reload from the store would hold it. */
+        if (rc == COURIER_OK && to == COURIER_OFFLINE) {
+            msg_t *again = msg_add(k, &copy, now.wall_ms);
+            if (!again)
+                rc = COURIER_ENOMEM;
+            else
+                confirmed(k, again);
+        }
     }
     /* SPEC §1: an XEP-0333 displayed also covers earlier messages, but
      * only those the device could have shown (SPEC §11). One that bounced

@@ -1201,6 +1201,12 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
         int one;
         if (acks[i].id) {
             core_ev_t ev = { .type = CORE_EV_ACKED, .id = acks[i].id };
+            /* SPEC §1: the core let go of it (expired): the stored row */
+            core_row_t row;
+            if (!core_find(e->core, acks[i].id) &&
+                store_out_get(e->store, acks[i].id, &row, NULL) ==
+                    COURIER_OK)
+                ev.row = &row;
             one = feed_locked(e, &ev);
         } else {
             one = store_rcpt_done(e->store, acks[i].rid);

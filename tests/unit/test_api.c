@@ -874,6 +874,46 @@ static void test_engine_error_reply_fails_permanently(void **st)
     engine_close(e);
 }
 
+static int64_t fake_ms;
+
+static core_now_t fake_clock(void *ud)
+{
+    (void)ud;
+    core_now_t n = { fake_ms, 1700000000000LL + fake_ms };
+    return n;
+}
+
+/* SPEC §1: a late ack moves an expired message on to SENT, in the store
+ * and through on_state; its reason and permanence go with it. */
+static void test_engine_late_ack_after_expiry_moves_on(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.max_age_ms = 5000;
+    engine_t *e = open_engine(f);
+    fake_ms = 1000;
+    engine_set_clock(e, fake_clock, NULL);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    fake_ms = 7000;
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    courier_info_t info;
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_string_equal(info.reason, "expired");
+    assert_int_equal(engine_acked(e, a), COURIER_OK);
+    engine_dispatch(e);
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_SENT);
+    assert_int_equal(info.permanent, 0);
+    assert_string_equal(info.reason, "");
+    assert_int_equal(count_state(f, a, COURIER_SENT), 1);
+    engine_close(e);
+}
+
 /* After courier_close no callback runs: the engine is muted, and the
  * message not yet handed is handed at the next open instead. */
 static void test_engine_muted_runs_no_callbacks(void **st)
@@ -949,6 +989,7 @@ int main(void)
         T(test_engine_unhanded_message_survives_restart),
         T(test_engine_peer_activity_implicit_read),
         T(test_engine_error_reply_fails_permanently),
+        T(test_engine_late_ack_after_expiry_moves_on),
         T(test_engine_muted_runs_no_callbacks),
         T(test_engine_composing_names_last_message),
 #undef T

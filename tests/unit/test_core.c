@@ -759,6 +759,84 @@ static void test_expiry_fails_unsent_permanently(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
+/* SPEC §1: FAILED is not a dead end, "expired" included. A message that
+ * was on the wire when it expired and is then acked moves on to SENT (the
+ * executor feeds the stored row: the core let go of it), reason cleared,
+ * not permanent, and held again like any SENT message. */
+static void test_expiry_then_late_ack_moves_on(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 10000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 10000);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_string_equal(state_of(f, "m1")->reason, "expired");
+    assert_null(core_find(f->k, "m1"));
+    core_row_t stored = make_row("m1", BOB, 0);
+    stored.state = COURIER_FAILED;
+    stored.permanent = 1;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0;
+    strcpy(stored.reason, "expired");
+    core_ev_t ack = ev_acked("m1");
+    ack.row = &stored;
+    feed(f, ack, 11000);
+    assert_state(f, "m1", COURIER_SENT);
+    assert_int_equal(state_of(f, "m1")->from_mask, 1u << COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->permanent, 0);
+    assert_string_equal(state_of(f, "m1")->reason, "");
+    assert_int_equal(state_of(f, "m1")->notify, 1);
+    assert_non_null(core_find(f->k, "m1"));
+    assert_int_equal(core_find(f->k, "m1")->state, COURIER_SENT);
+    /* SENT is never expired again */
+    feed(f, ev_type(CORE_EV_TICK), 30000);
+    assert_null(state_of(f, "m1"));
+    /* a bounce outranks an ack: a row failed by an error is not moved */
+    stored.state = COURIER_FAILED;
+    strcpy(stored.id, "m2");
+    strcpy(stored.reason, "item-not-found");
+    core_ev_t ack2 = ev_acked("m2");
+    ack2.row = &stored;
+    feed(f, ack2, 31000);
+    assert_int_equal(f->out.len, 0);
+}
+
+/* SPEC §1: a late OFFLINE event after expiry moves it on, and the core
+ * holds it again (OFFLINE is unsettled: peer activity may resend it). */
+static void test_expiry_then_late_offline_event_holds_it_again(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 10000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 10000);
+    assert_null(core_find(f->k, "m1"));
+    core_row_t stored = make_row("m1", BOB, 0);
+    stored.state = COURIER_FAILED;
+    stored.permanent = 1;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0;
+    strcpy(stored.reason, "expired");
+    core_ev_t ev = ev_event("m1", BOB, COURIER_OFFLINE);
+    ev.row = &stored;
+    feed(f, ev, 11000);
+    assert_state(f, "m1", COURIER_OFFLINE);
+    assert_int_equal(state_of(f, "m1")->permanent, 0);
+    assert_non_null(core_find(f->k, "m1"));
+    feed(f, ev_message("p1", BOB, 30000, 0, 0), 30000);
+    const char *ids[] = { "m1" };
+    assert_transmits(f, ids, 1);
+}
+
 static void test_expiry_spares_sent_messages(void **st)
 {
     fx_t *f = *st;
@@ -1281,6 +1359,8 @@ int main(void)
         T(test_error_then_late_ack_keeps_failed),
         T(test_expiry_fails_unsent_permanently),
         T(test_expiry_spares_sent_messages),
+        T(test_expiry_then_late_ack_moves_on),
+        T(test_expiry_then_late_offline_event_holds_it_again),
         T(test_pacing_max_in_flight_keeps_order),
         T(test_ack_timer_runs_while_waiting_for_a_slot),
         T(test_restored_core_reconnects),
