@@ -486,7 +486,10 @@ static int parse_error(xmpp_stanza_t *st, codec_msg_t *out)
 /* SPEC §3: the stanza id, else the XEP-0359 origin-id, else a digest. A
  * present but invalid id attribute is refused rather than replaced: the
  * sender means an id we cannot keep, and guessing another one could merge
- * or split its duplicates. An empty id='' carries no identity: absent. */
+ * or split its duplicates. An empty id='' carries no identity: absent.
+ * Only a delay stamp makes an id-less message identifiable (a replay from
+ * offline storage); without one, two equal bodies are two messages, so
+ * each gets a fresh id (issue 13). */
 static int pick_id(xmpp_stanza_t *st, const scan_t *sc, codec_msg_t *out)
 {
     const char *id = xmpp_stanza_get_id(st);
@@ -499,10 +502,13 @@ static int pick_id(xmpp_stanza_t *st, const scan_t *sc, codec_msg_t *out)
         util_strlcpy(out->id, id, sizeof(out->id));
     } else if (util_id_valid(oid)) {
         util_strlcpy(out->id, oid, sizeof(out->id));
-    } else {
+    } else if (out->delay_ms) {
         codec_digest_id(out->from, out->body, out->delay_ms, out->id);
         if (!out->id[0])
             return COURIER_ENOMEM;
+    } else {
+        memcpy(out->id, "anon-", 5);
+        util_new_id(out->id + 5, sizeof(out->id) - 5);
     }
     return COURIER_OK;
 }

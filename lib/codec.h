@@ -40,7 +40,8 @@ typedef struct {
     const char *why;                  /* static text when CODEC_IGNORE */
     char from[COURIER_JID_MAX];       /* sender, bare, lower case */
     char id[COURIER_ID_MAX];          /* stanza id, else origin-id, else a
-                                         digest (CODEC_CHAT only) */
+                                         digest if stamped, else a fresh
+                                         "anon-" id (CODEC_CHAT only) */
     /* CODEC_CHAT */
     char *body;                       /* util_malloc'd; codec_msg_clear */
     courier_kind_t kind;

@@ -73,6 +73,7 @@ struct engine {
     void *clock_ud;
     item_t *head, *tail;
     size_t pending;
+    item_t *unmarked;            /* handed, but the store's mark failed */
     int muted;                   /* courier_close: no more app callbacks */
     int wake_fd;                 /* readable while items are queued */
     int wake_wr;                 /* its write end (= wake_fd: eventfd) */
@@ -751,6 +752,40 @@ out:
     return COURIER_OK;
 }
 
+/* SPEC §3 exactly once: the app has the message. If the store cannot
+ * record that, the mark is retried at every dispatch and at close; only a
+ * process that ends before it succeeds hands it again at the next open,
+ * and the log says so. Gone from the inbox (deleted) counts as done. */
+static void mark_handed_locked(engine_t *e, const char *peer, const char *id)
+{
+    int rc = store_in_set_handed(e->store, peer, id);
+    if (rc == COURIER_OK || rc == COURIER_ENOTFOUND)
+        return;
+    log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s; retried, and "
+               "handed again at the next open if it never succeeds", id,
+               store_errmsg(e->store));
+    item_t *it = item_new(ITEM_MESSAGE, id, peer);
+    if (it) {
+        it->next = e->unmarked;
+        e->unmarked = it;
+    }
+}
+
+static void retry_handed_locked(engine_t *e)
+{
+    item_t **link = &e->unmarked;
+    while (*link) {
+        item_t *it = *link;
+        int rc = store_in_set_handed(e->store, it->peer, it->id);
+        if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
+            *link = it->next;
+            item_free(it);
+        } else {
+            link = &it->next;
+        }
+    }
+}
+
 void engine_close(engine_t *e)
 {
     if (!e)
@@ -758,6 +793,12 @@ void engine_close(engine_t *e)
     while (e->head) {
         item_t *it = e->head;
         e->head = it->next;
+        item_free(it);
+    }
+    retry_handed_locked(e);
+    while (e->unmarked) {
+        item_t *it = e->unmarked;
+        e->unmarked = it->next;
         item_free(it);
     }
     core_free(e->core);
@@ -1201,6 +1242,12 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
         int one;
         if (acks[i].id) {
             core_ev_t ev = { .type = CORE_EV_ACKED, .id = acks[i].id };
+            /* SPEC §1: the core let go of it (expired): the stored row */
+            core_row_t row;
+            if (!core_find(e->core, acks[i].id) &&
+                store_out_get(e->store, acks[i].id, &row, NULL) ==
+                    COURIER_OK)
+                ev.row = &row;
             one = feed_locked(e, &ev);
         } else {
             one = store_rcpt_done(e->store, acks[i].rid);
@@ -1365,9 +1412,7 @@ static void run_item(engine_t *e, item_t *it)
         if (cb->on_message)
             cb->on_message(e->ud, &msg);
         engine_lock(e);
-        if (store_in_set_handed(e->store, it->peer, it->id) != COURIER_OK)
-            log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s", it->id,
-                       store_errmsg(e->store));
+        mark_handed_locked(e, it->peer, it->id);
         pthread_mutex_unlock(&e->mu);
         break;
     }
@@ -1439,6 +1484,7 @@ size_t engine_dispatch(engine_t *e)
      * A failed commit is left for engine_batch_end to report. */
     engine_lock(e);
     batch_pause(e);
+    retry_handed_locked(e);
     pthread_mutex_unlock(&e->mu);
     for (;;) {
         engine_lock(e);

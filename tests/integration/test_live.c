@@ -881,6 +881,79 @@ static void test_refused_login_is_reported_not_retried(void **st)
     relay_stop(r);
 }
 
+typedef struct {
+    client_t *cl;
+    const char *id;
+    courier_state_t state;
+} exact_t;
+
+static int state_is(void *arg)
+{
+    exact_t *x = arg;
+    courier_state_t s;
+    return courier_get_state(x->cl->c, x->id, &s) == COURIER_OK &&
+           s == x->state;
+}
+
+/* SPEC §11 (issue 13, item 2): A goes to bob's old session, which
+ * vanished silently; bob comes back on a new session, so Prosody bounces A
+ * (recipient-unavailable, NOTES.md). B reaches bob's new session and bob
+ * reads it: the XEP-0333 displayed must not settle A; A goes out again and
+ * is delivered. */
+static void test_bounced_message_not_settled_by_later_displayed(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t13", 0, NULL);
+    client_t *b = client_new("bob", "t13", relay_port(r), NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    relay_blackhole(r); /* bob's old session: sockets open, nothing moves */
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    send_n(a, bob_jid, ids, 1, "A");
+    expect_all(a, ids, 1, COURIER_SENT, 10000);
+    client_free(b); /* bob's app goes; the server still holds A for it */
+    b = client_new("bob", "t13", 0, NULL);
+    start(b);
+    wait_online(b);
+    relay_stop(r); /* the old session's socket closes: Prosody bounces A */
+    exact_t failed = { a, ids[0], COURIER_FAILED };
+    courier_info_t info;
+    if (!wait_for(state_is, &failed, 10000)) {
+        courier_get_info(a->c, ids[0], &info);
+        fail_msg("A was not bounced: %s (%s)",
+                 courier_state_name(info.state), info.reason);
+    }
+    assert_int_equal(courier_get_info(a->c, ids[0], &info), COURIER_OK);
+    /* Prosody: recipient-unavailable; ejabberd: service-unavailable */
+    assert_true(strcmp(info.reason, "recipient-unavailable") == 0 ||
+                strcmp(info.reason, "service-unavailable") == 0);
+    send_n(a, bob_jid, ids + 1, 1, "B");
+    got_t g = { b, ids + 1, 1 };
+    if (!wait_for(got_all, &g, 10000))
+        fail_msg("B did not reach bob's new session");
+    assert_int_equal(courier_mark_displayed(b->c, alice_jid, ids[1]),
+                     COURIER_OK);
+    exact_t shown = { a, ids[1], COURIER_DISPLAYED };
+    if (!wait_for(state_is, &shown, 10000))
+        fail_msg("B did not become DISPLAYED");
+    exact_t delivered = { a, ids[0], COURIER_DELIVERED };
+    if (!wait_for(state_is, &delivered, 10000)) {
+        courier_get_info(a->c, ids[0], &info);
+        fail_msg("A is %s (%s), not DELIVERED", courier_state_name(info.state),
+                 info.reason);
+    }
+    assert_int_equal(courier_get_info(a->c, ids[0], &info), COURIER_OK);
+    assert_true(info.attempts >= 2);
+    expect_received_once(b, ids, 2);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -907,6 +980,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_refused_login_is_reported_not_retried, close_leftovers),
         cmocka_unit_test_teardown(test_stalled_tls_handshake_is_cut,
                                   close_leftovers),
+        cmocka_unit_test_teardown(
+            test_bounced_message_not_settled_by_later_displayed,
+            close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }

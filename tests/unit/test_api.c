@@ -818,6 +818,57 @@ static void test_engine_unhanded_message_survives_restart(void **st)
     engine_close(e);
 }
 
+/* Run `sql` on the store file from a second connection (a fault). */
+static void db_exec(fx_t *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+    sqlite3_close(db);
+}
+
+static int handed_errors;
+
+static void count_error_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    if (level >= COURIER_LOG_ERROR && strstr(line, "handed"))
+        handed_errors++;
+}
+
+/* SPEC §3 "exactly once, ever" (issue 13, item 7): the app got the
+ * message but recording that failed. The mark is retried at the next
+ * dispatch, so a reopen does not hand it again; the failure is an error
+ * in on_log, not silence. */
+static void test_engine_failed_handed_mark_is_retried(void **st)
+{
+    fx_t *f = *st;
+    courier_callbacks_t cb = callbacks;
+    cb.on_log = count_error_log;
+    handed_errors = 0;
+    engine_t *e = NULL;
+    assert_int_equal(engine_open(&e, &f->cfg, &cb, f), COURIER_OK);
+    engine_set_transport(e, &fake_tp, f);
+    codec_msg_t m = chat_from(BOB, "h1", "hello", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    db_exec(f, "CREATE TRIGGER no_mark BEFORE UPDATE OF handed ON inbox "
+               "BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END;");
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_dispatch(e); /* still failing: nothing handed again */
+    assert_int_equal(f->n_msgs, 1);
+    assert_true(handed_errors >= 1);
+    db_exec(f, "DROP TRIGGER no_mark;");
+    engine_dispatch(e); /* the retry succeeds */
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
 /* SPEC §2 peer activity through the engine: implicit read in the store. */
 static void test_engine_peer_activity_implicit_read(void **st)
 {
@@ -871,6 +922,46 @@ static void test_engine_error_reply_fails_permanently(void **st)
     assert_int_equal(engine_retry(e, a), COURIER_OK);
     engine_dispatch(e);
     assert_int_equal(f->n_sent, sent + 1);
+    engine_close(e);
+}
+
+static int64_t fake_ms;
+
+static core_now_t fake_clock(void *ud)
+{
+    (void)ud;
+    core_now_t n = { fake_ms, 1700000000000LL + fake_ms };
+    return n;
+}
+
+/* SPEC §1: a late ack moves an expired message on to SENT, in the store
+ * and through on_state; its reason and permanence go with it. */
+static void test_engine_late_ack_after_expiry_moves_on(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.max_age_ms = 5000;
+    engine_t *e = open_engine(f);
+    fake_ms = 1000;
+    engine_set_clock(e, fake_clock, NULL);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    fake_ms = 7000;
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    courier_info_t info;
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_string_equal(info.reason, "expired");
+    assert_int_equal(engine_acked(e, a), COURIER_OK);
+    engine_dispatch(e);
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_SENT);
+    assert_int_equal(info.permanent, 0);
+    assert_string_equal(info.reason, "");
+    assert_int_equal(count_state(f, a, COURIER_SENT), 1);
     engine_close(e);
 }
 
@@ -947,8 +1038,10 @@ int main(void)
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
         T(test_engine_unhanded_message_survives_restart),
+        T(test_engine_failed_handed_mark_is_retried),
         T(test_engine_peer_activity_implicit_read),
         T(test_engine_error_reply_fails_permanently),
+        T(test_engine_late_ack_after_expiry_moves_on),
         T(test_engine_muted_runs_no_callbacks),
         T(test_engine_composing_names_last_message),
 #undef T

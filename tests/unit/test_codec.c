@@ -131,6 +131,7 @@ static xmpp_stanza_t *child(xmpp_stanza_t *s, const char *name,
 
 enum { CS_NONE, CS_OFF, CS_ON }; /* composing -1, 0, 1 */
 #define ID_DIGEST "<digest>"      /* expect codec_digest_id(from, body) */
+#define ID_FRESH "<fresh>"        /* no id, no stamp: a new "anon-" id */
 
 typedef struct {
     courier_state_t state;
@@ -212,16 +213,16 @@ static const parse_case_t parse_cases[] = {
       MSG " id='m1'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' "
       "id='o1'/></message>",
       CODEC_CHAT, .id = "m1", .body = "hi" },
-    { "no id at all: digest", MSG "><body>hi</body></message>", CODEC_CHAT,
-      .id = ID_DIGEST, .body = "hi" },
-    { "origin-id in a wrong namespace: digest",
+    { "no id and no stamp: a fresh id", MSG "><body>hi</body></message>",
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
+    { "origin-id in a wrong namespace: a fresh id",
       MSG "><body>hi</body><origin-id xmlns='urn:xmpp:sid:1' id='o1'/>"
       "</message>",
-      CODEC_CHAT, .id = ID_DIGEST, .body = "hi" },
-    { "huge origin-id: digest",
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
+    { "huge origin-id: a fresh id",
       MSG "><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='{BIG}'/>"
       "</message>",
-      CODEC_CHAT, .id = ID_DIGEST, .body = "hi" },
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
     { "digest covers the delay stamp",
       MSG "><body>hi</body>" DELAY("2023-11-14T22:13:20Z") "</message>",
       CODEC_CHAT, .id = ID_DIGEST, .body = "hi", .delay_ms = T0 },
@@ -595,6 +596,9 @@ static void check_parse(const parse_case_t *c, const codec_msg_t *m)
         char want[COURIER_ID_MAX];
         codec_digest_id(BOB, m->body, c->delay_ms, want);
         assert_string_equal(m->id, want);
+    } else if (strcmp(c->id, ID_FRESH) == 0) {
+        assert_memory_equal(m->id, "anon-", 5);
+        assert_true(util_id_valid(m->id));
     } else {
         char *id = expand(c->id);
         assert_string_equal(m->id, id);
@@ -718,6 +722,23 @@ static void test_digest_id_stable_and_distinct(void **st)
     parse_str(*st, "<message from='bob@example.com/tablet'><body>same</body>"
               DELAY("2023-11-14T22:13:20.000Z") "</message>", NULL, &m2);
     assert_string_equal(m1.id, m2.id);
+    codec_msg_clear(&m1);
+    codec_msg_clear(&m2);
+}
+
+/* SPEC §3 (issue 13, item 7): without an id and without a delay stamp
+ * nothing tells two identical messages from one replayed: two genuine
+ * "ok"s are two messages, each with its own id. */
+static void test_idless_without_stamp_is_never_merged(void **st)
+{
+    codec_msg_t m1, m2;
+    parse_str(*st, MSG "><body>ok</body></message>", NULL, &m1);
+    parse_str(*st, MSG "><body>ok</body></message>", NULL, &m2);
+    assert_int_equal(m1.cls, CODEC_CHAT);
+    assert_int_equal(m2.cls, CODEC_CHAT);
+    assert_true(util_id_valid(m1.id));
+    assert_true(util_id_valid(m2.id));
+    assert_string_not_equal(m1.id, m2.id);
     codec_msg_clear(&m1);
     codec_msg_clear(&m2);
 }
@@ -1211,6 +1232,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parse_misuse_and_clear, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_idless_without_stamp_is_never_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_id_stable_and_distinct,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_chat, setup, teardown),
