@@ -22,6 +22,15 @@
 
 typedef struct engine engine_t;
 
+/* The session holds at most ENGINE_OUTQ_MAX stanzas written and not yet
+ * acknowledged by the server, and cuts a link that goes beyond. Messages
+ * (max_in_flight, at most ENGINE_MAX_IN_FLIGHT) and owed receipts (at
+ * most ENGINE_RCPT_WINDOW at once) share it, with room to spare for a
+ * message written again before its ack (SPEC §11). */
+#define ENGINE_OUTQ_MAX 4096
+#define ENGINE_RCPT_WINDOW 100
+#define ENGINE_MAX_IN_FLIGHT (ENGINE_OUTQ_MAX / 2)
+
 /* What the engine needs from a link. Called on the loop thread only, never
  * with the engine's mutex held. NULL members are skipped. */
 typedef struct {
