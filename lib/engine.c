@@ -675,8 +675,13 @@ static int validate(const courier_config_t *c, char *self, size_t self_size)
                               "reconnect_min_ms (%u) must be > 0 and <= "
                               "reconnect_max_ms (%u)", c->reconnect_min_ms,
                               c->reconnect_max_ms);
-    if (c->max_in_flight == 0)
-        return util_set_error(COURIER_EINVAL, "max_in_flight must be > 0");
+    if (c->max_in_flight == 0 || c->max_in_flight > ENGINE_MAX_IN_FLIGHT)
+        return util_set_error(COURIER_EINVAL,
+                              "max_in_flight (%u) must be between 1 and %u: "
+                              "the link holds at most %u unacknowledged "
+                              "stanzas, receipts and re-sends included",
+                              c->max_in_flight, ENGINE_MAX_IN_FLIGHT,
+                              ENGINE_OUTQ_MAX);
     if (c->max_body_bytes == 0)
         return util_set_error(COURIER_EINVAL, "max_body_bytes must be > 0");
     if (c->host && !c->host[0])

@@ -202,6 +202,29 @@ static void test_open_names_the_bad_field(void **st)
     assert_int_equal(courier_open(&c, NULL, NULL, NULL), COURIER_EINVAL);
 }
 
+/* SPEC §11: max_in_flight must leave room in the session's queue of
+ * unacknowledged stanzas for receipts and re-writes, or a full window
+ * would cut the link at every reconnect. */
+static void test_open_max_in_flight_bounded_by_the_queue(void **st)
+{
+    fx_t *f = *st;
+    courier_t *c = (courier_t *)0x1;
+    courier_config_t cfg = f->cfg;
+    unsigned bad[] = { ENGINE_MAX_IN_FLIGHT + 1, ENGINE_OUTQ_MAX,
+                       ENGINE_OUTQ_MAX + 1, 100000 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[64];
+        cfg.max_in_flight = bad[i];
+        assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+        assert_null(c);
+        snprintf(want, sizeof(want), "max_in_flight (%u)", bad[i]);
+        assert_non_null(strstr(courier_last_error(), want));
+    }
+    cfg.max_in_flight = ENGINE_MAX_IN_FLIGHT;
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_OK);
+    courier_close(c);
+}
+
 static void test_strerror_and_display_status(void **st)
 {
     (void)st;
@@ -1003,6 +1026,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         cmocka_unit_test(test_config_init_defaults_match_spec),
         T(test_open_names_the_bad_field),
+        T(test_open_max_in_flight_bounded_by_the_queue),
         cmocka_unit_test(test_strerror_and_display_status),
         cmocka_unit_test(test_null_handle_is_einval),
         T(test_send_offline_is_stored_and_failed),
