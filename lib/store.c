@@ -187,7 +187,8 @@ static const char *const sql[ST_COUNT] = {
     [ST_RCPT_FIND] = "SELECT rid, asked FROM receipts"
                      " WHERE peer = ? AND id = ? AND state = ?",
     [ST_RCPT_ADD] =
-        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)",
+        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)"
+        " ON CONFLICT(peer, id, state) DO NOTHING",
     [ST_RCPT_DONE] = "DELETE FROM receipts WHERE rid = ?",
     [ST_RCPT_AFTER] = "SELECT rid, peer, id, state, asked FROM receipts"
                       " WHERE rid > ? ORDER BY rid LIMIT ?",
@@ -982,9 +983,20 @@ out:
 
 /* ---- receipts ------------------------------------------------------ */
 
-/* A receipt owed again is one row: the old one (if any) goes, and the
- * new one, with the forms of both, takes a fresh rid behind the others. */
-int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+static int rcpt_insert(store_t *s, const store_rcpt_t *r, unsigned asked)
+{
+    sqlite3_stmt *st = s->st[ST_RCPT_ADD];
+    binder_t b = bind_start(st);
+    bind_text(&b, r->peer);
+    bind_text(&b, r->id);
+    bind_int(&b, r->state);
+    bind_int(&b, asked);
+    return run(s, st, &b, "add receipt");
+}
+
+/* A receipt owed again: the old row goes, and a new one with the forms
+ * of both takes a fresh rid behind the others. */
+static int rcpt_replace(store_t *s, const store_rcpt_t *r)
 {
     sqlite3_stmt *st = s->st[ST_RCPT_FIND];
     binder_t b = bind_start(st);
@@ -1002,23 +1014,25 @@ int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
         asked |= (unsigned)sqlite3_column_int64(st, 1);
         rc = COURIER_OK;
     } else {
-        rc = rc == SQLITE_DONE ? COURIER_OK : fail(s, rc, "find receipt");
+        rc = fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, "find receipt");
     }
     finish(st);
-    if (rc == COURIER_OK && old)
+    if (rc == COURIER_OK)
         rc = store_rcpt_done(s, old);
-    if (rc == COURIER_OK) {
-        st = s->st[ST_RCPT_ADD];
-        b = bind_start(st);
-        bind_text(&b, r->peer);
-        bind_text(&b, r->id);
-        bind_int(&b, r->state);
-        bind_int(&b, asked);
-        rc = run(s, st, &b, "add receipt");
-    }
+    if (rc == COURIER_OK)
+        rc = rcpt_insert(s, r, asked);
+    return op_end(s, rc);
+}
+
+/* The usual case, a receipt not owed yet, is the one INSERT. */
+int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+{
+    int rc = rcpt_insert(s, r, r->asked);
+    if (rc == COURIER_OK && sqlite3_changes(s->db) == 0)
+        rc = rcpt_replace(s, r);
     if (rc == COURIER_OK && rid_out)
         *rid_out = sqlite3_last_insert_rowid(s->db);
-    return op_end(s, rc);
+    return rc;
 }
 
 int store_rcpt_done(store_t *s, int64_t rid)
