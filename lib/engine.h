@@ -37,7 +37,8 @@ typedef struct {
     /* Write message `row` with `body` to the stream. */
     void (*send_chat)(void *tp, const core_row_t *row, const char *body);
     /* Write receipt `r`; report engine_receipt_acked(r->rid) once the
-     * server has it. */
+     * server has it (or at once if it writes nothing): until then it
+     * holds a slot of the receipt window, until the link goes down. */
     void (*send_receipt)(void *tp, const store_rcpt_t *r);
     void (*send_composing)(void *tp, const char *peer, const char *last_id,
                            int on);
