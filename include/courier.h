@@ -116,7 +116,7 @@ typedef struct {
     unsigned ack_timeout_ms, resend_grace_ms;
     unsigned ping_interval_ms, ping_timeout_ms;
     unsigned reconnect_min_ms, reconnect_max_ms;
-    unsigned max_in_flight;          /**< default 100 */
+    unsigned max_in_flight;          /**< default 100, at most 2048 */
     uint64_t max_age_ms;             /**< default 0 = never expire */
     int implicit_read;               /**< default 1 */
     /* Additions to SPEC §7 (appended; courier_config_init sets them). */

@@ -8,6 +8,9 @@
 
 #define MAX_BOUNCES 3 /* SPEC §2: the third transient bounce is permanent */
 #define REASON_EXPIRED "expired"
+/* SPEC §11: a link up this long was a success and resets the backoff; one
+ * that dies sooner (killed right after login) does not. */
+#define STABLE_LINK_MS 10000
 
 /* Intrusive doubly-linked list node; a message sits in up to four lists. */
 typedef struct node {
@@ -49,6 +52,7 @@ struct core {
     int64_t next_ping;          /* mono */
     int64_t first_unanswered;   /* mono of the oldest unanswered ping, -1 */
     int64_t reconnect_at;       /* mono, -1 none */
+    int64_t online_since;       /* mono of the last LINK_UP */
     unsigned backoff_ms;
     uint64_t rng;
     core_stats_t stats;
@@ -435,7 +439,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
         return COURIER_OK;
     int rc = emit_link(k, COURIER_LINK_ONLINE, out);
     k->stats.links_up++;
-    k->backoff_ms = k->lim.reconnect_min_ms; /* SPEC §4: reset on success */
+    k->online_since = now.mono_ms; /* the backoff resets if it holds */
     k->reconnect_at = -1;
     k->dropping = 0;
     k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
@@ -455,6 +459,10 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
                         const char *reason)
 {
     int rc = COURIER_OK;
+    /* SPEC §4 reset on success; §11: only for a link that held */
+    if (k->link == COURIER_LINK_ONLINE &&
+        now.mono_ms - k->online_since >= STABLE_LINK_MS)
+        k->backoff_ms = k->lim.reconnect_min_ms;
     if (k->link != COURIER_LINK_OFFLINE)
         rc = emit_link(k, COURIER_LINK_OFFLINE, out);
     k->dropping = 0;

@@ -96,7 +96,15 @@ struct engine {
     pthread_cond_t group_cv;     /* a group was committed */
     pthread_cond_t sendq_cv;     /* a send was queued */
     uint64_t received, duplicates;
+    /* SPEC §11: owed receipts go out through a window. rcpt_out are
+     * written and not yet acknowledged; the next ones are the stored
+     * receipts with a rid above rcpt_after (both reset at link up). */
+    int64_t rcpt_after;
+    size_t rcpt_out;
 };
+
+_Static_assert(ENGINE_MAX_IN_FLIGHT + ENGINE_RCPT_WINDOW < ENGINE_OUTQ_MAX,
+               "messages and receipts fit in the session's queue");
 
 static void engine_lock(engine_t *e);
 
@@ -290,6 +298,33 @@ static void promoted(void *ud, const char *id, const char *peer)
 
 static int rebuild_core(engine_t *e);
 
+static int queue_receipt(void *ud, const store_rcpt_t *r)
+{
+    engine_t *e = ud;
+    item_t *it = item_new(ITEM_SEND_RECEIPT, r->id, r->peer);
+    if (!it)
+        return COURIER_ENOMEM;
+    it->state = r->state;
+    it->asked = r->asked;
+    it->rid = r->rid;
+    e->rcpt_after = r->rid;
+    e->rcpt_out++;
+    return enqueue(e, it);
+}
+
+/* SPEC §11: write owed receipts, oldest first, while the window allows;
+ * an ack frees a slot. Read from the store inside the caller's
+ * transaction, so they go out after its commit (the dispatch). Caller
+ * holds the mutex. */
+static int pump_receipts(engine_t *e)
+{
+    if (!core_link_up(e->core) || e->rcpt_out >= ENGINE_RCPT_WINDOW)
+        return COURIER_OK;
+    return store_rcpt_each_after(e->store, e->rcpt_after,
+                                 ENGINE_RCPT_WINDOW - e->rcpt_out,
+                                 queue_receipt, e);
+}
+
 static int run_receipt(engine_t *e, const core_act_t *a)
 {
     store_rcpt_t r;
@@ -299,16 +334,8 @@ static int run_receipt(engine_t *e, const core_act_t *a)
     r.state = a->state;
     r.asked = a->asked;
     /* SPEC §3: owed receipts are stored until the server has them. */
-    int rc = store_rcpt_add(e->store, &r, &r.rid);
-    if (rc != COURIER_OK)
-        return rc;
-    item_t *it = item_new(ITEM_SEND_RECEIPT, a->id, a->peer);
-    if (it) {
-        it->state = a->state;
-        it->asked = a->asked;
-        it->rid = r.rid;
-    }
-    return enqueue(e, it);
+    int rc = store_rcpt_add(e->store, &r, NULL);
+    return rc == COURIER_OK ? pump_receipts(e) : rc;
 }
 
 static int run_deliver(engine_t *e, const core_act_t *a)
@@ -649,8 +676,13 @@ static int validate(const courier_config_t *c, char *self, size_t self_size)
                               "reconnect_min_ms (%u) must be > 0 and <= "
                               "reconnect_max_ms (%u)", c->reconnect_min_ms,
                               c->reconnect_max_ms);
-    if (c->max_in_flight == 0)
-        return util_set_error(COURIER_EINVAL, "max_in_flight must be > 0");
+    if (c->max_in_flight == 0 || c->max_in_flight > ENGINE_MAX_IN_FLIGHT)
+        return util_set_error(COURIER_EINVAL,
+                              "max_in_flight (%u) must be between 1 and %u: "
+                              "the link holds at most %u unacknowledged "
+                              "stanzas, receipts and re-sends included",
+                              c->max_in_flight, ENGINE_MAX_IN_FLIGHT,
+                              ENGINE_OUTQ_MAX);
     if (c->max_body_bytes == 0)
         return util_set_error(COURIER_EINVAL, "max_body_bytes must be > 0");
     if (c->host && !c->host[0])
@@ -1205,28 +1237,21 @@ void engine_mute(engine_t *e)
 
 /* ---- session events --------------------------------------------------- */
 
-static int requeue_receipt(void *ud, const store_rcpt_t *r)
-{
-    engine_t *e = ud;
-    item_t *it = item_new(ITEM_SEND_RECEIPT, r->id, r->peer);
-    if (it) {
-        it->state = r->state;
-        it->asked = r->asked;
-        it->rid = r->rid;
-    }
-    return enqueue(e, it);
-}
-
 int engine_feed(engine_t *e, core_ev_type_t type)
 {
     core_ev_t ev = { .type = type };
     txn_t t;
     engine_lock(e);
     txn_join(e, &t);
+    int was_up = core_link_up(e->core);
     int rc = feed_locked(e, &ev);
-    /* SPEC §3: receipts the server never acknowledged go out again. */
-    if (rc == COURIER_OK && type == CORE_EV_LINK_UP)
-        rc = store_rcpt_each(e->store, requeue_receipt, e);
+    /* SPEC §3: receipts the server never acknowledged go out again, from
+     * the oldest, through a fresh window (SPEC §11). */
+    if (rc == COURIER_OK && !was_up && core_link_up(e->core)) {
+        e->rcpt_after = 0;
+        e->rcpt_out = 0;
+        rc = pump_receipts(e);
+    }
     rc = txn_end(e, &t, rc);
     pthread_mutex_unlock(&e->mu);
     return rc;
@@ -1234,7 +1259,7 @@ int engine_feed(engine_t *e, core_ev_type_t type)
 
 int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
 {
-    int rc = COURIER_OK;
+    int rc = COURIER_OK, receipts = 0;
     txn_t t;
     engine_lock(e);
     txn_join(e, &t);
@@ -1251,7 +1276,15 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
             one = feed_locked(e, &ev);
         } else {
             one = store_rcpt_done(e->store, acks[i].rid);
+            if (e->rcpt_out > 0)
+                e->rcpt_out--;
+            receipts = 1;
         }
+        if (rc == COURIER_OK)
+            rc = one;
+    }
+    if (receipts) {
+        int one = pump_receipts(e);
         if (rc == COURIER_OK)
             rc = one;
     }

@@ -22,7 +22,7 @@
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
-#define OUTQ_MAX 4096 /* stanzas written and not yet acked, per stream */
+#define OUTQ_MAX ENGINE_OUTQ_MAX /* written, not yet acked, per stream */
 #define CLOSE_WAIT_MS 2000
 #define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
 

@@ -77,9 +77,27 @@ static const char migrate_v3[] =
     "ALTER TABLE receipts_v3 RENAME TO receipts;"
     "PRAGMA user_version=3;";
 
+/* v4 (SPEC §11): one owed receipt per (peer, id, state). Duplicates
+ * collapse into the oldest row, which keeps every form any of them asked
+ * for (asked is a mask of CORE_ASK_* bits 0..4). */
+static const char migrate_v4[] =
+    "CREATE TABLE receipts_v4("
+    " rid INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " peer TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " asked INTEGER NOT NULL,"
+    " UNIQUE(peer, id, state));"
+    "INSERT INTO receipts_v4 SELECT min(rid), peer, id, state,"
+    " max(asked & 1) | max(asked & 2) | max(asked & 4) | max(asked & 8)"
+    " | max(asked & 16) FROM receipts GROUP BY peer, id, state;"
+    "DROP TABLE receipts;"
+    "ALTER TABLE receipts_v4 RENAME TO receipts;"
+    "PRAGMA user_version=4;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
-                                          migrate_v3 };
+                                          migrate_v3, migrate_v4 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -108,9 +126,10 @@ enum {
     ST_IN_DISPLAYED,
     ST_IN_UNHANDED,
     ST_IN_LAST,
+    ST_RCPT_FIND,
     ST_RCPT_ADD,
     ST_RCPT_DONE,
-    ST_RCPT_EACH,
+    ST_RCPT_AFTER,
     ST_COUNT
 };
 
@@ -165,11 +184,14 @@ static const char *const sql[ST_COUNT] = {
     [ST_IN_UNHANDED] =
         "SELECT " IN_COLS ", body FROM inbox INDEXED BY inbox_unhanded"
         " WHERE handed = 0 ORDER BY received_ms",
+    [ST_RCPT_FIND] = "SELECT rid, asked FROM receipts"
+                     " WHERE peer = ? AND id = ? AND state = ?",
     [ST_RCPT_ADD] =
-        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)",
+        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)"
+        " ON CONFLICT(peer, id, state) DO NOTHING",
     [ST_RCPT_DONE] = "DELETE FROM receipts WHERE rid = ?",
-    [ST_RCPT_EACH] =
-        "SELECT rid, peer, id, state, asked FROM receipts ORDER BY rid",
+    [ST_RCPT_AFTER] = "SELECT rid, peer, id, state, asked FROM receipts"
+                      " WHERE rid > ? ORDER BY rid LIMIT ?",
 };
 
 struct store {
@@ -961,16 +983,53 @@ out:
 
 /* ---- receipts ------------------------------------------------------ */
 
-int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+static int rcpt_insert(store_t *s, const store_rcpt_t *r, unsigned asked)
 {
     sqlite3_stmt *st = s->st[ST_RCPT_ADD];
     binder_t b = bind_start(st);
-    int rc;
     bind_text(&b, r->peer);
     bind_text(&b, r->id);
     bind_int(&b, r->state);
-    bind_int(&b, r->asked);
-    rc = run(s, st, &b, "add receipt");
+    bind_int(&b, asked);
+    return run(s, st, &b, "add receipt");
+}
+
+/* A receipt owed again: the old row goes, and a new one with the forms
+ * of both takes a fresh rid behind the others. */
+static int rcpt_replace(store_t *s, const store_rcpt_t *r)
+{
+    sqlite3_stmt *st = s->st[ST_RCPT_FIND];
+    binder_t b = bind_start(st);
+    int64_t old = 0;
+    unsigned asked = r->asked;
+    int rc = op_begin(s);
+    if (rc != COURIER_OK)
+        return rc;
+    bind_text(&b, r->peer);
+    bind_text(&b, r->id);
+    bind_int(&b, r->state);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    if (rc == SQLITE_ROW) {
+        old = sqlite3_column_int64(st, 0);
+        asked |= (unsigned)sqlite3_column_int64(st, 1);
+        rc = COURIER_OK;
+    } else {
+        rc = fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, "find receipt");
+    }
+    finish(st);
+    if (rc == COURIER_OK)
+        rc = store_rcpt_done(s, old);
+    if (rc == COURIER_OK)
+        rc = rcpt_insert(s, r, asked);
+    return op_end(s, rc);
+}
+
+/* The usual case, a receipt not owed yet, is the one INSERT. */
+int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+{
+    int rc = rcpt_insert(s, r, r->asked);
+    if (rc == COURIER_OK && sqlite3_changes(s->db) == 0)
+        rc = rcpt_replace(s, r);
     if (rc == COURIER_OK && rid_out)
         *rid_out = sqlite3_last_insert_rowid(s->db);
     return rc;
@@ -984,11 +1043,19 @@ int store_rcpt_done(store_t *s, int64_t rid)
     return run(s, st, &b, "remove receipt");
 }
 
-int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
+int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
+                          store_rcpt_cb cb, void *ud)
 {
-    sqlite3_stmt *st = s->st[ST_RCPT_EACH];
+    sqlite3_stmt *st = s->st[ST_RCPT_AFTER];
+    binder_t b = bind_start(st);
     store_rcpt_t r;
     int rc;
+    bind_int(&b, after);
+    bind_int(&b, (uint64_t)limit > INT64_MAX ? -1 : (int64_t)limit);
+    if (b.rc != SQLITE_OK) {
+        rc = fail(s, b.rc, "read receipts");
+        goto out;
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int crc;
         memset(&r, 0, sizeof(r));
@@ -1009,4 +1076,9 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
 out:
     finish(st);
     return rc;
+}
+
+int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
+{
+    return store_rcpt_each_after(s, 0, SIZE_MAX, cb, ud);
 }

@@ -19,6 +19,8 @@
 #include <cmocka.h>
 #include <strophe.h>
 
+#include <sqlite3.h>
+
 #include "courier.h"
 #include "relay.h"
 
@@ -954,6 +956,277 @@ static void test_bounced_message_not_settled_by_later_displayed(void **st)
     client_free(b);
 }
 
+/* A raw client that stays online (presence sent, so bare-JID messages
+ * reach it) and counts the receipts (XEP-0184) and displayed markers
+ * (XEP-0333) it gets for its ids "flood-N". */
+typedef struct {
+    xmpp_ctx_t *ctx;
+    xmpp_conn_t *conn;
+    int online, pong;
+    size_t n, n_received, n_displayed;
+    unsigned char *got; /* per id: 1 received, 2 displayed */
+} flood_t;
+
+static void flood_mark(flood_t *fl, xmpp_stanza_t *el, unsigned char bit,
+                       size_t *count)
+{
+    const char *id = el ? xmpp_stanza_get_attribute(el, "id") : NULL;
+    size_t i;
+    if (id && sscanf(id, "flood-%zu", &i) == 1 && i < fl->n &&
+        !(fl->got[i] & bit)) {
+        fl->got[i] |= bit;
+        (*count)++;
+    }
+}
+
+static int flood_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    flood_t *fl = ud;
+    flood_mark(fl, xmpp_stanza_get_child_by_name_and_ns(
+                       st, "received", "urn:xmpp:receipts"),
+               1, &fl->n_received);
+    flood_mark(fl, xmpp_stanza_get_child_by_name_and_ns(
+                       st, "displayed", "urn:xmpp:chat-markers:0"),
+               2, &fl->n_displayed);
+    return 1;
+}
+
+static int flood_pong(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
+{
+    (void)conn;
+    (void)st;
+    ((flood_t *)ud)->pong = 1;
+    return 0;
+}
+
+static void flood_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
+                       xmpp_stream_error_t *se, void *ud)
+{
+    (void)err;
+    (void)se;
+    flood_t *fl = ud;
+    if (ev == XMPP_CONN_CONNECT) {
+        xmpp_stanza_t *p = xmpp_presence_new(xmpp_conn_get_context(conn));
+        xmpp_send(conn, p);
+        xmpp_stanza_release(p);
+        fl->online = 1;
+    } else {
+        fl->online = 0;
+    }
+}
+
+static void flood_connect(flood_t *fl, const char *user, size_t n)
+{
+    char jid[128], pw[64];
+    snprintf(jid, sizeof(jid), "%s@%s/raw", user, env("COURIER_TEST_DOMAIN"));
+    snprintf(pw, sizeof(pw), "pw-%s", user);
+    memset(fl, 0, sizeof(*fl));
+    fl->n = n;
+    fl->got = calloc(n, 1);
+    assert_non_null(fl->got);
+    fl->ctx = xmpp_ctx_new(NULL, NULL);
+    fl->conn = xmpp_conn_new(fl->ctx);
+    xmpp_conn_set_flags(fl->conn, XMPP_CONN_FLAG_MANDATORY_TLS |
+                                      XMPP_CONN_FLAG_DISABLE_SM);
+    xmpp_conn_set_jid(fl->conn, jid);
+    xmpp_conn_set_pass(fl->conn, pw);
+    xmpp_conn_set_cafile(fl->conn, env("COURIER_TEST_CA"));
+    xmpp_handler_add(fl->conn, flood_message, NULL, "message", NULL, fl);
+    assert_int_equal(xmpp_connect_client(fl->conn, "127.0.0.1",
+                                         server_port(), flood_conn, fl),
+                     XMPP_EOK);
+    int64_t until = now_ms() + 10000 * scale();
+    while (!fl->online && now_ms() < until)
+        xmpp_run_once(fl->ctx, 10);
+    assert_true(fl->online);
+}
+
+/* Run the raw client until `pred` holds or `timeout_ms` (scaled) pass. */
+static int flood_run_until(flood_t *fl, pred_fn pred, void *arg,
+                           int timeout_ms)
+{
+    int64_t until = now_ms() + (int64_t)timeout_ms * scale();
+    while (now_ms() < until) {
+        xmpp_run_once(fl->ctx, 10);
+        if (pred(arg))
+            return 1;
+    }
+    return pred(arg);
+}
+
+static int flood_ponged(void *arg)
+{
+    return ((flood_t *)arg)->pong;
+}
+
+/* Send n chat messages to `to` asking for receipts and markers; return
+ * once the server has handled them all (it answers a ping only after the
+ * stanzas before it). */
+static void flood_send(flood_t *fl, const char *to)
+{
+    char xml[512];
+    for (size_t i = 0; i < fl->n; i++) {
+        snprintf(xml, sizeof(xml), "<message to='%s' type='chat' "
+                 "id='flood-%zu'><body>flood %zu</body><request "
+                 "xmlns='urn:xmpp:receipts'/><markable "
+                 "xmlns='urn:xmpp:chat-markers:0'/></message>", to, i, i);
+        xmpp_stanza_t *st = xmpp_stanza_new_from_string(fl->ctx, xml);
+        assert_non_null(st);
+        xmpp_send(fl->conn, st);
+        xmpp_stanza_release(st);
+    }
+    xmpp_stanza_t *iq = xmpp_iq_new(fl->ctx, "get", "flood-ping");
+    xmpp_stanza_t *ping = xmpp_stanza_new(fl->ctx);
+    xmpp_stanza_set_name(ping, "ping");
+    xmpp_stanza_set_ns(ping, "urn:xmpp:ping");
+    xmpp_stanza_add_child(iq, ping);
+    xmpp_stanza_release(ping);
+    xmpp_stanza_set_to(iq, env("COURIER_TEST_DOMAIN"));
+    xmpp_id_handler_add(fl->conn, flood_pong, "flood-ping", fl);
+    xmpp_send(fl->conn, iq);
+    xmpp_stanza_release(iq);
+    if (!flood_run_until(fl, flood_ponged, fl, 30000))
+        fail_msg("the server did not take the %zu messages", fl->n);
+}
+
+static void flood_close(flood_t *fl)
+{
+    if (fl->online) {
+        xmpp_disconnect(fl->conn);
+        int64_t until = now_ms() + 3000;
+        while (fl->online && now_ms() < until)
+            xmpp_run_once(fl->ctx, 10);
+    }
+    xmpp_conn_release(fl->conn);
+    xmpp_ctx_free(fl->ctx);
+    free(fl->got);
+}
+
+/* Owed-receipt rows in a client's store (another connection's view):
+ * all of them, or the distinct (peer, id, state). */
+#define OWED_ALL "SELECT count(*) FROM receipts"
+#define OWED_DISTINCT \
+    "SELECT count(*) FROM (SELECT DISTINCT peer, id, state FROM receipts)"
+#define OWED_FLOOD "SELECT count(*) FROM receipts WHERE id LIKE 'flood-%'"
+
+static int64_t owed_receipts(client_t *cl, const char *q)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(cl->db, &db, SQLITE_OPEN_READONLY, NULL) ==
+            SQLITE_OK) {
+        sqlite3_busy_timeout(db, 1000);
+        if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+typedef struct {
+    flood_t *fl;
+    client_t *cl;
+    size_t *count;      /* receipts of the kind awaited, at the sender */
+    int64_t max_rows;   /* most owed-receipt rows seen */
+} flood_wait_t;
+
+/* The flood's messages the client's app got (other tests may have left
+ * messages to it in offline storage). */
+static size_t flood_got(client_t *cl, size_t n)
+{
+    char id[32];
+    size_t got = 0;
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "flood-%zu", i);
+        slot_t *s = slot(cl->in, id, 0);
+        got += s && s->count > 0;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return got;
+}
+
+static int flood_settled(void *arg)
+{
+    flood_wait_t *w = arg;
+    int64_t rows = owed_receipts(w->cl, OWED_ALL);
+    if (rows > w->max_rows)
+        w->max_rows = rows;
+    return *w->count == w->fl->n && rows == 0 &&
+           flood_got(w->cl, w->fl->n) == w->fl->n;
+}
+
+static void flood_expect(flood_wait_t *w, const char *what)
+{
+    if (flood_run_until(w->fl, flood_settled, w, 60000))
+        return;
+    size_t got = flood_got(w->cl, w->fl->n);
+    pthread_mutex_lock(&w->cl->mu);
+    int online = w->cl->online_count;
+    pthread_mutex_unlock(&w->cl->mu);
+    fail_msg("%s: bob has %zu of %zu messages, carol %zu of them, %lld "
+             "still owed, %d ONLINE events", what, got, w->fl->n,
+             *w->count, (long long)owed_receipts(w->cl, OWED_ALL), online);
+}
+
+/* SPEC §11: thousands of messages that ask for receipts reach bob while
+ * he is offline, and he marks them all read while offline again: more
+ * owed receipts than the session may have unacknowledged. They go out
+ * through a window, so his session stays up (one ONLINE over 10 s),
+ * every receipt reaches the sender, the server acknowledged each (none
+ * left owed), and each (peer, id, state) was stored once. */
+static void test_receipt_flood_keeps_the_session_up(void **st)
+{
+    (void)st;
+    size_t n = 4200; /* more than the session's 4 096 unacked stanzas */
+    char carol[128];
+    snprintf(carol, sizeof(carol), "carol@%s", env("COURIER_TEST_DOMAIN"));
+    flood_t fl;
+    flood_connect(&fl, "carol", n);
+    flood_send(&fl, bob_jid);
+    client_t *b = client_new("bob", "t13", 0, NULL);
+    start(b);
+    wait_online(b);
+    flood_wait_t w = { &fl, b, &fl.n_received, 0 };
+    flood_expect(&w, "delivered");
+
+    assert_int_equal(courier_stop(b->c), COURIER_OK);
+    char id[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "flood-%zu", i);
+        assert_int_equal(courier_mark_displayed(b->c, carol, id),
+                         COURIER_OK);
+    }
+    assert_int_equal(owed_receipts(b, OWED_FLOOD), (int64_t)n);
+    pthread_mutex_lock(&b->mu);
+    int online_before = b->online_count;
+    pthread_mutex_unlock(&b->mu);
+    start(b);
+    wait_online(b);
+    int64_t up = now_ms();
+    w = (flood_wait_t){ &fl, b, &fl.n_displayed, 0 };
+    flood_expect(&w, "displayed");
+    assert_true(w.max_rows <= (int64_t)n);
+    assert_int_equal(owed_receipts(b, OWED_ALL),
+                     owed_receipts(b, OWED_DISTINCT));
+    /* A link that dies after ONLINE is back within reconnect_max_ms (1 s
+     * here): 10 s without another ONLINE is a session that held. */
+    while (now_ms() < up + 10000 * scale())
+        xmpp_run_once(fl.ctx, 10);
+    pthread_mutex_lock(&b->mu);
+    int online = b->online_count;
+    courier_link_t link = b->link;
+    pthread_mutex_unlock(&b->mu);
+    assert_int_equal(online, online_before + 1);
+    assert_int_equal(link, COURIER_LINK_ONLINE);
+    client_free(b);
+    flood_close(&fl);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -983,6 +1256,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(
             test_bounced_message_not_settled_by_later_displayed,
             close_leftovers),
+        cmocka_unit_test_teardown(test_receipt_flood_keeps_the_session_up,
+                                  close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }

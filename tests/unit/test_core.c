@@ -395,9 +395,46 @@ static void test_reconnect_backoff_grows_with_jitter_and_resets(void **st)
         prev = delay;
     }
     assert_true(prev >= 30000);
+    /* a session that held resets it (SPEC §4) */
     online(f, t);
-    feed(f, ev_type(CORE_EV_LINK_DOWN), t + 1);
-    assert_true(core_next_deadline(f->k, at(t + 1)) - (t + 1) <= 1000);
+    int64_t down = t + 60000;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), down);
+    assert_true(core_next_deadline(f->k, at(down)) - down <= 1000);
+}
+
+/* SPEC §11: a link that dies within seconds of coming up does not reset
+ * the backoff: a server or peer that kills every session right after
+ * login (a flood, a poisonous stanza) gets slower reconnects, not one a
+ * second forever. */
+static void test_short_lived_link_does_not_reset_backoff(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    int64_t t = 0, delay = 0;
+    for (int i = 0; i < 8; i++) {
+        online(f, t);
+        t += 20; /* dies 20 ms after ONLINE */
+        feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+        delay = core_next_deadline(f->k, at(t)) - t;
+        unsigned b = i < 6 ? 1000u << i : 60000; /* reconnect_max_ms */
+        assert_true(delay >= b / 2 && delay <= b);
+        t += delay;
+        feed(f, ev_type(CORE_EV_TICK), t);
+        assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    }
+    assert_true(delay >= 30000);
+    /* just short of the threshold still counts as short-lived */
+    online(f, t);
+    t += 9999;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+    assert_true(core_next_deadline(f->k, at(t)) - t >= 30000);
+    t = core_next_deadline(f->k, at(t));
+    feed(f, ev_type(CORE_EV_TICK), t);
+    /* one that held 10 s is a success: back to reconnect_min_ms */
+    online(f, t);
+    t += 10000;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+    assert_true(core_next_deadline(f->k, at(t)) - t <= 1000);
 }
 
 static void test_auth_failure_is_not_retried(void **st)
@@ -1334,6 +1371,7 @@ int main(void)
         T(test_disconnect_send_while_offline_fails_at_once),
         T(test_reconnect_resends_oldest_first_with_original_id),
         T(test_reconnect_backoff_grows_with_jitter_and_resets),
+        T(test_short_lived_link_does_not_reset_backoff),
         T(test_auth_failure_is_not_retried),
         T(test_stop_cancels_reconnect),
         T(test_stalled_connect_is_cut),
