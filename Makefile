@@ -179,9 +179,13 @@ check: deps
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
 # LeakSanitizer: a leak fails the run).
+# The live suite's one suppression (tests/lsan.supp) is a libstrophe leak
+# on a stream that ends mid-login; the unit tests run without it, so the
+# codec's stanza handling keeps full leak checking.
 asan:
-	$(MAKE) BUILD=build/asan SAN=address,undefined check-unit \
-		check-integration
+	$(MAKE) BUILD=build/asan SAN=address,undefined check-unit
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		$(MAKE) BUILD=build/asan SAN=address,undefined check-integration
 
 valgrind: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \

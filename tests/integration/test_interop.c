@@ -291,7 +291,7 @@ static int is_online(void *arg)
 
 static void wait_online(client_t *cl)
 {
-    if (!wait_for(is_online, cl, 15000))
+    if (!wait_for(is_online, cl, 60000)) /* a ceiling: ASan on a loaded machine */
         fail_msg("%s did not come online", cl->name);
 }
 
