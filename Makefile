@@ -43,6 +43,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
+	check-integration-nosm \
 	check-valgrind check-portable check-chaos chaos asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
@@ -107,6 +108,10 @@ $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 # A real Prosody on 127.0.0.1, started and stopped by PID by the script.
 check-integration: $(INTEG_BIN)
 	tests/integration/prosody.sh -- $(INTEG_BIN)
+
+# The same suite against a Prosody without mod_smacks: SENT by ping (§1).
+check-integration-nosm: $(INTEG_BIN)
+	COURIER_TEST_NO_SM=1 tests/integration/prosody.sh -- $(INTEG_BIN)
 
 CHAOS_BIN := $(BUILD)/tests/chaos_run
 $(CHAOS_BIN): $(BUILD)/tests/chaos/chaos.o \
@@ -173,7 +178,8 @@ check: deps
 	$(MAKE) all examples check-headers check-exports check-unit \
 		check-portable
 	$(MAKE) asan
-	$(MAKE) check-integration check-chaos check-jni check-interop \
+	$(MAKE) check-integration check-integration-nosm check-chaos check-jni \
+		check-interop \
 		check-integration-ejabberd check-objc check-arm64
 	@echo "check: all suites passed"
 

@@ -47,6 +47,8 @@ struct session {
     int online;             /* the engine was told LINK_UP */
     int sm;                 /* the server enabled stream management */
     int sm_pending;         /* <enable/> sent, no answer yet */
+    int features_seen;      /* this connection's stream features logged */
+    int sm_offered;         /* the last of them offered XEP-0198 */
     int auth_refused;       /* libstrophe logged an authentication failure */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
@@ -142,6 +144,15 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
     if (strstr(msg, "Cannot authenticate with known methods") ||
         strstr(msg, "Legacy client authentication failed"))
         s->auth_refused = 1;
+    /* libstrophe 0.12 has no getter for the stream features and user
+     * handlers see none (they run only after login); its debug log renders
+     * each stanza received, features included: the last ones before the
+     * connect callback tell whether XEP-0198 is offered. */
+    if (!s->streaming && strcmp(area, "xmpp") == 0 &&
+        strncmp(msg, "RECV: <features ", 16) == 0) {
+        s->features_seen = 1;
+        s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
+    }
     if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
     engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
@@ -305,6 +316,7 @@ static void tp_connect_locked(void *ud)
     if (s->connecting)
         return;
     s->auth_refused = 0;
+    s->features_seen = s->sm_offered = 0;
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
@@ -523,6 +535,15 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         /* NOTES.md: enable first, count from it; presence so the server
          * flushes offline storage to this session. */
         s->streaming = 1; /* TLS and login are done */
+        if (s->features_seen && !s->sm_offered) {
+            /* NOTES.md: a server without SM answers <enable/> with a
+             * stream error. SPEC §1: acks by ping instead. */
+            engine_log(s->e, COURIER_LOG_INFO, "the server offers no "
+                       "stream management: acks by ping");
+            send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);
+            go_online(s);
+            return;
+        }
         xmpp_send_raw_string(s->conn, "<enable xmlns='" NS_SM "'/>");
         s->sm_pending = 1;
         send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);

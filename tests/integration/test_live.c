@@ -41,6 +41,7 @@ typedef struct {
     size_t n_in_distinct, n_in_total;
     courier_link_t link;
     int online_count, auth_errors;
+    int acks_by_ping; /* log lines saying the link has no XEP-0198 */
 } client_t;
 
 static const char *env(const char *k)
@@ -127,6 +128,11 @@ static void on_log(void *ud, int level, const char *line)
         pthread_mutex_lock(&cl->mu);
         if (strstr(line, "refused"))
             cl->auth_errors++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (strstr(line, "acks by ping")) {
+        pthread_mutex_lock(&cl->mu);
+        cl->acks_by_ping++;
         pthread_mutex_unlock(&cl->mu);
     }
     if (getenv("COURIER_TEST_VERBOSE"))
@@ -881,6 +887,37 @@ static void test_refused_login_is_reported_not_retried(void **st)
     relay_stop(r);
 }
 
+/* prosody.sh: COURIER_TEST_NO_SM=1 runs a Prosody without mod_smacks. */
+static int server_has_sm(void)
+{
+    const char *v = getenv("COURIER_TEST_NO_SM");
+    return !(v && strcmp(v, "1") == 0);
+}
+
+/* SPEC §1 SENT, NOTES.md: XEP-0198 is enabled only when the server offers
+ * it (else Prosody closes the stream); without it a ping answered after
+ * the message makes it SENT. */
+static void test_sm_only_when_offered_else_sent_by_ping(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t13", 0, NULL);
+    start(a);
+    wait_online(a);
+    char (*ids)[COURIER_ID_MAX] = new_ids(3);
+    send_n(a, bob_jid, ids, 3, "to an offline bob");
+    expect_all(a, ids, 3, COURIER_SENT, 10000);
+    pthread_mutex_lock(&a->mu);
+    int by_ping = a->acks_by_ping, online = a->online_count;
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(online, 1); /* no stream error, no reconnect */
+    if (server_has_sm())
+        assert_int_equal(by_ping, 0);
+    else
+        assert_true(by_ping > 0);
+    free(ids);
+    client_free(a);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -906,6 +943,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_tls_certificate_from_other_ca_refused, close_leftovers),
         cmocka_unit_test_teardown(test_refused_login_is_reported_not_retried, close_leftovers),
         cmocka_unit_test_teardown(test_stalled_tls_handshake_is_cut,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_sm_only_when_offered_else_sent_by_ping,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
