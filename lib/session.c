@@ -470,6 +470,14 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
     codec_msg_t m;
     int rc = codec_parse_message(st, &lim, &m);
+    if (rc == COURIER_OK && m.cls == CODEC_IGNORE && m.refuse) {
+        /* SPEC §11: counted in h, so the server forgets it; the sender
+         * must hear that it was not taken. */
+        engine_log(s->e, COURIER_LOG_INFO, "refused a message from %s "
+                   "(%s): %s sent back", m.from, m.why, m.refuse);
+        send_stanza(s, codec_build_refusal(s->ctx, st, m.refuse, m.why),
+                    OUT_OTHER, NULL, 0);
+    }
     if (rc == COURIER_OK)
         rc = engine_incoming(s->e, &m);
     codec_msg_clear(&m);

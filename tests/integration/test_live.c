@@ -918,6 +918,75 @@ static void test_sm_only_when_offered_else_sent_by_ping(void **st)
     client_free(a);
 }
 
+static void small_bodies(courier_config_t *cfg)
+{
+    cfg->max_body_bytes = 1000;
+}
+
+typedef struct {
+    client_t *cl;
+    const char *id;
+} one_t;
+
+static int failed_permanently(void *arg)
+{
+    one_t *o = arg;
+    courier_info_t info;
+    return courier_get_info(o->cl->c, o->id, &info) == COURIER_OK &&
+           info.state == COURIER_FAILED && info.permanent;
+}
+
+/* SPEC §11: a message the recipient will not store (body over its limit)
+ * is refused with an error, not acknowledged and dropped: the sender's
+ * message becomes FAILED, permanent, with the condition as reason, and is
+ * not resent. */
+static void test_refused_oversized_body_fails_sender(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t14", 0, NULL);
+    client_t *b = client_new("bob", "t14", 0, small_bodies);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    static char big[2001];
+    memset(big, 'x', sizeof(big) - 1);
+    char id[COURIER_ID_MAX], ok_id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(a->c, bob_jid, big, id), COURIER_OK);
+    assert_int_equal(courier_send_text(a->c, bob_jid, "small", ok_id),
+                     COURIER_OK);
+    one_t o = { a, id };
+    if (!wait_for(failed_permanently, &o, 10000)) {
+        courier_info_t info;
+        courier_get_info(a->c, id, &info);
+        fail_msg("oversized message is %s (%s), not FAILED permanently",
+                 courier_state_name(info.state), info.reason);
+    }
+    courier_info_t info;
+    assert_int_equal(courier_get_info(a->c, id, &info), COURIER_OK);
+    assert_string_equal(info.reason, "policy-violation");
+    unsigned attempts = info.attempts;
+    char (*oks)[COURIER_ID_MAX] = new_ids(1);
+    memcpy(oks[0], ok_id, sizeof(ok_id));
+    expect_all(a, oks, 1, COURIER_DELIVERED, 10000);
+    expect_received_once(b, oks, 1);
+    /* bob writes: peer activity resends nothing permanent */
+    char (*reply)[COURIER_ID_MAX] = new_ids(1);
+    send_n(b, alice_jid, reply, 1, "got one of two");
+    expect_all(b, reply, 1, COURIER_DELIVERED, 10000);
+    usleep(500000 * scale());
+    assert_int_equal(courier_get_info(a->c, id, &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_int_equal(info.attempts, attempts);
+    pthread_mutex_lock(&b->mu);
+    assert_null(slot(b->in, id, 0));
+    pthread_mutex_unlock(&b->mu);
+    free(oks);
+    free(reply);
+    client_free(a);
+    client_free(b);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -945,6 +1014,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_stalled_tls_handshake_is_cut,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_sm_only_when_offered_else_sent_by_ping,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_refused_oversized_body_fails_sender,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);

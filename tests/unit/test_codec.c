@@ -641,6 +641,86 @@ static void test_parse_body_limit(void **st)
     }
 }
 
+/* SPEC §11: a chat message we will not store is refused, not swallowed:
+ * the parse names the condition owed to the sender, and the error built
+ * from it reaches the sender as a permanent (modify) error on its id. */
+static void test_unstored_message_is_refused_to_sender(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    static const struct {
+        const char *xml;
+        const char *why, *refuse;
+        const char *id; /* in the error, NULL: none */
+    } cases[] = {
+        { MSG " id='m1'><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", "m1" },
+        { MSG " id='{ID128}'><body>hi</body></message>", "bad id",
+          "bad-request", "{ID128}" },
+        { MSG "><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", NULL },
+        /* nothing is owed: errors, events, groupchat, nothing at all */
+        { MSG " type='error' id='{ID128}'><body>x</body></message>",
+          "bad id", NULL, NULL },
+        { MSG " type='groupchat' id='m1'><body>x</body></message>",
+          "not 1:1 chat", NULL, NULL },
+        { MSG " id='m1'/>", "no body, no event", NULL, NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        print_message("case %zu\n", i);
+        xmpp_stanza_t *in = from_xml(ctx, cases[i].xml);
+        codec_msg_t m;
+        assert_int_equal(codec_parse_message(in, NULL, &m), COURIER_OK);
+        assert_int_equal(m.cls, CODEC_IGNORE);
+        assert_string_equal(m.why, cases[i].why);
+        if (!cases[i].refuse) {
+            assert_null(m.refuse);
+            codec_msg_clear(&m);
+            xmpp_stanza_release(in);
+            continue;
+        }
+        assert_non_null(m.refuse);
+        assert_string_equal(m.refuse, cases[i].refuse);
+        xmpp_stanza_t *err = codec_build_refusal(ctx, in, m.refuse, m.why);
+        codec_msg_clear(&m);
+        assert_non_null(err);
+        assert_string_equal(xmpp_stanza_get_type(err), "error");
+        assert_string_equal(xmpp_stanza_get_to(err), "Bob@Example.COM/phone");
+        assert_null(xmpp_stanza_get_child_by_name(err, "body"));
+        /* what the sender's client parses */
+        xmpp_stanza_t *back = over_the_wire(ctx, err, "alice@example.com/x");
+        xmpp_stanza_release(err);
+        if (cases[i].id) {
+            char *id = expand(cases[i].id);
+            assert_string_equal(xmpp_stanza_get_id(back), id);
+            if (strlen(id) < COURIER_ID_MAX) {
+                assert_int_equal(codec_parse_message(back, NULL, &m),
+                                 COURIER_OK);
+                assert_int_equal(m.cls, CODEC_ERROR);
+                assert_string_equal(m.id, id);
+                assert_string_equal(m.condition, cases[i].refuse);
+                assert_int_equal(m.err_type, CORE_ERR_MODIFY);
+                codec_msg_clear(&m);
+            }
+            free(id);
+        } else {
+            assert_null(xmpp_stanza_get_id(back));
+        }
+        xmpp_stanza_t *e = xmpp_stanza_get_child_by_name(back, "error");
+        assert_non_null(e);
+        assert_non_null(child(e, cases[i].refuse,
+                              "urn:ietf:params:xml:ns:xmpp-stanzas"));
+        xmpp_stanza_t *t = child(e, "text",
+                                 "urn:ietf:params:xml:ns:xmpp-stanzas");
+        assert_non_null(t);
+        char *text = xmpp_stanza_get_text(t);
+        assert_string_equal(text, cases[i].why);
+        xmpp_free(ctx, text);
+        xmpp_stanza_release(back);
+        xmpp_stanza_release(in);
+    }
+    assert_null(codec_build_refusal(ctx, NULL, "bad-request", "x"));
+}
+
 /* Invalid UTF-8 never gets through expat; a stanza built in memory can
  * still carry it, so the codec checks for itself. */
 static void test_parse_body_not_utf8(void **st)
@@ -1123,7 +1203,7 @@ static void *xrealloc(void *p, size_t size, void *ud)
 static const xmpp_mem_t failing_mem = { xalloc, xfree, xrealloc, NULL };
 
 static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
-                                xmpp_stanza_t *iq)
+                                xmpp_stanza_t *iq, xmpp_stanza_t *msg)
 {
     switch (which) {
     case 0:
@@ -1136,6 +1216,9 @@ static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
         return codec_build_composing(ctx, BOB, "m1", 1);
     case 3:
         return codec_build_ping(ctx, "example.com", "p1");
+    case 4:
+        return codec_build_refusal(ctx, msg, "policy-violation",
+                                   "body too big");
     default:
         return codec_build_iq_reply(ctx, iq);
     }
@@ -1154,12 +1237,16 @@ static void test_builders_survive_alloc_failures(void **st)
         ctx, "<iq from='bob@example.com' type='get' id='q'><query "
              "xmlns='jabber:iq:version'/></iq>");
     assert_non_null(iq);
-    for (int which = 0; which < 5; which++) {
+    xmpp_stanza_t *msg = xmpp_stanza_new_from_string(
+        ctx, "<message from='bob@example.com/a' id='m1'><body>x</body>"
+             "</message>");
+    assert_non_null(msg);
+    for (int which = 0; which < 6; which++) {
         unsigned long n;
         for (n = 1; n < 10000; n++) {
             xalloc_n = 0;
             xalloc_fail_at = n;
-            xmpp_stanza_t *s = build_nth(ctx, which, iq);
+            xmpp_stanza_t *s = build_nth(ctx, which, iq, msg);
             xalloc_fail_at = 0;
             if (s) {
                 xmpp_stanza_release(s);
@@ -1168,6 +1255,7 @@ static void test_builders_survive_alloc_failures(void **st)
         }
         assert_true(n > 1 && n < 10000);
     }
+    xmpp_stanza_release(msg);
     xmpp_stanza_release(iq);
     xmpp_ctx_free(ctx);
 }
@@ -1207,6 +1295,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_limit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unstored_message_is_refused_to_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_not_utf8, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parse_misuse_and_clear, setup,
