@@ -20,7 +20,8 @@ BUILD ?= build
 OUT ?= $(if $(filter build,$(BUILD)),lib,$(BUILD))
 SAN ?=
 
-PKGS := libstrophe sqlite3 libcrypto
+# libutf8proc (MIT): JIDs folded as the servers' nodeprep does (lib/util.c).
+PKGS := libstrophe sqlite3 libcrypto libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -87,11 +88,11 @@ $(OUT)/courier.pc: include/courier.h Makefile
 # test_core links only the pure core and util: a stray dependency breaks it.
 $(BUILD)/tests/test_core: $(BUILD)/tests/unit/test_core.o $(BUILD)/lib/core.o \
 		$(BUILD)/lib/util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lutf8proc -lcmocka
 
 $(BUILD)/tests/test_store: $(BUILD)/tests/unit/test_store.o \
 		$(BUILD)/lib/store.o $(BUILD)/lib/util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lsqlite3 -lcmocka
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lsqlite3 -lutf8proc -lcmocka
 
 $(BUILD)/tests/test_codec: $(BUILD)/tests/unit/test_codec.o \
 		$(BUILD)/lib/codec.o $(BUILD)/lib/util.o

@@ -7,8 +7,8 @@
 #
 # Sets: COURIER_TEST_DOMAIN, COURIER_TEST_PORT, COURIER_TEST_CA (CA that
 # signed the server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
-# COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave, each
-# with password "pw-<name>".
+# COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave ärger,
+# each with password "pw-<name>".
 # COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198
 # (the variable reaches the command too, so tests can tell).
 set -euo pipefail
@@ -80,7 +80,7 @@ CFG
 chown -R prosody:prosody "$DIR" 2>/dev/null || true
 chmod 755 "$DIR"
 
-for u in alice bob carol dave; do
+for u in alice bob carol dave ärger; do
     prosodyctl --config "$DIR/prosody.cfg.lua" register "$u" "$DOMAIN" "pw-$u" \
         >/dev/null 2>&1
 done

@@ -987,6 +987,41 @@ static void test_refused_oversized_body_fails_sender(void **st)
     client_free(b);
 }
 
+/* SPEC §11, RFC 7622: peers are compared as the server compares them.
+ * Prosody nodepreps "Ärger" to "ärger", so receipts come from ärger@; a
+ * domain's final dot names the same domain. */
+static void test_peer_jid_folded_like_the_server(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t15", 0, NULL);
+    client_t *u = client_new("\xc3\xa4rger", "t15", 0, NULL);
+    client_t *b = client_new("bob", "t15", 0, NULL);
+    start(a);
+    start(u);
+    start(b);
+    wait_online(a);
+    wait_online(u);
+    wait_online(b);
+    char upper[128], dotted[128];
+    snprintf(upper, sizeof(upper), "\xc3\x84rger@%s",
+             env("COURIER_TEST_DOMAIN"));
+    snprintf(dotted, sizeof(dotted), "bob@%s.", env("COURIER_TEST_DOMAIN"));
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    int rc = courier_send_text(a->c, upper, "hallo", ids[0]);
+    if (rc != COURIER_OK)
+        fail_msg("send to %s: %s", upper, courier_last_error());
+    rc = courier_send_text(a->c, dotted, "hello", ids[1]);
+    if (rc != COURIER_OK)
+        fail_msg("send to %s: %s", dotted, courier_last_error());
+    expect_all(a, ids, 2, COURIER_DELIVERED, 15000);
+    expect_received_once(u, ids, 1);
+    expect_received_once(b, ids + 1, 1);
+    free(ids);
+    client_free(a);
+    client_free(u);
+    client_free(b);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1016,6 +1051,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_sm_only_when_offered_else_sent_by_ping,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_refused_oversized_body_fails_sender,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_peer_jid_folded_like_the_server,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);

@@ -721,6 +721,91 @@ static void test_unstored_message_is_refused_to_sender(void **st)
     assert_null(codec_build_refusal(ctx, NULL, "bad-request", "x"));
 }
 
+/* RFC 7622 3.2: a domain's final dot is stripped before comparing. */
+static void test_jid_domain_final_dot_stripped(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "bob@example.com.", "bob@example.com" },
+        { "bob@EXAMPLE.com./res", "bob@example.com" },
+        { "example.com.", "example.com" },
+        { "example.com./r", "example.com" },
+        { "bob@example.com..", NULL },
+        { "bob@.", NULL },
+        { ".", NULL },
+        { "bob@.example.com", NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* a bound that fits the stripped form fits */
+    char small[6];
+    assert_int_equal(util_jid_bare("a.bc.", small, sizeof(small)), 0);
+    assert_string_equal(small, "a.bc");
+}
+
+/* SPEC §11, RFC 7622: JIDs are compared as the servers compare them:
+ * nodeprep/nameprep-like folding (NFKC + case folding, non-ASCII too,
+ * default-ignorables dropped) and a domain's final dot stripped. */
+static void test_jid_folded_like_the_servers(void **st)
+{
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "Bob@Example.COM/phone", "bob@example.com" },
+        { "\xc3\x84rger@courier.test", "\xc3\xa4rger@courier.test" },
+        { "\xc3\x84RGER@Courier.Test/r", "\xc3\xa4rger@courier.test" },
+        { "stra\xc3\x9f" "e@example.com", "strasse@example.com" },
+        { "\xef\xbd\x82ob@example.com", "bob@example.com" }, /* fullwidth b */
+        { "bob\xc2\xad@example.com", "bob@example.com" },     /* soft hyphen */
+        { "e\xcc\x81@example.com", "\xc3\xa9@example.com" },  /* NFC */
+        { "\xce\xa3\xce\xa9@example.com", "\xcf\x83\xcf\x89@example.com" },
+        { "bob@\xc3\x84.example", "bob@\xc3\xa4.example" },
+        /* folding must not make separators or forbidden characters */
+        { "a\xef\xbc\xa0" "b@example.com", NULL },  /* fullwidth @ */
+        { "a\xef\xbc\x8f" "b@example.com", NULL },  /* fullwidth / */
+        { "a\xef\xbc\x9a" "b@example.com", NULL },  /* fullwidth : */
+        { "\xc2\xad@example.com", NULL },           /* empty once folded */
+        { "bob\xc2\xa0x@example.com", NULL },       /* NBSP -> space */
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* folding can grow the text: the bound is on the result */
+    char small[8];
+    assert_int_equal(util_jid_bare("\xc3\x9f\xc3\x9f@a.b", small,
+                                   sizeof(small)), -1);
+    assert_int_equal(util_jid_bare("\xc3\x9f@a.b", small, sizeof(small)), 0);
+    assert_string_equal(small, "ss@a.b");
+    /* the codec keys incoming events by the folded sender */
+    codec_msg_t m;
+    parse_str(*st, "<message from='\xc3\x84rger@Courier.Test./x'><received "
+              NS_RC " id='m1'/></message>", NULL, &m);
+    assert_int_equal(m.cls, CODEC_EVENTS);
+    assert_string_equal(m.from, "\xc3\xa4rger@courier.test");
+    codec_msg_clear(&m);
+}
+
 /* Invalid UTF-8 never gets through expat; a stanza built in memory can
  * still carry it, so the codec checks for itself. */
 static void test_parse_body_not_utf8(void **st)
@@ -1297,6 +1382,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_unstored_message_is_refused_to_sender, setup, teardown),
+        cmocka_unit_test(test_jid_domain_final_dot_stripped),
+        cmocka_unit_test_setup_teardown(test_jid_folded_like_the_servers,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_not_utf8, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parse_misuse_and_clear, setup,
