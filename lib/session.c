@@ -136,6 +136,20 @@ static void strophe_unlock(void)
 
 /* ---- logging -------------------------------------------------------- */
 
+/* SPEC §6: a stanza of the SASL exchange (PLAIN carries the password,
+ * SCRAM what an offline guess needs) or of legacy iq:auth, as libstrophe's
+ * debug log renders it ("SENT: <auth ...>"). The features that only list
+ * mechanisms are harmless. */
+static int shows_credentials(const char *msg)
+{
+    if (strncmp(msg, "SENT: ", 6) != 0 && strncmp(msg, "RECV: ", 6) != 0)
+        return 0;
+    if (strstr(msg, "jabber:iq:auth"))
+        return 1;
+    return strstr(msg, "urn:ietf:params:xml:ns:xmpp-sasl") &&
+           strncmp(msg + 6, "<features", 9) != 0;
+}
+
 static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
@@ -155,9 +169,15 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
     }
     if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
-    engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
-                                               : COURIER_LOG_DEBUG,
-               "libstrophe %s: %s", area, msg);
+    int lvl = level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN : COURIER_LOG_DEBUG;
+    if (shows_credentials(msg)) {
+        size_t name = strcspn(msg + 6, " >/");
+        engine_log(s->e, lvl, "libstrophe %s: %.6s%.*s ... (credentials not "
+                   "logged)", area, msg, (int)(name < 24 ? name : 24),
+                   msg + 6);
+        return;
+    }
+    engine_log(s->e, lvl, "libstrophe %s: %s", area, msg);
 }
 
 /* ---- sending, counted --------------------------------------------------- */

@@ -42,6 +42,8 @@ typedef struct {
     courier_link_t link;
     int online_count, auth_errors;
     int acks_by_ping; /* log lines saying the link has no XEP-0198 */
+    int wire_lines;   /* libstrophe's SENT/RECV debug lines */
+    int sasl_leaks;   /* ... of them showing a SASL payload or password */
 } client_t;
 
 static const char *env(const char *k)
@@ -133,6 +135,19 @@ static void on_log(void *ud, int level, const char *line)
     if (strstr(line, "acks by ping")) {
         pthread_mutex_lock(&cl->mu);
         cl->acks_by_ping++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (strstr(line, "SENT: ") || strstr(line, "RECV: ")) {
+        /* a SASL element with content: PLAIN carries the password in
+         * base64, SCRAM what an offline dictionary attack needs */
+        int leak = strstr(line, "pw-") ||
+                   (strstr(line, "xmpp-sasl") &&
+                    (strstr(line, "</auth>") || strstr(line, "</response>") ||
+                     strstr(line, "</challenge>") ||
+                     strstr(line, "</success>")));
+        pthread_mutex_lock(&cl->mu);
+        cl->wire_lines++;
+        cl->sasl_leaks += leak;
         pthread_mutex_unlock(&cl->mu);
     }
     if (getenv("COURIER_TEST_VERBOSE"))
@@ -1022,6 +1037,29 @@ static void test_peer_jid_folded_like_the_server(void **st)
     client_free(b);
 }
 
+/* SPEC §6: the password is never logged, COURIER_DEBUG_STROPHE included
+ * (libstrophe's debug log shows every stanza, the SASL exchange too). */
+static void test_debug_strophe_log_shows_no_credentials(void **st)
+{
+    (void)st;
+    setenv("COURIER_DEBUG_STROPHE", "1", 1); /* no loop thread runs yet */
+    client_t *a = client_new("alice", "t16", 0, NULL);
+    start(a);
+    wait_online(a);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "logged");
+    expect_all(a, ids, 1, COURIER_SENT, 10000);
+    assert_int_equal(courier_stop(a->c), COURIER_OK); /* logs delivered */
+    pthread_mutex_lock(&a->mu);
+    int lines = a->wire_lines, leaks = a->sasl_leaks;
+    pthread_mutex_unlock(&a->mu);
+    client_free(a);
+    unsetenv("COURIER_DEBUG_STROPHE");
+    free(ids);
+    assert_true(lines > 10); /* the debug log was on */
+    assert_int_equal(leaks, 0);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1053,6 +1091,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_refused_oversized_body_fails_sender,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_peer_jid_folded_like_the_server,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_debug_strophe_log_shows_no_credentials,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
