@@ -44,7 +44,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
-	check-integration-nosm \
+	check-integration-nosm check-fuzz-tree \
 	check-valgrind check-portable check-chaos chaos asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
@@ -138,16 +138,25 @@ FUZZ_OBJS := $(BUILD)/tests/fuzz/fuzz_stanza.o $(BUILD)/lib/codec.o \
 $(BUILD)/tests/fuzz_replay: $(BUILD)/tests/fuzz/replay.o $(FUZZ_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# libFuzzer (clang) for FUZZ_SECONDS (60); new finds land in the corpus.
+# libFuzzer (clang) for FUZZ_SECONDS (60). The source tree is only read:
+# libFuzzer writes new inputs to its first corpus dir (build/fuzz/corpus)
+# and crashes to build/fuzz/; copy a find worth keeping into
+# tests/fuzz/corpus by hand (make check replays it).
 FUZZ_SECONDS ?= 60
 fuzz:
 	@scripts/install-deps fuzz
-	@mkdir -p build/fuzz
+	@mkdir -p build/fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-Iinclude -Ilib $(PKG_CFLAGS) -o build/fuzz/fuzz_stanza \
 		tests/fuzz/fuzz_stanza.c lib/codec.c lib/core.c lib/util.c $(LIBS)
 	build/fuzz/fuzz_stanza -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-		tests/fuzz/corpus
+		-artifact_prefix=build/fuzz/ build/fuzz/corpus tests/fuzz/corpus
+	@echo "fuzz: new inputs in build/fuzz/corpus ($$(ls build/fuzz/corpus | \
+		wc -l) files), artifacts (if any) in build/fuzz/"
+
+# make fuzz leaves the source tree untouched (a short run; needs clang).
+check-fuzz-tree:
+	tests/fuzz/tree_untouched.sh 10
 
 # courier.h alone, strict C99 and as C++ (STYLE: header hygiene).
 check-headers:
