@@ -44,7 +44,7 @@ UNIT_TESTS := test_core test_store test_codec test_api
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
-	check-integration-nosm check-fuzz-tree \
+	check-integration-nosm check-integration-tls11 check-fuzz-tree \
 	check-valgrind check-portable check-chaos chaos asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
@@ -113,6 +113,11 @@ check-integration: $(INTEG_BIN)
 # The same suite against a Prosody without mod_smacks: SENT by ping (§1).
 check-integration-nosm: $(INTEG_BIN)
 	COURIER_TEST_NO_SM=1 tests/integration/prosody.sh -- $(INTEG_BIN)
+
+# A Prosody speaking TLS 1.1 only: the client must never log in (§10).
+check-integration-tls11: $(INTEG_BIN)
+	COURIER_TEST_TLS11=1 COURIER_TEST_FILTER='test_tls_below_1_2*' \
+		tests/integration/prosody.sh -- $(INTEG_BIN)
 
 CHAOS_BIN := $(BUILD)/tests/chaos_run
 $(CHAOS_BIN): $(BUILD)/tests/chaos/chaos.o \
@@ -188,8 +193,8 @@ check: deps
 	$(MAKE) all examples check-headers check-exports check-unit \
 		check-portable
 	$(MAKE) asan
-	$(MAKE) check-integration check-integration-nosm check-chaos check-jni \
-		check-interop \
+	$(MAKE) check-integration check-integration-nosm \
+		check-integration-tls11 check-chaos check-jni check-interop \
 		check-integration-ejabberd check-objc check-arm64
 	@echo "check: all suites passed"
 

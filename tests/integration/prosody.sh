@@ -9,8 +9,9 @@
 # signed the server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
 # COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave ärger,
 # each with password "pw-<name>".
-# COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198
-# (the variable reaches the command too, so tests can tell).
+# COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198;
+# COURIER_TEST_TLS11=1 makes c2s speak TLS 1.1 only (security level 0).
+# Both reach the command too, so tests can tell.
 set -euo pipefail
 
 DOMAIN=courier.test
@@ -52,6 +53,9 @@ PORT=$(free_port)
 mkdir -p "$DIR/data"
 SMACKS='"smacks";'
 [ "${COURIER_TEST_NO_SM:-0}" = 1 ] && SMACKS=""
+SSL_EXTRA=""
+[ "${COURIER_TEST_TLS11:-0}" = 1 ] &&
+    SSL_EXTRA='protocol = "tlsv1_1"; ciphers = "DEFAULT:@SECLEVEL=0";'
 cat > "$DIR/prosody.cfg.lua" <<CFG
 run_as_root = true
 daemonize = false
@@ -74,7 +78,7 @@ modules_enabled = {
 }
 modules_disabled = { "s2s" }
 smacks_hibernation_time = 5
-ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt" }
+ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt"; $SSL_EXTRA }
 VirtualHost "$DOMAIN"
 CFG
 chown -R prosody:prosody "$DIR" 2>/dev/null || true
