@@ -343,6 +343,14 @@ COURIER_API const char *courier_last_error(void);
 /** Library version string, e.g. "0.1.0". */
 COURIER_API const char *courier_version(void);
 
+/*
+ * TLS (SPEC §6, §10): TLS is required unless allow_plaintext, and the
+ * certificate is verified against the JID's domain. TLS 1.2 as the minimum
+ * is enforced by OpenSSL 3 at its default security level (>= 1); libstrophe
+ * 0.12.2 offers no way to set or read the version. With OpenSSL 1.1.x, or
+ * an OpenSSL configuration at security level 0, TLS 1.1 can be negotiated.
+ */
+
 #ifdef __cplusplus
 }
 #endif

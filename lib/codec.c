@@ -497,8 +497,10 @@ static int pick_id(xmpp_stanza_t *st, const scan_t *sc, codec_msg_t *out)
                           ? xmpp_stanza_get_attribute(sc->origin_id, "id")
                           : NULL;
     if (id && *id) {
-        if (!util_id_valid(id))
+        if (!util_id_valid(id)) {
+            out->refuse = "bad-request";
             return ignore(out, "bad id");
+        }
         util_strlcpy(out->id, id, sizeof(out->id));
     } else if (util_id_valid(oid)) {
         util_strlcpy(out->id, oid, sizeof(out->id));
@@ -521,14 +523,20 @@ static int parse_chat(xmpp_stanza_t *st, const codec_limits_t *lim,
     size_t len = text_len(sc->body);
     int rc;
 
-    if (len > max)
+    /* SPEC §11: what we will not store is refused to the sender, so it
+     * does not stay SENT (or resend) forever. */
+    if (len > max) {
+        out->refuse = "policy-violation";
         return ignore(out, "body too big");
+    }
     out->body = util_malloc(len + 1);
     if (!out->body)
         return COURIER_ENOMEM;
     text_copy(sc->body, out->body, len + 1);
-    if (!util_utf8_valid(out->body))
+    if (!util_utf8_valid(out->body)) {
+        out->refuse = "not-acceptable";
         return ignore(out, "body not utf-8");
+    }
     out->kind = sc->kind;
     out->delay_ms = sc->delay_ms;
     out->asked = sc->asked;
@@ -594,13 +602,15 @@ int codec_parse_message(xmpp_stanza_t *st, const codec_limits_t *lim,
         out->cls = CODEC_IGNORE;
         out->why = "out of memory";
     } else if (out->cls == CODEC_IGNORE) {
-        /* an ignored message keeps nothing but its reason and sender */
-        const char *why = out->why;
+        /* an ignored message keeps nothing but its reason, sender and
+         * the refusal owed */
+        const char *why = out->why, *refuse = out->refuse;
         char from[COURIER_JID_MAX];
         memcpy(from, out->from, sizeof(from));
         codec_msg_clear(out);
         memcpy(out->from, from, sizeof(from));
         out->why = why;
+        out->refuse = refuse;
     }
     return rc;
 }
@@ -872,6 +882,33 @@ xmpp_stanza_t *codec_build_iq_reply(xmpp_ctx_t *ctx, xmpp_stanza_t *iq)
         return reply;
     err = add_attr_el(reply, "error", NULL, "type", "cancel");
     if (!err || !add_el(err, "service-unavailable", NS_STANZAS)) {
+        xmpp_stanza_release(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+xmpp_stanza_t *codec_build_refusal(xmpp_ctx_t *ctx, xmpp_stanza_t *msg,
+                                   const char *condition, const char *text)
+{
+    const char *from, *id;
+    xmpp_stanza_t *reply, *err;
+
+    if (!ctx || !msg || !condition || !xmpp_stanza_is_tag(msg))
+        return NULL;
+    from = xmpp_stanza_get_from(msg);
+    if (!from || !*from)
+        return NULL;
+    id = xmpp_stanza_get_id(msg);
+    /* RFC 6120 8.3.1: the error carries the original id, whatever it is:
+     * it is how the sender finds its message. No payload: it was too big
+     * or unusable. */
+    reply = new_stanza(ctx, "message", "error", from, id && *id ? id : NULL);
+    if (!reply)
+        return NULL;
+    err = add_attr_el(reply, "error", NULL, "type", "modify");
+    if (!err || !add_el(err, condition, NS_STANZAS) ||
+        (text && !add_text_el(err, "text", NS_STANZAS, text))) {
         xmpp_stanza_release(reply);
         return NULL;
     }

@@ -54,6 +54,10 @@ typedef struct {
     /* CODEC_ERROR */
     core_err_type_t err_type;
     char condition[64];               /* e.g. "service-unavailable" */
+    /* CODEC_IGNORE of a chat message that will not be stored (SPEC §11):
+     * the RFC 6120 condition owed to its sender (codec_build_refusal),
+     * else NULL. Static text. */
+    const char *refuse;
 } codec_msg_t;
 
 typedef struct {
@@ -93,6 +97,13 @@ xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
  * XEP-0085 <composing/> (on) or <active/> (off). */
 xmpp_stanza_t *codec_build_composing(xmpp_ctx_t *ctx, const char *to,
                                      const char *last_id, int on);
+
+/* The error owed to the sender of `msg`, a message we will not store
+ * (SPEC §11): <message type='error'> to its full `from`, with its id (if
+ * any, verbatim), <error type='modify'> with `condition` and `text`. NULL
+ * without a `from`, or on ENOMEM. */
+xmpp_stanza_t *codec_build_refusal(xmpp_ctx_t *ctx, xmpp_stanza_t *msg,
+                                   const char *condition, const char *text);
 
 /* XEP-0199 ping iq to `domain` with `id`. */
 xmpp_stanza_t *codec_build_ping(xmpp_ctx_t *ctx, const char *domain,

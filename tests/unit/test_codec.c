@@ -645,6 +645,171 @@ static void test_parse_body_limit(void **st)
     }
 }
 
+/* SPEC §11: a chat message we will not store is refused, not swallowed:
+ * the parse names the condition owed to the sender, and the error built
+ * from it reaches the sender as a permanent (modify) error on its id. */
+static void test_unstored_message_is_refused_to_sender(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    static const struct {
+        const char *xml;
+        const char *why, *refuse;
+        const char *id; /* in the error, NULL: none */
+    } cases[] = {
+        { MSG " id='m1'><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", "m1" },
+        { MSG " id='{ID128}'><body>hi</body></message>", "bad id",
+          "bad-request", "{ID128}" },
+        { MSG "><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", NULL },
+        /* nothing is owed: errors, events, groupchat, nothing at all */
+        { MSG " type='error' id='{ID128}'><body>x</body></message>",
+          "bad id", NULL, NULL },
+        { MSG " type='groupchat' id='m1'><body>x</body></message>",
+          "not 1:1 chat", NULL, NULL },
+        { MSG " id='m1'/>", "no body, no event", NULL, NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        print_message("case %zu\n", i);
+        xmpp_stanza_t *in = from_xml(ctx, cases[i].xml);
+        codec_msg_t m;
+        assert_int_equal(codec_parse_message(in, NULL, &m), COURIER_OK);
+        assert_int_equal(m.cls, CODEC_IGNORE);
+        assert_string_equal(m.why, cases[i].why);
+        if (!cases[i].refuse) {
+            assert_null(m.refuse);
+            codec_msg_clear(&m);
+            xmpp_stanza_release(in);
+            continue;
+        }
+        assert_non_null(m.refuse);
+        assert_string_equal(m.refuse, cases[i].refuse);
+        xmpp_stanza_t *err = codec_build_refusal(ctx, in, m.refuse, m.why);
+        codec_msg_clear(&m);
+        assert_non_null(err);
+        assert_string_equal(xmpp_stanza_get_type(err), "error");
+        assert_string_equal(xmpp_stanza_get_to(err), "Bob@Example.COM/phone");
+        assert_null(xmpp_stanza_get_child_by_name(err, "body"));
+        /* what the sender's client parses */
+        xmpp_stanza_t *back = over_the_wire(ctx, err, "alice@example.com/x");
+        xmpp_stanza_release(err);
+        if (cases[i].id) {
+            char *id = expand(cases[i].id);
+            assert_string_equal(xmpp_stanza_get_id(back), id);
+            if (strlen(id) < COURIER_ID_MAX) {
+                assert_int_equal(codec_parse_message(back, NULL, &m),
+                                 COURIER_OK);
+                assert_int_equal(m.cls, CODEC_ERROR);
+                assert_string_equal(m.id, id);
+                assert_string_equal(m.condition, cases[i].refuse);
+                assert_int_equal(m.err_type, CORE_ERR_MODIFY);
+                codec_msg_clear(&m);
+            }
+            free(id);
+        } else {
+            assert_null(xmpp_stanza_get_id(back));
+        }
+        xmpp_stanza_t *e = xmpp_stanza_get_child_by_name(back, "error");
+        assert_non_null(e);
+        assert_non_null(child(e, cases[i].refuse,
+                              "urn:ietf:params:xml:ns:xmpp-stanzas"));
+        xmpp_stanza_t *t = child(e, "text",
+                                 "urn:ietf:params:xml:ns:xmpp-stanzas");
+        assert_non_null(t);
+        char *text = xmpp_stanza_get_text(t);
+        assert_string_equal(text, cases[i].why);
+        xmpp_free(ctx, text);
+        xmpp_stanza_release(back);
+        xmpp_stanza_release(in);
+    }
+    assert_null(codec_build_refusal(ctx, NULL, "bad-request", "x"));
+}
+
+/* RFC 7622 3.2: a domain's final dot is stripped before comparing. */
+static void test_jid_domain_final_dot_stripped(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "bob@example.com.", "bob@example.com" },
+        { "bob@EXAMPLE.com./res", "bob@example.com" },
+        { "example.com.", "example.com" },
+        { "example.com./r", "example.com" },
+        { "bob@example.com..", NULL },
+        { "bob@.", NULL },
+        { ".", NULL },
+        { "bob@.example.com", NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* a bound that fits the stripped form fits */
+    char small[6];
+    assert_int_equal(util_jid_bare("a.bc.", small, sizeof(small)), 0);
+    assert_string_equal(small, "a.bc");
+}
+
+/* SPEC §11, RFC 7622: JIDs are compared as the servers compare them:
+ * nodeprep/nameprep-like folding (NFKC + case folding, non-ASCII too,
+ * default-ignorables dropped) and a domain's final dot stripped. */
+static void test_jid_folded_like_the_servers(void **st)
+{
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "Bob@Example.COM/phone", "bob@example.com" },
+        { "\xc3\x84rger@courier.test", "\xc3\xa4rger@courier.test" },
+        { "\xc3\x84RGER@Courier.Test/r", "\xc3\xa4rger@courier.test" },
+        { "stra\xc3\x9f" "e@example.com", "strasse@example.com" },
+        { "\xef\xbd\x82ob@example.com", "bob@example.com" }, /* fullwidth b */
+        { "bob\xc2\xad@example.com", "bob@example.com" },     /* soft hyphen */
+        { "e\xcc\x81@example.com", "\xc3\xa9@example.com" },  /* NFC */
+        { "\xce\xa3\xce\xa9@example.com", "\xcf\x83\xcf\x89@example.com" },
+        { "bob@\xc3\x84.example", "bob@\xc3\xa4.example" },
+        /* folding must not make separators or forbidden characters */
+        { "a\xef\xbc\xa0" "b@example.com", NULL },  /* fullwidth @ */
+        { "a\xef\xbc\x8f" "b@example.com", NULL },  /* fullwidth / */
+        { "a\xef\xbc\x9a" "b@example.com", NULL },  /* fullwidth : */
+        { "\xc2\xad@example.com", NULL },           /* empty once folded */
+        { "bob\xc2\xa0x@example.com", NULL },       /* NBSP -> space */
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* folding can grow the text: the bound is on the result */
+    char small[8];
+    assert_int_equal(util_jid_bare("\xc3\x9f\xc3\x9f@a.b", small,
+                                   sizeof(small)), -1);
+    assert_int_equal(util_jid_bare("\xc3\x9f@a.b", small, sizeof(small)), 0);
+    assert_string_equal(small, "ss@a.b");
+    /* the codec keys incoming events by the folded sender */
+    codec_msg_t m;
+    parse_str(*st, "<message from='\xc3\x84rger@Courier.Test./x'><received "
+              NS_RC " id='m1'/></message>", NULL, &m);
+    assert_int_equal(m.cls, CODEC_EVENTS);
+    assert_string_equal(m.from, "\xc3\xa4rger@courier.test");
+    codec_msg_clear(&m);
+}
+
 /* Invalid UTF-8 never gets through expat; a stanza built in memory can
  * still carry it, so the codec checks for itself. */
 static void test_parse_body_not_utf8(void **st)
@@ -1144,7 +1309,7 @@ static void *xrealloc(void *p, size_t size, void *ud)
 static const xmpp_mem_t failing_mem = { xalloc, xfree, xrealloc, NULL };
 
 static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
-                                xmpp_stanza_t *iq)
+                                xmpp_stanza_t *iq, xmpp_stanza_t *msg)
 {
     switch (which) {
     case 0:
@@ -1157,6 +1322,9 @@ static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
         return codec_build_composing(ctx, BOB, "m1", 1);
     case 3:
         return codec_build_ping(ctx, "example.com", "p1");
+    case 4:
+        return codec_build_refusal(ctx, msg, "policy-violation",
+                                   "body too big");
     default:
         return codec_build_iq_reply(ctx, iq);
     }
@@ -1175,12 +1343,16 @@ static void test_builders_survive_alloc_failures(void **st)
         ctx, "<iq from='bob@example.com' type='get' id='q'><query "
              "xmlns='jabber:iq:version'/></iq>");
     assert_non_null(iq);
-    for (int which = 0; which < 5; which++) {
+    xmpp_stanza_t *msg = xmpp_stanza_new_from_string(
+        ctx, "<message from='bob@example.com/a' id='m1'><body>x</body>"
+             "</message>");
+    assert_non_null(msg);
+    for (int which = 0; which < 6; which++) {
         unsigned long n;
         for (n = 1; n < 10000; n++) {
             xalloc_n = 0;
             xalloc_fail_at = n;
-            xmpp_stanza_t *s = build_nth(ctx, which, iq);
+            xmpp_stanza_t *s = build_nth(ctx, which, iq, msg);
             xalloc_fail_at = 0;
             if (s) {
                 xmpp_stanza_release(s);
@@ -1189,6 +1361,7 @@ static void test_builders_survive_alloc_failures(void **st)
         }
         assert_true(n > 1 && n < 10000);
     }
+    xmpp_stanza_release(msg);
     xmpp_stanza_release(iq);
     xmpp_ctx_free(ctx);
 }
@@ -1228,6 +1401,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_limit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unstored_message_is_refused_to_sender, setup, teardown),
+        cmocka_unit_test(test_jid_domain_final_dot_stripped),
+        cmocka_unit_test_setup_teardown(test_jid_folded_like_the_servers,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_not_utf8, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parse_misuse_and_clear, setup,
