@@ -95,9 +95,20 @@ static const char migrate_v4[] =
     "ALTER TABLE receipts_v4 RENAME TO receipts;"
     "PRAGMA user_version=4;";
 
+/* v5 (issue 17): the unsettled index without a constant IN list. SQLite
+ * evaluates `state IN (0,1,2)` through an ephemeral lookup table, built
+ * and freed in every statement that maintains the index (each insert and
+ * state update): `state <= 2` selects the same rows (states are 0..5). */
+static const char migrate_v5[] =
+    "DROP INDEX outbox_unsettled;"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
+    "PRAGMA user_version=5;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
-                                          migrate_v3, migrate_v4 };
+                                          migrate_v3, migrate_v4,
+                                          migrate_v5 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -163,10 +174,11 @@ static const char *const sql[ST_COUNT] = {
     [ST_OUT_PROMOTE_CREATED] =
         "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
         " WHERE peer = ? AND state = 3 AND created_ms <= ? RETURNING id",
-    /* INDEXED BY makes the prepare fail rather than fall back to a scan. */
+    /* INDEXED BY makes the prepare fail rather than fall back to a scan;
+     * the WHERE is the index's own (schema v5). */
     [ST_OUT_UNSETTLED] =
         "SELECT " OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
-        " WHERE state IN (0,1,2) OR (state=5 AND permanent=0)"
+        " WHERE state <= 2 OR (state = 5 AND permanent = 0)"
         " ORDER BY seq",
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
     [ST_IN_INSERT] =

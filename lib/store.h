@@ -21,8 +21,9 @@
 /* Current schema version (PRAGMA user_version). Version 1 had no
  * `bounces` column and no `receipts` table; version 2 no index for the
  * last message of a peer; version 3 could hold one owed receipt several
- * times; store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 4
+ * times; version 4's unsettled index was defined with a constant IN list;
+ * store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store store_t;
 
