@@ -1116,3 +1116,10 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
 {
     return store_rcpt_each_after(s, 0, SIZE_MAX, cb, ud);
 }
+
+/* ---- tests --------------------------------------------------------- */
+
+const char *store_stmt_sql(const store_t *s, size_t i)
+{
+    return i < ST_COUNT && s->st[i] ? sqlite3_sql(s->st[i]) : NULL;
+}

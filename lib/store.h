@@ -151,4 +151,10 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud);
 int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
                           store_rcpt_cb cb, void *ud);
 
+/* ---- tests --------------------------------------------------------- */
+
+/* The SQL of prepared statement `i` (0, 1, ...), NULL past the last: the
+ * unit tests check the plan of every statement the store runs. */
+const char *store_stmt_sql(const store_t *s, size_t i);
+
 #endif /* COURIER_STORE_H */
