@@ -778,40 +778,61 @@ static int add_x22_event(xmpp_stanza_t *msg, const char *name,
     return 0;
 }
 
+/* Issue 17: one form per receipt, the one the asker understands best
+ * among those it asked for. Servers keep a hinted XEP-0184 or XEP-0333
+ * receipt in offline storage for an absent sender but drop a body-less
+ * XEP-0022 event (SPEC §3), so those come first; XEP-0022 answers only a
+ * peer that asked for nothing else. DELIVERED: 0184 <received/>, else
+ * 0333 <received/>, else 0022 <delivered/>. DISPLAYED: 0333 <displayed/>
+ * (which the sender takes as covering every earlier message, as it did
+ * when both came), else 0022 <displayed/>; 0184 has no displayed form. */
+typedef enum { FORM_NONE, FORM_X22, FORM_RECEIPT, FORM_MARKER } form_t;
+
+static form_t receipt_form(courier_state_t state, unsigned asked)
+{
+    if (state == COURIER_DELIVERED) {
+        if (asked & CORE_ASK_RECEIPT)
+            return FORM_RECEIPT;
+        if (asked & CORE_ASK_MARKABLE)
+            return FORM_MARKER;
+        if (asked & CORE_ASK_X22_DELIVERED)
+            return FORM_X22;
+    } else if (state == COURIER_DISPLAYED) {
+        if (asked & CORE_ASK_MARKABLE)
+            return FORM_MARKER;
+        if (asked & CORE_ASK_X22_DISPLAYED)
+            return FORM_X22;
+    }
+    return FORM_NONE;
+}
+
 xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
                                    const char *id, courier_state_t state,
                                    unsigned asked)
 {
     char sid[COURIER_ID_MAX];
     xmpp_stanza_t *msg;
-    int x22, rcpt, marker;
+    form_t form;
 
     if (!ctx || !to || !util_id_valid(id))
         return NULL;
-    if (state == COURIER_DELIVERED) {
-        x22 = asked & CORE_ASK_X22_DELIVERED;
-        rcpt = asked & CORE_ASK_RECEIPT;
-    } else if (state == COURIER_DISPLAYED) {
-        x22 = asked & CORE_ASK_X22_DISPLAYED;
-        rcpt = 0; /* XEP-0184 has no displayed receipt */
-    } else {
-        return NULL;
-    }
-    marker = asked & CORE_ASK_MARKABLE;
-    if (!x22 && !rcpt && !marker)
+    form = receipt_form(state, asked);
+    if (form == FORM_NONE)
         return NULL;
     util_new_id(sid, sizeof(sid));
     msg = new_stanza(ctx, "message", "chat", to, sid);
     if (!msg)
         return NULL;
     const char *ev = state == COURIER_DELIVERED ? "delivered" : "displayed";
-    if (x22 && add_x22_event(msg, ev, id) < 0)
+    if (form == FORM_X22 && add_x22_event(msg, ev, id) < 0)
         goto fail;
-    if (rcpt && !add_attr_el(msg, "received", NS_RECEIPTS, "id", id))
+    if (form == FORM_RECEIPT &&
+        !add_attr_el(msg, "received", NS_RECEIPTS, "id", id))
         goto fail;
-    if (marker && !add_attr_el(msg, state == COURIER_DELIVERED ? "received"
-                                                               : "displayed",
-                               NS_MARKERS, "id", id))
+    if (form == FORM_MARKER &&
+        !add_attr_el(msg, state == COURIER_DELIVERED ? "received"
+                                                     : "displayed",
+                     NS_MARKERS, "id", id))
         goto fail;
     /* SPEC §3: servers keep hinted receipts offline for an absent sender */
     if (!add_el(msg, "store", NS_HINTS))

@@ -85,10 +85,11 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
                                 const char *body, int64_t created_ms,
                                 const char *from, unsigned attempts);
 
-/* Build one receipt stanza for message `id` from `to`, in every form of
- * `asked` that fits `state` (DELIVERED: XEP-0022 delivered, XEP-0184
- * received, XEP-0333 received; DISPLAYED: XEP-0022 displayed, XEP-0333
- * displayed). NULL if no form applies or on ENOMEM. */
+/* Build one receipt stanza for message `id` to `to`, in the one form of
+ * `asked` that fits `state` and that servers store offline first
+ * (DELIVERED: XEP-0184 received, else XEP-0333 received, else XEP-0022
+ * delivered; DISPLAYED: XEP-0333 displayed, else XEP-0022 displayed).
+ * NULL if no form applies or on ENOMEM. */
 xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
                                    const char *id, courier_state_t state,
                                    unsigned asked);

@@ -95,9 +95,20 @@ static const char migrate_v4[] =
     "ALTER TABLE receipts_v4 RENAME TO receipts;"
     "PRAGMA user_version=4;";
 
+/* v5 (issue 17): the unsettled index without a constant IN list. SQLite
+ * evaluates `state IN (0,1,2)` through an ephemeral lookup table, built
+ * and freed in every statement that maintains the index (each insert and
+ * state update): `state <= 2` selects the same rows (states are 0..5). */
+static const char migrate_v5[] =
+    "DROP INDEX outbox_unsettled;"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
+    "PRAGMA user_version=5;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
-                                          migrate_v3, migrate_v4 };
+                                          migrate_v3, migrate_v4,
+                                          migrate_v5 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -117,6 +128,7 @@ enum {
     ST_OUT_MARK_SENT,
     ST_OUT_PROMOTE_SENT,
     ST_OUT_PROMOTE_CREATED,
+    ST_OUT_PROMOTE_ONE,
     ST_OUT_UNSETTLED,
     ST_OUT_COUNT,
     ST_IN_INSERT,
@@ -157,16 +169,24 @@ static const char *const sql[ST_COUNT] = {
         " WHERE id = ? AND ((1 << state) & ?) != 0",
     [ST_OUT_MARK_SENT] =
         "UPDATE outbox SET attempts = ?, last_sent_ms = ? WHERE id = ?",
+    /* The candidates are read first (one index seek, usually no row: then
+     * nothing is written), then each moves by its own conditional update.
+     * Not UPDATE ... RETURNING: that buffers its rows in an ephemeral
+     * table, built and freed on every run. */
     [ST_OUT_PROMOTE_SENT] =
-        "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
-        " WHERE peer = ? AND state = 3 AND last_sent_ms <= ? RETURNING id",
+        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        " WHERE peer = ? AND state = 3 AND last_sent_ms <= ?",
     [ST_OUT_PROMOTE_CREATED] =
+        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        " WHERE peer = ? AND state = 3 AND created_ms <= ?",
+    [ST_OUT_PROMOTE_ONE] =
         "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
-        " WHERE peer = ? AND state = 3 AND created_ms <= ? RETURNING id",
-    /* INDEXED BY makes the prepare fail rather than fall back to a scan. */
+        " WHERE id = ? AND state = 3",
+    /* INDEXED BY makes the prepare fail rather than fall back to a scan;
+     * the WHERE is the index's own (schema v5). */
     [ST_OUT_UNSETTLED] =
         "SELECT " OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
-        " WHERE state IN (0,1,2) OR (state=5 AND permanent=0)"
+        " WHERE state <= 2 OR (state = 5 AND permanent = 0)"
         " ORDER BY seq",
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
     [ST_IN_INSERT] =
@@ -765,14 +785,12 @@ static int idlist_add(idlist_t *l, const char *id, size_t n)
     return COURIER_OK;
 }
 
-static int promote(store_t *s, sqlite3_stmt *st, const char *peer,
-                   int64_t before_ms, int64_t now_ms, const char *reason,
-                   idlist_t *ids)
+/* The ids of the messages that can be promoted, read without writing. */
+static int promote_candidates(store_t *s, sqlite3_stmt *st, const char *peer,
+                              int64_t before_ms, idlist_t *ids)
 {
     binder_t b = bind_start(st);
     int rc;
-    bind_int(&b, now_ms);
-    bind_text(&b, reason);
     bind_text(&b, peer);
     bind_int(&b, before_ms);
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
@@ -791,8 +809,35 @@ out:
     return rc;
 }
 
+/* SPEC §1: each transition is one conditional update. A candidate that
+ * is no longer DELIVERED is dropped from `ids` (no callback for it). */
+static int promote(store_t *s, idlist_t *ids, int64_t now_ms,
+                   const char *reason)
+{
+    sqlite3_stmt *st = s->st[ST_OUT_PROMOTE_ONE];
+    size_t keep = 0;
+    for (size_t off = 0; off < ids->len;) {
+        const char *id = ids->buf + off;
+        size_t n = strlen(id) + 1;
+        binder_t b = bind_start(st);
+        bind_int(&b, now_ms);
+        bind_text(&b, reason);
+        bind_text(&b, id);
+        int rc = run(s, st, &b, "promote displayed");
+        if (rc != COURIER_OK)
+            return rc;
+        if (sqlite3_changes(s->db) > 0) {
+            memmove(ids->buf + keep, id, n);
+            keep += n;
+        }
+        off += n;
+    }
+    ids->len = keep;
+    return COURIER_OK;
+}
+
 /* Inside store_begin() the callbacks run once the savepoint is released;
- * the final commit is the caller's. */
+ * the final commit is the caller's. Nothing to promote writes nothing. */
 int store_out_promote_displayed(store_t *s, const char *peer, int by_created,
                                 int64_t before_ms, int64_t now_ms,
                                 const char *reason, store_id_cb cb, void *ud)
@@ -800,15 +845,18 @@ int store_out_promote_displayed(store_t *s, const char *peer, int by_created,
     sqlite3_stmt *st = s->st[by_created ? ST_OUT_PROMOTE_CREATED
                                         : ST_OUT_PROMOTE_SENT];
     idlist_t ids = { NULL, 0, 0 };
-    int rc = op_begin(s);
+    int rc = promote_candidates(s, st, peer, before_ms, &ids);
+    if (rc != COURIER_OK || ids.len == 0)
+        goto out;
+    rc = op_begin(s);
     if (rc != COURIER_OK)
-        return rc;
-    rc = promote(s, st, peer, before_ms, now_ms, reason ? reason : "", &ids);
-    rc = op_end(s, rc);
+        goto out;
+    rc = op_end(s, promote(s, &ids, now_ms, reason ? reason : ""));
     if (rc == COURIER_OK && cb) {
         for (size_t off = 0; off < ids.len; off += strlen(ids.buf + off) + 1)
             cb(ud, ids.buf + off, peer);
     }
+out:
     util_free(ids.buf);
     return rc;
 }
@@ -1081,4 +1129,11 @@ out:
 int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
 {
     return store_rcpt_each_after(s, 0, SIZE_MAX, cb, ud);
+}
+
+/* ---- tests --------------------------------------------------------- */
+
+const char *store_stmt_sql(const store_t *s, size_t i)
+{
+    return i < ST_COUNT && s->st[i] ? sqlite3_sql(s->st[i]) : NULL;
 }

@@ -21,8 +21,9 @@
 /* Current schema version (PRAGMA user_version). Version 1 had no
  * `bounces` column and no `receipts` table; version 2 no index for the
  * last message of a peer; version 3 could hold one owed receipt several
- * times; store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 4
+ * times; version 4's unsettled index was defined with a constant IN list;
+ * store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store store_t;
 
@@ -149,5 +150,11 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud);
  * (rids only grow). A non-zero return from `cb` stops and is returned. */
 int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
                           store_rcpt_cb cb, void *ud);
+
+/* ---- tests --------------------------------------------------------- */
+
+/* The SQL of prepared statement `i` (0, 1, ...), NULL past the last: the
+ * unit tests check the plan of every statement the store runs. */
+const char *store_stmt_sql(const store_t *s, size_t i);
 
 #endif /* COURIER_STORE_H */

@@ -1029,14 +1029,25 @@ typedef struct {
 } receipt_case_t;
 
 static const receipt_case_t receipt_cases[] = {
-    { "delivered, every form", COURIER_DELIVERED, ALL_ASKS, 1, 1, 1, 0 },
+    /* one form: the asker of all three is a libcourier peer */
+    { "delivered, every form asked: 0184", COURIER_DELIVERED, ALL_ASKS, 0,
+      1, 0, 0 },
+    { "delivered, x22 and 0333 asked: 0333", COURIER_DELIVERED,
+      CORE_ASK_X22_DELIVERED | CORE_ASK_MARKABLE, 0, 0, 1, 0 },
+    { "delivered, 0184 and 0333 asked: 0184", COURIER_DELIVERED,
+      CORE_ASK_RECEIPT | CORE_ASK_MARKABLE, 0, 1, 0, 0 },
+    { "delivered, x22 and 0184 asked: 0184", COURIER_DELIVERED,
+      CORE_ASK_X22_DELIVERED | CORE_ASK_RECEIPT, 0, 1, 0, 0 },
     { "delivered, x22 only", COURIER_DELIVERED, CORE_ASK_X22_DELIVERED, 1,
       0, 0, 0 },
     { "delivered, 0184 only", COURIER_DELIVERED, CORE_ASK_RECEIPT, 0, 1, 0,
       0 },
     { "delivered, 0333 only", COURIER_DELIVERED, CORE_ASK_MARKABLE, 0, 0, 1,
       0 },
-    { "displayed, every form", COURIER_DISPLAYED, ALL_ASKS, 1, 0, 1, 1 },
+    { "displayed, every form asked: 0333, cumulative", COURIER_DISPLAYED,
+      ALL_ASKS, 0, 0, 1, 1 },
+    { "displayed, x22 and 0184 asked: x22", COURIER_DISPLAYED,
+      CORE_ASK_X22_DISPLAYED | CORE_ASK_RECEIPT, 1, 0, 0, 0 },
     { "displayed, x22 only: not cumulative", COURIER_DISPLAYED,
       CORE_ASK_X22_DISPLAYED, 1, 0, 0, 0 },
     { "displayed, 0333 only: cumulative", COURIER_DISPLAYED,
@@ -1050,7 +1061,8 @@ static const receipt_case_t receipt_cases[] = {
     { "queued is never sent", COURIER_QUEUED, ALL_ASKS, 0, 0, 0, 0 },
 };
 
-/* SPEC §3: receipts go out in every form asked for, and parse back. */
+/* SPEC §3 / issue 17: a receipt goes out in one form asked for (one that
+ * servers store offline before XEP-0022), and parses back. */
 static void test_roundtrip_receipts(void **st)
 {
     xmpp_ctx_t *ctx = *st;

@@ -1090,6 +1090,116 @@ static void test_migrate_v3_file_collapses_duplicate_receipts(void **state)
     assert_string_equal(check, "ok");
 }
 
+/* Issue 17 / SPEC §5: the v4 -> v5 migration redefines the unsettled
+ * index without a constant IN list; a store written at v4 (commit cb93941,
+ * tests/fixtures/README.md) keeps every row, and the index still selects
+ * exactly the unsettled messages (SPEC §2 reconnect: QUEUED, SENT, OFFLINE
+ * and non-permanent FAILED, oldest first). */
+static void test_migrate_v4_file_unsettled_index_without_in_list(void **st)
+{
+    fx_t *f = *st;
+    char err[256], sql_v4[256], sql_v5[256];
+    copy_fixture(f, "store_v4_all_states.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 4);
+    raw_text(f->path, "SELECT sql FROM sqlite_master"
+                      " WHERE name = 'outbox_unsettled'",
+             sql_v4, sizeof(sql_v4));
+    assert_non_null(strstr(sql_v4, "IN (0,1,2)"));
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+    raw_text(f->path, "SELECT sql FROM sqlite_master"
+                      " WHERE name = 'outbox_unsettled'",
+             sql_v5, sizeof(sql_v5));
+    assert_null(strstr(sql_v5, " IN "));
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.ids[0], "o-queued");
+    assert_string_equal(rec.ids[1], "o-sent");
+    assert_string_equal(rec.ids[2], "o-offline");
+    assert_string_equal(rec.ids[3], "o-failed");
+
+    /* every row kept, with its body */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 7);
+    char *body = NULL;
+    core_row_t row;
+    assert_int_equal(store_out_get(f->s, "o-failed-perm", &row, &body),
+                     COURIER_OK);
+    assert_string_equal(body, "body of o-failed-perm");
+    util_free(body);
+    assert_int_equal(row.state, COURIER_FAILED);
+    assert_int_equal(row.permanent, 1);
+    assert_string_equal(row.reason, "item-not-found");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 2);
+    store_in_t in;
+    assert_int_equal(store_in_get(f->s, BOB, "in-1", &in), COURIER_OK);
+    assert_int_equal(in.handed, 1);
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+
+    /* the new index follows state changes: DELIVERED leaves it */
+    core_act_t a;
+    int changed = 0;
+    memset(&a, 0, sizeof(a));
+    strcpy(a.id, "o-sent");
+    a.state = COURIER_DELIVERED;
+    a.attempts = 1;
+    a.last_sent_ms = row.last_sent_ms;
+    a.from_mask = ALL_STATES;
+    assert_int_equal(store_out_set_state(f->s, &a, &changed), COURIER_OK);
+    assert_int_equal(changed, 1);
+    rec.n = 0;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 3);
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+}
+
+/* Issue 17: no statement of the store builds a temporary b-tree or an
+ * ephemeral table (a constant IN list of three or more, UPDATE ...
+ * RETURNING, a sort or DISTINCT without an index). Each is built and freed
+ * per run, and glibc hands the freed memory back to the kernel and faults
+ * it in again: per message, that was a third of the clients' CPU. */
+static void plan_has(sqlite3 *db, const char *prefix, const char *sql,
+                     int col, const char *what, char *found, size_t n)
+{
+    char q[2048];
+    sqlite3_stmt *st = NULL;
+    snprintf(q, sizeof(q), "%s %s", prefix, sql);
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", q, sqlite3_errmsg(db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, col);
+        if (v && strstr(v, what) && !found[0])
+            snprintf(found, n, "%s (%s)", sql, v);
+    }
+    sqlite3_finalize(st);
+}
+
+static void test_no_statement_builds_an_ephemeral_table(void **state)
+{
+    fx_t *f = *state;
+    sqlite3 *db = raw_open(f->path);
+    char found[1024] = "";
+    size_t i = 0;
+    for (const char *q; (q = store_stmt_sql(f->s, i)) != NULL; i++) {
+        plan_has(db, "EXPLAIN", q, 1, "OpenEphemeral", found, sizeof(found));
+        plan_has(db, "EXPLAIN QUERY PLAN", q, 3, "TEMP B-TREE", found,
+                 sizeof(found));
+    }
+    sqlite3_close(db);
+    if (found[0])
+        fail_msg("builds an ephemeral table: %s", found);
+    assert_true(i > 20); /* every prepared statement was seen */
+}
+
 /* SPEC §7 courier_open: a store written by a newer version is refused. */
 static void test_newer_schema_ecorrupt(void **state)
 {
@@ -1409,6 +1519,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_migrate_v3_file_collapses_duplicate_receipts, setup_dir,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v4_file_unsettled_index_without_in_list, setup_dir,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_no_statement_builds_an_ephemeral_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_ecorrupt, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_ecorrupt, setup_dir,
