@@ -957,6 +957,11 @@ static int state_is(void *arg)
 static void test_bounced_message_not_settled_by_later_displayed(void **st)
 {
     (void)st;
+    /* Only a server with stream management holds a message for a session
+     * and bounces it when the session goes; without it A is simply lost
+     * in the dead socket (the peer-activity rule's case). */
+    if (!server_has_sm())
+        skip();
     relay_t *r = relay_start(server_port());
     assert_non_null(r);
     client_t *a = client_new("alice", "t13", 0, NULL);
