@@ -14,10 +14,12 @@
  * messages for the memory figure, 10000), BENCH_IDLE_S (idle window, 60),
  * BENCH_SLIX (the slixmpp script, bench/slix.py; "off" skips it),
  * BENCH_TIMEOUT (seconds per client, 300), BENCH_SECTIONS (which of
- * 1..5, "12345").
+ * 1..6, "123456"), BENCH_GOALS_N (messages per end-to-end round of
+ * section 6, 3000), BENCH_GOALS_RUNS (its rounds, at least 3).
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,6 +40,7 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
+#include "codec.h"
 #include "courier.h"
 #include "../tests/integration/spawn.h"
 
@@ -57,7 +60,7 @@ typedef struct {
     char metric[64], value[24], ref[24], ratio[12], goal[16], met[10];
 } row_t;
 
-static row_t rows[80];
+static row_t rows[100];
 static int nrows;
 
 /* met: 1 met, 0 not met, -1 no goal */
@@ -134,7 +137,7 @@ typedef struct {
     int n;
 } series_t;
 
-static series_t raws[96];
+static series_t raws[128];
 static int nraws;
 
 /* Record the per-run values under `name`; returns their median (-1 when
@@ -207,6 +210,37 @@ static double kv_get(const kv_t *kv, const char *k)
 /* ---- the server ---------------------------------------------------------- */
 
 /* Prosody's own pidfile (tests/integration/prosody.sh configures it). */
+/* ejabberd (tests/integration/ejabberd.sh) writes no pid file: its BEAM
+ * process is the one whose command line names the test directory. */
+static long find_beam(const char *d)
+{
+    DIR *proc = opendir("/proc");
+    struct dirent *de;
+    long found = -1;
+    if (!proc)
+        return -1;
+    while (found < 0 && (de = readdir(proc)) != NULL) {
+        char p[PATH_MAX], cmd[8192];
+        long pid = strtol(de->d_name, NULL, 10);
+        if (pid <= 0 ||
+            snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid) >= (int)sizeof(p))
+            continue;
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        if (strstr(cmd, "beam") && strstr(cmd, d) && strstr(cmd, "ejabberd"))
+            found = pid;
+    }
+    closedir(proc);
+    return found;
+}
+
 static void find_server(void)
 {
     const char *d = getenv("COURIER_TEST_DIR");
@@ -214,8 +248,10 @@ static void find_server(void)
     if (!d || snprintf(p, sizeof(p), "%s/prosody.pid", d) >= (int)sizeof(p))
         return;
     FILE *f = fopen(p, "r");
-    if (!f)
+    if (!f) {
+        server_pid = find_beam(d);
         return;
+    }
     if (fscanf(f, "%ld", &server_pid) != 1)
         server_pid = -1;
     fclose(f);
@@ -416,7 +452,7 @@ static int r_max(void)
  * 1. Enqueue
  * ====================================================================== */
 
-/* The outbox of lib/store.c (schema v3): same columns, same indexes. */
+/* The outbox of lib/store.c (schema v5): same columns, same indexes. */
 static const char raw_schema[] =
     "CREATE TABLE outbox("
     " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, peer TEXT NOT NULL,"
@@ -427,8 +463,46 @@ static const char raw_schema[] =
     " reason TEXT NOT NULL DEFAULT '',"
     " bounces INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX outbox_unsettled ON outbox(seq)"
-    " WHERE state IN (0,1,2) OR (state=5 AND permanent=0);"
+    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
     "CREATE INDEX outbox_peer_state ON outbox(peer, state, last_sent_ms);";
+
+/* What an app would write by hand (issue 17): a plain outbox table, text
+ * primary key and one index, WAL, synchronous NORMAL, one INSERT and one
+ * commit per message: msg/s. */
+static double enq_plain(const char *path, int n)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char id[17], body[64];
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        bench_die("sqlite3_open %s", path);
+    sql_exec(db, "PRAGMA journal_mode=WAL");
+    sql_exec(db, "PRAGMA synchronous=NORMAL");
+    sql_exec(db, "CREATE TABLE outbox(id TEXT PRIMARY KEY, peer TEXT NOT NULL,"
+                 " body TEXT NOT NULL, state INTEGER NOT NULL,"
+                 " created_ms INTEGER NOT NULL);"
+                 "CREATE INDEX outbox_state ON outbox(state, created_ms);");
+    if (sqlite3_prepare_v2(db,
+            "INSERT INTO outbox(id, peer, body, state, created_ms)"
+            " VALUES(?, ?, ?, 0, ?)", -1, &st, NULL) != SQLITE_OK)
+        bench_die("prepare: %s", sqlite3_errmsg(db));
+    double t0 = bench_mono();
+    for (int i = 0; i < n; i++) {
+        bench_random_id(id);
+        snprintf(body, sizeof(body), BODY_FMT, i);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, PEER, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, body, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, wall_ms());
+        if (sqlite3_step(st) != SQLITE_DONE)
+            bench_die("insert: %s", sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    double t = bench_mono() - t0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n / t;
+}
 
 /* One INSERT per message, `per_txn` messages per commit (1: a commit per
  * message, as the library promises), WAL, synchronous NORMAL or FULL as
@@ -1113,6 +1187,191 @@ static void section_idle(void)
  * main
  * ====================================================================== */
 
+/* ======================================================================
+ * 6. The goals of issue 17: the cost of reliability against a bare pair
+ *    that also keeps XEP-0198 and at most 100 in flight
+ * ====================================================================== */
+
+/* Bare libstrophe carol -> dave with XEP-0198 done by hand and at most
+ * 100 messages unacked by the server (libcourier's max_in_flight). */
+static int e2e_bare_sm(int n, e2e_t *out)
+{
+    char ns[16];
+    pair_t p;
+    snprintf(ns, sizeof(ns), "%d", n);
+    char *rv[] = { exe, "b-recv", "dave", ns, "0", "sm", NULL };
+    char *sv[] = { exe, "b-send", "carol", "dave", ns, "sm", NULL };
+    if (!run_pair(rv, sv, &p))
+        return 0;
+    e2e_fill(out, &p, n);
+    return 1;
+}
+
+static size_t stanza_len(xmpp_stanza_t *st)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    if (!st || xmpp_stanza_to_text(st, &buf, &len) != XMPP_EOK)
+        bench_die("stanza_to_text failed");
+    xmpp_free(xmpp_stanza_get_context(st), buf);
+    return len;
+}
+
+/* Bytes a client writes for one message and for its delivery receipt, as
+ * libstrophe serialises them (before TLS; the server adds the same `from`
+ * to both kinds): libcourier's first transmission of a 14-byte text and
+ * the receipt its receiver answers it with (the forms parsed from that
+ * message), against a bare message asking for an XEP-0184 receipt and a
+ * bare XEP-0184 receipt. Ids are 16 characters on both sides. */
+static void wire_bytes(double *ours, double *bare)
+{
+    const char *alice = "alice@courier.test", *bob = "bob@courier.test";
+    const char *body = "hello, bob! :)"; /* 14 bytes */
+    char id[COURIER_ID_MAX];
+    xmpp_initialize();
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    bench_random_id(id);
+    xmpp_stanza_t *m = codec_build_chat(ctx, bob, id, COURIER_TEXT, body,
+                                        wall_ms(), alice, 0);
+    size_t msg = stanza_len(m);
+    xmpp_stanza_set_from(m, "alice@courier.test/phone");
+    codec_msg_t in;
+    if (codec_parse_message(m, NULL, &in) != COURIER_OK || !in.asked)
+        bench_die("wire: our own message does not parse");
+    xmpp_stanza_t *r = codec_build_receipt(ctx, alice, id, COURIER_DELIVERED,
+                                           in.asked);
+    size_t rcpt = stanza_len(r);
+    codec_msg_clear(&in);
+    xmpp_stanza_release(m);
+    xmpp_stanza_release(r);
+
+    m = xmpp_message_new(ctx, "chat", bob, id);
+    xmpp_message_set_body(m, body);
+    xmpp_stanza_t *q = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(q, "request");
+    xmpp_stanza_set_ns(q, "urn:xmpp:receipts");
+    xmpp_stanza_add_child(m, q);
+    xmpp_stanza_release(q);
+    size_t bmsg = stanza_len(m);
+    xmpp_stanza_release(m);
+    char sid[17];
+    bench_random_id(sid);
+    r = xmpp_message_new(ctx, NULL, alice, sid);
+    q = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(q, "received");
+    xmpp_stanza_set_ns(q, "urn:xmpp:receipts");
+    xmpp_stanza_set_attribute(q, "id", id);
+    xmpp_stanza_add_child(r, q);
+    xmpp_stanza_release(q);
+    size_t brcpt = stanza_len(r);
+    xmpp_stanza_release(r);
+    xmpp_ctx_free(ctx);
+    xmpp_shutdown();
+    progress("6. wire: message %zu + receipt %zu B; bare %zu + %zu B", msg,
+             rcpt, bmsg, brcpt);
+    series("wire libcourier message B", (double[]){ (double)msg }, 1);
+    series("wire libcourier receipt B", (double[]){ (double)rcpt }, 1);
+    series("wire bare message B", (double[]){ (double)bmsg }, 1);
+    series("wire bare 0184 receipt B", (double[]){ (double)brcpt }, 1);
+    *ours = (double)(msg + rcpt);
+    *bare = (double)(bmsg + brcpt);
+}
+
+static void section_goals(void)
+{
+    int n = (int)bench_env_long("BENCH_GOALS_N", 3000);
+    int rm = (int)bench_env_long("BENCH_GOALS_RUNS", runs < 3 ? 3 : runs);
+    int ke = runs < 5 ? 5 : runs > MAXRUNS ? MAXRUNS : runs;
+    e2e_t c[MAXRUNS], b[MAXRUNS];
+    double enq[MAXRUNS], plain[MAXRUNS];
+    int kc = 0, kb = 0;
+    char p[PATH_MAX], m[96];
+    double q;
+    if (rm > MAXRUNS)
+        rm = MAXRUNS;
+    add_section(getenv("COURIER_TEST_SERVER") &&
+                        strcmp(getenv("COURIER_TEST_SERVER"), "ejabberd") == 0
+                    ? "6. issue 17 goals, ejabberd (alternated rounds)"
+                    : "6. issue 17 goals (medians of alternated rounds)");
+    if (have_server()) {
+        progress("6. end to end: %d messages x %d rounds, libcourier and a "
+                 "bare pair with XEP-0198 (<= 100 in flight), alternated",
+                 n, rm);
+        for (int r = 0; r < rm; r++) {
+            for (int j = 0; j < 2; j++) {
+                if ((r + j) % 2 == 0)
+                    kc += e2e_courier(n, 0, 200 + r, &c[kc]);
+                else
+                    kb += e2e_bare_sm(n, &b[kb]);
+            }
+        }
+    }
+    if (kc && kb) {
+        double rc = MED("goals courier msg/s", c, rate, kc);
+        double rb = MED("goals bare+0198 msg/s", b, rate, kb);
+        double cc = MED("goals courier client CPU us/msg", c, cpu_msg, kc);
+        double cb = MED("goals bare+0198 client CPU us/msg", b, cpu_msg, kb);
+        double sc = MED("goals courier sender CPU us/msg", c, cpu_send, kc);
+        double sb = MED("goals bare+0198 sender CPU us/msg", b, cpu_send,
+                        kb);
+        double vc = MED("goals courier receiver CPU us/msg", c, cpu_recv,
+                        kc);
+        double vb = MED("goals bare+0198 receiver CPU us/msg", b, cpu_recv,
+                        kb);
+        double pc = MED("goals courier server CPU us/msg", c, srv_msg, kc);
+        double pb = MED("goals bare+0198 server CPU us/msg", b, srv_msg, kb);
+        snprintf(m, sizeof(m), "  %d to all DELIVERED, msg/s (ref: bare "
+                 "+ 0198, <= 100)", n);
+        q = ratio(rc, rb);
+        add_row(m, F("%.0f", rc), F("%.0f", rb), q, ">= 0.5",
+                q >= 0 && q >= 0.5);
+        q = ratio(cc, cb);
+        add_row("  client CPU us/msg, both sides (ref: bare + 0198)",
+                F("%.1f", cc), F("%.1f", cb), q, "<= 4", q >= 0 && q <= 4);
+        q = ratio(sc, sb);
+        add_row("    sender only", F("%.1f", sc), F("%.1f", sb), q, "", -1);
+        q = ratio(vc, vb);
+        add_row("    receiver only", F("%.1f", vc), F("%.1f", vb), q, "",
+                -1);
+        q = ratio(pc, pb);
+        const char *srv = getenv("COURIER_TEST_SERVER");
+        snprintf(m, sizeof(m), "  server (%s) CPU us/msg (ref: bare + 0198)",
+                 srv && strcmp(srv, "ejabberd") == 0 ? "ejabberd"
+                                                     : "Prosody");
+        add_row(m, F("%.0f", pc), F("%.0f", pb), q, "<= 2",
+                q >= 0 && q <= 2);
+    } else {
+        add_row("  end to end (needs tests/integration/prosody.sh)",
+                have_server() ? "failed" : "not run", "", -1, ">= 0.5", -1);
+    }
+
+    int ne = (int)bench_env_long("BENCH_ENQ_N", 5000);
+    progress("6. enqueue: %d messages x %d runs against a plain app outbox "
+             "table, alternated", ne, ke);
+    for (int r = 0; r < ke; r++) {
+        for (int j = 0; j < 2; j++) {
+            if ((r + j) % 2 == 0)
+                plain[r] = enq_plain(db_path(p, sizeof(p), "plain", r), ne);
+            else
+                enq[r] = enq_courier(db_path(p, sizeof(p), "genq", r), ne, 1,
+                                     0);
+        }
+        rm_db(db_path(p, sizeof(p), "plain", r));
+        rm_db(db_path(p, sizeof(p), "genq", r));
+    }
+    double me = series("goals enqueue send_text msg/s", enq, ke);
+    double mp = series("goals enqueue plain app table msg/s", plain, ke);
+    q = ratio(me, mp);
+    add_row("  durable enqueue, msg/s (ref: plain app outbox table)",
+            F("%.0f", me), F("%.0f", mp), q, ">= 0.9", q >= 0.9);
+
+    double wo, wb;
+    wire_bytes(&wo, &wb);
+    q = ratio(wo, wb);
+    add_row("  bytes, message + receipt (ref: bare + bare 0184)",
+            F("%.0f", wo), F("%.0f", wb), q, "<= 2", q <= 2);
+}
+
 static void machine(void)
 {
     char line[256], model[160] = "?", date[64];
@@ -1202,7 +1461,7 @@ int main(int argc, char **argv)
     printf("BENCH_N=%d BENCH_RUNS=%d; progress on stderr\n", n, runs);
     fflush(stdout);
 
-    const char *sec = bench_env("BENCH_SECTIONS", "12345");
+    const char *sec = bench_env("BENCH_SECTIONS", "123456");
     if (strchr(sec, '1'))
         section_enqueue();
     if (have_server()) {
@@ -1219,6 +1478,8 @@ int main(int argc, char **argv)
         section_scale();
     if (have_server() && strchr(sec, '5'))
         section_idle();
+    if (strchr(sec, '6'))
+        section_goals();
 
     print_table();
     print_raws();

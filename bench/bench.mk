@@ -5,7 +5,8 @@
 # the references it is compared with (libstrophe, SQLite) are Debian's -O2
 # builds. Knobs (environment): BENCH_N, BENCH_RUNS, BENCH_ENQ_N,
 # BENCH_HISTORY, BENCH_IDLE_S, BENCH_N1, BENCH_SLIX, BENCH_TIMEOUT,
-# BENCH_SECTIONS (see bench/bench.c). Guarded: safe to include twice.
+# BENCH_SECTIONS, BENCH_GOALS_N, BENCH_GOALS_RUNS (see bench/bench.c).
+# Guarded: safe to include twice.
 ifndef COURIER_BENCH_MK
 COURIER_BENCH_MK := 1
 

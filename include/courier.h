@@ -116,7 +116,7 @@ typedef struct {
     unsigned ack_timeout_ms, resend_grace_ms;
     unsigned ping_interval_ms, ping_timeout_ms;
     unsigned reconnect_min_ms, reconnect_max_ms;
-    unsigned max_in_flight;          /**< default 100 */
+    unsigned max_in_flight;          /**< default 100, at most 2048 */
     uint64_t max_age_ms;             /**< default 0 = never expire */
     int implicit_read;               /**< default 1 */
     /* Additions to SPEC §7 (appended; courier_config_init sets them). */
@@ -342,6 +342,14 @@ COURIER_API const char *courier_last_error(void);
 
 /** Library version string, e.g. "0.1.0". */
 COURIER_API const char *courier_version(void);
+
+/*
+ * TLS (SPEC §6, §10): TLS is required unless allow_plaintext, and the
+ * certificate is verified against the JID's domain. TLS 1.2 as the minimum
+ * is enforced by OpenSSL 3 at its default security level (>= 1); libstrophe
+ * 0.12.2 offers no way to set or read the version. With OpenSSL 1.1.x, or
+ * an OpenSSL configuration at security level 0, TLS 1.1 can be negotiated.
+ */
 
 /**
  * Stack a thread needs to call courier_run_once() whatever a server sends

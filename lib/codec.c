@@ -486,7 +486,10 @@ static int parse_error(xmpp_stanza_t *st, codec_msg_t *out)
 /* SPEC §3: the stanza id, else the XEP-0359 origin-id, else a digest. A
  * present but invalid id attribute is refused rather than replaced: the
  * sender means an id we cannot keep, and guessing another one could merge
- * or split its duplicates. An empty id='' carries no identity: absent. */
+ * or split its duplicates. An empty id='' carries no identity: absent.
+ * Only a delay stamp makes an id-less message identifiable (a replay from
+ * offline storage); without one, two equal bodies are two messages, so
+ * each gets a fresh id (issue 13). */
 static int pick_id(xmpp_stanza_t *st, const scan_t *sc, codec_msg_t *out)
 {
     const char *id = xmpp_stanza_get_id(st);
@@ -494,15 +497,20 @@ static int pick_id(xmpp_stanza_t *st, const scan_t *sc, codec_msg_t *out)
                           ? xmpp_stanza_get_attribute(sc->origin_id, "id")
                           : NULL;
     if (id && *id) {
-        if (!util_id_valid(id))
+        if (!util_id_valid(id)) {
+            out->refuse = "bad-request";
             return ignore(out, "bad id");
+        }
         util_strlcpy(out->id, id, sizeof(out->id));
     } else if (util_id_valid(oid)) {
         util_strlcpy(out->id, oid, sizeof(out->id));
-    } else {
+    } else if (out->delay_ms) {
         codec_digest_id(out->from, out->body, out->delay_ms, out->id);
         if (!out->id[0])
             return COURIER_ENOMEM;
+    } else {
+        memcpy(out->id, "anon-", 5);
+        util_new_id(out->id + 5, sizeof(out->id) - 5);
     }
     return COURIER_OK;
 }
@@ -515,14 +523,20 @@ static int parse_chat(xmpp_stanza_t *st, const codec_limits_t *lim,
     size_t len = text_len(sc->body);
     int rc;
 
-    if (len > max)
+    /* SPEC §11: what we will not store is refused to the sender, so it
+     * does not stay SENT (or resend) forever. */
+    if (len > max) {
+        out->refuse = "policy-violation";
         return ignore(out, "body too big");
+    }
     out->body = util_malloc(len + 1);
     if (!out->body)
         return COURIER_ENOMEM;
     text_copy(sc->body, out->body, len + 1);
-    if (!util_utf8_valid(out->body))
+    if (!util_utf8_valid(out->body)) {
+        out->refuse = "not-acceptable";
         return ignore(out, "body not utf-8");
+    }
     out->kind = sc->kind;
     out->delay_ms = sc->delay_ms;
     out->asked = sc->asked;
@@ -588,13 +602,15 @@ int codec_parse_message(xmpp_stanza_t *st, const codec_limits_t *lim,
         out->cls = CODEC_IGNORE;
         out->why = "out of memory";
     } else if (out->cls == CODEC_IGNORE) {
-        /* an ignored message keeps nothing but its reason and sender */
-        const char *why = out->why;
+        /* an ignored message keeps nothing but its reason, sender and
+         * the refusal owed */
+        const char *why = out->why, *refuse = out->refuse;
         char from[COURIER_JID_MAX];
         memcpy(from, out->from, sizeof(from));
         codec_msg_clear(out);
         memcpy(out->from, from, sizeof(from));
         out->why = why;
+        out->refuse = refuse;
     }
     return rc;
 }
@@ -762,40 +778,61 @@ static int add_x22_event(xmpp_stanza_t *msg, const char *name,
     return 0;
 }
 
+/* Issue 17: one form per receipt, the one the asker understands best
+ * among those it asked for. Servers keep a hinted XEP-0184 or XEP-0333
+ * receipt in offline storage for an absent sender but drop a body-less
+ * XEP-0022 event (SPEC §3), so those come first; XEP-0022 answers only a
+ * peer that asked for nothing else. DELIVERED: 0184 <received/>, else
+ * 0333 <received/>, else 0022 <delivered/>. DISPLAYED: 0333 <displayed/>
+ * (which the sender takes as covering every earlier message, as it did
+ * when both came), else 0022 <displayed/>; 0184 has no displayed form. */
+typedef enum { FORM_NONE, FORM_X22, FORM_RECEIPT, FORM_MARKER } form_t;
+
+static form_t receipt_form(courier_state_t state, unsigned asked)
+{
+    if (state == COURIER_DELIVERED) {
+        if (asked & CORE_ASK_RECEIPT)
+            return FORM_RECEIPT;
+        if (asked & CORE_ASK_MARKABLE)
+            return FORM_MARKER;
+        if (asked & CORE_ASK_X22_DELIVERED)
+            return FORM_X22;
+    } else if (state == COURIER_DISPLAYED) {
+        if (asked & CORE_ASK_MARKABLE)
+            return FORM_MARKER;
+        if (asked & CORE_ASK_X22_DISPLAYED)
+            return FORM_X22;
+    }
+    return FORM_NONE;
+}
+
 xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
                                    const char *id, courier_state_t state,
                                    unsigned asked)
 {
     char sid[COURIER_ID_MAX];
     xmpp_stanza_t *msg;
-    int x22, rcpt, marker;
+    form_t form;
 
     if (!ctx || !to || !util_id_valid(id))
         return NULL;
-    if (state == COURIER_DELIVERED) {
-        x22 = asked & CORE_ASK_X22_DELIVERED;
-        rcpt = asked & CORE_ASK_RECEIPT;
-    } else if (state == COURIER_DISPLAYED) {
-        x22 = asked & CORE_ASK_X22_DISPLAYED;
-        rcpt = 0; /* XEP-0184 has no displayed receipt */
-    } else {
-        return NULL;
-    }
-    marker = asked & CORE_ASK_MARKABLE;
-    if (!x22 && !rcpt && !marker)
+    form = receipt_form(state, asked);
+    if (form == FORM_NONE)
         return NULL;
     util_new_id(sid, sizeof(sid));
     msg = new_stanza(ctx, "message", "chat", to, sid);
     if (!msg)
         return NULL;
     const char *ev = state == COURIER_DELIVERED ? "delivered" : "displayed";
-    if (x22 && add_x22_event(msg, ev, id) < 0)
+    if (form == FORM_X22 && add_x22_event(msg, ev, id) < 0)
         goto fail;
-    if (rcpt && !add_attr_el(msg, "received", NS_RECEIPTS, "id", id))
+    if (form == FORM_RECEIPT &&
+        !add_attr_el(msg, "received", NS_RECEIPTS, "id", id))
         goto fail;
-    if (marker && !add_attr_el(msg, state == COURIER_DELIVERED ? "received"
-                                                               : "displayed",
-                               NS_MARKERS, "id", id))
+    if (form == FORM_MARKER &&
+        !add_attr_el(msg, state == COURIER_DELIVERED ? "received"
+                                                     : "displayed",
+                     NS_MARKERS, "id", id))
         goto fail;
     /* SPEC §3: servers keep hinted receipts offline for an absent sender */
     if (!add_el(msg, "store", NS_HINTS))
@@ -866,6 +903,33 @@ xmpp_stanza_t *codec_build_iq_reply(xmpp_ctx_t *ctx, xmpp_stanza_t *iq)
         return reply;
     err = add_attr_el(reply, "error", NULL, "type", "cancel");
     if (!err || !add_el(err, "service-unavailable", NS_STANZAS)) {
+        xmpp_stanza_release(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+xmpp_stanza_t *codec_build_refusal(xmpp_ctx_t *ctx, xmpp_stanza_t *msg,
+                                   const char *condition, const char *text)
+{
+    const char *from, *id;
+    xmpp_stanza_t *reply, *err;
+
+    if (!ctx || !msg || !condition || !xmpp_stanza_is_tag(msg))
+        return NULL;
+    from = xmpp_stanza_get_from(msg);
+    if (!from || !*from)
+        return NULL;
+    id = xmpp_stanza_get_id(msg);
+    /* RFC 6120 8.3.1: the error carries the original id, whatever it is:
+     * it is how the sender finds its message. No payload: it was too big
+     * or unusable. */
+    reply = new_stanza(ctx, "message", "error", from, id && *id ? id : NULL);
+    if (!reply)
+        return NULL;
+    err = add_attr_el(reply, "error", NULL, "type", "modify");
+    if (!err || !add_el(err, condition, NS_STANZAS) ||
+        (text && !add_text_el(err, "text", NS_STANZAS, text))) {
         xmpp_stanza_release(reply);
         return NULL;
     }

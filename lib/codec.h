@@ -40,7 +40,8 @@ typedef struct {
     const char *why;                  /* static text when CODEC_IGNORE */
     char from[COURIER_JID_MAX];       /* sender, bare, lower case */
     char id[COURIER_ID_MAX];          /* stanza id, else origin-id, else a
-                                         digest (CODEC_CHAT only) */
+                                         digest if stamped, else a fresh
+                                         "anon-" id (CODEC_CHAT only) */
     /* CODEC_CHAT */
     char *body;                       /* util_malloc'd; codec_msg_clear */
     courier_kind_t kind;
@@ -53,6 +54,10 @@ typedef struct {
     /* CODEC_ERROR */
     core_err_type_t err_type;
     char condition[64];               /* e.g. "service-unavailable" */
+    /* CODEC_IGNORE of a chat message that will not be stored (SPEC §11):
+     * the RFC 6120 condition owed to its sender (codec_build_refusal),
+     * else NULL. Static text. */
+    const char *refuse;
 } codec_msg_t;
 
 typedef struct {
@@ -80,10 +85,11 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
                                 const char *body, int64_t created_ms,
                                 const char *from, unsigned attempts);
 
-/* Build one receipt stanza for message `id` from `to`, in every form of
- * `asked` that fits `state` (DELIVERED: XEP-0022 delivered, XEP-0184
- * received, XEP-0333 received; DISPLAYED: XEP-0022 displayed, XEP-0333
- * displayed). NULL if no form applies or on ENOMEM. */
+/* Build one receipt stanza for message `id` to `to`, in the one form of
+ * `asked` that fits `state` and that servers store offline first
+ * (DELIVERED: XEP-0184 received, else XEP-0333 received, else XEP-0022
+ * delivered; DISPLAYED: XEP-0333 displayed, else XEP-0022 displayed).
+ * NULL if no form applies or on ENOMEM. */
 xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
                                    const char *id, courier_state_t state,
                                    unsigned asked);
@@ -92,6 +98,13 @@ xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
  * XEP-0085 <composing/> (on) or <active/> (off). */
 xmpp_stanza_t *codec_build_composing(xmpp_ctx_t *ctx, const char *to,
                                      const char *last_id, int on);
+
+/* The error owed to the sender of `msg`, a message we will not store
+ * (SPEC §11): <message type='error'> to its full `from`, with its id (if
+ * any, verbatim), <error type='modify'> with `condition` and `text`. NULL
+ * without a `from`, or on ENOMEM. */
+xmpp_stanza_t *codec_build_refusal(xmpp_ctx_t *ctx, xmpp_stanza_t *msg,
+                                   const char *condition, const char *text);
 
 /* XEP-0199 ping iq to `domain` with `id`. */
 xmpp_stanza_t *codec_build_ping(xmpp_ctx_t *ctx, const char *domain,

@@ -7,6 +7,10 @@
 #include "util.h"
 
 #define MAX_BOUNCES 3 /* SPEC §2: the third transient bounce is permanent */
+#define REASON_EXPIRED "expired"
+/* SPEC §11: a link up this long was a success and resets the backoff; one
+ * that dies sooner (killed right after login) does not. */
+#define STABLE_LINK_MS 10000
 
 /* Intrusive doubly-linked list node; a message sits in up to four lists. */
 typedef struct node {
@@ -29,6 +33,7 @@ typedef struct msg {
     int64_t expire_base;   /* wall: send or retry time */
     int on_wire;           /* written this link, not acked by the server */
     int error_since_send;  /* an error bounced it after its last write */
+    uint64_t wseq;         /* order of its last write (0: none this run) */
     core_cause_t cause;    /* why it sits in sendq */
 } msg_t;
 
@@ -37,7 +42,7 @@ struct core {
     msg_t **buckets;
     size_t nbuckets, count;
     list_t all, sendq, ackq, expq;
-    uint64_t next_seq;
+    uint64_t next_seq, next_wseq;
     size_t in_flight;
     const char *ignored;
 
@@ -47,6 +52,7 @@ struct core {
     int64_t next_ping;          /* mono */
     int64_t first_unanswered;   /* mono of the oldest unanswered ping, -1 */
     int64_t reconnect_at;       /* mono, -1 none */
+    int64_t online_since;       /* mono of the last LINK_UP */
     unsigned backoff_ms;
     uint64_t rng;
     core_stats_t stats;
@@ -229,7 +235,8 @@ int core_state_rank(courier_state_t s)
 }
 
 /* Move `row` to `state`, emitting one conditional STATE action (CAS on the
- * state the core believes is stored). */
+ * state the core believes is stored). The app hears of it once per
+ * transition: FAILED again (a new bounce, expiry) is persisted quietly. */
 static int set_state(core_row_t *row, courier_state_t state,
                      const char *reason, int permanent, int notify,
                      core_now_t now, core_out_t *out)
@@ -250,7 +257,7 @@ static int set_state(core_row_t *row, courier_state_t state,
     a->last_sent_ms = row->last_sent_ms;
     a->last_change_ms = row->last_change_ms;
     a->permanent = permanent;
-    a->notify = notify;
+    a->notify = notify && a->from_mask != 1u << state;
     util_strlcpy(a->reason, row->reason, sizeof(a->reason));
     return COURIER_OK;
 }
@@ -301,7 +308,8 @@ static int expired(const core_t *k, const msg_t *m, core_now_t now)
 /* SPEC §2 expiry: FAILED permanently, never sent again by itself. */
 static int expire(core_t *k, msg_t *m, core_now_t now, core_out_t *out)
 {
-    int rc = set_state(&m->row, COURIER_FAILED, "expired", 1, 1, now, out);
+    int rc = set_state(&m->row, COURIER_FAILED, REASON_EXPIRED, 1, 1, now,
+                       out);
     msg_remove(k, m);
     return rc;
 }
@@ -333,6 +341,7 @@ static int pump(core_t *k, core_now_t now, core_out_t *out)
         m->row.attempts++;
         m->row.last_sent_ms = now.wall_ms;
         m->error_since_send = 0;
+        m->wseq = ++k->next_wseq;
         util_strlcpy(a->id, m->row.id, sizeof(a->id));
         util_strlcpy(a->peer, m->row.peer, sizeof(a->peer));
         a->state = m->row.state;
@@ -430,7 +439,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
         return COURIER_OK;
     int rc = emit_link(k, COURIER_LINK_ONLINE, out);
     k->stats.links_up++;
-    k->backoff_ms = k->lim.reconnect_min_ms; /* SPEC §4: reset on success */
+    k->online_since = now.mono_ms; /* the backoff resets if it holds */
     k->reconnect_at = -1;
     k->dropping = 0;
     k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
@@ -450,6 +459,10 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
                         const char *reason)
 {
     int rc = COURIER_OK;
+    /* SPEC §4 reset on success; §11: only for a link that held */
+    if (k->link == COURIER_LINK_ONLINE &&
+        now.mono_ms - k->online_since >= STABLE_LINK_MS)
+        k->backoff_ms = k->lim.reconnect_min_ms;
     if (k->link != COURIER_LINK_OFFLINE)
         rc = emit_link(k, COURIER_LINK_OFFLINE, out);
     k->dropping = 0;
@@ -474,6 +487,16 @@ static int on_acked(core_t *k, const core_ev_t *ev, core_now_t now,
                     core_out_t *out)
 {
     msg_t *m = ev->id ? find(k, ev->id) : NULL;
+    if (!m && ev->row && ev->row->state == COURIER_FAILED &&
+        strcmp(ev->row->reason, REASON_EXPIRED) == 0) {
+        /* SPEC §1: it expired on the wire, and the server did take it:
+         * SENT, held again. (A bounced row stays: the bounce outranks.) */
+        m = msg_add(k, ev->row, now.wall_ms);
+        if (!m)
+            return COURIER_ENOMEM;
+        confirmed(k, m);
+        return set_state(&m->row, COURIER_SENT, "", 0, 1, now, out);
+    }
     if (!m) {
         k->ignored = "ack for a message not held";
         return COURIER_OK;
@@ -523,6 +546,20 @@ static int advance(core_t *k, msg_t *m, courier_state_t to, core_now_t now,
     return rc;
 }
 
+/* SPEC §11: could the peer's device have shown `e` before the message it
+ * marked (last written at `ref_ms`, write order `ref_wseq`)? Only if the
+ * server took it from a write before that one and nothing bounced it
+ * since. Held DELIVERED does not exist (settled). */
+static int shown_before(const msg_t *e, int64_t ref_ms, uint64_t ref_wseq)
+{
+    if (e->error_since_send ||
+        (e->row.state != COURIER_SENT && e->row.state != COURIER_OFFLINE))
+        return 0;
+    if (e->wseq && ref_wseq)
+        return e->wseq < ref_wseq;
+    return e->row.last_sent_ms <= ref_ms;
+}
+
 static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
                     core_out_t *out)
 {
@@ -546,7 +583,8 @@ static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
     char peer[COURIER_JID_MAX];
     int64_t created = row->created_ms;
     int held = m != NULL; /* m may be freed by advance(): keep its seq */
-    uint64_t ref_seq = held ? m->seq : 0;
+    uint64_t ref_seq = held ? m->seq : 0, ref_wseq = held ? m->wseq : 0;
+    int64_t ref_sent = row->last_sent_ms;
     int rc = COURIER_OK;
     util_strlcpy(peer, row->peer, sizeof(peer));
     if (core_state_rank(to) <= core_state_rank(row->state)) {
@@ -556,16 +594,31 @@ static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
     } else {
         core_row_t copy = *row; /* settled: the store's row, not held */
         rc = set_state(&copy, to, "", 0, 1, now, out);
+        /* A permanently FAILED row moved to OFFLINE is unsettled again:
+         * held, as a reload from the store would hold it. */
+        if (rc == COURIER_OK && to == COURIER_OFFLINE) {
+            msg_t *again = msg_add(k, &copy, now.wall_ms);
+            if (!again)
+                rc = COURIER_ENOMEM;
+            else
+                confirmed(k, again);
+        }
     }
-    /* SPEC §1: an XEP-0333 displayed also covers every earlier message. */
+    /* SPEC §1: an XEP-0333 displayed also covers earlier messages, but
+     * only those the device could have shown (SPEC §11). One that bounced
+     * goes out again now: the peer's device is there to take it. */
     if (rc == COURIER_OK && ev->cumulative && to == COURIER_DISPLAYED) {
         node_t *n = k->all.head.next;
         while (rc == COURIER_OK && n != &k->all.head) {
             msg_t *e = CONTAINER(n, all);
             n = n->next;
             int earlier = held ? e->seq < ref_seq : e->row.created_ms <= created;
-            if (earlier && strcmp(e->row.peer, peer) == 0)
+            if (!earlier || strcmp(e->row.peer, peer) != 0)
+                continue;
+            if (shown_before(e, ref_sent, ref_wseq))
                 rc = advance(k, e, COURIER_DISPLAYED, now, out);
+            else if (e->error_since_send && k->link == COURIER_LINK_ONLINE)
+                sendq_add(k, e, CORE_CAUSE_PEER);
         }
         if (rc == COURIER_OK)
             rc = promote(out, peer, 1, created);

@@ -91,8 +91,9 @@ typedef struct {
     core_ev_type_t type;
     const char *id;             /* ACKED EVENT ERROR MESSAGE MARK_DISPLAYED */
     const char *peer;           /* bare JID, lower case */
-    const core_row_t *row;      /* SEND RETRY; EVENT/ERROR for a message the
-                                   core does not hold (NULL: unknown id) */
+    const core_row_t *row;      /* SEND RETRY; ACKED/EVENT/ERROR for a
+                                   message the core does not hold (NULL:
+                                   unknown id) */
     courier_state_t kind_state; /* EVENT */
     int cumulative;             /* EVENT */
     core_err_type_t err_type;   /* ERROR */

@@ -73,6 +73,7 @@ struct engine {
     void *clock_ud;
     item_t *head, *tail;
     size_t pending;
+    item_t *unmarked;            /* handed, but the store's mark failed */
     int muted;                   /* courier_close: no more app callbacks */
     int wake_fd;                 /* readable while items are queued */
     int wake_wr;                 /* its write end (= wake_fd: eventfd) */
@@ -95,7 +96,15 @@ struct engine {
     pthread_cond_t group_cv;     /* a group was committed */
     pthread_cond_t sendq_cv;     /* a send was queued */
     uint64_t received, duplicates;
+    /* SPEC §11: owed receipts go out through a window. rcpt_out are
+     * written and not yet acknowledged; the next ones are the stored
+     * receipts with a rid above rcpt_after (both reset at link up). */
+    int64_t rcpt_after;
+    size_t rcpt_out;
 };
+
+_Static_assert(ENGINE_MAX_IN_FLIGHT + ENGINE_RCPT_WINDOW < ENGINE_OUTQ_MAX,
+               "messages and receipts fit in the session's queue");
 
 static void engine_lock(engine_t *e);
 
@@ -289,6 +298,33 @@ static void promoted(void *ud, const char *id, const char *peer)
 
 static int rebuild_core(engine_t *e);
 
+static int queue_receipt(void *ud, const store_rcpt_t *r)
+{
+    engine_t *e = ud;
+    item_t *it = item_new(ITEM_SEND_RECEIPT, r->id, r->peer);
+    if (!it)
+        return COURIER_ENOMEM;
+    it->state = r->state;
+    it->asked = r->asked;
+    it->rid = r->rid;
+    e->rcpt_after = r->rid;
+    e->rcpt_out++;
+    return enqueue(e, it);
+}
+
+/* SPEC §11: write owed receipts, oldest first, while the window allows;
+ * an ack frees a slot. Read from the store inside the caller's
+ * transaction, so they go out after its commit (the dispatch). Caller
+ * holds the mutex. */
+static int pump_receipts(engine_t *e)
+{
+    if (!core_link_up(e->core) || e->rcpt_out >= ENGINE_RCPT_WINDOW)
+        return COURIER_OK;
+    return store_rcpt_each_after(e->store, e->rcpt_after,
+                                 ENGINE_RCPT_WINDOW - e->rcpt_out,
+                                 queue_receipt, e);
+}
+
 static int run_receipt(engine_t *e, const core_act_t *a)
 {
     store_rcpt_t r;
@@ -298,16 +334,8 @@ static int run_receipt(engine_t *e, const core_act_t *a)
     r.state = a->state;
     r.asked = a->asked;
     /* SPEC §3: owed receipts are stored until the server has them. */
-    int rc = store_rcpt_add(e->store, &r, &r.rid);
-    if (rc != COURIER_OK)
-        return rc;
-    item_t *it = item_new(ITEM_SEND_RECEIPT, a->id, a->peer);
-    if (it) {
-        it->state = a->state;
-        it->asked = a->asked;
-        it->rid = r.rid;
-    }
-    return enqueue(e, it);
+    int rc = store_rcpt_add(e->store, &r, NULL);
+    return rc == COURIER_OK ? pump_receipts(e) : rc;
 }
 
 static int run_deliver(engine_t *e, const core_act_t *a)
@@ -648,8 +676,13 @@ static int validate(const courier_config_t *c, char *self, size_t self_size)
                               "reconnect_min_ms (%u) must be > 0 and <= "
                               "reconnect_max_ms (%u)", c->reconnect_min_ms,
                               c->reconnect_max_ms);
-    if (c->max_in_flight == 0)
-        return util_set_error(COURIER_EINVAL, "max_in_flight must be > 0");
+    if (c->max_in_flight == 0 || c->max_in_flight > ENGINE_MAX_IN_FLIGHT)
+        return util_set_error(COURIER_EINVAL,
+                              "max_in_flight (%u) must be between 1 and %u: "
+                              "the link holds at most %u unacknowledged "
+                              "stanzas, receipts and re-sends included",
+                              c->max_in_flight, ENGINE_MAX_IN_FLIGHT,
+                              ENGINE_OUTQ_MAX);
     if (c->max_body_bytes == 0)
         return util_set_error(COURIER_EINVAL, "max_body_bytes must be > 0");
     if (c->host && !c->host[0])
@@ -751,6 +784,40 @@ out:
     return COURIER_OK;
 }
 
+/* SPEC §3 exactly once: the app has the message. If the store cannot
+ * record that, the mark is retried at every dispatch and at close; only a
+ * process that ends before it succeeds hands it again at the next open,
+ * and the log says so. Gone from the inbox (deleted) counts as done. */
+static void mark_handed_locked(engine_t *e, const char *peer, const char *id)
+{
+    int rc = store_in_set_handed(e->store, peer, id);
+    if (rc == COURIER_OK || rc == COURIER_ENOTFOUND)
+        return;
+    log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s; retried, and "
+               "handed again at the next open if it never succeeds", id,
+               store_errmsg(e->store));
+    item_t *it = item_new(ITEM_MESSAGE, id, peer);
+    if (it) {
+        it->next = e->unmarked;
+        e->unmarked = it;
+    }
+}
+
+static void retry_handed_locked(engine_t *e)
+{
+    item_t **link = &e->unmarked;
+    while (*link) {
+        item_t *it = *link;
+        int rc = store_in_set_handed(e->store, it->peer, it->id);
+        if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
+            *link = it->next;
+            item_free(it);
+        } else {
+            link = &it->next;
+        }
+    }
+}
+
 void engine_close(engine_t *e)
 {
     if (!e)
@@ -758,6 +825,12 @@ void engine_close(engine_t *e)
     while (e->head) {
         item_t *it = e->head;
         e->head = it->next;
+        item_free(it);
+    }
+    retry_handed_locked(e);
+    while (e->unmarked) {
+        item_t *it = e->unmarked;
+        e->unmarked = it->next;
         item_free(it);
     }
     core_free(e->core);
@@ -1164,28 +1237,21 @@ void engine_mute(engine_t *e)
 
 /* ---- session events --------------------------------------------------- */
 
-static int requeue_receipt(void *ud, const store_rcpt_t *r)
-{
-    engine_t *e = ud;
-    item_t *it = item_new(ITEM_SEND_RECEIPT, r->id, r->peer);
-    if (it) {
-        it->state = r->state;
-        it->asked = r->asked;
-        it->rid = r->rid;
-    }
-    return enqueue(e, it);
-}
-
 int engine_feed(engine_t *e, core_ev_type_t type)
 {
     core_ev_t ev = { .type = type };
     txn_t t;
     engine_lock(e);
     txn_join(e, &t);
+    int was_up = core_link_up(e->core);
     int rc = feed_locked(e, &ev);
-    /* SPEC §3: receipts the server never acknowledged go out again. */
-    if (rc == COURIER_OK && type == CORE_EV_LINK_UP)
-        rc = store_rcpt_each(e->store, requeue_receipt, e);
+    /* SPEC §3: receipts the server never acknowledged go out again, from
+     * the oldest, through a fresh window (SPEC §11). */
+    if (rc == COURIER_OK && !was_up && core_link_up(e->core)) {
+        e->rcpt_after = 0;
+        e->rcpt_out = 0;
+        rc = pump_receipts(e);
+    }
     rc = txn_end(e, &t, rc);
     pthread_mutex_unlock(&e->mu);
     return rc;
@@ -1193,7 +1259,7 @@ int engine_feed(engine_t *e, core_ev_type_t type)
 
 int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
 {
-    int rc = COURIER_OK;
+    int rc = COURIER_OK, receipts = 0;
     txn_t t;
     engine_lock(e);
     txn_join(e, &t);
@@ -1201,10 +1267,24 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
         int one;
         if (acks[i].id) {
             core_ev_t ev = { .type = CORE_EV_ACKED, .id = acks[i].id };
+            /* SPEC §1: the core let go of it (expired): the stored row */
+            core_row_t row;
+            if (!core_find(e->core, acks[i].id) &&
+                store_out_get(e->store, acks[i].id, &row, NULL) ==
+                    COURIER_OK)
+                ev.row = &row;
             one = feed_locked(e, &ev);
         } else {
             one = store_rcpt_done(e->store, acks[i].rid);
+            if (e->rcpt_out > 0)
+                e->rcpt_out--;
+            receipts = 1;
         }
+        if (rc == COURIER_OK)
+            rc = one;
+    }
+    if (receipts) {
+        int one = pump_receipts(e);
         if (rc == COURIER_OK)
             rc = one;
     }
@@ -1365,9 +1445,7 @@ static void run_item(engine_t *e, item_t *it)
         if (cb->on_message)
             cb->on_message(e->ud, &msg);
         engine_lock(e);
-        if (store_in_set_handed(e->store, it->peer, it->id) != COURIER_OK)
-            log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s", it->id,
-                       store_errmsg(e->store));
+        mark_handed_locked(e, it->peer, it->id);
         pthread_mutex_unlock(&e->mu);
         break;
     }
@@ -1439,6 +1517,7 @@ size_t engine_dispatch(engine_t *e)
      * A failed commit is left for engine_batch_end to report. */
     engine_lock(e);
     batch_pause(e);
+    retry_handed_locked(e);
     pthread_mutex_unlock(&e->mu);
     for (;;) {
         engine_lock(e);

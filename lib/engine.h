@@ -22,13 +22,23 @@
 
 typedef struct engine engine_t;
 
+/* The session holds at most ENGINE_OUTQ_MAX stanzas written and not yet
+ * acknowledged by the server, and cuts a link that goes beyond. Messages
+ * (max_in_flight, at most ENGINE_MAX_IN_FLIGHT) and owed receipts (at
+ * most ENGINE_RCPT_WINDOW at once) share it, with room to spare for a
+ * message written again before its ack (SPEC §11). */
+#define ENGINE_OUTQ_MAX 4096
+#define ENGINE_RCPT_WINDOW 100
+#define ENGINE_MAX_IN_FLIGHT (ENGINE_OUTQ_MAX / 2)
+
 /* What the engine needs from a link. Called on the loop thread only, never
  * with the engine's mutex held. NULL members are skipped. */
 typedef struct {
     /* Write message `row` with `body` to the stream. */
     void (*send_chat)(void *tp, const core_row_t *row, const char *body);
     /* Write receipt `r`; report engine_receipt_acked(r->rid) once the
-     * server has it. */
+     * server has it (or at once if it writes nothing): until then it
+     * holds a slot of the receipt window, until the link goes down. */
     void (*send_receipt)(void *tp, const store_rcpt_t *r);
     void (*send_composing)(void *tp, const char *peer, const char *last_id,
                            int on);

@@ -23,7 +23,7 @@
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
-#define OUTQ_MAX 4096 /* stanzas written and not yet acked, per stream */
+#define OUTQ_MAX ENGINE_OUTQ_MAX /* written, not yet acked, per stream */
 #define CLOSE_WAIT_MS 2000
 #define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
 
@@ -50,6 +50,8 @@ struct session {
     int online;             /* the engine was told LINK_UP */
     int sm;                 /* the server enabled stream management */
     int sm_pending;         /* <enable/> sent, no answer yet */
+    int features_seen;      /* this connection's stream features logged */
+    int sm_offered;         /* the last of them offered XEP-0198 */
     int auth_refused;       /* libstrophe logged an authentication failure */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
@@ -137,6 +139,20 @@ static void strophe_unlock(void)
 
 /* ---- logging -------------------------------------------------------- */
 
+/* SPEC §6: a stanza of the SASL exchange (PLAIN carries the password,
+ * SCRAM what an offline guess needs) or of legacy iq:auth, as libstrophe's
+ * debug log renders it ("SENT: <auth ...>"). The features that only list
+ * mechanisms are harmless. */
+static int shows_credentials(const char *msg)
+{
+    if (strncmp(msg, "SENT: ", 6) != 0 && strncmp(msg, "RECV: ", 6) != 0)
+        return 0;
+    if (strstr(msg, "jabber:iq:auth"))
+        return 1;
+    return strstr(msg, "urn:ietf:params:xml:ns:xmpp-sasl") &&
+           strncmp(msg + 6, "<features", 9) != 0;
+}
+
 static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
@@ -154,11 +170,26 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
         hostile_trip(&s->hx, HOSTILE_BAD_XML);
     else if (strncmp(msg, "RECV: ", 6) == 0)
         hostile_stanza_done(&s->hx);
+    /* libstrophe 0.12 has no getter for the stream features and user
+     * handlers see none (they run only after login); its debug log renders
+     * each stanza received, features included: the last ones before the
+     * connect callback tell whether XEP-0198 is offered. */
+    if (!s->streaming && strcmp(area, "xmpp") == 0 &&
+        strncmp(msg, "RECV: <features ", 16) == 0) {
+        s->features_seen = 1;
+        s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
+    }
     if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
-    engine_log(s->e, level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN
-                                               : COURIER_LOG_DEBUG,
-               "libstrophe %s: %s", area, msg);
+    int lvl = level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN : COURIER_LOG_DEBUG;
+    if (shows_credentials(msg)) {
+        size_t name = strcspn(msg + 6, " >/");
+        engine_log(s->e, lvl, "libstrophe %s: %.6s%.*s ... (credentials not "
+                   "logged)", area, msg, (int)(name < 24 ? name : 24),
+                   msg + 6);
+        return;
+    }
+    engine_log(s->e, lvl, "libstrophe %s: %s", area, msg);
 }
 
 /* ---- sending, counted --------------------------------------------------- */
@@ -317,6 +348,7 @@ static void tp_connect_locked(void *ud)
     if (s->connecting)
         return;
     s->auth_refused = 0;
+    s->features_seen = s->sm_offered = 0;
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
@@ -480,6 +512,14 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
     codec_msg_t m;
     int rc = codec_parse_message(st, &lim, &m);
+    if (rc == COURIER_OK && m.cls == CODEC_IGNORE && m.refuse) {
+        /* SPEC §11: counted in h, so the server forgets it; the sender
+         * must hear that it was not taken. */
+        engine_log(s->e, COURIER_LOG_INFO, "refused a message from %s "
+                   "(%s): %s sent back", m.from, m.why, m.refuse);
+        send_stanza(s, codec_build_refusal(s->ctx, st, m.refuse, m.why),
+                    OUT_OTHER, NULL, 0);
+    }
     if (rc == COURIER_OK)
         rc = engine_incoming(s->e, &m);
     codec_msg_clear(&m);
@@ -554,6 +594,15 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         /* NOTES.md: enable first, count from it; presence so the server
          * flushes offline storage to this session. */
         s->streaming = 1; /* TLS and login are done */
+        if (s->features_seen && !s->sm_offered) {
+            /* NOTES.md: a server without SM answers <enable/> with a
+             * stream error. SPEC §1: acks by ping instead. */
+            engine_log(s->e, COURIER_LOG_INFO, "the server offers no "
+                       "stream management: acks by ping");
+            send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);
+            go_online(s);
+            return;
+        }
         xmpp_send_raw_string(s->conn, "<enable xmlns='" NS_SM "'/>");
         s->sm_pending = 1;
         send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);

@@ -77,9 +77,38 @@ static const char migrate_v3[] =
     "ALTER TABLE receipts_v3 RENAME TO receipts;"
     "PRAGMA user_version=3;";
 
+/* v4 (SPEC §11): one owed receipt per (peer, id, state). Duplicates
+ * collapse into the oldest row, which keeps every form any of them asked
+ * for (asked is a mask of CORE_ASK_* bits 0..4). */
+static const char migrate_v4[] =
+    "CREATE TABLE receipts_v4("
+    " rid INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " peer TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " asked INTEGER NOT NULL,"
+    " UNIQUE(peer, id, state));"
+    "INSERT INTO receipts_v4 SELECT min(rid), peer, id, state,"
+    " max(asked & 1) | max(asked & 2) | max(asked & 4) | max(asked & 8)"
+    " | max(asked & 16) FROM receipts GROUP BY peer, id, state;"
+    "DROP TABLE receipts;"
+    "ALTER TABLE receipts_v4 RENAME TO receipts;"
+    "PRAGMA user_version=4;";
+
+/* v5 (issue 17): the unsettled index without a constant IN list. SQLite
+ * evaluates `state IN (0,1,2)` through an ephemeral lookup table, built
+ * and freed in every statement that maintains the index (each insert and
+ * state update): `state <= 2` selects the same rows (states are 0..5). */
+static const char migrate_v5[] =
+    "DROP INDEX outbox_unsettled;"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
+    "PRAGMA user_version=5;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
-                                          migrate_v3 };
+                                          migrate_v3, migrate_v4,
+                                          migrate_v5 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -99,6 +128,7 @@ enum {
     ST_OUT_MARK_SENT,
     ST_OUT_PROMOTE_SENT,
     ST_OUT_PROMOTE_CREATED,
+    ST_OUT_PROMOTE_ONE,
     ST_OUT_UNSETTLED,
     ST_OUT_COUNT,
     ST_IN_INSERT,
@@ -108,9 +138,10 @@ enum {
     ST_IN_DISPLAYED,
     ST_IN_UNHANDED,
     ST_IN_LAST,
+    ST_RCPT_FIND,
     ST_RCPT_ADD,
     ST_RCPT_DONE,
-    ST_RCPT_EACH,
+    ST_RCPT_AFTER,
     ST_COUNT
 };
 
@@ -138,16 +169,24 @@ static const char *const sql[ST_COUNT] = {
         " WHERE id = ? AND ((1 << state) & ?) != 0",
     [ST_OUT_MARK_SENT] =
         "UPDATE outbox SET attempts = ?, last_sent_ms = ? WHERE id = ?",
+    /* The candidates are read first (one index seek, usually no row: then
+     * nothing is written), then each moves by its own conditional update.
+     * Not UPDATE ... RETURNING: that buffers its rows in an ephemeral
+     * table, built and freed on every run. */
     [ST_OUT_PROMOTE_SENT] =
-        "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
-        " WHERE peer = ? AND state = 3 AND last_sent_ms <= ? RETURNING id",
+        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        " WHERE peer = ? AND state = 3 AND last_sent_ms <= ?",
     [ST_OUT_PROMOTE_CREATED] =
+        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        " WHERE peer = ? AND state = 3 AND created_ms <= ?",
+    [ST_OUT_PROMOTE_ONE] =
         "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
-        " WHERE peer = ? AND state = 3 AND created_ms <= ? RETURNING id",
-    /* INDEXED BY makes the prepare fail rather than fall back to a scan. */
+        " WHERE id = ? AND state = 3",
+    /* INDEXED BY makes the prepare fail rather than fall back to a scan;
+     * the WHERE is the index's own (schema v5). */
     [ST_OUT_UNSETTLED] =
         "SELECT " OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
-        " WHERE state IN (0,1,2) OR (state=5 AND permanent=0)"
+        " WHERE state <= 2 OR (state = 5 AND permanent = 0)"
         " ORDER BY seq",
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
     [ST_IN_INSERT] =
@@ -165,11 +204,14 @@ static const char *const sql[ST_COUNT] = {
     [ST_IN_UNHANDED] =
         "SELECT " IN_COLS ", body FROM inbox INDEXED BY inbox_unhanded"
         " WHERE handed = 0 ORDER BY received_ms",
+    [ST_RCPT_FIND] = "SELECT rid, asked FROM receipts"
+                     " WHERE peer = ? AND id = ? AND state = ?",
     [ST_RCPT_ADD] =
-        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)",
+        "INSERT INTO receipts(peer, id, state, asked) VALUES(?, ?, ?, ?)"
+        " ON CONFLICT(peer, id, state) DO NOTHING",
     [ST_RCPT_DONE] = "DELETE FROM receipts WHERE rid = ?",
-    [ST_RCPT_EACH] =
-        "SELECT rid, peer, id, state, asked FROM receipts ORDER BY rid",
+    [ST_RCPT_AFTER] = "SELECT rid, peer, id, state, asked FROM receipts"
+                      " WHERE rid > ? ORDER BY rid LIMIT ?",
 };
 
 struct store {
@@ -743,14 +785,12 @@ static int idlist_add(idlist_t *l, const char *id, size_t n)
     return COURIER_OK;
 }
 
-static int promote(store_t *s, sqlite3_stmt *st, const char *peer,
-                   int64_t before_ms, int64_t now_ms, const char *reason,
-                   idlist_t *ids)
+/* The ids of the messages that can be promoted, read without writing. */
+static int promote_candidates(store_t *s, sqlite3_stmt *st, const char *peer,
+                              int64_t before_ms, idlist_t *ids)
 {
     binder_t b = bind_start(st);
     int rc;
-    bind_int(&b, now_ms);
-    bind_text(&b, reason);
     bind_text(&b, peer);
     bind_int(&b, before_ms);
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
@@ -769,8 +809,35 @@ out:
     return rc;
 }
 
+/* SPEC §1: each transition is one conditional update. A candidate that
+ * is no longer DELIVERED is dropped from `ids` (no callback for it). */
+static int promote(store_t *s, idlist_t *ids, int64_t now_ms,
+                   const char *reason)
+{
+    sqlite3_stmt *st = s->st[ST_OUT_PROMOTE_ONE];
+    size_t keep = 0;
+    for (size_t off = 0; off < ids->len;) {
+        const char *id = ids->buf + off;
+        size_t n = strlen(id) + 1;
+        binder_t b = bind_start(st);
+        bind_int(&b, now_ms);
+        bind_text(&b, reason);
+        bind_text(&b, id);
+        int rc = run(s, st, &b, "promote displayed");
+        if (rc != COURIER_OK)
+            return rc;
+        if (sqlite3_changes(s->db) > 0) {
+            memmove(ids->buf + keep, id, n);
+            keep += n;
+        }
+        off += n;
+    }
+    ids->len = keep;
+    return COURIER_OK;
+}
+
 /* Inside store_begin() the callbacks run once the savepoint is released;
- * the final commit is the caller's. */
+ * the final commit is the caller's. Nothing to promote writes nothing. */
 int store_out_promote_displayed(store_t *s, const char *peer, int by_created,
                                 int64_t before_ms, int64_t now_ms,
                                 const char *reason, store_id_cb cb, void *ud)
@@ -778,15 +845,18 @@ int store_out_promote_displayed(store_t *s, const char *peer, int by_created,
     sqlite3_stmt *st = s->st[by_created ? ST_OUT_PROMOTE_CREATED
                                         : ST_OUT_PROMOTE_SENT];
     idlist_t ids = { NULL, 0, 0 };
-    int rc = op_begin(s);
+    int rc = promote_candidates(s, st, peer, before_ms, &ids);
+    if (rc != COURIER_OK || ids.len == 0)
+        goto out;
+    rc = op_begin(s);
     if (rc != COURIER_OK)
-        return rc;
-    rc = promote(s, st, peer, before_ms, now_ms, reason ? reason : "", &ids);
-    rc = op_end(s, rc);
+        goto out;
+    rc = op_end(s, promote(s, &ids, now_ms, reason ? reason : ""));
     if (rc == COURIER_OK && cb) {
         for (size_t off = 0; off < ids.len; off += strlen(ids.buf + off) + 1)
             cb(ud, ids.buf + off, peer);
     }
+out:
     util_free(ids.buf);
     return rc;
 }
@@ -961,16 +1031,53 @@ out:
 
 /* ---- receipts ------------------------------------------------------ */
 
-int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+static int rcpt_insert(store_t *s, const store_rcpt_t *r, unsigned asked)
 {
     sqlite3_stmt *st = s->st[ST_RCPT_ADD];
     binder_t b = bind_start(st);
-    int rc;
     bind_text(&b, r->peer);
     bind_text(&b, r->id);
     bind_int(&b, r->state);
-    bind_int(&b, r->asked);
-    rc = run(s, st, &b, "add receipt");
+    bind_int(&b, asked);
+    return run(s, st, &b, "add receipt");
+}
+
+/* A receipt owed again: the old row goes, and a new one with the forms
+ * of both takes a fresh rid behind the others. */
+static int rcpt_replace(store_t *s, const store_rcpt_t *r)
+{
+    sqlite3_stmt *st = s->st[ST_RCPT_FIND];
+    binder_t b = bind_start(st);
+    int64_t old = 0;
+    unsigned asked = r->asked;
+    int rc = op_begin(s);
+    if (rc != COURIER_OK)
+        return rc;
+    bind_text(&b, r->peer);
+    bind_text(&b, r->id);
+    bind_int(&b, r->state);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    if (rc == SQLITE_ROW) {
+        old = sqlite3_column_int64(st, 0);
+        asked |= (unsigned)sqlite3_column_int64(st, 1);
+        rc = COURIER_OK;
+    } else {
+        rc = fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, "find receipt");
+    }
+    finish(st);
+    if (rc == COURIER_OK)
+        rc = store_rcpt_done(s, old);
+    if (rc == COURIER_OK)
+        rc = rcpt_insert(s, r, asked);
+    return op_end(s, rc);
+}
+
+/* The usual case, a receipt not owed yet, is the one INSERT. */
+int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out)
+{
+    int rc = rcpt_insert(s, r, r->asked);
+    if (rc == COURIER_OK && sqlite3_changes(s->db) == 0)
+        rc = rcpt_replace(s, r);
     if (rc == COURIER_OK && rid_out)
         *rid_out = sqlite3_last_insert_rowid(s->db);
     return rc;
@@ -984,11 +1091,19 @@ int store_rcpt_done(store_t *s, int64_t rid)
     return run(s, st, &b, "remove receipt");
 }
 
-int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
+int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
+                          store_rcpt_cb cb, void *ud)
 {
-    sqlite3_stmt *st = s->st[ST_RCPT_EACH];
+    sqlite3_stmt *st = s->st[ST_RCPT_AFTER];
+    binder_t b = bind_start(st);
     store_rcpt_t r;
     int rc;
+    bind_int(&b, after);
+    bind_int(&b, (uint64_t)limit > INT64_MAX ? -1 : (int64_t)limit);
+    if (b.rc != SQLITE_OK) {
+        rc = fail(s, b.rc, "read receipts");
+        goto out;
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int crc;
         memset(&r, 0, sizeof(r));
@@ -1009,4 +1124,16 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
 out:
     finish(st);
     return rc;
+}
+
+int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
+{
+    return store_rcpt_each_after(s, 0, SIZE_MAX, cb, ud);
+}
+
+/* ---- tests --------------------------------------------------------- */
+
+const char *store_stmt_sql(const store_t *s, size_t i)
+{
+    return i < ST_COUNT && s->st[i] ? sqlite3_sql(s->st[i]) : NULL;
 }

@@ -20,8 +20,10 @@
 
 /* Current schema version (PRAGMA user_version). Version 1 had no
  * `bounces` column and no `receipts` table; version 2 no index for the
- * last message of a peer; store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 3
+ * last message of a peer; version 3 could hold one owed receipt several
+ * times; version 4's unsettled index was defined with a constant IN list;
+ * store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store store_t;
 
@@ -134,12 +136,25 @@ typedef struct {
     unsigned asked;             /* CORE_ASK_* forms to send */
 } store_rcpt_t;
 
-/* Remember a receipt owed; its row id goes to `*rid_out` (may be NULL). */
+/* Remember a receipt owed; its row id goes to `*rid_out` (may be NULL).
+ * One row per (peer, id, state): a receipt already owed is replaced by
+ * one with a new, larger rid and the forms of both (SPEC §11). */
 int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out);
-/* The server acknowledged the stanza carrying it. */
+/* The server acknowledged the stanza carrying it (a rid no longer
+ * stored is no error). */
 int store_rcpt_done(store_t *s, int64_t rid);
 /* Every receipt still owed, oldest first. */
 typedef int (*store_rcpt_cb)(void *ud, const store_rcpt_t *r);
 int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud);
+/* At most `limit` owed receipts with a rid above `after`, oldest first
+ * (rids only grow). A non-zero return from `cb` stops and is returned. */
+int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
+                          store_rcpt_cb cb, void *ud);
+
+/* ---- tests --------------------------------------------------------- */
+
+/* The SQL of prepared statement `i` (0, 1, ...), NULL past the last: the
+ * unit tests check the plan of every statement the store runs. */
+const char *store_stmt_sql(const store_t *s, size_t i);
 
 #endif /* COURIER_STORE_H */

@@ -25,6 +25,8 @@
 #include <sys/random.h>
 #endif
 
+#include <utf8proc.h>
+
 #include "courier.h"
 
 /* Fault injection for tests; atomics so threads may allocate too. */
@@ -151,13 +153,47 @@ static int jid_char_ok(unsigned char ch)
 {
     /* RFC 7622 forbids these in a localpart; spaces and controls nowhere. */
     return ch > 0x20 && ch != 0x7F && ch != '"' && ch != '&' && ch != '\'' &&
-           ch != ':' && ch != '<' && ch != '>';
+           ch != ':' && ch != '<' && ch != '>' && ch != '@' && ch != '/';
+}
+
+/* Fold one part of a JID as the servers' nodeprep/nameprep do (RFC 3491
+ * B.1 and B.2, NFKC): utf8proc's NFKC_Casefold, non-ASCII included,
+ * default-ignorables dropped. Without allocating: a stack buffer of code
+ * points, re-encoded in place. Writes `out` (NUL-terminated, < size bytes);
+ * returns its length, or -1 (folds to nothing, too long, or to a forbidden
+ * character such as U+FF20 -> '@'). */
+static long fold_part(const char *s, size_t len, char *out, size_t size)
+{
+    utf8proc_int32_t cp[2 * COURIER_JID_MAX + 1];
+    /* utf8proc_NFKC_Casefold()'s options; both steps take them all, as
+     * utf8proc_map() does (decompose maps nothing without COMPOSE) */
+    const utf8proc_option_t opt = UTF8PROC_STABLE | UTF8PROC_COMPAT |
+                                  UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD |
+                                  UTF8PROC_IGNORE;
+    if (len > COURIER_JID_MAX)
+        return -1;
+    utf8proc_ssize_t n = utf8proc_decompose(
+        (const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, cp,
+        2 * COURIER_JID_MAX, opt);
+    if (n <= 0 || n > 2 * COURIER_JID_MAX)
+        return -1;
+    /* 4 bytes per code point at most: the UTF-8 fits in place */
+    n = utf8proc_reencode(cp, n, opt);
+    if (n <= 0 || (size_t)n >= size)
+        return -1;
+    const unsigned char *u = (const unsigned char *)cp;
+    for (utf8proc_ssize_t i = 0; i < n; i++)
+        if (!jid_char_ok(u[i]))
+            return -1;
+    memcpy(out, u, (size_t)n + 1);
+    return (long)n;
 }
 
 int util_jid_bare(const char *jid, char *out, size_t size)
 {
     const char *slash, *at, *end;
-    size_t len;
+    size_t pos = 0;
+    long n;
 
     if (!jid || !out || size == 0 || !util_utf8_valid(jid))
         goto bad;
@@ -170,19 +206,24 @@ int util_jid_bare(const char *jid, char *out, size_t size)
         goto bad; /* empty localpart or domain */
     if (at && memchr(at + 1, '@', (size_t)(end - at - 1)))
         goto bad;
-    len = (size_t)(end - jid);
-    if (len == 0 || len >= size)
-        goto bad;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)jid[i];
-        if (ch != '@' && !jid_char_ok(ch))
+    if (at) {
+        n = fold_part(jid, (size_t)(at - jid), out, size - 1);
+        if (n < 0)
             goto bad;
-        out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : (char)ch;
+        pos = (size_t)n;
+        out[pos++] = '@';
     }
-    out[len] = '\0';
     {
-        const char *dom = at ? out + (at - jid) + 1 : out;
-        if (dom[0] == '.' || dom[strlen(dom) - 1] == '.')
+        const char *d = at ? at + 1 : jid;
+        n = fold_part(d, (size_t)(end - d), out + pos, size - pos);
+        if (n < 0)
+            goto bad;
+        char *dom = out + pos;
+        size_t dl = (size_t)n;
+        /* RFC 7622 3.2: a domain's final dot is stripped before comparing */
+        if (dl > 1 && dom[dl - 1] == '.')
+            dom[--dl] = '\0';
+        if (dom[0] == '.' || dom[dl - 1] == '.')
             goto bad;
     }
     return 0;

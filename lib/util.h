@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Small helpers shared by every module: allocation, bounded strings,
- * clocks, JID and UTF-8 checks, ids. libc only. */
+ * clocks, JID and UTF-8 checks, ids. libc, and utf8proc for JIDs. */
 #ifndef COURIER_UTIL_H
 #define COURIER_UTIL_H
 
@@ -32,10 +32,12 @@ int util_utf8_valid(const char *s);
  * make the server close the stream, on every resend. */
 int util_xml_text_valid(const char *s);
 
-/* Normalise a JID to its bare form, lower case, into `out` (`size` bytes).
+/* Normalise a JID to its bare form into `out` (`size` bytes), compared
+ * as the servers compare it: each part NFKC + case folded (non-ASCII too,
+ * utf8proc; nodeprep/nameprep-like), a domain's final dot stripped.
  * Accepts "local@domain[/resource]" or "domain[/resource]". Returns 0, or
  * -1 for an empty, oversized or malformed JID (spaces, controls, '@' or
- * '/' misplaced, invalid UTF-8). */
+ * '/' misplaced, also once folded; invalid UTF-8). */
 int util_jid_bare(const char *jid, char *out, size_t size);
 
 /* The domain part of a bare JID (pointer into `bare`). */

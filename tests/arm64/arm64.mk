@@ -10,7 +10,8 @@
 #                      replay under qemu-aarch64
 # Debian packages (scripts/install-deps arm64): gcc-aarch64-linux-gnu,
 # libc6-dev-arm64-cross, qemu-user, and libstrophe-dev libsqlite3-dev
-# libssl-dev libcmocka-dev for :arm64 (dpkg --add-architecture arm64).
+# libssl-dev libcmocka-dev libutf8proc-dev for :arm64 (dpkg
+# --add-architecture arm64).
 # What differs from x86-64 and is thus worth a run: plain char is unsigned,
 # long double, alignment, the arm64 builds of SQLite/OpenSSL/libstrophe.
 # (qemu-user keeps the host's memory order: races are not what it finds.)
@@ -50,7 +51,7 @@ $(ARM64_JNI_SO): $(ARM64_BUILD)/jni-android/courier_jni.o \
 		$(ARM64_BUILD)/libcourier.a
 	$(ARM64_CC) -shared -Wl,--no-undefined -Wl,--exclude-libs,ALL -o $@ \
 		$< $(ARM64_BUILD)/libcourier.a -lstrophe -lsqlite3 -lcrypto \
-		-lpthread
+		-lutf8proc -lpthread
 
 # qemu-aarch64 refuses a host binary anyway; the Machine check says why.
 check-arm64: arm64

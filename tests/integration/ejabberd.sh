@@ -13,7 +13,7 @@
 # COURIER_TEST_DIR (scratch space), COURIER_TEST_HARNESS_PID (SIGUSR1
 # restarts the server on the same port and data), COURIER_TEST_EJABBERDCTL
 # (an ejabberdctl command line bound to this node). Accounts: alice bob
-# carol dave, each with password "pw-<name>".
+# carol dave ärger, each with password "pw-<name>".
 #
 # ejabberd runs in the foreground as exactly what `ejabberdctl foreground`
 # would exec, without epmd: the Erlang distribution listens on a port of its
@@ -133,7 +133,7 @@ start_server
 # The accounts, through ejabberdctl (one short-lived Erlang node each, in
 # parallel: ~1 s in all).
 pids=()
-for u in alice bob carol dave; do
+for u in alice bob carol dave ärger; do
     $CTL register "$u" "$DOMAIN" "pw-$u" >"$DIR/register-$u.log" 2>&1 &
     pids+=($!)
 done

@@ -155,9 +155,16 @@ static void *conn_main(void *arg)
         if (say(fd, buf))
             goto out;
     }
-    if (wait_for(fd, &in, &len, &cap, &pos, "<enable") ||
-        say(fd, "<failed xmlns='urn:xmpp:sm:3'/>"))
-        goto out;
+    /* No stream management offered: a client that asks anyway (it sends
+     * <enable/> before its presence) is refused. */
+    {
+        size_t from = pos;
+        if (wait_for(fd, &in, &len, &cap, &pos, "<presence"))
+            goto out;
+        if (strstr(in + from, "<enable") &&
+            say(fd, "<failed xmlns='urn:xmpp:sm:3'/>"))
+            goto out;
+    }
     if (!sc->no_settle)
         usleep(100000); /* let the client settle online */
     pthread_mutex_lock(&f->mu);

@@ -7,8 +7,11 @@
 #
 # Sets: COURIER_TEST_DOMAIN, COURIER_TEST_PORT, COURIER_TEST_CA (CA that
 # signed the server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
-# COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave, each
-# with password "pw-<name>".
+# COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave ärger,
+# each with password "pw-<name>".
+# COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198;
+# COURIER_TEST_TLS11=1 makes c2s speak TLS 1.1 only (security level 0).
+# Both reach the command too, so tests can tell.
 set -euo pipefail
 
 DOMAIN=courier.test
@@ -48,6 +51,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=other CA" \
 
 PORT=$(free_port)
 mkdir -p "$DIR/data"
+SMACKS='"smacks";'
+[ "${COURIER_TEST_NO_SM:-0}" = 1 ] && SMACKS=""
+SSL_EXTRA=""
+[ "${COURIER_TEST_TLS11:-0}" = 1 ] &&
+    SSL_EXTRA='protocol = "tlsv1_1"; ciphers = "DEFAULT:@SECLEVEL=0";'
 cat > "$DIR/prosody.cfg.lua" <<CFG
 run_as_root = true
 daemonize = false
@@ -65,18 +73,18 @@ allow_registration = false
 authentication = "internal_hashed"
 limits = { }
 modules_enabled = {
-    "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "offline";
+    "roster"; "saslauth"; "tls"; "disco"; "ping"; $SMACKS "offline";
     "posix";
 }
 modules_disabled = { "s2s" }
 smacks_hibernation_time = 5
-ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt" }
+ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt"; $SSL_EXTRA }
 VirtualHost "$DOMAIN"
 CFG
 chown -R prosody:prosody "$DIR" 2>/dev/null || true
 chmod 755 "$DIR"
 
-for u in alice bob carol dave; do
+for u in alice bob carol dave ärger; do
     prosodyctl --config "$DIR/prosody.cfg.lua" register "$u" "$DOMAIN" "pw-$u" \
         >/dev/null 2>&1
 done

@@ -27,7 +27,7 @@ struct relay {
     pthread_t th;
     pthread_mutex_t mu;
     pair_t pairs[MAX_PAIRS];
-    atomic_int stop, cut, hole, accepted;
+    atomic_int stop, cut, hole, accepted, holes_done;
     atomic_llong hold_until; /* CLOCK_MONOTONIC ms: no forwarding before */
     char stall[32];
 };
@@ -91,10 +91,12 @@ static void *relay_main(void *arg)
             for (int i = 0; i < MAX_PAIRS; i++)
                 if (r->pairs[i].a >= 0)
                     close_pair(&r->pairs[i]);
-        if (atomic_exchange(&r->hole, 0))
+        if (atomic_exchange(&r->hole, 0)) {
             for (int i = 0; i < MAX_PAIRS; i++)
                 if (r->pairs[i].a >= 0)
                     r->pairs[i].blackholed = 1;
+            atomic_fetch_add(&r->holes_done, 1);
+        }
         struct pollfd p[1 + 2 * MAX_PAIRS];
         int map[1 + 2 * MAX_PAIRS];
         int n = 0;
@@ -190,7 +192,13 @@ void relay_cut(relay_t *r)
 
 void relay_blackhole(relay_t *r)
 {
+    /* Returns once applied (bounded), so nothing sent after it slips
+     * through before the relay thread's next poll. */
+    int done = atomic_load(&r->holes_done);
     atomic_store(&r->hole, 1);
+    long long until = mono_ms() + 5000;
+    while (atomic_load(&r->holes_done) == done && mono_ms() < until)
+        usleep(1000);
 }
 
 void relay_delay(relay_t *r, int ms)

@@ -14,7 +14,8 @@ relay_t *relay_start(unsigned short to);
 unsigned short relay_port(const relay_t *r);
 /* Close every current connection (both sides). */
 void relay_cut(relay_t *r);
-/* Stop forwarding on every current connection, keep the sockets open. */
+/* Stop forwarding on every current connection, keep the sockets open.
+ * Returns once the relay has applied it. */
 void relay_blackhole(relay_t *r);
 /* Hold all traffic for `ms` (a latency spike): nothing is lost, it moves
  * on late, in order. Connections opened meanwhile wait too. */

@@ -291,7 +291,7 @@ static int is_online(void *arg)
 
 static void wait_online(client_t *cl)
 {
-    if (!wait_for(is_online, cl, 15000))
+    if (!wait_for(is_online, cl, 60000)) /* a ceiling: ASan on a loaded machine */
         fail_msg("%s did not come online", cl->name);
 }
 
@@ -1104,10 +1104,11 @@ static void test_slix_auto_client_burst_delivered_then_displayed(void **st)
     client_free(a);
 }
 
-/* Its messages asking for 0184 and/or 0333 get exactly those forms back,
- * with the right ids (checked on its side), the app sees each once, a
- * resend with the same id is answered again, and a remembered displayed
- * goes out again for it. */
+/* Its messages asking for 0184 and/or 0333 get one of those forms back
+ * (issue 17: 0184 for delivered when both were asked, 0333 for
+ * displayed), with the right ids (checked on its side), the app sees each
+ * once, a resend with the same id is answered again, and a remembered
+ * displayed goes out again for it. */
 static void test_slix_gets_correct_receipts_and_markers(void **st)
 {
     (void)st;
@@ -1129,8 +1130,6 @@ static void test_slix_gets_correct_receipts_and_markers(void **st)
     peer_wait(p, 12000, "ok marker received %s", ids[1]);
     peer_cmd(p, "expect receipt %s 1 10", ids[2]);
     peer_wait(p, 12000, "ok receipt %s", ids[2]);
-    peer_cmd(p, "expect marker received %s 1 10", ids[2]);
-    peer_wait(p, 12000, "ok marker received %s", ids[2]);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(courier_mark_displayed(a->c, dave_jid, ids[i]),
                          COURIER_OK);
@@ -1146,6 +1145,8 @@ static void test_slix_gets_correct_receipts_and_markers(void **st)
     peer_wait(p, 12000, "ok marker displayed %s", ids[2]);
     usleep(500000 * scale());
     assert_int_equal(in_count(a, ids[2]), 1);
+    /* one form per receipt: no <received/> marker beside the 0184 one */
+    assert_int_equal(peer_count(p, "marker received %s", ids[2]), 0);
     /* 0184 has no displayed form, and nothing asked for 0184 on ids[1]:
      * the peer counts any such stanza as a violation (exit status). */
     assert_int_equal(peer_quit(p), 0);

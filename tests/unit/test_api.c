@@ -54,6 +54,8 @@ typedef struct {
     size_t n_sent;
     store_rcpt_t receipts[64];
     size_t n_receipts;
+    int64_t rcpt_log[8192]; /* every receipt written, by rid */
+    size_t n_rcpt_log;
     char composing_last[COURIER_ID_MAX];
     int composing_on, n_composing;
 } fx_t;
@@ -198,6 +200,29 @@ static void test_open_names_the_bad_field(void **st)
     assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
     assert_int_equal(courier_open(NULL, &f->cfg, NULL, NULL), COURIER_EINVAL);
     assert_int_equal(courier_open(&c, NULL, NULL, NULL), COURIER_EINVAL);
+}
+
+/* SPEC §11: max_in_flight must leave room in the session's queue of
+ * unacknowledged stanzas for receipts and re-writes, or a full window
+ * would cut the link at every reconnect. */
+static void test_open_max_in_flight_bounded_by_the_queue(void **st)
+{
+    fx_t *f = *st;
+    courier_t *c = (courier_t *)0x1;
+    courier_config_t cfg = f->cfg;
+    unsigned bad[] = { ENGINE_MAX_IN_FLIGHT + 1, ENGINE_OUTQ_MAX,
+                       ENGINE_OUTQ_MAX + 1, 100000 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[64];
+        cfg.max_in_flight = bad[i];
+        assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_EINVAL);
+        assert_null(c);
+        snprintf(want, sizeof(want), "max_in_flight (%u)", bad[i]);
+        assert_non_null(strstr(courier_last_error(), want));
+    }
+    cfg.max_in_flight = ENGINE_MAX_IN_FLIGHT;
+    assert_int_equal(courier_open(&c, &cfg, NULL, NULL), COURIER_OK);
+    courier_close(c);
 }
 
 static void test_strerror_and_display_status(void **st)
@@ -558,6 +583,8 @@ static void fake_send_receipt(void *tp, const store_rcpt_t *r)
     fx_t *f = tp;
     if (f->n_receipts < 64)
         f->receipts[f->n_receipts++] = *r;
+    if (f->n_rcpt_log < 8192)
+        f->rcpt_log[f->n_rcpt_log++] = r->rid;
 }
 
 static void fake_send_composing(void *tp, const char *peer, const char *last,
@@ -785,13 +812,82 @@ static void test_engine_incoming_once_with_receipts(void **st)
     assert_int_equal(f->n_msgs, 1);
     assert_int_equal(f->receipts[f->n_receipts - 1].state,
                      COURIER_DISPLAYED);
-    /* receipts not acked by the server go out again after a reconnect */
+    /* receipts not acked by the server go out again after a reconnect,
+     * once per (peer, id, state) (SPEC §11): the delivered one is acked */
     size_t owed = f->n_receipts;
-    assert_int_equal(engine_receipt_acked(e, f->receipts[0].rid), 0);
+    assert_int_equal(f->receipts[owed - 2].state, COURIER_DELIVERED);
+    assert_int_equal(engine_receipt_acked(e, f->receipts[owed - 2].rid), 0);
     engine_feed(e, CORE_EV_LINK_DOWN);
     engine_feed(e, CORE_EV_LINK_UP);
     engine_dispatch(e);
-    assert_int_equal(f->n_receipts, owed + owed - 1);
+    assert_int_equal(f->n_receipts, owed + 1);
+    assert_int_equal(f->receipts[owed].state, COURIER_DISPLAYED);
+    engine_close(e);
+}
+
+/* Ack every receipt written since `*acked` (the server's <a h/>). */
+static void ack_receipts(fx_t *f, engine_t *e, size_t *acked)
+{
+    for (; *acked < f->n_rcpt_log; (*acked)++) {
+        engine_ack_t a = { .rid = f->rcpt_log[*acked] };
+        assert_int_equal(engine_acked_batch(e, &a, 1), COURIER_OK);
+    }
+}
+
+/* SPEC §11: owed receipts go out through a window like messages: at most
+ * ENGINE_RCPT_WINDOW written and unacknowledged at once, whatever the
+ * backlog (thousands received or marked read while offline); the rest go
+ * out, oldest first and each once, as acks free the window. */
+static void test_engine_receipts_paced_by_a_window(void **st)
+{
+    fx_t *f = *st;
+    const size_t n = 3 * ENGINE_RCPT_WINDOW + 7;
+    engine_t *e = open_engine(f);
+    char id[32];
+    for (size_t i = 0; i < n; i++) { /* received while offline */
+        snprintf(id, sizeof(id), "r%zu", i);
+        codec_msg_t m = chat_from(BOB, id, "x", CORE_ASK_RECEIPT);
+        assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    }
+    engine_dispatch(e);
+    f->n_rcpt_log = 0; /* offline: the session writes none of these */
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM receipts"),
+                     (int64_t)n);
+
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_rcpt_log, ENGINE_RCPT_WINDOW);
+    /* a new receipt waits behind the backlog while the window is full */
+    codec_msg_t late = chat_from(BOB, "late", "x", CORE_ASK_RECEIPT);
+    assert_int_equal(engine_incoming(e, &late), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_rcpt_log, ENGINE_RCPT_WINDOW);
+    /* half the window acked: that many more go out */
+    for (size_t i = 0; i < ENGINE_RCPT_WINDOW / 2; i++) {
+        engine_ack_t a = { .rid = f->rcpt_log[i] };
+        assert_int_equal(engine_acked_batch(e, &a, 1), COURIER_OK);
+    }
+    engine_dispatch(e);
+    assert_int_equal(f->n_rcpt_log, ENGINE_RCPT_WINDOW * 3 / 2);
+    /* the link drops with receipts unacked: after the reconnect they go
+     * out again, oldest first, the window starting afresh */
+    size_t acked = ENGINE_RCPT_WINDOW / 2, before = f->n_rcpt_log;
+    engine_feed(e, CORE_EV_LINK_DOWN);
+    engine_feed(e, CORE_EV_LINK_UP);
+    engine_dispatch(e);
+    assert_int_equal(f->n_rcpt_log - before, ENGINE_RCPT_WINDOW);
+    assert_int_equal(f->rcpt_log[before], f->rcpt_log[acked]);
+    acked = before;
+    /* acked as they go out, every receipt goes out, the late one last */
+    for (int turns = 0; turns < 100 && acked < f->n_rcpt_log; turns++) {
+        ack_receipts(f, e, &acked);
+        engine_dispatch(e);
+        assert_true(f->n_rcpt_log - acked <= ENGINE_RCPT_WINDOW);
+    }
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM receipts"), 0);
+    assert_int_equal(f->n_rcpt_log - before + ENGINE_RCPT_WINDOW / 2, n + 1);
+    for (size_t i = before + 1; i < f->n_rcpt_log; i++)
+        assert_true(f->rcpt_log[i] > f->rcpt_log[i - 1]);
     engine_close(e);
 }
 
@@ -811,6 +907,57 @@ static void test_engine_unhanded_message_survives_restart(void **st)
     assert_string_equal(f->msgs[0], "p9");
     engine_incoming(e, &m); /* the server replays it: a duplicate */
     engine_dispatch(e);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
+/* Run `sql` on the store file from a second connection (a fault). */
+static void db_exec(fx_t *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+    sqlite3_close(db);
+}
+
+static int handed_errors;
+
+static void count_error_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    if (level >= COURIER_LOG_ERROR && strstr(line, "handed"))
+        handed_errors++;
+}
+
+/* SPEC §3 "exactly once, ever" (issue 13, item 7): the app got the
+ * message but recording that failed. The mark is retried at the next
+ * dispatch, so a reopen does not hand it again; the failure is an error
+ * in on_log, not silence. */
+static void test_engine_failed_handed_mark_is_retried(void **st)
+{
+    fx_t *f = *st;
+    courier_callbacks_t cb = callbacks;
+    cb.on_log = count_error_log;
+    handed_errors = 0;
+    engine_t *e = NULL;
+    assert_int_equal(engine_open(&e, &f->cfg, &cb, f), COURIER_OK);
+    engine_set_transport(e, &fake_tp, f);
+    codec_msg_t m = chat_from(BOB, "h1", "hello", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    db_exec(f, "CREATE TRIGGER no_mark BEFORE UPDATE OF handed ON inbox "
+               "BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END;");
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_dispatch(e); /* still failing: nothing handed again */
+    assert_int_equal(f->n_msgs, 1);
+    assert_true(handed_errors >= 1);
+    db_exec(f, "DROP TRIGGER no_mark;");
+    engine_dispatch(e); /* the retry succeeds */
     engine_close(e);
     e = open_engine(f);
     engine_dispatch(e);
@@ -874,6 +1021,46 @@ static void test_engine_error_reply_fails_permanently(void **st)
     engine_close(e);
 }
 
+static int64_t fake_ms;
+
+static core_now_t fake_clock(void *ud)
+{
+    (void)ud;
+    core_now_t n = { fake_ms, 1700000000000LL + fake_ms };
+    return n;
+}
+
+/* SPEC §1: a late ack moves an expired message on to SENT, in the store
+ * and through on_state; its reason and permanence go with it. */
+static void test_engine_late_ack_after_expiry_moves_on(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.max_age_ms = 5000;
+    engine_t *e = open_engine(f);
+    fake_ms = 1000;
+    engine_set_clock(e, fake_clock, NULL);
+    engine_feed(e, CORE_EV_LINK_UP);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    fake_ms = 7000;
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    courier_info_t info;
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_string_equal(info.reason, "expired");
+    assert_int_equal(engine_acked(e, a), COURIER_OK);
+    engine_dispatch(e);
+    engine_get_info(e, a, &info);
+    assert_int_equal(info.state, COURIER_SENT);
+    assert_int_equal(info.permanent, 0);
+    assert_string_equal(info.reason, "");
+    assert_int_equal(count_state(f, a, COURIER_SENT), 1);
+    engine_close(e);
+}
+
 /* After courier_close no callback runs: the engine is muted, and the
  * message not yet handed is handed at the next open instead. */
 static void test_engine_muted_runs_no_callbacks(void **st)
@@ -930,6 +1117,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         cmocka_unit_test(test_config_init_defaults_match_spec),
         T(test_open_names_the_bad_field),
+        T(test_open_max_in_flight_bounded_by_the_queue),
         cmocka_unit_test(test_strerror_and_display_status),
         cmocka_unit_test(test_null_handle_is_einval),
         T(test_send_offline_is_stored_and_failed),
@@ -946,9 +1134,12 @@ int main(void)
         T(test_group_commit_each_send_durable_on_return),
         T(test_engine_reconnect_sends_stored_then_acks),
         T(test_engine_incoming_once_with_receipts),
+        T(test_engine_receipts_paced_by_a_window),
         T(test_engine_unhanded_message_survives_restart),
+        T(test_engine_failed_handed_mark_is_retried),
         T(test_engine_peer_activity_implicit_read),
         T(test_engine_error_reply_fails_permanently),
+        T(test_engine_late_ack_after_expiry_moves_on),
         T(test_engine_muted_runs_no_callbacks),
         T(test_engine_composing_names_last_message),
 #undef T

@@ -131,6 +131,7 @@ static xmpp_stanza_t *child(xmpp_stanza_t *s, const char *name,
 
 enum { CS_NONE, CS_OFF, CS_ON }; /* composing -1, 0, 1 */
 #define ID_DIGEST "<digest>"      /* expect codec_digest_id(from, body) */
+#define ID_FRESH "<fresh>"        /* no id, no stamp: a new "anon-" id */
 
 typedef struct {
     courier_state_t state;
@@ -212,16 +213,16 @@ static const parse_case_t parse_cases[] = {
       MSG " id='m1'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' "
       "id='o1'/></message>",
       CODEC_CHAT, .id = "m1", .body = "hi" },
-    { "no id at all: digest", MSG "><body>hi</body></message>", CODEC_CHAT,
-      .id = ID_DIGEST, .body = "hi" },
-    { "origin-id in a wrong namespace: digest",
+    { "no id and no stamp: a fresh id", MSG "><body>hi</body></message>",
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
+    { "origin-id in a wrong namespace: a fresh id",
       MSG "><body>hi</body><origin-id xmlns='urn:xmpp:sid:1' id='o1'/>"
       "</message>",
-      CODEC_CHAT, .id = ID_DIGEST, .body = "hi" },
-    { "huge origin-id: digest",
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
+    { "huge origin-id: a fresh id",
       MSG "><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='{BIG}'/>"
       "</message>",
-      CODEC_CHAT, .id = ID_DIGEST, .body = "hi" },
+      CODEC_CHAT, .id = ID_FRESH, .body = "hi" },
     { "digest covers the delay stamp",
       MSG "><body>hi</body>" DELAY("2023-11-14T22:13:20Z") "</message>",
       CODEC_CHAT, .id = ID_DIGEST, .body = "hi", .delay_ms = T0 },
@@ -595,6 +596,9 @@ static void check_parse(const parse_case_t *c, const codec_msg_t *m)
         char want[COURIER_ID_MAX];
         codec_digest_id(BOB, m->body, c->delay_ms, want);
         assert_string_equal(m->id, want);
+    } else if (strcmp(c->id, ID_FRESH) == 0) {
+        assert_memory_equal(m->id, "anon-", 5);
+        assert_true(util_id_valid(m->id));
     } else {
         char *id = expand(c->id);
         assert_string_equal(m->id, id);
@@ -639,6 +643,171 @@ static void test_parse_body_limit(void **st)
             assert_string_equal(m.why, "body too big");
         codec_msg_clear(&m);
     }
+}
+
+/* SPEC §11: a chat message we will not store is refused, not swallowed:
+ * the parse names the condition owed to the sender, and the error built
+ * from it reaches the sender as a permanent (modify) error on its id. */
+static void test_unstored_message_is_refused_to_sender(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    static const struct {
+        const char *xml;
+        const char *why, *refuse;
+        const char *id; /* in the error, NULL: none */
+    } cases[] = {
+        { MSG " id='m1'><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", "m1" },
+        { MSG " id='{ID128}'><body>hi</body></message>", "bad id",
+          "bad-request", "{ID128}" },
+        { MSG "><body>{BODYOVER}</body></message>", "body too big",
+          "policy-violation", NULL },
+        /* nothing is owed: errors, events, groupchat, nothing at all */
+        { MSG " type='error' id='{ID128}'><body>x</body></message>",
+          "bad id", NULL, NULL },
+        { MSG " type='groupchat' id='m1'><body>x</body></message>",
+          "not 1:1 chat", NULL, NULL },
+        { MSG " id='m1'/>", "no body, no event", NULL, NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        print_message("case %zu\n", i);
+        xmpp_stanza_t *in = from_xml(ctx, cases[i].xml);
+        codec_msg_t m;
+        assert_int_equal(codec_parse_message(in, NULL, &m), COURIER_OK);
+        assert_int_equal(m.cls, CODEC_IGNORE);
+        assert_string_equal(m.why, cases[i].why);
+        if (!cases[i].refuse) {
+            assert_null(m.refuse);
+            codec_msg_clear(&m);
+            xmpp_stanza_release(in);
+            continue;
+        }
+        assert_non_null(m.refuse);
+        assert_string_equal(m.refuse, cases[i].refuse);
+        xmpp_stanza_t *err = codec_build_refusal(ctx, in, m.refuse, m.why);
+        codec_msg_clear(&m);
+        assert_non_null(err);
+        assert_string_equal(xmpp_stanza_get_type(err), "error");
+        assert_string_equal(xmpp_stanza_get_to(err), "Bob@Example.COM/phone");
+        assert_null(xmpp_stanza_get_child_by_name(err, "body"));
+        /* what the sender's client parses */
+        xmpp_stanza_t *back = over_the_wire(ctx, err, "alice@example.com/x");
+        xmpp_stanza_release(err);
+        if (cases[i].id) {
+            char *id = expand(cases[i].id);
+            assert_string_equal(xmpp_stanza_get_id(back), id);
+            if (strlen(id) < COURIER_ID_MAX) {
+                assert_int_equal(codec_parse_message(back, NULL, &m),
+                                 COURIER_OK);
+                assert_int_equal(m.cls, CODEC_ERROR);
+                assert_string_equal(m.id, id);
+                assert_string_equal(m.condition, cases[i].refuse);
+                assert_int_equal(m.err_type, CORE_ERR_MODIFY);
+                codec_msg_clear(&m);
+            }
+            free(id);
+        } else {
+            assert_null(xmpp_stanza_get_id(back));
+        }
+        xmpp_stanza_t *e = xmpp_stanza_get_child_by_name(back, "error");
+        assert_non_null(e);
+        assert_non_null(child(e, cases[i].refuse,
+                              "urn:ietf:params:xml:ns:xmpp-stanzas"));
+        xmpp_stanza_t *t = child(e, "text",
+                                 "urn:ietf:params:xml:ns:xmpp-stanzas");
+        assert_non_null(t);
+        char *text = xmpp_stanza_get_text(t);
+        assert_string_equal(text, cases[i].why);
+        xmpp_free(ctx, text);
+        xmpp_stanza_release(back);
+        xmpp_stanza_release(in);
+    }
+    assert_null(codec_build_refusal(ctx, NULL, "bad-request", "x"));
+}
+
+/* RFC 7622 3.2: a domain's final dot is stripped before comparing. */
+static void test_jid_domain_final_dot_stripped(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "bob@example.com.", "bob@example.com" },
+        { "bob@EXAMPLE.com./res", "bob@example.com" },
+        { "example.com.", "example.com" },
+        { "example.com./r", "example.com" },
+        { "bob@example.com..", NULL },
+        { "bob@.", NULL },
+        { ".", NULL },
+        { "bob@.example.com", NULL },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* a bound that fits the stripped form fits */
+    char small[6];
+    assert_int_equal(util_jid_bare("a.bc.", small, sizeof(small)), 0);
+    assert_string_equal(small, "a.bc");
+}
+
+/* SPEC §11, RFC 7622: JIDs are compared as the servers compare them:
+ * nodeprep/nameprep-like folding (NFKC + case folding, non-ASCII too,
+ * default-ignorables dropped) and a domain's final dot stripped. */
+static void test_jid_folded_like_the_servers(void **st)
+{
+    static const struct {
+        const char *in, *want; /* want NULL: refused */
+    } cases[] = {
+        { "Bob@Example.COM/phone", "bob@example.com" },
+        { "\xc3\x84rger@courier.test", "\xc3\xa4rger@courier.test" },
+        { "\xc3\x84RGER@Courier.Test/r", "\xc3\xa4rger@courier.test" },
+        { "stra\xc3\x9f" "e@example.com", "strasse@example.com" },
+        { "\xef\xbd\x82ob@example.com", "bob@example.com" }, /* fullwidth b */
+        { "bob\xc2\xad@example.com", "bob@example.com" },     /* soft hyphen */
+        { "e\xcc\x81@example.com", "\xc3\xa9@example.com" },  /* NFC */
+        { "\xce\xa3\xce\xa9@example.com", "\xcf\x83\xcf\x89@example.com" },
+        { "bob@\xc3\x84.example", "bob@\xc3\xa4.example" },
+        /* folding must not make separators or forbidden characters */
+        { "a\xef\xbc\xa0" "b@example.com", NULL },  /* fullwidth @ */
+        { "a\xef\xbc\x8f" "b@example.com", NULL },  /* fullwidth / */
+        { "a\xef\xbc\x9a" "b@example.com", NULL },  /* fullwidth : */
+        { "\xc2\xad@example.com", NULL },           /* empty once folded */
+        { "bob\xc2\xa0x@example.com", NULL },       /* NBSP -> space */
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        char out[COURIER_JID_MAX];
+        print_message("case %zu: %s\n", i, cases[i].in);
+        int rc = util_jid_bare(cases[i].in, out, sizeof(out));
+        if (!cases[i].want) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(out, "");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(out, cases[i].want);
+        }
+    }
+    /* folding can grow the text: the bound is on the result */
+    char small[8];
+    assert_int_equal(util_jid_bare("\xc3\x9f\xc3\x9f@a.b", small,
+                                   sizeof(small)), -1);
+    assert_int_equal(util_jid_bare("\xc3\x9f@a.b", small, sizeof(small)), 0);
+    assert_string_equal(small, "ss@a.b");
+    /* the codec keys incoming events by the folded sender */
+    codec_msg_t m;
+    parse_str(*st, "<message from='\xc3\x84rger@Courier.Test./x'><received "
+              NS_RC " id='m1'/></message>", NULL, &m);
+    assert_int_equal(m.cls, CODEC_EVENTS);
+    assert_string_equal(m.from, "\xc3\xa4rger@courier.test");
+    codec_msg_clear(&m);
 }
 
 /* Invalid UTF-8 never gets through expat; a stanza built in memory can
@@ -718,6 +887,23 @@ static void test_digest_id_stable_and_distinct(void **st)
     parse_str(*st, "<message from='bob@example.com/tablet'><body>same</body>"
               DELAY("2023-11-14T22:13:20.000Z") "</message>", NULL, &m2);
     assert_string_equal(m1.id, m2.id);
+    codec_msg_clear(&m1);
+    codec_msg_clear(&m2);
+}
+
+/* SPEC §3 (issue 13, item 7): without an id and without a delay stamp
+ * nothing tells two identical messages from one replayed: two genuine
+ * "ok"s are two messages, each with its own id. */
+static void test_idless_without_stamp_is_never_merged(void **st)
+{
+    codec_msg_t m1, m2;
+    parse_str(*st, MSG "><body>ok</body></message>", NULL, &m1);
+    parse_str(*st, MSG "><body>ok</body></message>", NULL, &m2);
+    assert_int_equal(m1.cls, CODEC_CHAT);
+    assert_int_equal(m2.cls, CODEC_CHAT);
+    assert_true(util_id_valid(m1.id));
+    assert_true(util_id_valid(m2.id));
+    assert_string_not_equal(m1.id, m2.id);
     codec_msg_clear(&m1);
     codec_msg_clear(&m2);
 }
@@ -843,14 +1029,25 @@ typedef struct {
 } receipt_case_t;
 
 static const receipt_case_t receipt_cases[] = {
-    { "delivered, every form", COURIER_DELIVERED, ALL_ASKS, 1, 1, 1, 0 },
+    /* one form: the asker of all three is a libcourier peer */
+    { "delivered, every form asked: 0184", COURIER_DELIVERED, ALL_ASKS, 0,
+      1, 0, 0 },
+    { "delivered, x22 and 0333 asked: 0333", COURIER_DELIVERED,
+      CORE_ASK_X22_DELIVERED | CORE_ASK_MARKABLE, 0, 0, 1, 0 },
+    { "delivered, 0184 and 0333 asked: 0184", COURIER_DELIVERED,
+      CORE_ASK_RECEIPT | CORE_ASK_MARKABLE, 0, 1, 0, 0 },
+    { "delivered, x22 and 0184 asked: 0184", COURIER_DELIVERED,
+      CORE_ASK_X22_DELIVERED | CORE_ASK_RECEIPT, 0, 1, 0, 0 },
     { "delivered, x22 only", COURIER_DELIVERED, CORE_ASK_X22_DELIVERED, 1,
       0, 0, 0 },
     { "delivered, 0184 only", COURIER_DELIVERED, CORE_ASK_RECEIPT, 0, 1, 0,
       0 },
     { "delivered, 0333 only", COURIER_DELIVERED, CORE_ASK_MARKABLE, 0, 0, 1,
       0 },
-    { "displayed, every form", COURIER_DISPLAYED, ALL_ASKS, 1, 0, 1, 1 },
+    { "displayed, every form asked: 0333, cumulative", COURIER_DISPLAYED,
+      ALL_ASKS, 0, 0, 1, 1 },
+    { "displayed, x22 and 0184 asked: x22", COURIER_DISPLAYED,
+      CORE_ASK_X22_DISPLAYED | CORE_ASK_RECEIPT, 1, 0, 0, 0 },
     { "displayed, x22 only: not cumulative", COURIER_DISPLAYED,
       CORE_ASK_X22_DISPLAYED, 1, 0, 0, 0 },
     { "displayed, 0333 only: cumulative", COURIER_DISPLAYED,
@@ -864,7 +1061,8 @@ static const receipt_case_t receipt_cases[] = {
     { "queued is never sent", COURIER_QUEUED, ALL_ASKS, 0, 0, 0, 0 },
 };
 
-/* SPEC §3: receipts go out in every form asked for, and parse back. */
+/* SPEC §3 / issue 17: a receipt goes out in one form asked for (one that
+ * servers store offline before XEP-0022), and parses back. */
 static void test_roundtrip_receipts(void **st)
 {
     xmpp_ctx_t *ctx = *st;
@@ -1123,7 +1321,7 @@ static void *xrealloc(void *p, size_t size, void *ud)
 static const xmpp_mem_t failing_mem = { xalloc, xfree, xrealloc, NULL };
 
 static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
-                                xmpp_stanza_t *iq)
+                                xmpp_stanza_t *iq, xmpp_stanza_t *msg)
 {
     switch (which) {
     case 0:
@@ -1136,6 +1334,9 @@ static xmpp_stanza_t *build_nth(xmpp_ctx_t *ctx, int which,
         return codec_build_composing(ctx, BOB, "m1", 1);
     case 3:
         return codec_build_ping(ctx, "example.com", "p1");
+    case 4:
+        return codec_build_refusal(ctx, msg, "policy-violation",
+                                   "body too big");
     default:
         return codec_build_iq_reply(ctx, iq);
     }
@@ -1154,12 +1355,16 @@ static void test_builders_survive_alloc_failures(void **st)
         ctx, "<iq from='bob@example.com' type='get' id='q'><query "
              "xmlns='jabber:iq:version'/></iq>");
     assert_non_null(iq);
-    for (int which = 0; which < 5; which++) {
+    xmpp_stanza_t *msg = xmpp_stanza_new_from_string(
+        ctx, "<message from='bob@example.com/a' id='m1'><body>x</body>"
+             "</message>");
+    assert_non_null(msg);
+    for (int which = 0; which < 6; which++) {
         unsigned long n;
         for (n = 1; n < 10000; n++) {
             xalloc_n = 0;
             xalloc_fail_at = n;
-            xmpp_stanza_t *s = build_nth(ctx, which, iq);
+            xmpp_stanza_t *s = build_nth(ctx, which, iq, msg);
             xalloc_fail_at = 0;
             if (s) {
                 xmpp_stanza_release(s);
@@ -1168,6 +1373,7 @@ static void test_builders_survive_alloc_failures(void **st)
         }
         assert_true(n > 1 && n < 10000);
     }
+    xmpp_stanza_release(msg);
     xmpp_stanza_release(iq);
     xmpp_ctx_free(ctx);
 }
@@ -1207,10 +1413,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_limit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unstored_message_is_refused_to_sender, setup, teardown),
+        cmocka_unit_test(test_jid_domain_final_dot_stripped),
+        cmocka_unit_test_setup_teardown(test_jid_folded_like_the_servers,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_not_utf8, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parse_misuse_and_clear, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_idless_without_stamp_is_never_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_id_stable_and_distinct,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_chat, setup, teardown),

@@ -395,9 +395,46 @@ static void test_reconnect_backoff_grows_with_jitter_and_resets(void **st)
         prev = delay;
     }
     assert_true(prev >= 30000);
+    /* a session that held resets it (SPEC §4) */
     online(f, t);
-    feed(f, ev_type(CORE_EV_LINK_DOWN), t + 1);
-    assert_true(core_next_deadline(f->k, at(t + 1)) - (t + 1) <= 1000);
+    int64_t down = t + 60000;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), down);
+    assert_true(core_next_deadline(f->k, at(down)) - down <= 1000);
+}
+
+/* SPEC §11: a link that dies within seconds of coming up does not reset
+ * the backoff: a server or peer that kills every session right after
+ * login (a flood, a poisonous stanza) gets slower reconnects, not one a
+ * second forever. */
+static void test_short_lived_link_does_not_reset_backoff(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    int64_t t = 0, delay = 0;
+    for (int i = 0; i < 8; i++) {
+        online(f, t);
+        t += 20; /* dies 20 ms after ONLINE */
+        feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+        delay = core_next_deadline(f->k, at(t)) - t;
+        unsigned b = i < 6 ? 1000u << i : 60000; /* reconnect_max_ms */
+        assert_true(delay >= b / 2 && delay <= b);
+        t += delay;
+        feed(f, ev_type(CORE_EV_TICK), t);
+        assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    }
+    assert_true(delay >= 30000);
+    /* just short of the threshold still counts as short-lived */
+    online(f, t);
+    t += 9999;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+    assert_true(core_next_deadline(f->k, at(t)) - t >= 30000);
+    t = core_next_deadline(f->k, at(t));
+    feed(f, ev_type(CORE_EV_TICK), t);
+    /* one that held 10 s is a success: back to reconnect_min_ms */
+    online(f, t);
+    t += 10000;
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+    assert_true(core_next_deadline(f->k, at(t)) - t <= 1000);
 }
 
 static void test_auth_failure_is_not_retried(void **st)
@@ -668,6 +705,26 @@ static void test_error_service_unavailable_third_bounce_permanent(void **st)
     }
 }
 
+/* STYLE "once per transition": a FAILED message bounced again is stored
+ * (reason, bounce count) but not reported to the app again. */
+static void test_error_again_on_failed_persists_without_notify(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "service-unavailable"), 10);
+    assert_int_equal(state_of(f, "m1")->notify, 1);
+    feed(f, ev_error("m1", BOB, CORE_ERR_WAIT, "resource-constraint"), 20);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->bounces, 2);
+    assert_string_equal(state_of(f, "m1")->reason, "resource-constraint");
+    assert_int_equal(state_of(f, "m1")->notify, 0);
+    /* the third bounce makes it permanent: still no new transition */
+    feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "service-unavailable"), 30);
+    assert_int_equal(state_of(f, "m1")->permanent, 1);
+    assert_int_equal(state_of(f, "m1")->notify, 0);
+}
+
 static void test_error_from_sent_and_offline_fails(void **st)
 {
     fx_t *f = *st;
@@ -737,6 +794,84 @@ static void test_expiry_fails_unsent_permanently(void **st)
     assert_int_equal(state_of(f, "m1")->permanent, 1);
     online(f, 70000);
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
+}
+
+/* SPEC §1: FAILED is not a dead end, "expired" included. A message that
+ * was on the wire when it expired and is then acked moves on to SENT (the
+ * executor feeds the stored row: the core let go of it), reason cleared,
+ * not permanent, and held again like any SENT message. */
+static void test_expiry_then_late_ack_moves_on(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 10000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 10000);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_string_equal(state_of(f, "m1")->reason, "expired");
+    assert_null(core_find(f->k, "m1"));
+    core_row_t stored = make_row("m1", BOB, 0);
+    stored.state = COURIER_FAILED;
+    stored.permanent = 1;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0;
+    strcpy(stored.reason, "expired");
+    core_ev_t ack = ev_acked("m1");
+    ack.row = &stored;
+    feed(f, ack, 11000);
+    assert_state(f, "m1", COURIER_SENT);
+    assert_int_equal(state_of(f, "m1")->from_mask, 1u << COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->permanent, 0);
+    assert_string_equal(state_of(f, "m1")->reason, "");
+    assert_int_equal(state_of(f, "m1")->notify, 1);
+    assert_non_null(core_find(f->k, "m1"));
+    assert_int_equal(core_find(f->k, "m1")->state, COURIER_SENT);
+    /* SENT is never expired again */
+    feed(f, ev_type(CORE_EV_TICK), 30000);
+    assert_null(state_of(f, "m1"));
+    /* a bounce outranks an ack: a row failed by an error is not moved */
+    stored.state = COURIER_FAILED;
+    strcpy(stored.id, "m2");
+    strcpy(stored.reason, "item-not-found");
+    core_ev_t ack2 = ev_acked("m2");
+    ack2.row = &stored;
+    feed(f, ack2, 31000);
+    assert_int_equal(f->out.len, 0);
+}
+
+/* SPEC §1: a late OFFLINE event after expiry moves it on, and the core
+ * holds it again (OFFLINE is unsettled: peer activity may resend it). */
+static void test_expiry_then_late_offline_event_holds_it_again(void **st)
+{
+    fx_t *f = *st;
+    teardown(st);
+    core_limits_t l = default_limits();
+    l.max_age_ms = 10000;
+    setup_with(st, l);
+    f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    feed(f, ev_type(CORE_EV_TICK), 10000);
+    assert_null(core_find(f->k, "m1"));
+    core_row_t stored = make_row("m1", BOB, 0);
+    stored.state = COURIER_FAILED;
+    stored.permanent = 1;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0;
+    strcpy(stored.reason, "expired");
+    core_ev_t ev = ev_event("m1", BOB, COURIER_OFFLINE);
+    ev.row = &stored;
+    feed(f, ev, 11000);
+    assert_state(f, "m1", COURIER_OFFLINE);
+    assert_int_equal(state_of(f, "m1")->permanent, 0);
+    assert_non_null(core_find(f->k, "m1"));
+    feed(f, ev_message("p1", BOB, 30000, 0, 0), 30000);
+    const char *ids[] = { "m1" };
+    assert_transmits(f, ids, 1);
 }
 
 static void test_expiry_spares_sent_messages(void **st)
@@ -900,6 +1035,7 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     send_msg(f, "c1", CAROL, 1);
     send_msg(f, "m2", BOB, 2);
     send_msg(f, "m3", BOB, 3);
+    feed(f, ev_acked("m1"), 5); /* SPEC §11: the server has it */
     core_ev_t ev = ev_event("m2", BOB, COURIER_DISPLAYED);
     ev.cumulative = 1;
     feed(f, ev, 10);
@@ -911,6 +1047,71 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     assert_non_null(p);
     assert_int_equal(p->by_created, 1);
     assert_int_equal(p->before_ms, WALL0 + 2);
+}
+
+/* SPEC §11 (issue 13, item 2): a and b go to bob; bob's old session
+ * vanishes and the server bounces a; b reaches bob's new session and bob
+ * reads it. The cumulative displayed must not settle a: it goes out again. */
+static void test_xep0333_displayed_skips_bounced_and_resends_it(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "b", BOB, 1);
+    feed(f, ev_acked("a"), 5);
+    feed(f, ev_acked("b"), 5);
+    feed(f, ev_error("a", BOB, CORE_ERR_CANCEL, "recipient-unavailable"),
+         100);
+    assert_state(f, "a", COURIER_FAILED);
+    feed(f, ev_event("b", BOB, COURIER_DELIVERED), 200);
+    assert_null(core_find(f->k, "b"));
+    core_row_t stored = make_row("b", BOB, 1);
+    stored.state = COURIER_DELIVERED;
+    stored.attempts = 1;
+    stored.last_sent_ms = WALL0 + 1;
+    core_ev_t ev = ev_event("b", BOB, COURIER_DISPLAYED);
+    ev.row = &stored;
+    ev.cumulative = 1;
+    feed(f, ev, 300);
+    assert_state(f, "b", COURIER_DISPLAYED);
+    assert_state(f, "a", COURIER_QUEUED); /* FAILED -> QUEUED: resent */
+    assert_int_equal(state_of(f, "a")->from_mask, 1u << COURIER_FAILED);
+    const char *ids[] = { "a" };
+    assert_transmits(f, ids, 1);
+    assert_non_null(core_find(f->k, "a"));
+    feed(f, ev_event("a", BOB, COURIER_DELIVERED), 400);
+    assert_state(f, "a", COURIER_DELIVERED);
+}
+
+/* SPEC §11: only SENT/OFFLINE written before the marked message count; a
+ * held marked message (no DELIVERED first) takes the same rule. */
+static void test_xep0333_displayed_covers_only_what_was_written_before(
+    void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "a", BOB, 0);
+    send_msg(f, "q", BOB, 0);  /* still QUEUED: the server has not got it */
+    send_msg(f, "b", BOB, 1);
+    send_msg(f, "c", BOB, 2);
+    feed(f, ev_acked("a"), 5);
+    feed(f, ev_error("a", BOB, CORE_ERR_WAIT, "resource-constraint"), 10);
+    core_row_t retry = *core_find(f->k, "a");
+    core_ev_t r = { .type = CORE_EV_RETRY, .row = &retry };
+    feed(f, r, 20);            /* a is written again after b */
+    feed(f, ev_acked("a"), 25);
+    assert_state(f, "a", COURIER_SENT);
+    feed(f, ev_acked("b"), 25);
+    feed(f, ev_acked("c"), 25);
+    core_ev_t ev = ev_event("c", BOB, COURIER_DISPLAYED);
+    ev.cumulative = 1;
+    feed(f, ev, 30);
+    assert_state(f, "c", COURIER_DISPLAYED);
+    assert_state(f, "b", COURIER_DISPLAYED);
+    assert_null(state_of(f, "a"));
+    assert_null(state_of(f, "q"));
+    assert_int_equal(core_find(f->k, "a")->state, COURIER_SENT);
+    assert_int_equal(core_find(f->k, "q")->state, COURIER_QUEUED);
 }
 
 /* ---- SPEC §4 watchdog ----------------------------------------------- */
@@ -1170,6 +1371,7 @@ int main(void)
         T(test_disconnect_send_while_offline_fails_at_once),
         T(test_reconnect_resends_oldest_first_with_original_id),
         T(test_reconnect_backoff_grows_with_jitter_and_resets),
+        T(test_short_lived_link_does_not_reset_backoff),
         T(test_auth_failure_is_not_retried),
         T(test_stop_cancels_reconnect),
         T(test_stalled_connect_is_cut),
@@ -1188,12 +1390,15 @@ int main(void)
         T(test_error_cancel_is_permanent_never_resent),
         T(test_error_wait_is_transient_and_resent),
         T(test_error_service_unavailable_third_bounce_permanent),
+        T(test_error_again_on_failed_persists_without_notify),
         T(test_error_from_sent_and_offline_fails),
         T(test_error_never_fails_delivered),
         T(test_error_from_third_party_ignored),
         T(test_error_then_late_ack_keeps_failed),
         T(test_expiry_fails_unsent_permanently),
         T(test_expiry_spares_sent_messages),
+        T(test_expiry_then_late_ack_moves_on),
+        T(test_expiry_then_late_offline_event_holds_it_again),
         T(test_pacing_max_in_flight_keeps_order),
         T(test_ack_timer_runs_while_waiting_for_a_slot),
         T(test_restored_core_reconnects),
@@ -1203,6 +1408,8 @@ int main(void)
         T(test_incoming_without_requests_gets_no_receipt),
         T(test_mark_displayed_then_duplicate_gets_displayed_again),
         T(test_xep0333_displayed_covers_earlier_messages),
+        T(test_xep0333_displayed_skips_bounced_and_resends_it),
+        T(test_xep0333_displayed_covers_only_what_was_written_before),
         T(test_watchdog_pings_after_silence_drops_after_timeout),
         T(test_watchdog_any_inbound_data_is_an_answer),
         T(test_load_adopts_unsettled_only_and_resends),

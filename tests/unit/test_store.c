@@ -795,16 +795,72 @@ static void test_receipts_add_each_done(void **state)
     reopen(f);
     rec_t rec = { .n = 0 };
     assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
-    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.n, 2);
     assert_int_equal(rec.rcpts[0].rid, rid[0]);
     assert_string_equal(rec.rcpts[0].peer, BOB);
     assert_string_equal(rec.rcpts[0].id, "i0");
     assert_int_equal(rec.rcpts[0].state, COURIER_DELIVERED);
     assert_int_equal(rec.rcpts[0].asked, 1);
-    assert_int_equal(rec.rcpts[1].rid, rid[2]);
+    /* i2 owed again: one row, behind the others (a new rid) */
     assert_string_equal(rec.rcpts[1].id, "i2");
     assert_int_equal(rec.rcpts[1].asked, 3);
-    assert_true(rec.rcpts[2].rid > rid[2]);
+    assert_true(rec.rcpts[1].rid > rid[2]);
+}
+
+static int64_t rcpt_rows(fx_t *f)
+{
+    return raw_int(f->path, "SELECT count(*) FROM receipts");
+}
+
+/* SPEC §11: owed receipts are stored once per (peer, id, state); owed
+ * again, the row keeps both requests' forms and moves behind the others,
+ * so it goes out again (SPEC §3: a duplicate is answered too). */
+static void test_receipts_unique_per_peer_id_state(void **state)
+{
+    fx_t *f = *state;
+    store_rcpt_t r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.peer, BOB);
+    strcpy(r.id, "d1");
+    r.state = COURIER_DELIVERED;
+    r.asked = CORE_ASK_RECEIPT;
+    int64_t first, other, again;
+    assert_int_equal(store_rcpt_add(f->s, &r, &first), COURIER_OK);
+    strcpy(r.id, "d2");
+    assert_int_equal(store_rcpt_add(f->s, &r, &other), COURIER_OK);
+    strcpy(r.id, "d1");
+    r.asked = CORE_ASK_MARKABLE;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_rcpt_add(f->s, &r, &again), COURIER_OK);
+    assert_int_equal(rcpt_rows(f), 2);
+    assert_true(again > other);
+    /* another state or another peer is another receipt */
+    r.state = COURIER_DISPLAYED;
+    assert_int_equal(store_rcpt_add(f->s, &r, NULL), COURIER_OK);
+    strcpy(r.peer, CAROL);
+    assert_int_equal(store_rcpt_add(f->s, &r, NULL), COURIER_OK);
+    assert_int_equal(rcpt_rows(f), 4);
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.rcpts[0].id, "d2");
+    assert_int_equal(rec.rcpts[1].rid, again);
+    assert_string_equal(rec.rcpts[1].id, "d1");
+    assert_int_equal(rec.rcpts[1].asked,
+                     CORE_ASK_RECEIPT | CORE_ASK_MARKABLE);
+    /* the old row's late ack removes nothing that is still owed */
+    assert_int_equal(store_rcpt_done(f->s, first), COURIER_OK);
+    assert_int_equal(rcpt_rows(f), 4);
+    /* inside a transaction that rolls back, nothing changes either */
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    strcpy(r.peer, BOB);
+    r.state = COURIER_DELIVERED;
+    assert_int_equal(store_rcpt_add(f->s, &r, NULL), COURIER_OK);
+    store_rollback(f->s);
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.rcpts[1].rid, again);
 }
 
 /* ---- transactions ------------------------------------------------- */
@@ -938,6 +994,210 @@ static void test_migrate_v1_to_v2(void **state)
     assert_int_equal(rec.n, 1);
     assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
                      STORE_SCHEMA_VERSION);
+}
+
+/* A store written by the library at schema version 3 (commit 72e831a:
+ * tests/fixtures/README.md), copied: the file itself stays as it was. */
+static void copy_fixture(fx_t *f, const char *name)
+{
+    char src[256], buf[4096];
+    snprintf(src, sizeof(src), "tests/fixtures/%s", name);
+    FILE *in = fopen(src, "rb");
+    if (!in)
+        fail_msg("%s: run the tests from the source tree's root", src);
+    FILE *out = fopen(f->path, "wb");
+    assert_non_null(out);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* SPEC §11 / §5: the v3 -> v4 migration collapses duplicate owed receipts
+ * (the oldest row stays, with every form asked), and loses nothing else. */
+static void test_migrate_v3_file_collapses_duplicate_receipts(void **state)
+{
+    fx_t *f = *state;
+    char err[256];
+    copy_fixture(f, "store_v3_dup_receipts.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM receipts"), 10);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 5);
+    static const struct {
+        int64_t rid;
+        const char *peer, *id;
+        courier_state_t state;
+        unsigned asked;
+    } want[] = {
+        { 1, BOB, "in-1", COURIER_DELIVERED, CORE_ASK_RECEIPT },
+        { 4, BOB, "in-2", COURIER_DELIVERED,
+          CORE_ASK_X22_DELIVERED | CORE_ASK_MARKABLE },
+        { 6, BOB, "in-2", COURIER_DISPLAYED,
+          CORE_ASK_X22_DISPLAYED | CORE_ASK_MARKABLE },
+        { 9, CAROL, "in-1", COURIER_DELIVERED, CORE_ASK_RECEIPT },
+        { 10, BOB, "in-3", COURIER_DELIVERED, CORE_ASK_RECEIPT },
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(rec.rcpts[i].rid, want[i].rid);
+        assert_string_equal(rec.rcpts[i].peer, want[i].peer);
+        assert_string_equal(rec.rcpts[i].id, want[i].id);
+        assert_int_equal(rec.rcpts[i].state, want[i].state);
+        assert_int_equal(rec.rcpts[i].asked, want[i].asked);
+    }
+    /* the rule holds from now on */
+    store_rcpt_t r = rec.rcpts[0];
+    assert_int_equal(store_rcpt_add(f->s, &r, NULL), COURIER_OK);
+    assert_int_equal(rcpt_rows(f), 5);
+
+    /* nothing else lost: the outbox (bodies, states) and the inbox */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 2);
+    char *body = NULL;
+    core_row_t row;
+    assert_int_equal(store_out_get(f->s, "v-1", &row, &body), COURIER_OK);
+    assert_string_equal(body, "https://x.test/v-1.ogg");
+    util_free(body);
+    assert_int_equal(row.kind, COURIER_VOICE);
+    assert_int_equal(row.state, COURIER_FAILED);
+    assert_string_equal(row.reason, "offline");
+    rec.n = 0;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.ids[1], "v-1");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 4);
+    store_in_t in;
+    assert_int_equal(store_in_get(f->s, BOB, "in-2", &in), COURIER_OK);
+    assert_int_equal(in.asked, CORE_ASK_X22_DELIVERED |
+                                   CORE_ASK_X22_DISPLAYED |
+                                   CORE_ASK_MARKABLE);
+    assert_int_equal(in.displayed, 1);
+    assert_int_equal(in.handed, 1);
+    assert_int_equal(store_in_get(f->s, CAROL, "in-1", &in), COURIER_OK);
+    char last[COURIER_ID_MAX];
+    unsigned asked = 0;
+    assert_int_equal(store_in_last_id(f->s, BOB, last, &asked), COURIER_OK);
+    assert_string_equal(last, "in-3");
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+}
+
+/* Issue 17 / SPEC §5: the v4 -> v5 migration redefines the unsettled
+ * index without a constant IN list; a store written at v4 (commit cb93941,
+ * tests/fixtures/README.md) keeps every row, and the index still selects
+ * exactly the unsettled messages (SPEC §2 reconnect: QUEUED, SENT, OFFLINE
+ * and non-permanent FAILED, oldest first). */
+static void test_migrate_v4_file_unsettled_index_without_in_list(void **st)
+{
+    fx_t *f = *st;
+    char err[256], sql_v4[256], sql_v5[256];
+    copy_fixture(f, "store_v4_all_states.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 4);
+    raw_text(f->path, "SELECT sql FROM sqlite_master"
+                      " WHERE name = 'outbox_unsettled'",
+             sql_v4, sizeof(sql_v4));
+    assert_non_null(strstr(sql_v4, "IN (0,1,2)"));
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+    raw_text(f->path, "SELECT sql FROM sqlite_master"
+                      " WHERE name = 'outbox_unsettled'",
+             sql_v5, sizeof(sql_v5));
+    assert_null(strstr(sql_v5, " IN "));
+
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.ids[0], "o-queued");
+    assert_string_equal(rec.ids[1], "o-sent");
+    assert_string_equal(rec.ids[2], "o-offline");
+    assert_string_equal(rec.ids[3], "o-failed");
+
+    /* every row kept, with its body */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 7);
+    char *body = NULL;
+    core_row_t row;
+    assert_int_equal(store_out_get(f->s, "o-failed-perm", &row, &body),
+                     COURIER_OK);
+    assert_string_equal(body, "body of o-failed-perm");
+    util_free(body);
+    assert_int_equal(row.state, COURIER_FAILED);
+    assert_int_equal(row.permanent, 1);
+    assert_string_equal(row.reason, "item-not-found");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 2);
+    store_in_t in;
+    assert_int_equal(store_in_get(f->s, BOB, "in-1", &in), COURIER_OK);
+    assert_int_equal(in.handed, 1);
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+
+    /* the new index follows state changes: DELIVERED leaves it */
+    core_act_t a;
+    int changed = 0;
+    memset(&a, 0, sizeof(a));
+    strcpy(a.id, "o-sent");
+    a.state = COURIER_DELIVERED;
+    a.attempts = 1;
+    a.last_sent_ms = row.last_sent_ms;
+    a.from_mask = ALL_STATES;
+    assert_int_equal(store_out_set_state(f->s, &a, &changed), COURIER_OK);
+    assert_int_equal(changed, 1);
+    rec.n = 0;
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 3);
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+}
+
+/* Issue 17: no statement of the store builds a temporary b-tree or an
+ * ephemeral table (a constant IN list of three or more, UPDATE ...
+ * RETURNING, a sort or DISTINCT without an index). Each is built and freed
+ * per run, and glibc hands the freed memory back to the kernel and faults
+ * it in again: per message, that was a third of the clients' CPU. */
+static void plan_has(sqlite3 *db, const char *prefix, const char *sql,
+                     int col, const char *what, char *found, size_t n)
+{
+    char q[2048];
+    sqlite3_stmt *st = NULL;
+    snprintf(q, sizeof(q), "%s %s", prefix, sql);
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", q, sqlite3_errmsg(db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, col);
+        if (v && strstr(v, what) && !found[0])
+            snprintf(found, n, "%s (%s)", sql, v);
+    }
+    sqlite3_finalize(st);
+}
+
+static void test_no_statement_builds_an_ephemeral_table(void **state)
+{
+    fx_t *f = *state;
+    sqlite3 *db = raw_open(f->path);
+    char found[1024] = "";
+    size_t i = 0;
+    for (const char *q; (q = store_stmt_sql(f->s, i)) != NULL; i++) {
+        plan_has(db, "EXPLAIN", q, 1, "OpenEphemeral", found, sizeof(found));
+        plan_has(db, "EXPLAIN QUERY PLAN", q, 3, "TEMP B-TREE", found,
+                 sizeof(found));
+    }
+    sqlite3_close(db);
+    if (found[0])
+        fail_msg("builds an ephemeral table: %s", found);
+    assert_true(i > 20); /* every prepared statement was seen */
 }
 
 /* SPEC §7 courier_open: a store written by a newer version is refused. */
@@ -1250,10 +1510,20 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_receipts_add_each_done, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_receipts_unique_per_peer_id_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1_to_v2, setup_dir,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v3_file_collapses_duplicate_receipts, setup_dir,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v4_file_unsettled_index_without_in_list, setup_dir,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_no_statement_builds_an_ephemeral_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_ecorrupt, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_ecorrupt, setup_dir,
