@@ -42,6 +42,14 @@ void hostile_init(hostile_t *h)
 {
     memset(h, 0, sizeof(*h));
     h->fd = -1;
+    h->work_max = HOSTILE_REALLOC_WORK_MAX;
+}
+
+void hostile_set_body_max(hostile_t *h, size_t max_body_bytes)
+{
+    uint64_t m = max_body_bytes, need = m * m / 2;
+    h->work_max = need > HOSTILE_REALLOC_WORK_MAX ? need
+                                                   : HOSTILE_REALLOC_WORK_MAX;
 }
 
 void hostile_set_fd(hostile_t *h, int fd)
@@ -183,7 +191,7 @@ void *hostile_realloc(void *ptr, size_t size, void *ud)
     if (h->tripped || h->text_refused)
         return NULL;
     h->realloc_work += size;
-    if (h->realloc_work > HOSTILE_REALLOC_WORK_MAX) {
+    if (h->realloc_work > h->work_max) {
         h->text_refused = h->damaged = 1;
         return NULL;
     }

@@ -34,8 +34,11 @@
  * is its cost, quadratic. Past the bound the stanza's text is refused
  * (reallocs get NULL: libstrophe drops it, cheaply) and the stanza is
  * dropped, the link kept: a stock server relays such text (200 000
- * apostrophes arrive as &apos; pieces: ~6.7 GB), and a cut would repeat
- * at every reconnect. */
+ * apostrophes arrive as &apos; pieces: ~6.7 GB of reallocs, ~0.15 s of
+ * strncat here), and a cut would repeat at every reconnect. The least
+ * bound: a body of max_body_bytes in 1-byte pieces costs max^2 / 6
+ * (64 KiB: ~0.7 GB), so the bound is the larger of this and max^2 / 2
+ * (hostile_set_body_max). */
 #define HOSTILE_REALLOC_WORK_MAX ((uint64_t)1 << 30)
 /* Text that outgrows the wire bytes it came in can only come from DTD
  * entities (XMPP forbids DTDs; numeric references and UTF-8 shrink):
@@ -72,12 +75,16 @@ typedef struct {
     uint64_t base;          /* bytes consumed when the stanza began */
     uint64_t turn_start;    /* bytes consumed when this turn began */
     uint64_t realloc_work;
+    uint64_t work_max;      /* HOSTILE_REALLOC_WORK_MAX or more */
     int text_refused;       /* this stanza's text is past the work bound */
     int damaged;            /* ...so the stanza is incomplete: drop it */
     size_t live;
 } hostile_t;
 
 void hostile_init(hostile_t *h);
+/* The largest body the app accepts (courier_config_t.max_body_bytes):
+ * text that size is never dropped for its joining cost. */
+void hostile_set_body_max(hostile_t *h, size_t max_body_bytes);
 /* A new socket (or -1 when the link is gone): counters restart. */
 void hostile_set_fd(hostile_t *h, int fd);
 /* After each xmpp_run_once: checks the stanza in progress against the

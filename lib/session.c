@@ -671,6 +671,7 @@ int session_new(session_t **out, engine_t *e)
     s->log.handler = strophe_log;
     s->log.userdata = s;
     hostile_init(&s->hx);
+    hostile_set_body_max(&s->hx, engine_config(e)->max_body_bytes);
     s->mem = (xmpp_mem_t){ hostile_alloc, hostile_free, hostile_realloc,
                            &s->hx };
     strophe_lock();
