@@ -11,7 +11,7 @@
  *   recv <peer> <id> <text>      a message (once, ever: the library's word)
  *   read <id>                    courier_mark_displayed done
  *   replied <id> <reply-id>      the answer is stored and queued
- *   reply <reply-id> -> <STATE>  the answer's state changed (SPEC §1)
+ *   reply <reply-id> -> <STATE>  the answer's state changed (behaviour.md §1)
  *
  * With --count N it exits 0 once it has answered N messages and every
  * answer is DELIVERED or DISPLAYED, and 1 after 60 s without that.
@@ -420,7 +420,7 @@ int main(int argc, char **argv)
         }
     }
 
-    /* Clean close: acknowledges what we received (SPEC §3). After it no
+    /* Clean close: acknowledges what we received (behaviour.md §3). After it no
      * callback runs, so the queue is ours alone. */
     courier_close(b->c);
     while (b->head) {

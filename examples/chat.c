@@ -6,7 +6,7 @@
  *                [--db FILE] [--plaintext] PEER
  *
  * On a terminal it redraws the conversation in place with the ticks of
- * SPEC §1; when stdout is not a terminal it prints one line per event
+ * behaviour.md §1; when stdout is not a terminal it prints one line per event
  * (see examples/README.md), for scripts. The library runs its own thread
  * and calls back on it, so everything the screen shows sits behind `mu`.
  * No courier_* call is made while holding `mu`: a callback waiting for it
@@ -241,7 +241,7 @@ static const char *link_name(courier_link_t l)
     return "?";
 }
 
-/* SPEC §1 display mapping, with the ticks a chat app would draw. */
+/* behaviour.md §1 display mapping, with the ticks a chat app would draw. */
 static void tick_text(const entry_t *e, char *out, size_t cap)
 {
     const char *word = courier_display_status(e->state);

@@ -6,7 +6,7 @@
  * Every outgoing message is written to SQLite before the send call returns,
  * tracked through its XEP-0022 events (offline / delivered / displayed) and
  * sent again until it is confirmed; incoming messages are handed to the app
- * exactly once. See SPEC.md for the full behaviour.
+ * exactly once. See docs/behaviour.md for the full behaviour and the reasons.
  *
  * Conventions (apply to every function below unless its comment says
  * otherwise):
@@ -69,7 +69,7 @@ typedef enum {
     COURIER_ENOTSUP = -10   /**< not available in this build */
 } courier_error_t;
 
-/** Outgoing message states (SPEC §1). Values are ABI. */
+/** Outgoing message states (behaviour.md §1). Values are ABI. */
 typedef enum {
     COURIER_QUEUED = 0,
     COURIER_SENT = 1,
@@ -119,7 +119,7 @@ typedef struct {
     unsigned max_in_flight;          /**< default 100, at most 2048 */
     uint64_t max_age_ms;             /**< default 0 = never expire */
     int implicit_read;               /**< default 1 */
-    /* Additions to SPEC §7 (appended; courier_config_init sets them). */
+    /* Additions to behaviour.md §7 (appended; courier_config_init sets them). */
     unsigned version;                /**< COURIER_CONFIG_VERSION */
     int synchronous_full;            /**< 1 = SQLite synchronous=FULL */
     unsigned max_body_bytes;         /**< default COURIER_BODY_MAX_DEFAULT */
@@ -165,7 +165,7 @@ typedef struct {
 typedef struct courier courier_t;     /**< one account */
 
 /**
- * Fill `cfg` with the defaults of SPEC §2/§4 (ack 30 s, grace 10 s, ping
+ * Fill `cfg` with the defaults of behaviour.md §2/§4 (ack 30 s, grace 10 s, ping
  * 30 s / 33 s, reconnect 1 s..60 s, 100 in flight, no expiry, implicit read
  * on) and stamp its version. Strings are set to NULL. NULL-safe.
  */
@@ -193,7 +193,7 @@ COURIER_API void courier_close(courier_t *c);
 
 /**
  * Connect and run the loop on a thread of the library's own; reconnects by
- * itself (SPEC §4) until courier_stop(). After courier_stop() it may be
+ * itself (behaviour.md §4) until courier_stop(). After courier_stop() it may be
  * called again on the same handle.
  * @return COURIER_OK, COURIER_ESTATE (already started, or courier_run_once
  *         drives the handle: courier_stop() first), COURIER_ENOMEM (no
@@ -225,7 +225,7 @@ COURIER_API int courier_run_once(courier_t *c, unsigned timeout_ms);
 
 /**
  * Store a text message for `to` (a bare JID) and queue it; returns once it
- * is durable in SQLite (SPEC §5). While offline it is reported FAILED and
+ * is durable in SQLite (behaviour.md §5). While offline it is reported FAILED and
  * goes out by itself on reconnect. The new id is written to `id_out`.
  * Any thread; sends from several threads at once share SQLite commits
  * (each still returns only once its own message is committed).
@@ -291,7 +291,7 @@ COURIER_API int courier_get_info(courier_t *c, const char *id,
 
 /**
  * What the reliability rules did since courier_open() (an addition to
- * SPEC §7; in memory, not persisted). The resend counters tell the note's
+ * behaviour.md §7; in memory, not persisted). The resend counters tell the note's
  * two phases apart: `resent_reconnect` is phase 2 (earliest delivery, the
  * moment the link is back), `resent_peer` is phase 1 (eventual delivery:
  * the peer wrote, so what it has not confirmed goes again).
@@ -313,7 +313,7 @@ typedef struct courier_stats {
 COURIER_API int courier_get_stats(courier_t *c, courier_stats_t *out);
 
 /**
- * Current link state (an addition to SPEC §7).
+ * Current link state (an addition to behaviour.md §7).
  * @return COURIER_OK; COURIER_EAUTH when the server refused the login (then
  *         `*out` is COURIER_LINK_OFFLINE and the library does not retry
  *         until the next courier_start()); COURIER_EINVAL, COURIER_ECLOSED.
@@ -344,7 +344,7 @@ COURIER_API const char *courier_last_error(void);
 COURIER_API const char *courier_version(void);
 
 /*
- * TLS (SPEC §6, §10): TLS is required unless allow_plaintext, and the
+ * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the
  * certificate is verified against the JID's domain. TLS 1.2 as the minimum
  * is enforced by OpenSSL 3 at its default security level (>= 1); libstrophe
  * 0.12.2 offers no way to set or read the version. With OpenSSL 1.1.x, or
@@ -353,7 +353,7 @@ COURIER_API const char *courier_version(void);
 
 /**
  * Stack a thread needs to call courier_run_once() whatever a server sends
- * (SPEC §11 "Hostile input"); the thread of courier_start() gets this much
+ * (behaviour.md §11 "Hostile input"); the thread of courier_start() gets this much
  * of its own, and courier_close() frees libstrophe's state on such a
  * thread too, so those two need nothing from the caller.
  * Why: libstrophe 0.12 renders every received stanza recursively, once per

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Stanzas <-> structs (SPEC §3, §8). Parsing walks every child once and
+ * Stanzas <-> structs (behaviour.md §3, §8). Parsing walks every child once and
  * dispatches on (name, namespace), so no order or count of children is
  * trusted; text is read in place (no libstrophe allocation), and only the
  * body is copied, after its size is checked.
@@ -249,7 +249,7 @@ static int format_stamp(int64_t ms, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-/* ---- the digest id (SPEC §3) ------------------------------------------ */
+/* ---- the digest id (behaviour.md §3) ------------------------------------------ */
 
 /* SHA-256 over "from\0body\0stamp": neither a JID nor XML text can hold a
  * NUL, so the fields cannot run into each other. On failure (OOM inside
@@ -449,7 +449,7 @@ static core_err_type_t err_type_of(const char *type)
     return CORE_ERR_CANCEL; /* missing or unknown: the permanent kind */
 }
 
-/* SPEC §2 "Error replies": the bounced id, the error type and condition. */
+/* behaviour.md §2 "Error replies": the bounced id, the error type and condition. */
 static int parse_error(xmpp_stanza_t *st, codec_msg_t *out)
 {
     const char *id = xmpp_stanza_get_id(st);
@@ -483,7 +483,7 @@ static int parse_error(xmpp_stanza_t *st, codec_msg_t *out)
     return COURIER_OK;
 }
 
-/* SPEC §3: the stanza id, else the XEP-0359 origin-id, else a digest. A
+/* behaviour.md §3: the stanza id, else the XEP-0359 origin-id, else a digest. A
  * present but invalid id attribute is refused rather than replaced: the
  * sender means an id we cannot keep, and guessing another one could merge
  * or split its duplicates. An empty id='' carries no identity: absent.
@@ -523,7 +523,7 @@ static int parse_chat(xmpp_stanza_t *st, const codec_limits_t *lim,
     size_t len = text_len(sc->body);
     int rc;
 
-    /* SPEC §11: what we will not store is refused to the sender, so it
+    /* behaviour.md §11: what we will not store is refused to the sender, so it
      * does not stay SENT (or resend) forever. */
     if (len > max) {
         out->refuse = "policy-violation";
@@ -573,7 +573,7 @@ static int parse(xmpp_stanza_t *st, const codec_limits_t *lim,
     type = xmpp_stanza_get_type(st);
     if (streq(type, "error"))
         return parse_error(st, out);
-    /* SPEC: 1:1 chat only. Unknown types count as normal (RFC 6121). */
+    /* behaviour.md: 1:1 chat only. Unknown types count as normal (RFC 6121). */
     if (streq(type, "groupchat") || streq(type, "headline"))
         return ignore(out, "not 1:1 chat");
 
@@ -699,7 +699,7 @@ static int is_url(const char *s)
 }
 
 /* XEP-0203 <delay/> with our original send time, so a resend is
- * recognisably the same message (SPEC §2 "Idempotence"). */
+ * recognisably the same message (behaviour.md §2 "Idempotence"). */
 static int add_delay(xmpp_stanza_t *msg, int64_t created_ms,
                      const char *from)
 {
@@ -746,7 +746,7 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
         return NULL;
     if (!add_text_el(msg, "body", NULL, body))
         goto fail;
-    /* SPEC §8: ask for every event, in every form we understand */
+    /* behaviour.md §8: ask for every event, in every form we understand */
     x = add_el(msg, "x", NS_EVENT);
     if (!x)
         goto fail;
@@ -781,7 +781,7 @@ static int add_x22_event(xmpp_stanza_t *msg, const char *name,
 /* Issue 17: one form per receipt, the one the asker understands best
  * among those it asked for. Servers keep a hinted XEP-0184 or XEP-0333
  * receipt in offline storage for an absent sender but drop a body-less
- * XEP-0022 event (SPEC §3), so those come first; XEP-0022 answers only a
+ * XEP-0022 event (behaviour.md §3), so those come first; XEP-0022 answers only a
  * peer that asked for nothing else. DELIVERED: 0184 <received/>, else
  * 0333 <received/>, else 0022 <delivered/>. DISPLAYED: 0333 <displayed/>
  * (which the sender takes as covering every earlier message, as it did
@@ -834,7 +834,7 @@ xmpp_stanza_t *codec_build_receipt(xmpp_ctx_t *ctx, const char *to,
                                                      : "displayed",
                      NS_MARKERS, "id", id))
         goto fail;
-    /* SPEC §3: servers keep hinted receipts offline for an absent sender */
+    /* behaviour.md §3: servers keep hinted receipts offline for an absent sender */
     if (!add_el(msg, "store", NS_HINTS))
         goto fail;
     return msg;
@@ -880,7 +880,7 @@ xmpp_stanza_t *codec_build_ping(xmpp_ctx_t *ctx, const char *domain,
     return iq;
 }
 
-/* SPEC §4 / RFC 6120 §8.2.3: every get/set iq gets a result or an error;
+/* behaviour.md §4 / RFC 6120 §8.2.3: every get/set iq gets a result or an error;
  * a result or error iq must never be answered (no loops). */
 xmpp_stanza_t *codec_build_iq_reply(xmpp_ctx_t *ctx, xmpp_stanza_t *iq)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Stanzas <-> structs (SPEC §8). Uses libstrophe's xmpp_stanza_* only,
+ * Stanzas <-> structs (behaviour.md §8). Uses libstrophe's xmpp_stanza_* only,
  * never a connection. Parsing never trusts its input: anything malformed is
  * classified CODEC_IGNORE with a reason, never a crash.
  *
@@ -54,7 +54,7 @@ typedef struct {
     /* CODEC_ERROR */
     core_err_type_t err_type;
     char condition[64];               /* e.g. "service-unavailable" */
-    /* CODEC_IGNORE of a chat message that will not be stored (SPEC §11):
+    /* CODEC_IGNORE of a chat message that will not be stored (behaviour.md §11):
      * the RFC 6120 condition owed to its sender (codec_build_refusal),
      * else NULL. Static text. */
     const char *refuse;
@@ -75,7 +75,7 @@ void codec_msg_clear(codec_msg_t *m);
 void codec_digest_id(const char *from, const char *body, int64_t delay_ms,
                      char out[COURIER_ID_MAX]);
 
-/* Build our outgoing chat message (SPEC §8): body, XEP-0022 requests,
+/* Build our outgoing chat message (behaviour.md §8): body, XEP-0022 requests,
  * XEP-0184 request, XEP-0333 markable, XEP-0359 origin-id, XEP-0203 delay
  * with `created_ms` and `from` (our bare JID) when `attempts` > 0 (a
  * resend), jabber:x:oob when the body of a VOICE/IMAGE message is a URL,
@@ -100,7 +100,7 @@ xmpp_stanza_t *codec_build_composing(xmpp_ctx_t *ctx, const char *to,
                                      const char *last_id, int on);
 
 /* The error owed to the sender of `msg`, a message we will not store
- * (SPEC §11): <message type='error'> to its full `from`, with its id (if
+ * (behaviour.md §11): <message type='error'> to its full `from`, with its id (if
  * any, verbatim), <error type='modify'> with `condition` and `text`. NULL
  * without a `from`, or on ENOMEM. */
 xmpp_stanza_t *codec_build_refusal(xmpp_ctx_t *ctx, xmpp_stanza_t *msg,

@@ -6,9 +6,9 @@
 
 #include "util.h"
 
-#define MAX_BOUNCES 3 /* SPEC §2: the third transient bounce is permanent */
+#define MAX_BOUNCES 3 /* behaviour.md §2: the third transient bounce is permanent */
 #define REASON_EXPIRED "expired"
-/* SPEC §11: a link up this long was a success and resets the backoff; one
+/* behaviour.md §11: a link up this long was a success and resets the backoff; one
  * that dies sooner (killed right after login) does not. */
 #define STABLE_LINK_MS 10000
 
@@ -285,7 +285,7 @@ static int emit_link(core_t *k, courier_link_t link, core_out_t *out)
     return COURIER_OK;
 }
 
-/* Insert into the send queue keeping acceptance order (SPEC §5: per-peer
+/* Insert into the send queue keeping acceptance order (behaviour.md §5: per-peer
  * order). The queue is short; walk from the tail. */
 static void sendq_add(core_t *k, msg_t *m, core_cause_t cause)
 {
@@ -305,7 +305,7 @@ static int expired(const core_t *k, const msg_t *m, core_now_t now)
            now.wall_ms - m->expire_base >= (int64_t)k->lim.max_age_ms;
 }
 
-/* SPEC §2 expiry: FAILED permanently, never sent again by itself. */
+/* behaviour.md §2 expiry: FAILED permanently, never sent again by itself. */
 static int expire(core_t *k, msg_t *m, core_now_t now, core_out_t *out)
 {
     int rc = set_state(&m->row, COURIER_FAILED, REASON_EXPIRED, 1, 1, now,
@@ -314,7 +314,7 @@ static int expire(core_t *k, msg_t *m, core_now_t now, core_out_t *out)
     return rc;
 }
 
-/* Write queued messages while the window allows (SPEC §2 pacing). */
+/* Write queued messages while the window allows (behaviour.md §2 pacing). */
 static int pump(core_t *k, core_now_t now, core_out_t *out)
 {
     int rc = COURIER_OK;
@@ -326,7 +326,7 @@ static int pump(core_t *k, core_now_t now, core_out_t *out)
             rc = expire(k, m, now, out);
             continue;
         }
-        /* SPEC §1: FAILED goes back to QUEUED when sent again. */
+        /* behaviour.md §1: FAILED goes back to QUEUED when sent again. */
         if (m->row.state == COURIER_FAILED)
             rc = set_state(&m->row, COURIER_QUEUED, "", 0, 1, now, out);
         if (rc != COURIER_OK)
@@ -351,7 +351,7 @@ static int pump(core_t *k, core_now_t now, core_out_t *out)
             m->on_wire = 1;
             k->in_flight++;
         }
-        /* SPEC §2 ack timer: only matters while nothing has confirmed it. */
+        /* behaviour.md §2 ack timer: only matters while nothing has confirmed it. */
         node_unlink(&m->ackq);
         if (m->row.state == COURIER_QUEUED) {
             m->ack_deadline = now.mono_ms + k->lim.ack_timeout_ms;
@@ -384,9 +384,9 @@ static int on_send(core_t *k, const core_ev_t *ev, core_now_t now,
     msg_t *m = msg_add(k, &row, now.wall_ms);
     if (!m)
         return COURIER_ENOMEM;
-    if (k->link != COURIER_LINK_ONLINE) /* SPEC §2: offline send = FAILED */
+    if (k->link != COURIER_LINK_ONLINE) /* behaviour.md §2: offline send = FAILED */
         return set_state(&m->row, COURIER_FAILED, "offline", 0, 1, now, out);
-    /* SPEC §2 ack timer: from the send, also while waiting for a slot. */
+    /* behaviour.md §2 ack timer: from the send, also while waiting for a slot. */
     m->ack_deadline = now.mono_ms + k->lim.ack_timeout_ms;
     list_push_back(&k->ackq, &m->ackq);
     sendq_add(k, m, CORE_CAUSE_SEND);
@@ -444,7 +444,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
     k->dropping = 0;
     k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
     k->first_unanswered = -1;
-    /* SPEC §2 reconnect: every QUEUED and FAILED again, oldest first. */
+    /* behaviour.md §2 reconnect: every QUEUED and FAILED again, oldest first. */
     for (node_t *n = k->all.head.next; n != &k->all.head; n = n->next) {
         msg_t *m = CONTAINER(n, all);
         if (m->row.state == COURIER_QUEUED || m->row.state == COURIER_FAILED)
@@ -459,14 +459,14 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
                         const char *reason)
 {
     int rc = COURIER_OK;
-    /* SPEC §4 reset on success; §11: only for a link that held */
+    /* behaviour.md §4 reset on success; §11: only for a link that held */
     if (k->link == COURIER_LINK_ONLINE &&
         now.mono_ms - k->online_since >= STABLE_LINK_MS)
         k->backoff_ms = k->lim.reconnect_min_ms;
     if (k->link != COURIER_LINK_OFFLINE)
         rc = emit_link(k, COURIER_LINK_OFFLINE, out);
     k->dropping = 0;
-    /* SPEC §2 disconnect: every QUEUED message becomes FAILED at once. */
+    /* behaviour.md §2 disconnect: every QUEUED message becomes FAILED at once. */
     for (node_t *n = k->all.head.next; n != &k->all.head; n = n->next) {
         msg_t *m = CONTAINER(n, all);
         m->on_wire = 0;
@@ -489,7 +489,7 @@ static int on_acked(core_t *k, const core_ev_t *ev, core_now_t now,
     msg_t *m = ev->id ? find(k, ev->id) : NULL;
     if (!m && ev->row && ev->row->state == COURIER_FAILED &&
         strcmp(ev->row->reason, REASON_EXPIRED) == 0) {
-        /* SPEC §1: it expired on the wire, and the server did take it:
+        /* behaviour.md §1: it expired on the wire, and the server did take it:
          * SENT, held again. (A bounced row stays: the bounce outranks.) */
         m = msg_add(k, ev->row, now.wall_ms);
         if (!m)
@@ -533,7 +533,7 @@ static int promote(core_out_t *out, const char *peer, int by_created,
 }
 
 /* Forward-only move of a held message; settles it when it is DELIVERED or
- * beyond. FAILED is outside the path: any event moves it on (SPEC §1). */
+ * beyond. FAILED is outside the path: any event moves it on (behaviour.md §1). */
 static int advance(core_t *k, msg_t *m, courier_state_t to, core_now_t now,
                    core_out_t *out)
 {
@@ -546,7 +546,7 @@ static int advance(core_t *k, msg_t *m, courier_state_t to, core_now_t now,
     return rc;
 }
 
-/* SPEC §11: could the peer's device have shown `e` before the message it
+/* behaviour.md §11: could the peer's device have shown `e` before the message it
  * marked (last written at `ref_ms`, write order `ref_wseq`)? Only if the
  * server took it from a write before that one and nothing bounced it
  * since. Held DELIVERED does not exist (settled). */
@@ -574,7 +574,7 @@ static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
         k->ignored = "event for an unknown id";
         return COURIER_OK;
     }
-    /* SPEC §3: only the bare JID the message went to (the server's offline
+    /* behaviour.md §3: only the bare JID the message went to (the server's offline
      * event comes in the recipient's name). */
     if (!from_peer(ev->peer, row->peer)) {
         k->ignored = "event from a JID the message was not sent to";
@@ -604,8 +604,8 @@ static int on_event(core_t *k, const core_ev_t *ev, core_now_t now,
                 confirmed(k, again);
         }
     }
-    /* SPEC §1: an XEP-0333 displayed also covers earlier messages, but
-     * only those the device could have shown (SPEC §11). One that bounced
+    /* behaviour.md §1: an XEP-0333 displayed also covers earlier messages, but
+     * only those the device could have shown (behaviour.md §11). One that bounced
      * goes out again now: the peer's device is there to take it. */
     if (rc == COURIER_OK && ev->cumulative && to == COURIER_DISPLAYED) {
         node_t *n = k->all.head.next;
@@ -689,7 +689,7 @@ static int on_message(core_t *k, const core_ev_t *ev, core_now_t now,
     if (!ev->id || !ev->peer || !util_id_valid(ev->id) || !ev->peer[0])
         return COURIER_EINVAL;
     int rc = COURIER_OK;
-    /* SPEC §3: to the app exactly once; receipts also for a duplicate. */
+    /* behaviour.md §3: to the app exactly once; receipts also for a duplicate. */
     if (!ev->duplicate)
         rc = emit_simple(out, CORE_ACT_DELIVER, ev->id, ev->peer);
     if (rc == COURIER_OK && (ev->asked & ASK_DELIVERED))
@@ -700,7 +700,7 @@ static int on_message(core_t *k, const core_ev_t *ev, core_now_t now,
                      ev->asked & ASK_DISPLAYED);
     if (rc != COURIER_OK || ev->duplicate)
         return rc;
-    /* SPEC §2 peer activity (a): implicit read of what P's device has. */
+    /* behaviour.md §2 peer activity (a): implicit read of what P's device has. */
     if (k->lim.implicit_read)
         rc = promote(out, ev->peer, 0, ev->sent_wall_ms);
     /* (b): resend what P has not confirmed, unless written just now. */
@@ -730,7 +730,7 @@ static int on_mark_displayed(const core_ev_t *ev, core_out_t *out)
 static int on_tick(core_t *k, core_now_t now, core_out_t *out)
 {
     int rc = COURIER_OK;
-    /* SPEC §2 ack timer */
+    /* behaviour.md §2 ack timer */
     while (rc == COURIER_OK && !list_empty(&k->ackq)) {
         msg_t *m = CONTAINER(k->ackq.head.next, ackq);
         if (m->ack_deadline > now.mono_ms)
@@ -740,7 +740,7 @@ static int on_tick(core_t *k, core_now_t now, core_out_t *out)
             rc = set_state(&m->row, COURIER_FAILED, "ack-timeout", 0, 1, now,
                            out);
     }
-    /* SPEC §2 expiry */
+    /* behaviour.md §2 expiry */
     while (rc == COURIER_OK && !list_empty(&k->expq)) {
         msg_t *m = CONTAINER(k->expq.head.next, expq);
         if (now.wall_ms - m->expire_base < (int64_t)k->lim.max_age_ms)
@@ -753,7 +753,7 @@ static int on_tick(core_t *k, core_now_t now, core_out_t *out)
         return rc;
     switch (k->link) {
     case COURIER_LINK_ONLINE:
-        /* SPEC §4 watchdog: a ping unanswered for ping_timeout_ms ends it */
+        /* behaviour.md §4 watchdog: a ping unanswered for ping_timeout_ms ends it */
         if (k->first_unanswered >= 0 &&
             now.mono_ms - k->first_unanswered >=
                 (int64_t)k->lim.ping_timeout_ms) {
@@ -854,7 +854,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out)
     case CORE_EV_LINK_UP: return on_link_up(k, now, out);
     case CORE_EV_LINK_DOWN: return on_link_down(k, now, out, "link-lost");
     case CORE_EV_AUTH_FAILED:
-        k->auth_failed = 1; /* SPEC §4: no retry loop on a refused login */
+        k->auth_failed = 1; /* behaviour.md §4: no retry loop on a refused login */
         return on_link_down(k, now, out, "auth-failed");
     case CORE_EV_STOP:
         k->started = 0;
@@ -868,7 +868,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out)
             k->reconnect_at = now.mono_ms;
         return on_tick(k, now, out);
     case CORE_EV_INBOUND:
-        /* SPEC §4: any inbound data counts as an answer. */
+        /* behaviour.md §4: any inbound data counts as an answer. */
         k->first_unanswered = -1;
         k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
         return COURIER_OK;

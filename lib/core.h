@@ -172,7 +172,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out);
  * none is armed. `now` converts wall-clock expiry to the mono clock. */
 int64_t core_next_deadline(const core_t *k, core_now_t now);
 
-/* Why a message went on the wire again (SPEC §2), counted per handle. */
+/* Why a message went on the wire again (behaviour.md §2), counted per handle. */
 typedef enum {
     CORE_CAUSE_SEND = 0,   /* the app's send, or start-up: first write */
     CORE_CAUSE_RECONNECT,  /* phase 2.4: the session came back */

@@ -41,9 +41,9 @@ void courier_config_init(courier_config_t *cfg)
     if (!cfg)
         return;
     memset(cfg, 0, sizeof(*cfg));
-    cfg->ack_timeout_ms = 30000;    /* SPEC §2 */
+    cfg->ack_timeout_ms = 30000;    /* behaviour.md §2 */
     cfg->resend_grace_ms = 10000;
-    cfg->ping_interval_ms = 30000;  /* SPEC §4 */
+    cfg->ping_interval_ms = 30000;  /* behaviour.md §4 */
     cfg->ping_timeout_ms = 33000;
     cfg->reconnect_min_ms = 1000;
     cfg->reconnect_max_ms = 60000;
@@ -288,7 +288,7 @@ int courier_get_link(courier_t *c, courier_link_t *out)
         return util_set_error(COURIER_EINVAL, "out is NULL");
     int refused = 0;
     *out = engine_link(c->engine, &refused);
-    if (refused) /* SPEC §4: a refused login is not "unreachable" */
+    if (refused) /* behaviour.md §4: a refused login is not "unreachable" */
         return util_set_error(COURIER_EAUTH, "the server refused the login "
                               "for this account");
     return COURIER_OK;

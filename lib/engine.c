@@ -96,7 +96,7 @@ struct engine {
     pthread_cond_t group_cv;     /* a group was committed */
     pthread_cond_t sendq_cv;     /* a send was queued */
     uint64_t received, duplicates;
-    /* SPEC §11: owed receipts go out through a window. rcpt_out are
+    /* behaviour.md §11: owed receipts go out through a window. rcpt_out are
      * written and not yet acknowledged; the next ones are the stored
      * receipts with a rid above rcpt_after (both reset at link up). */
     int64_t rcpt_after;
@@ -312,7 +312,7 @@ static int queue_receipt(void *ud, const store_rcpt_t *r)
     return enqueue(e, it);
 }
 
-/* SPEC §11: write owed receipts, oldest first, while the window allows;
+/* behaviour.md §11: write owed receipts, oldest first, while the window allows;
  * an ack frees a slot. Read from the store inside the caller's
  * transaction, so they go out after its commit (the dispatch). Caller
  * holds the mutex. */
@@ -333,7 +333,7 @@ static int run_receipt(engine_t *e, const core_act_t *a)
     util_strlcpy(r.id, a->id, sizeof(r.id));
     r.state = a->state;
     r.asked = a->asked;
-    /* SPEC §3: owed receipts are stored until the server has them. */
+    /* behaviour.md §3: owed receipts are stored until the server has them. */
     int rc = store_rcpt_add(e->store, &r, NULL);
     return rc == COURIER_OK ? pump_receipts(e) : rc;
 }
@@ -365,7 +365,7 @@ static int run_action(engine_t *e, const core_act_t *a, core_now_t now)
     switch (a->type) {
     case CORE_ACT_STATE:
         rc = store_out_set_state(e->store, a, &changed);
-        /* SPEC §1/§5: notify after the state is durable, once. */
+        /* behaviour.md §1/§5: notify after the state is durable, once. */
         if (rc == COURIER_OK && changed && a->notify)
             rc = queue_state(e, a->id, a->peer, a->state);
         break;
@@ -784,7 +784,7 @@ out:
     return COURIER_OK;
 }
 
-/* SPEC §3 exactly once: the app has the message. If the store cannot
+/* behaviour.md §3 exactly once: the app has the message. If the store cannot
  * record that, the mark is retried at every dispatch and at close; only a
  * process that ends before it succeeds hands it again at the next open,
  * and the log says so. Gone from the inbox (deleted) counts as done. */
@@ -1061,7 +1061,7 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     row.kind = kind;
     row.state = COURIER_QUEUED;
 
-    /* SPEC §5: durable before the call returns. */
+    /* behaviour.md §5: durable before the call returns. */
     send_req_t me = { .row = &row, .body = body, .app_id = media_id != NULL };
     pthread_mutex_lock(&e->mu);
     *e->sendq_tail = &me;
@@ -1157,7 +1157,7 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
     } else {
-        /* SPEC §3: XEP-0022 composing names the peer's last message. */
+        /* behaviour.md §3: XEP-0022 composing names the peer's last message. */
         char last[COURIER_ID_MAX] = "";
         unsigned asked = 0;
         if (store_in_last_id(e->store, bare, last, &asked) != COURIER_OK ||
@@ -1245,8 +1245,8 @@ int engine_feed(engine_t *e, core_ev_type_t type)
     txn_join(e, &t);
     int was_up = core_link_up(e->core);
     int rc = feed_locked(e, &ev);
-    /* SPEC §3: receipts the server never acknowledged go out again, from
-     * the oldest, through a fresh window (SPEC §11). */
+    /* behaviour.md §3: receipts the server never acknowledged go out again, from
+     * the oldest, through a fresh window (behaviour.md §11). */
     if (rc == COURIER_OK && !was_up && core_link_up(e->core)) {
         e->rcpt_after = 0;
         e->rcpt_out = 0;
@@ -1267,7 +1267,7 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
         int one;
         if (acks[i].id) {
             core_ev_t ev = { .type = CORE_EV_ACKED, .id = acks[i].id };
-            /* SPEC §1: the core let go of it (expired): the stored row */
+            /* behaviour.md §1: the core let go of it (expired): the stored row */
             core_row_t row;
             if (!core_find(e->core, acks[i].id) &&
                 store_out_get(e->store, acks[i].id, &row, NULL) ==
@@ -1315,7 +1315,7 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
     in.timestamp_ms = m->delay_ms ? m->delay_ms : now.wall_ms;
     in.asked = m->asked;
     int dup = 0;
-    /* SPEC §3: stored first, then handed over; dedupe on (peer, id). */
+    /* behaviour.md §3: stored first, then handed over; dedupe on (peer, id). */
     int rc = store_in_insert(e->store, &in, m->body, &dup, &old);
     if (rc != COURIER_OK) {
         log_locked(e, COURIER_LOG_ERROR, "storing message %s from %s: %s",

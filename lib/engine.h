@@ -7,7 +7,7 @@
  * Every engine_* function may be called from any thread (one mutex),
  * except engine_dispatch(), which belongs to the loop thread. Transitions
  * are persisted under the mutex before anything depending on them is
- * queued (SPEC §5: the store is the truth).
+ * queued (behaviour.md §5: the store is the truth).
  */
 #ifndef COURIER_ENGINE_H
 #define COURIER_ENGINE_H
@@ -26,7 +26,7 @@ typedef struct engine engine_t;
  * acknowledged by the server, and cuts a link that goes beyond. Messages
  * (max_in_flight, at most ENGINE_MAX_IN_FLIGHT) and owed receipts (at
  * most ENGINE_RCPT_WINDOW at once) share it, with room to spare for a
- * message written again before its ack (SPEC §11). */
+ * message written again before its ack (behaviour.md §11). */
 #define ENGINE_OUTQ_MAX 4096
 #define ENGINE_RCPT_WINDOW 100
 #define ENGINE_MAX_IN_FLIGHT (ENGINE_OUTQ_MAX / 2)
@@ -69,7 +69,7 @@ const char *engine_self(const engine_t *e);
  * work for the loop thread; engine_dispatch() clears it. */
 int engine_wake_fd(const engine_t *e);
 
-/* App commands (SPEC §7). `media_id` NULL for text (a fresh id). */
+/* App commands (behaviour.md §7). `media_id` NULL for text (a fresh id). */
 int engine_send(engine_t *e, const char *to, courier_kind_t kind,
                 const char *media_id, const char *body,
                 char id_out[COURIER_ID_MAX]);

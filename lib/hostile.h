@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* SPEC §11 "Hostile input": bounds on what a server can make libstrophe
+/* behaviour.md §11 "Hostile input": bounds on what a server can make libstrophe
  * 0.12 do on our threads. libstrophe renders every received stanza
  * recursively for its debug log (whatever the level) and frees stanza
  * trees recursively, joins text with strncat (quadratic) and lets expat

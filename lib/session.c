@@ -42,7 +42,7 @@ struct session {
     xmpp_ctx_t *ctx;
     xmpp_conn_t *conn;
     xmpp_log_t log;
-    xmpp_mem_t mem;         /* ours: SPEC §11 bounds (hostile.c) */
+    xmpp_mem_t mem;         /* ours: behaviour.md §11 bounds (hostile.c) */
     hostile_t hx;
     int fd;                 /* the socket, from the sockopt callback */
     int connecting;         /* xmpp_connect_client issued, no disconnect */
@@ -139,7 +139,7 @@ static void strophe_unlock(void)
 
 /* ---- logging -------------------------------------------------------- */
 
-/* SPEC §6: a stanza of the SASL exchange (PLAIN carries the password,
+/* behaviour.md §6: a stanza of the SASL exchange (PLAIN carries the password,
  * SCRAM what an offline guess needs) or of legacy iq:auth, as libstrophe's
  * debug log renders it ("SENT: <auth ...>"). The features that only list
  * mechanisms are harmless. */
@@ -159,12 +159,12 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
     session_t *s = ud;
     /* NOTES.md: a refused login only shows in this log line. Only
      * libstrophe's own error line: its debug lines carry received stanzas,
-     * so a peer could write the words (SPEC §11). */
+     * so a peer could write the words (behaviour.md §11). */
     if (level == XMPP_LEVEL_ERROR &&
         (strncmp(msg, "Cannot authenticate with known methods", 38) == 0 ||
          strncmp(msg, "Legacy client authentication failed", 35) == 0))
         s->auth_refused = 1;
-    /* SPEC §11: libstrophe only logs a parse error (and keeps the socket
+    /* behaviour.md §11: libstrophe only logs a parse error (and keeps the socket
      * open, unread); each stanza it renders marks a stanza boundary. */
     if (strcmp(area, "xmpp") == 0 && strncmp(msg, "parse error", 11) == 0)
         hostile_trip(&s->hx, HOSTILE_BAD_XML);
@@ -266,7 +266,7 @@ static void ask_ack(session_t *s)
         s->r_asked_at = s->out_h;
     } else if (!s->ackping_pending) {
         /* No SM: the answer to a ping proves the server handled what we
-         * wrote before it (SPEC §1 SENT). */
+         * wrote before it (behaviour.md §1 SENT). */
         snprintf(s->ackping_id, sizeof(s->ackping_id), "ack-%u",
                  ++s->ping_n);
         xmpp_stanza_t *p = codec_build_ping(
@@ -426,7 +426,7 @@ static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     const char *name = xmpp_stanza_get_name(st);
     s->inbound++;
     hostile_stanza_done(&s->hx);
-    engine_feed(s->e, CORE_EV_INBOUND); /* SPEC §4: any data answers */
+    engine_feed(s->e, CORE_EV_INBOUND); /* behaviour.md §4: any data answers */
     if (s->sm && name && (strcmp(name, "message") == 0 ||
                           strcmp(name, "presence") == 0 ||
                           strcmp(name, "iq") == 0))
@@ -501,7 +501,7 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     (void)conn;
     session_t *s = ud;
     if (hostile_damaged(&s->hx)) {
-        /* SPEC §11: its text was refused half-way (hostile.h): dropped
+        /* behaviour.md §11: its text was refused half-way (hostile.h): dropped
          * like an oversized body, the link kept. */
         engine_log(s->e, COURIER_LOG_WARN, "dropped a message whose text "
                    "costs too much to join (from %.64s)",
@@ -513,7 +513,7 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     codec_msg_t m;
     int rc = codec_parse_message(st, &lim, &m);
     if (rc == COURIER_OK && m.cls == CODEC_IGNORE && m.refuse) {
-        /* SPEC §11: counted in h, so the server forgets it; the sender
+        /* behaviour.md §11: counted in h, so the server forgets it; the sender
          * must hear that it was not taken. */
         engine_log(s->e, COURIER_LOG_INFO, "refused a message from %s "
                    "(%s): %s sent back", m.from, m.why, m.refuse);
@@ -596,7 +596,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->streaming = 1; /* TLS and login are done */
         if (s->features_seen && !s->sm_offered) {
             /* NOTES.md: a server without SM answers <enable/> with a
-             * stream error. SPEC §1: acks by ping instead. */
+             * stream error. behaviour.md §1: acks by ping instead. */
             engine_log(s->e, COURIER_LOG_INFO, "the server offers no "
                        "stream management: acks by ping");
             send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);
@@ -732,7 +732,7 @@ void session_free(session_t *s)
     pthread_cond_destroy(&s->guard_cv);
     if (s->e)
         engine_set_transport(s->e, NULL, NULL);
-    /* SPEC §11: a stanza cut half-way is still in libstrophe's parser,
+    /* behaviour.md §11: a stanza cut half-way is still in libstrophe's parser,
      * freed recursively with the connection: not on the app's stack. */
     hostile_on_big_stack(release_strophe, s);
     util_free(s->outq);
@@ -941,7 +941,7 @@ int session_start(session_t *s)
     if (s->has_thread)
         return util_set_error(COURIER_ESTATE, "already started");
     atomic_store(&s->stop, 0);
-    /* SPEC §11: libstrophe recurses once per nesting level of a received
+    /* behaviour.md §11: libstrophe recurses once per nesting level of a received
      * stanza; the stack is sized for the deepest one let through
      * (hostile.h), not left to the platform's default (1 MiB on phones). */
     pthread_attr_t a;
@@ -986,7 +986,7 @@ void session_close_link(session_t *s)
     engine_feed(s->e, CORE_EV_STOP);
     strophe_lock();
     if (s->streaming) {
-        /* SPEC §3: acknowledge everything stored so the server does not
+        /* behaviour.md §3: acknowledge everything stored so the server does not
          * store those messages again. */
         if (s->sm && !s->ack_poisoned)
             xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32

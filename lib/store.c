@@ -77,7 +77,7 @@ static const char migrate_v3[] =
     "ALTER TABLE receipts_v3 RENAME TO receipts;"
     "PRAGMA user_version=3;";
 
-/* v4 (SPEC §11): one owed receipt per (peer, id, state). Duplicates
+/* v4 (behaviour.md §11): one owed receipt per (peer, id, state). Duplicates
  * collapse into the oldest row, which keeps every form any of them asked
  * for (asked is a mask of CORE_ASK_* bits 0..4). */
 static const char migrate_v4[] =
@@ -809,7 +809,7 @@ out:
     return rc;
 }
 
-/* SPEC §1: each transition is one conditional update. A candidate that
+/* behaviour.md §1: each transition is one conditional update. A candidate that
  * is no longer DELIVERED is dropped from `ids` (no callback for it). */
 static int promote(store_t *s, idlist_t *ids, int64_t now_ms,
                    const char *reason)

@@ -126,7 +126,7 @@ int store_in_set_displayed(store_t *s, const char *peer, const char *id);
 typedef int (*store_in_cb)(void *ud, const store_in_t *msg, const char *body);
 int store_in_each_unhanded(store_t *s, store_in_cb cb, void *ud);
 
-/* ---- receipts owed to peers (SPEC §3 "receipts are reliable") ----- */
+/* ---- receipts owed to peers (behaviour.md §3 "receipts are reliable") ----- */
 
 typedef struct {
     int64_t rid;                /* row id, for store_rcpt_done */
@@ -138,7 +138,7 @@ typedef struct {
 
 /* Remember a receipt owed; its row id goes to `*rid_out` (may be NULL).
  * One row per (peer, id, state): a receipt already owed is replaced by
- * one with a new, larger rid and the forms of both (SPEC §11). */
+ * one with a new, larger rid and the forms of both (behaviour.md §11). */
 int store_rcpt_add(store_t *s, const store_rcpt_t *r, int64_t *rid_out);
 /* The server acknowledged the stanza carrying it (a rid no longer
  * stored is no error). */

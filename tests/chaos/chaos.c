@@ -662,7 +662,7 @@ int main(int argc, char **argv)
     int lost_sends = adopt_store(&alice, &unreported);
     open_side(&alice);
 
-    /* SPEC §2 peer activity: a message the server acknowledged and then
+    /* behaviour.md §2 peer activity: a message the server acknowledged and then
      * lost (a restart, a vanished session, an event lost on the way) is
      * repaired when the peer writes again, so the two keep chatting until
      * everything settled: every few seconds each side writes once. */

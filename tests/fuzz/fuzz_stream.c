@@ -9,7 +9,7 @@
  * stream header); the rest is sent once the client is online.
  * `make check` (asan) replays tests/fuzz/stream_corpus through replay.c;
  * `make fuzz` runs it under libFuzzer. Besides what the sanitizers catch,
- * courier_close must return within 5 s whatever was sent (SPEC §11). */
+ * courier_close must return within 5 s whatever was sent (behaviour.md §11). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

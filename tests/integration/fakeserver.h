@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A hostile XMPP server of the tests' own on 127.0.0.1, plaintext: it logs
  * a client in (SASL PLAIN, bind, refuses stream management) and then sends
- * what the test asks for — things no real server sends (SPEC §11). Used by
+ * what the test asks for — things no real server sends (behaviour.md §11). Used by
  * the hostile-input suite and the whole-path fuzz harness. */
 #ifndef COURIER_TEST_FAKESERVER_H
 #define COURIER_TEST_FAKESERVER_H

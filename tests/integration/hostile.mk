@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Hostile input (SPEC §11, issue 13), included by the top Makefile:
+# Hostile input (behaviour.md §11, issue 13), included by the top Makefile:
 #   make check-hostile   the suite under a real Prosody (+ a fake server)
 # Guarded: a second inclusion is a no-op.
 ifndef COURIER_HOSTILE_MK

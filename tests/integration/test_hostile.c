@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* SPEC §11 "Hostile input": what a peer sends through a real Prosody, and
+/* behaviour.md §11 "Hostile input": what a peer sends through a real Prosody, and
  * what only a hostile server would send (fakeserver.c), must never crash
  * the client nor hold its loop thread. Clients that could crash run in a
  * child process whose threads get a phone's 1 MiB default stack
@@ -273,7 +273,7 @@ static int have_prosody(void)
     return 0;
 }
 
-/* SPEC §11: a 20 000-deep stanza (140 KB, inside Prosody's 256 KiB
+/* behaviour.md §11: a 20 000-deep stanza (140 KB, inside Prosody's 256 KiB
  * c2s_stanza_size_limit) from an ordinary account, through a real Prosody,
  * to a client whose threads get 1 MiB stacks: no crash, and the next
  * message still arrives. */
@@ -321,7 +321,7 @@ static void fake_child(child_t *ch, fakesrv_t *f, const char *tag)
                 1);
 }
 
-/* SPEC §11: 200 000 levels straight from a server (1.4 MB, deeper than any
+/* behaviour.md §11: 200 000 levels straight from a server (1.4 MB, deeper than any
  * stock server relays): the client survives with 1 MiB default stacks. */
 static void test_server_deep_200000_no_crash(void **st)
 {
@@ -352,7 +352,7 @@ static void test_server_deep_200000_no_crash(void **st)
     free(all);
 }
 
-/* SPEC §11: deeper than the bounds allow (1 000 000 levels, 7 MB): cut
+/* behaviour.md §11: deeper than the bounds allow (1 000 000 levels, 7 MB): cut
  * before it completes, never a crash (1 MiB default stacks). */
 static void test_server_deeper_than_budget_cut(void **st)
 {
@@ -506,7 +506,7 @@ static void expect_cut_within_1s(const fake_script_t *sc, const char *tag)
     assert_true(close_ms < 3000 * scale());
 }
 
-/* SPEC §11: a DOCTYPE with entity declarations (billion laughs). expat 2.5
+/* behaviour.md §11: a DOCTYPE with entity declarations (billion laughs). expat 2.5
  * stops a plain &lol9; by its amplification limit; entities that stay just
  * under it (x 90) but are referenced a million times make ~400 MB of text
  * that libstrophe joins into one body. */
@@ -566,7 +566,7 @@ static void test_classic_billion_laughs_cut_within_1s(void **st)
     expect_cut_within_1s(&sc, "classic-laughs");
 }
 
-/* SPEC §11: one stanza of 300 MB (a body that never ends). */
+/* behaviour.md §11: one stanza of 300 MB (a body that never ends). */
 static int gen_huge(int fd, void *ud)
 {
     (void)ud;
@@ -592,7 +592,7 @@ static void test_300mb_stanza_cut_within_1s(void **st)
         expect_cut_within_1s(&sc, "300MB-stanza");
 }
 
-/* SPEC §11: invalid XML (a control character). */
+/* behaviour.md §11: invalid XML (a control character). */
 static void test_invalid_xml_cut_within_1s(void **st)
 {
     (void)st;
@@ -604,7 +604,7 @@ static void test_invalid_xml_cut_within_1s(void **st)
     expect_cut_within_1s(&sc, "invalid-xml");
 }
 
-/* SPEC §11: a text a stock server relays must not cut the link, however
+/* behaviour.md §11: a text a stock server relays must not cut the link, however
  * costly libstrophe's joining: 200 000 apostrophes (inside Prosody's
  * 256 KiB limit) reach the client as 200 000 &apos; references, each its
  * own piece of text for libstrophe to strncat. A cut would be for ever:
@@ -666,7 +666,7 @@ static void test_costly_text_through_prosody_keeps_the_link(void **st)
     assert_int_equal(onlines, 1);
 }
 
-/* SPEC §11 (found while here): the refused-login check read libstrophe's
+/* behaviour.md §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
  * reconnecting for good at the next link loss. */

@@ -387,7 +387,7 @@ static int setup_names(void **st)
 
 /* Without XEP-0198, receipts the server wrote into a session of alice's
  * that then died (cut, killed, closed) are lost and nothing tells the
- * server: what bob has stays SENT until bob writes (SPEC §2 peer activity
+ * server: what bob has stays SENT until bob writes (behaviour.md §2 peer activity
  * resends, bob's receipts follow). With SM the server keeps them for the
  * next session. Alice needs short_grace in that mode. */
 static void peer_writes_if_no_sm(client_t *a, client_t *b,
@@ -771,7 +771,7 @@ static void test_spoofed_events_from_third_account_ignored(void **st)
     client_free(a);
 }
 
-/* SPEC §7: courier_run_once drives the same machinery from the caller's
+/* behaviour.md §7: courier_run_once drives the same machinery from the caller's
  * own loop; callbacks then run on the calling thread. */
 static void test_run_once_drives_a_live_session(void **st)
 {
@@ -823,7 +823,7 @@ static int all_resent(void *arg)
     return 1;
 }
 
-/* 6b. SPEC §2 peer activity: when bob writes, what bob has not confirmed
+/* 6b. behaviour.md §2 peer activity: when bob writes, what bob has not confirmed
  * goes out again (same ids), and bob's app still sees each once. */
 static void test_peer_message_resends_unconfirmed(void **st)
 {
@@ -911,7 +911,7 @@ static void wrong_password(courier_config_t *cfg)
     cfg->password = "not-the-password";
 }
 
-/* SPEC §4: a refused login is reported and not hammered */
+/* behaviour.md §4: a refused login is reported and not hammered */
 static void test_refused_login_is_reported_not_retried(void **st)
 {
     (void)st;
@@ -949,7 +949,7 @@ static int state_is(void *arg)
            s == x->state;
 }
 
-/* SPEC §11 (issue 13, item 2): A goes to bob's old session, which
+/* behaviour.md §11 (issue 13, item 2): A goes to bob's old session, which
  * vanished silently; bob comes back on a new session, so Prosody bounces A
  * (recipient-unavailable, NOTES.md). B reaches bob's new session and bob
  * reads it: the XEP-0333 displayed must not settle A; A goes out again and
@@ -1230,7 +1230,7 @@ static void flood_expect(flood_wait_t *w, const char *what)
              *w->count, (long long)owed_receipts(w->cl, OWED_ALL), online);
 }
 
-/* SPEC §11: thousands of messages that ask for receipts reach bob while
+/* behaviour.md §11: thousands of messages that ask for receipts reach bob while
  * he is offline, and he marks them all read while offline again: more
  * owed receipts than the session may have unacknowledged. They go out
  * through a window, so his session stays up (one ONLINE over 10 s),
@@ -1284,7 +1284,7 @@ static void test_receipt_flood_keeps_the_session_up(void **st)
     flood_close(&fl);
 }
 
-/* SPEC §1 SENT, NOTES.md: XEP-0198 is enabled only when the server offers
+/* behaviour.md §1 SENT, NOTES.md: XEP-0198 is enabled only when the server offers
  * it (else Prosody closes the stream); without it a ping answered after
  * the message makes it SENT. */
 static void test_sm_only_when_offered_else_sent_by_ping(void **st)
@@ -1326,7 +1326,7 @@ static int failed_permanently(void *arg)
            info.state == COURIER_FAILED && info.permanent;
 }
 
-/* SPEC §11: a message the recipient will not store (body over its limit)
+/* behaviour.md §11: a message the recipient will not store (body over its limit)
  * is refused with an error, not acknowledged and dropped: the sender's
  * message becomes FAILED, permanent, with the condition as reason, and is
  * not resent. */
@@ -1377,7 +1377,7 @@ static void test_refused_oversized_body_fails_sender(void **st)
     client_free(b);
 }
 
-/* SPEC §11, RFC 7622: peers are compared as the server compares them.
+/* behaviour.md §11, RFC 7622: peers are compared as the server compares them.
  * Prosody nodepreps "Ärger" to "ärger", so receipts come from ärger@; a
  * domain's final dot names the same domain. */
 static void test_peer_jid_folded_like_the_server(void **st)
@@ -1412,7 +1412,7 @@ static void test_peer_jid_folded_like_the_server(void **st)
     client_free(b);
 }
 
-/* SPEC §6: the password is never logged, COURIER_DEBUG_STROPHE included
+/* behaviour.md §6: the password is never logged, COURIER_DEBUG_STROPHE included
  * (libstrophe's debug log shows every stanza, the SASL exchange too). */
 static void test_debug_strophe_log_shows_no_credentials(void **st)
 {
@@ -1451,7 +1451,7 @@ static int prosody_log_count(const char *what)
     return n;
 }
 
-/* SPEC §10: TLS 1.2 is the minimum. libstrophe 0.12.2 offers no way to
+/* behaviour.md §6: TLS 1.2 is the minimum. libstrophe 0.12.2 offers no way to
  * set it (it disables only SSLv2/3 and TLS 1.0); OpenSSL 3's default
  * security level refuses TLS 1.0/1.1. Checked both ways: the normal
  * server negotiates 1.2 or later, and with COURIER_TEST_TLS11=1 (c2s

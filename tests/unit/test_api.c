@@ -154,7 +154,7 @@ static size_t count_state(fx_t *f, const char *id, courier_state_t s)
 
 /* ---- configuration and codes --------------------------------------- */
 
-/* SPEC §2/§4 defaults, from the one place that sets them. */
+/* behaviour.md §2/§4 defaults, from the one place that sets them. */
 static void test_config_init_defaults_match_spec(void **st)
 {
     (void)st;
@@ -202,7 +202,7 @@ static void test_open_names_the_bad_field(void **st)
     assert_int_equal(courier_open(&c, NULL, NULL, NULL), COURIER_EINVAL);
 }
 
-/* SPEC §11: max_in_flight must leave room in the session's queue of
+/* behaviour.md §11: max_in_flight must leave room in the session's queue of
  * unacknowledged stanzas for receipts and re-writes, or a full window
  * would cut the link at every reconnect. */
 static void test_open_max_in_flight_bounded_by_the_queue(void **st)
@@ -233,7 +233,7 @@ static void test_strerror_and_display_status(void **st)
         assert_true(strlen(courier_strerror(code)) > 0);
     }
     assert_string_equal(courier_strerror(12345), "unknown error code");
-    /* SPEC §1: the note's display mapping */
+    /* behaviour.md §1: the note's display mapping */
     assert_string_equal(courier_display_status(COURIER_QUEUED), "sending");
     assert_string_equal(courier_display_status(COURIER_SENT), "sending");
     assert_string_equal(courier_display_status(COURIER_OFFLINE), "delivered");
@@ -261,7 +261,7 @@ static void test_null_handle_is_einval(void **st)
 
 /* ---- sending ------------------------------------------------------------ */
 
-/* SPEC §2 disconnect + §5: stored before return; offline = FAILED. */
+/* behaviour.md §2 disconnect + §5: stored before return; offline = FAILED. */
 static void test_send_offline_is_stored_and_failed(void **st)
 {
     fx_t *f = *st;
@@ -318,7 +318,7 @@ static void test_send_rejects_bad_input_and_stores_nothing(void **st)
                      COURIER_OK);
 }
 
-/* SPEC §2 media: the message id is the media id. */
+/* behaviour.md §2 media: the message id is the media id. */
 static void test_media_id_is_message_id(void **st)
 {
     fx_t *f = *st;
@@ -364,7 +364,7 @@ static void test_retry_and_lookups(void **st)
     assert_int_equal(stats.sent + stats.resent_retry + stats.links_up, 0);
 }
 
-/* SPEC §5: a reopened store keeps every message and state. */
+/* behaviour.md §5: a reopened store keeps every message and state. */
 static void test_close_and_reopen_keeps_messages(void **st)
 {
     fx_t *f = *st;
@@ -489,7 +489,7 @@ static void *sender(void *p)
     return NULL;
 }
 
-/* SPEC §7: any thread may send while the loop runs callbacks. */
+/* behaviour.md §7: any thread may send while the loop runs callbacks. */
 static void test_threads_send_while_loop_runs(void **st)
 {
     fx_t *f = *st;
@@ -544,7 +544,7 @@ static void *durable_sender(void *p)
     return NULL;
 }
 
-/* SPEC §5 with group commit: sends from several threads share commits,
+/* behaviour.md §5 with group commit: sends from several threads share commits,
  * and still each one is durable when it returns. */
 static void test_group_commit_each_send_durable_on_return(void **st)
 {
@@ -640,7 +640,7 @@ static codec_msg_t event_from(const char *from, const char *id,
     return m;
 }
 
-/* SPEC §2 reconnect: stored messages go out with their id and body. */
+/* behaviour.md §2 reconnect: stored messages go out with their id and body. */
 static void test_engine_reconnect_sends_stored_then_acks(void **st)
 {
     fx_t *f = *st;
@@ -689,7 +689,7 @@ static int64_t committed_count(fx_t *f, const char *sql)
 
 /* A loop turn's session events are one commit (engine_batch_*); an app
  * call meanwhile commits the batch, and its own write, before it returns
- * (SPEC §5); a flush commits what an <a h/> would count. */
+ * (behaviour.md §5); a flush commits what an <a h/> would count. */
 static void test_engine_loop_batch_one_commit_app_calls_durable(void **st)
 {
     fx_t *f = *st;
@@ -785,7 +785,7 @@ static void test_engine_send_first_decision_in_the_insert(void **st)
     engine_close(e);
 }
 
-/* SPEC §3: handed once, receipts also for duplicates, stored first. */
+/* behaviour.md §3: handed once, receipts also for duplicates, stored first. */
 static void test_engine_incoming_once_with_receipts(void **st)
 {
     fx_t *f = *st;
@@ -813,7 +813,7 @@ static void test_engine_incoming_once_with_receipts(void **st)
     assert_int_equal(f->receipts[f->n_receipts - 1].state,
                      COURIER_DISPLAYED);
     /* receipts not acked by the server go out again after a reconnect,
-     * once per (peer, id, state) (SPEC §11): the delivered one is acked */
+     * once per (peer, id, state) (behaviour.md §11): the delivered one is acked */
     size_t owed = f->n_receipts;
     assert_int_equal(f->receipts[owed - 2].state, COURIER_DELIVERED);
     assert_int_equal(engine_receipt_acked(e, f->receipts[owed - 2].rid), 0);
@@ -834,7 +834,7 @@ static void ack_receipts(fx_t *f, engine_t *e, size_t *acked)
     }
 }
 
-/* SPEC §11: owed receipts go out through a window like messages: at most
+/* behaviour.md §11: owed receipts go out through a window like messages: at most
  * ENGINE_RCPT_WINDOW written and unacknowledged at once, whatever the
  * backlog (thousands received or marked read while offline); the rest go
  * out, oldest first and each once, as acks free the window. */
@@ -891,7 +891,7 @@ static void test_engine_receipts_paced_by_a_window(void **st)
     engine_close(e);
 }
 
-/* SPEC §3 "exactly once, ever": stored but not yet handed when the
+/* behaviour.md §3 "exactly once, ever": stored but not yet handed when the
  * process died -> handed at the next open, and only then. */
 static void test_engine_unhanded_message_survives_restart(void **st)
 {
@@ -934,7 +934,7 @@ static void count_error_log(void *ud, int level, const char *line)
         handed_errors++;
 }
 
-/* SPEC §3 "exactly once, ever" (issue 13, item 7): the app got the
+/* behaviour.md §3 "exactly once, ever" (issue 13, item 7): the app got the
  * message but recording that failed. The mark is retried at the next
  * dispatch, so a reopen does not hand it again; the failure is an error
  * in on_log, not silence. */
@@ -965,7 +965,7 @@ static void test_engine_failed_handed_mark_is_retried(void **st)
     engine_close(e);
 }
 
-/* SPEC §2 peer activity through the engine: implicit read in the store. */
+/* behaviour.md §2 peer activity through the engine: implicit read in the store. */
 static void test_engine_peer_activity_implicit_read(void **st)
 {
     fx_t *f = *st;
@@ -987,7 +987,7 @@ static void test_engine_peer_activity_implicit_read(void **st)
     engine_close(e);
 }
 
-/* SPEC §2 error replies through the engine. */
+/* behaviour.md §2 error replies through the engine. */
 static void test_engine_error_reply_fails_permanently(void **st)
 {
     fx_t *f = *st;
@@ -1030,7 +1030,7 @@ static core_now_t fake_clock(void *ud)
     return n;
 }
 
-/* SPEC §1: a late ack moves an expired message on to SENT, in the store
+/* behaviour.md §1: a late ack moves an expired message on to SENT, in the store
  * and through on_state; its reason and permanence go with it. */
 static void test_engine_late_ack_after_expiry_moves_on(void **st)
 {
@@ -1082,7 +1082,7 @@ static void test_engine_muted_runs_no_callbacks(void **st)
     engine_close(e);
 }
 
-/* SPEC §3 composing: XEP-0022 names the last message from that peer. */
+/* behaviour.md §3 composing: XEP-0022 names the last message from that peer. */
 static void test_engine_composing_names_last_message(void **st)
 {
     fx_t *f = *st;

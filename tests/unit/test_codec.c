@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the codec (SPEC §3, §8): table-driven parses of written and
+/* Unit tests of the codec (behaviour.md §3, §8): table-driven parses of written and
  * hostile stanzas, round trips through every builder, and allocation
  * failure loops. No connection: stanzas come from strings. */
 #include <setjmp.h>
@@ -157,7 +157,7 @@ typedef struct {
 } parse_case_t;
 
 static const parse_case_t parse_cases[] = {
-    /* SPEC §8: our own chat message, every request */
+    /* behaviour.md §8: our own chat message, every request */
     { "chat with every request",
       MSG " id='m1' type='chat'><body>hello</body><x " NS_EV ">"
       "<offline/><delivered/><displayed/><composing/></x><request " NS_RC
@@ -200,7 +200,7 @@ static const parse_case_t parse_cases[] = {
       MSG " id='m1'><body>hi</body><active " NS_CS "/></message>",
       CODEC_CHAT, .id = "m1", .body = "hi", .cs = CS_OFF },
 
-    /* SPEC §3: ids */
+    /* behaviour.md §3: ids */
     { "origin-id when the stanza has no id",
       MSG "><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o1'/>"
       "</message>",
@@ -362,7 +362,7 @@ static const parse_case_t parse_cases[] = {
       CODEC_IGNORE, .why = "not 1:1 chat" },
     { "empty message", MSG "/>", CODEC_IGNORE, .why = "no body, no event" },
 
-    /* SPEC §1: XEP-0022 events */
+    /* behaviour.md §1: XEP-0022 events */
     { "x22 offline",
       MSG "><x " NS_EV "><offline/><id>m1</id></x></message>", CODEC_EVENTS,
       .n_events = 1, .ev = { { COURIER_OFFLINE, "m1", 0 } } },
@@ -491,7 +491,7 @@ static const parse_case_t parse_cases[] = {
       MSG " id='r1'><body/><received " NS_RC " id='m1'/></message>",
       CODEC_EVENTS, .n_events = 1, .ev = { { COURIER_DELIVERED, "m1", 0 } } },
 
-    /* SPEC §2 "Error replies" */
+    /* behaviour.md §2 "Error replies" */
     { "error wait",
       MSG " id='m1' type='error'><body>hi</body><error type='wait'>"
       "<resource-constraint " NS_ST "/></error></message>",
@@ -606,7 +606,7 @@ static void check_parse(const parse_case_t *c, const codec_msg_t *m)
     }
 }
 
-/* SPEC §3/§8 and the hostile table above. */
+/* behaviour.md §3/§8 and the hostile table above. */
 static void test_parse_table(void **st)
 {
     for (size_t i = 0; i < UTIL_ARRAY_LEN(parse_cases); i++) {
@@ -645,7 +645,7 @@ static void test_parse_body_limit(void **st)
     }
 }
 
-/* SPEC §11: a chat message we will not store is refused, not swallowed:
+/* behaviour.md §11: a chat message we will not store is refused, not swallowed:
  * the parse names the condition owed to the sender, and the error built
  * from it reaches the sender as a permanent (modify) error on its id. */
 static void test_unstored_message_is_refused_to_sender(void **st)
@@ -759,7 +759,7 @@ static void test_jid_domain_final_dot_stripped(void **st)
     assert_string_equal(small, "a.bc");
 }
 
-/* SPEC §11, RFC 7622: JIDs are compared as the servers compare them:
+/* behaviour.md §11, RFC 7622: JIDs are compared as the servers compare them:
  * nodeprep/nameprep-like folding (NFKC + case folding, non-ASCII too,
  * default-ignorables dropped) and a domain's final dot stripped. */
 static void test_jid_folded_like_the_servers(void **st)
@@ -854,7 +854,7 @@ static void test_parse_misuse_and_clear(void **st)
     codec_msg_clear(&m);
 }
 
-/* SPEC §3: a message without an id gets a stable digest of sender, body
+/* behaviour.md §3: a message without an id gets a stable digest of sender, body
  * and delay stamp. */
 static void test_digest_id_stable_and_distinct(void **st)
 {
@@ -891,7 +891,7 @@ static void test_digest_id_stable_and_distinct(void **st)
     codec_msg_clear(&m2);
 }
 
-/* SPEC §3 (issue 13, item 7): without an id and without a delay stamp
+/* behaviour.md §3 (issue 13, item 7): without an id and without a delay stamp
  * nothing tells two identical messages from one replayed: two genuine
  * "ok"s are two messages, each with its own id. */
 static void test_idless_without_stamp_is_never_merged(void **st)
@@ -939,7 +939,7 @@ static const chat_case_t chat_cases[] = {
       "2024-02-29T00:00:00.999Z", 0 },
 };
 
-/* SPEC §8: our chat message parses back to what we sent, with every
+/* behaviour.md §8: our chat message parses back to what we sent, with every
  * receipt form requested. */
 static void test_roundtrip_chat(void **st)
 {
@@ -1061,7 +1061,7 @@ static const receipt_case_t receipt_cases[] = {
     { "queued is never sent", COURIER_QUEUED, ALL_ASKS, 0, 0, 0, 0 },
 };
 
-/* SPEC §3 / issue 17: a receipt goes out in one form asked for (one that
+/* behaviour.md §3 / issue 17: a receipt goes out in one form asked for (one that
  * servers store offline before XEP-0022), and parses back. */
 static void test_roundtrip_receipts(void **st)
 {
@@ -1147,7 +1147,7 @@ static const composing_case_t composing_cases[] = {
     { "stopped without id", NULL, 0, 0 },
 };
 
-/* SPEC §3 composing: XEP-0022 with the last id plus XEP-0085. */
+/* behaviour.md §3 composing: XEP-0022 with the last id plus XEP-0085. */
 static void test_roundtrip_composing(void **st)
 {
     xmpp_ctx_t *ctx = *st;
@@ -1184,7 +1184,7 @@ static void test_roundtrip_composing(void **st)
     assert_null(codec_build_composing(ctx, NULL, "m1", 1));
 }
 
-/* SPEC §4: our XEP-0199 ping. */
+/* behaviour.md §4: our XEP-0199 ping. */
 static void test_build_ping(void **st)
 {
     xmpp_ctx_t *ctx = *st;
@@ -1251,7 +1251,7 @@ static const iq_case_t iq_cases[] = {
       NULL },
 };
 
-/* SPEC §4: pings answered, unknown get/set refused, results never. */
+/* behaviour.md §4: pings answered, unknown get/set refused, results never. */
 static void test_iq_replies(void **st)
 {
     xmpp_ctx_t *ctx = *st;

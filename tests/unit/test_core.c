@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the sans-I/O core: each test feeds events with an explicit
- * clock and checks the exact actions. Names cite the SPEC rule. */
+ * clock and checks the exact actions. Names cite the rule of docs/behaviour.md. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -182,7 +182,7 @@ static void online(fx_t *f, int64_t t)
     feed(f, ev_type(CORE_EV_LINK_UP), t);
 }
 
-/* ---- SPEC §1 states --------------------------------------------------- */
+/* ---- behaviour.md §1 states --------------------------------------------------- */
 
 static void test_send_online_is_queued_and_transmitted(void **st)
 {
@@ -225,7 +225,7 @@ static void test_offline_event_reached_and_kept_for_delivery(void **st)
     assert_null(core_find(f->k, "m1")); /* settled: only in the store */
 }
 
-/* SPEC §1: a late <offline/> after <delivered/> changes nothing. */
+/* behaviour.md §1: a late <offline/> after <delivered/> changes nothing. */
 static void test_states_only_move_forward(void **st)
 {
     fx_t *f = *st;
@@ -280,7 +280,7 @@ static void test_display_status_mapping_ranks(void **st)
     assert_true(core_state_rank(COURIER_FAILED) < 0);
 }
 
-/* ---- SPEC §2 ack timer ----------------------------------------------- */
+/* ---- behaviour.md §2 ack timer ----------------------------------------------- */
 
 static void test_ack_timer_fails_then_late_ack_wins(void **st)
 {
@@ -312,7 +312,7 @@ static void test_ack_timer_ignores_confirmed_message(void **st)
     assert_null(state_of(f, "m2"));
 }
 
-/* A late event also rescues a FAILED message (SPEC §1). */
+/* A late event also rescues a FAILED message (behaviour.md §1). */
 static void test_late_event_moves_failed_on(void **st)
 {
     fx_t *f = *st;
@@ -325,7 +325,7 @@ static void test_late_event_moves_failed_on(void **st)
     assert_int_equal(state_of(f, "m1")->from_mask, 1u << COURIER_FAILED);
 }
 
-/* ---- SPEC §2 disconnect / reconnect ---------------------------------- */
+/* ---- behaviour.md §2 disconnect / reconnect ---------------------------------- */
 
 static void test_disconnect_fails_queued_keeps_sent(void **st)
 {
@@ -395,14 +395,14 @@ static void test_reconnect_backoff_grows_with_jitter_and_resets(void **st)
         prev = delay;
     }
     assert_true(prev >= 30000);
-    /* a session that held resets it (SPEC §4) */
+    /* a session that held resets it (behaviour.md §4) */
     online(f, t);
     int64_t down = t + 60000;
     feed(f, ev_type(CORE_EV_LINK_DOWN), down);
     assert_true(core_next_deadline(f->k, at(down)) - down <= 1000);
 }
 
-/* SPEC §11: a link that dies within seconds of coming up does not reset
+/* behaviour.md §11: a link that dies within seconds of coming up does not reset
  * the backoff: a server or peer that kills every session right after
  * login (a flood, a poisonous stanza) gets slower reconnects, not one a
  * second forever. */
@@ -470,7 +470,7 @@ static void test_stalled_connect_is_cut(void **st)
     assert_int_equal(count(f, CORE_ACT_DROP_LINK), 0);
 }
 
-/* ---- SPEC §2 peer activity ------------------------------------------- */
+/* ---- behaviour.md §2 peer activity ------------------------------------------- */
 
 /* The note's case 5.3: delivered arrived, displayed lost: implicit read. */
 static void test_case_5_3_peer_activity_implicit_read(void **st)
@@ -554,7 +554,7 @@ static void test_peer_activity_offline_does_not_transmit(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
-/* ---- SPEC §2 manual retry ------------------------------------------- */
+/* ---- behaviour.md §2 manual retry ------------------------------------------- */
 
 static void test_manual_retry_sends_failed_at_once(void **st)
 {
@@ -655,7 +655,7 @@ static void test_manual_retry_offline_clears_permanent_quietly(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 1);
 }
 
-/* ---- SPEC §2 error replies ------------------------------------------- */
+/* ---- behaviour.md §2 error replies ------------------------------------------- */
 
 static void test_error_cancel_is_permanent_never_resent(void **st)
 {
@@ -774,7 +774,7 @@ static void test_error_then_late_ack_keeps_failed(void **st)
     assert_null(state_of(f, "m1"));
 }
 
-/* ---- SPEC §2 expiry and pacing -------------------------------------- */
+/* ---- behaviour.md §2 expiry and pacing -------------------------------------- */
 
 static void test_expiry_fails_unsent_permanently(void **st)
 {
@@ -796,7 +796,7 @@ static void test_expiry_fails_unsent_permanently(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
-/* SPEC §1: FAILED is not a dead end, "expired" included. A message that
+/* behaviour.md §1: FAILED is not a dead end, "expired" included. A message that
  * was on the wire when it expired and is then acked moves on to SENT (the
  * executor feeds the stored row: the core let go of it), reason cleared,
  * not permanent, and held again like any SENT message. */
@@ -843,7 +843,7 @@ static void test_expiry_then_late_ack_moves_on(void **st)
     assert_int_equal(f->out.len, 0);
 }
 
-/* SPEC §1: a late OFFLINE event after expiry moves it on, and the core
+/* behaviour.md §1: a late OFFLINE event after expiry moves it on, and the core
  * holds it again (OFFLINE is unsettled: peer activity may resend it). */
 static void test_expiry_then_late_offline_event_holds_it_again(void **st)
 {
@@ -913,7 +913,7 @@ static void test_pacing_max_in_flight_keeps_order(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
-/* SPEC §2 ack timer: it starts at the send, also for a message still
+/* behaviour.md §2 ack timer: it starts at the send, also for a message still
  * waiting for a window slot. */
 static void test_ack_timer_runs_while_waiting_for_a_slot(void **st)
 {
@@ -945,7 +945,7 @@ static void test_restored_core_reconnects(void **st)
     assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
 }
 
-/* ---- SPEC §3 events and incoming ------------------------------------ */
+/* ---- behaviour.md §3 events and incoming ------------------------------------ */
 
 static void test_event_only_from_the_recipient(void **st)
 {
@@ -1035,7 +1035,7 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     send_msg(f, "c1", CAROL, 1);
     send_msg(f, "m2", BOB, 2);
     send_msg(f, "m3", BOB, 3);
-    feed(f, ev_acked("m1"), 5); /* SPEC §11: the server has it */
+    feed(f, ev_acked("m1"), 5); /* behaviour.md §11: the server has it */
     core_ev_t ev = ev_event("m2", BOB, COURIER_DISPLAYED);
     ev.cumulative = 1;
     feed(f, ev, 10);
@@ -1049,7 +1049,7 @@ static void test_xep0333_displayed_covers_earlier_messages(void **st)
     assert_int_equal(p->before_ms, WALL0 + 2);
 }
 
-/* SPEC §11 (issue 13, item 2): a and b go to bob; bob's old session
+/* behaviour.md §11 (issue 13, item 2): a and b go to bob; bob's old session
  * vanishes and the server bounces a; b reaches bob's new session and bob
  * reads it. The cumulative displayed must not settle a: it goes out again. */
 static void test_xep0333_displayed_skips_bounced_and_resends_it(void **st)
@@ -1083,7 +1083,7 @@ static void test_xep0333_displayed_skips_bounced_and_resends_it(void **st)
     assert_state(f, "a", COURIER_DELIVERED);
 }
 
-/* SPEC §11: only SENT/OFFLINE written before the marked message count; a
+/* behaviour.md §11: only SENT/OFFLINE written before the marked message count; a
  * held marked message (no DELIVERED first) takes the same rule. */
 static void test_xep0333_displayed_covers_only_what_was_written_before(
     void **st)
@@ -1114,7 +1114,7 @@ static void test_xep0333_displayed_covers_only_what_was_written_before(
     assert_int_equal(core_find(f->k, "q")->state, COURIER_QUEUED);
 }
 
-/* ---- SPEC §4 watchdog ----------------------------------------------- */
+/* ---- behaviour.md §4 watchdog ----------------------------------------------- */
 
 static void test_watchdog_pings_after_silence_drops_after_timeout(void **st)
 {
@@ -1234,7 +1234,7 @@ static void test_fault_loop_allocation_failures(void **st)
     assert_true(completed);
 }
 
-/* SPEC §2: only wait / service-unavailable / recipient-unavailable are
+/* behaviour.md §2: only wait / service-unavailable / recipient-unavailable are
  * transient; modify and auth are permanent like cancel. */
 static void test_error_modify_and_auth_are_permanent(void **st)
 {
@@ -1253,7 +1253,7 @@ static void test_error_modify_and_auth_are_permanent(void **st)
     assert_int_equal(count(f, CORE_ACT_TRANSMIT), 0);
 }
 
-/* SPEC §2: wait-type bounces count too; the third is permanent. */
+/* behaviour.md §2: wait-type bounces count too; the third is permanent. */
 static void test_error_wait_third_bounce_permanent(void **st)
 {
     fx_t *f = *st;
@@ -1270,7 +1270,7 @@ static void test_error_wait_third_bounce_permanent(void **st)
     }
 }
 
-/* SPEC §2: never FAILED from DELIVERED/DISPLAYED, even when the engine
+/* behaviour.md §2: never FAILED from DELIVERED/DISPLAYED, even when the engine
  * feeds the stored row of the settled message. */
 static void test_error_never_fails_settled_stored_row(void **st)
 {
@@ -1289,7 +1289,7 @@ static void test_error_never_fails_settled_stored_row(void **st)
     assert_int_equal(f->out.len, 0);
 }
 
-/* SPEC §2 expiry and ack timer concern unconfirmed messages only: a SENT
+/* behaviour.md §2 expiry and ack timer concern unconfirmed messages only: a SENT
  * message resent by peer activity long after max_age neither expires nor
  * times out. */
 static void test_sent_resent_by_peer_neither_expires_nor_times_out(void **st)
@@ -1334,7 +1334,7 @@ static void test_manual_retry_restarts_expiry_clock(void **st)
     assert_state(f, "m1", COURIER_SENT);
 }
 
-/* SPEC §2 pacing: a bounced message leaves the wire and frees its slot. */
+/* behaviour.md §2 pacing: a bounced message leaves the wire and frees its slot. */
 static void test_transient_error_frees_window_slot(void **st)
 {
     fx_t *f = *st;

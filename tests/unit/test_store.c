@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the SQLite store. Each test gets its own temporary
  * directory; the raw sqlite3 API is used only to build old or hostile
- * files and to check the file from outside. Names cite the SPEC rule. */
+ * files and to check the file from outside. Names cite the rule of docs/behaviour.md. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -275,7 +275,7 @@ static store_in_t make_in(const char *peer, const char *id, unsigned asked,
 
 /* ---- open, create, file ------------------------------------------- */
 
-/* SPEC §5: the store file is created with mode 0600, journal in WAL. */
+/* behaviour.md §5: the store file is created with mode 0600, journal in WAL. */
 static void test_create_mode_0600_wal(void **state)
 {
     fx_t *f = *state;
@@ -292,7 +292,7 @@ static void test_create_mode_0600_wal(void **state)
                      STORE_SCHEMA_VERSION);
 }
 
-/* SPEC §5 synchronous=FULL by option: opens and works the same. */
+/* behaviour.md §5 synchronous=FULL by option: opens and works the same. */
 static void test_open_synchronous_full(void **state)
 {
     fx_t *f = *state;
@@ -308,7 +308,7 @@ static void test_open_synchronous_full(void **state)
 
 /* ---- outgoing ----------------------------------------------------- */
 
-/* SPEC §1/§7: what is stored is what comes back, body byte for byte. */
+/* behaviour.md §1/§7: what is stored is what comes back, body byte for byte. */
 static void test_out_insert_get_roundtrip(void **state)
 {
     fx_t *f = *state;
@@ -342,7 +342,7 @@ static void test_out_insert_get_roundtrip(void **state)
     assert_int_equal(n, 1);
 }
 
-/* SPEC §7 courier_send_media: an id that exists is COURIER_ESTATE. */
+/* behaviour.md §7 courier_send_media: an id that exists is COURIER_ESTATE. */
 static void test_out_insert_duplicate_id_estate(void **state)
 {
     fx_t *f = *state;
@@ -363,7 +363,7 @@ static void test_out_insert_duplicate_id_estate(void **state)
     assert_int_equal(n, 1);
 }
 
-/* SPEC §1: one conditional update per transition; a late <offline/> after
+/* behaviour.md §1: one conditional update per transition; a late <offline/> after
  * <delivered/> changes nothing. */
 static void test_set_state_conditional_never_backwards(void **state)
 {
@@ -402,7 +402,7 @@ static void test_set_state_conditional_never_backwards(void **state)
     assert_int_equal(set_state(f, &a), 0);
 }
 
-/* SPEC §2 error replies: FAILED with its condition, and back to QUEUED on
+/* behaviour.md §2 error replies: FAILED with its condition, and back to QUEUED on
  * a resend. */
 static void test_set_state_failed_and_back(void **state)
 {
@@ -427,7 +427,7 @@ static void test_set_state_failed_and_back(void **state)
     assert_string_equal(r.reason, "");
 }
 
-/* SPEC §2 CORE_ACT_TRANSMIT: attempts and last send are recorded. */
+/* behaviour.md §2 CORE_ACT_TRANSMIT: attempts and last send are recorded. */
 static void test_mark_sent(void **state)
 {
     fx_t *f = *state;
@@ -489,7 +489,7 @@ static void test_promote_displayed_notifies_after_commit(void **state)
     assert_int_equal(p.seen, 2);
 }
 
-/* SPEC §2 peer activity (a): only DELIVERED messages to that peer, last
+/* behaviour.md §2 peer activity (a): only DELIVERED messages to that peer, last
  * sent before the bound, become DISPLAYED; one callback per message. */
 static void test_promote_displayed_by_last_sent(void **state)
 {
@@ -536,7 +536,7 @@ static void test_promote_displayed_by_last_sent(void **state)
     assert_int_equal(get(f, "c1").state, COURIER_DISPLAYED);
 }
 
-/* SPEC §1 XEP-0333 displayed covers every earlier message to that peer:
+/* behaviour.md §1 XEP-0333 displayed covers every earlier message to that peer:
  * bounded by creation time. */
 static void test_promote_displayed_by_created(void **state)
 {
@@ -568,7 +568,7 @@ static void test_promote_displayed_by_created(void **state)
     assert_int_equal(get(f, "b6").state, COURIER_DELIVERED);
 }
 
-/* SPEC §2 reconnect: every unsettled message, oldest accepted first; the
+/* behaviour.md §2 reconnect: every unsettled message, oldest accepted first; the
  * settled ones (DELIVERED, DISPLAYED, permanent FAILED) stay out. */
 static void test_each_unsettled_oldest_first(void **state)
 {
@@ -621,7 +621,7 @@ static void test_each_unsettled_oldest_first(void **state)
     assert_int_equal(rec.n, 4);
 }
 
-/* SPEC §5: a restart loses nothing: every state, attempt and reason. */
+/* behaviour.md §5: a restart loses nothing: every state, attempt and reason. */
 static void test_reopen_keeps_everything(void **state)
 {
     fx_t *f = *state;
@@ -667,7 +667,7 @@ static void test_reopen_keeps_everything(void **state)
 
 /* ---- incoming ----------------------------------------------------- */
 
-/* SPEC §3: duplicates are recognised by (peer, id); the receipt forms
+/* behaviour.md §3: duplicates are recognised by (peer, id); the receipt forms
  * asked for are accumulated. */
 static void test_in_duplicate_detection(void **state)
 {
@@ -716,7 +716,7 @@ static void test_in_duplicate_detection(void **state)
     assert_string_equal(rec.peers[0], "hello 👋");
 }
 
-/* SPEC §3: handed over exactly once, even across a crash between the
+/* behaviour.md §3: handed over exactly once, even across a crash between the
  * store and the callback. */
 static void test_in_handed_and_each_unhanded(void **state)
 {
@@ -753,7 +753,7 @@ static void test_in_handed_and_each_unhanded(void **state)
     assert_int_equal(got.handed, 1);
 }
 
-/* SPEC §3 courier_mark_displayed: remembered, so a later duplicate gets
+/* behaviour.md §3 courier_mark_displayed: remembered, so a later duplicate gets
  * displayed again; unknown messages are ENOTFOUND. */
 static void test_in_set_displayed(void **state)
 {
@@ -773,7 +773,7 @@ static void test_in_set_displayed(void **state)
 
 /* ---- receipts ----------------------------------------------------- */
 
-/* SPEC §3 receipts are reliable: kept until the server has them. */
+/* behaviour.md §3 receipts are reliable: kept until the server has them. */
 static void test_receipts_add_each_done(void **state)
 {
     fx_t *f = *state;
@@ -812,9 +812,9 @@ static int64_t rcpt_rows(fx_t *f)
     return raw_int(f->path, "SELECT count(*) FROM receipts");
 }
 
-/* SPEC §11: owed receipts are stored once per (peer, id, state); owed
+/* behaviour.md §11: owed receipts are stored once per (peer, id, state); owed
  * again, the row keeps both requests' forms and moves behind the others,
- * so it goes out again (SPEC §3: a duplicate is answered too). */
+ * so it goes out again (behaviour.md §3: a duplicate is answered too). */
 static void test_receipts_unique_per_peer_id_state(void **state)
 {
     fx_t *f = *state;
@@ -949,7 +949,7 @@ static const char v1_ddl[] =
     " 0, 0);"
     "PRAGMA user_version=1;";
 
-/* SPEC §5: forward migrations keep every row. */
+/* behaviour.md §5: forward migrations keep every row. */
 static void test_migrate_v1_to_v2(void **state)
 {
     fx_t *f = *state;
@@ -1014,7 +1014,7 @@ static void copy_fixture(fx_t *f, const char *name)
     assert_int_equal(fclose(out), 0);
 }
 
-/* SPEC §11 / §5: the v3 -> v4 migration collapses duplicate owed receipts
+/* behaviour.md §11 / §5: the v3 -> v4 migration collapses duplicate owed receipts
  * (the oldest row stays, with every form asked), and loses nothing else. */
 static void test_migrate_v3_file_collapses_duplicate_receipts(void **state)
 {
@@ -1090,10 +1090,10 @@ static void test_migrate_v3_file_collapses_duplicate_receipts(void **state)
     assert_string_equal(check, "ok");
 }
 
-/* Issue 17 / SPEC §5: the v4 -> v5 migration redefines the unsettled
+/* Issue 17 / behaviour.md §5: the v4 -> v5 migration redefines the unsettled
  * index without a constant IN list; a store written at v4 (commit cb93941,
  * tests/fixtures/README.md) keeps every row, and the index still selects
- * exactly the unsettled messages (SPEC §2 reconnect: QUEUED, SENT, OFFLINE
+ * exactly the unsettled messages (behaviour.md §2 reconnect: QUEUED, SENT, OFFLINE
  * and non-permanent FAILED, oldest first). */
 static void test_migrate_v4_file_unsettled_index_without_in_list(void **st)
 {
@@ -1200,7 +1200,7 @@ static void test_no_statement_builds_an_ephemeral_table(void **state)
     assert_true(i > 20); /* every prepared statement was seen */
 }
 
-/* SPEC §7 courier_open: a store written by a newer version is refused. */
+/* behaviour.md §7 courier_open: a store written by a newer version is refused. */
 static void test_newer_schema_ecorrupt(void **state)
 {
     fx_t *f = *state;
@@ -1216,7 +1216,7 @@ static void test_newer_schema_ecorrupt(void **state)
     assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 99);
 }
 
-/* SPEC §7 courier_open: "not a store" is ECORRUPT, and nothing crashes. */
+/* behaviour.md §7 courier_open: "not a store" is ECORRUPT, and nothing crashes. */
 static void test_garbage_file_ecorrupt(void **state)
 {
     fx_t *f = *state;
@@ -1321,7 +1321,7 @@ static void test_damaged_pages_ecorrupt_when_read(void **state)
     assert_int_equal(rc, COURIER_ECORRUPT);
 }
 
-/* SPEC §7 courier_open: cannot open or write the file -> ESTORE. */
+/* behaviour.md §7 courier_open: cannot open or write the file -> ESTORE. */
 static void test_unwritable_path_estore(void **state)
 {
     fx_t *f = *state;
@@ -1343,7 +1343,7 @@ static void test_unwritable_path_estore(void **state)
     assert_null(f->s);
 }
 
-/* SPEC §5 / STYLE fault tests: the disk fills up mid-stream. Every insert
+/* behaviour.md §5 / STYLE fault tests: the disk fills up mid-stream. Every insert
  * that returned OK survives, the failing one is absent, and the file
  * passes integrity_check. The limit is set in a child, which opens its own
  * connection (SQLite connections must not cross a fork). */
