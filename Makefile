@@ -273,3 +273,4 @@ clean:
 -include bindings/jni/jni.mk
 -include bindings/objc/objc.mk
 -include tests/arm64/arm64.mk
+-include tests/buildsys/buildsys.mk
