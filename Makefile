@@ -76,19 +76,21 @@ $(STATIC): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJS)
 
+# courier.pc from the PREFIX/LIBDIR/INCLUDEDIR of the make run that writes
+# it: the build tree's copy, and again by install (so that `make` then
+# `make install PREFIX=X` installs a .pc that says X).
+define write_pc
+	@mkdir -p $(dir $(1))
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+		'includedir=$(INCLUDEDIR)' '' 'Name: courier' \
+		'Description: reliable 1:1 XMPP chat messages for mobile apps' \
+		'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
+		'Libs: -L$${libdir} -lcourier' 'Libs.private: -lpthread' \
+		'Cflags: -I$${includedir}' > $(1)
+endef
+
 $(OUT)/courier.pc: include/courier.h Makefile
-	@mkdir -p $(OUT)
-	@echo 'prefix=$(PREFIX)' > $@
-	@echo 'libdir=$(LIBDIR)' >> $@
-	@echo 'includedir=$(INCLUDEDIR)' >> $@
-	@echo '' >> $@
-	@echo 'Name: courier' >> $@
-	@echo 'Description: reliable 1:1 XMPP chat messages for mobile apps' >> $@
-	@echo 'Version: $(VERSION)' >> $@
-	@echo 'Requires.private: $(PKGS)' >> $@
-	@echo 'Libs: -L$${libdir} -lcourier' >> $@
-	@echo 'Libs.private: -lpthread' >> $@
-	@echo 'Cflags: -I$${includedir}' >> $@
+	$(call write_pc,$@)
 
 # ---- tests -----------------------------------------------------------
 # test_core links only the pure core and util: a stray dependency breaks it.
@@ -235,7 +237,7 @@ install: all
 	ln -sf libcourier.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcourier.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(OUT)/courier.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(call write_pc,$(DESTDIR)$(PKGCONFIGDIR)/courier.pc)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/courier.h \
