@@ -203,7 +203,8 @@ check: deps
 	$(MAKE) asan
 	$(MAKE) check-integration check-integration-nosm \
 		check-integration-tls11 check-chaos check-jni check-interop \
-		check-integration-ejabberd check-objc check-arm64
+		check-integration-ejabberd check-objc check-arm64 \
+		check-cmake check-install check-modulemap
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
