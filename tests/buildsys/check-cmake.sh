@@ -40,11 +40,11 @@ one() {
         fail "$name: $so is not a $machine ELF"
     readelf -d "$so" | grep -q 'SONAME.*\[libcourier\.so\.0\]' ||
         fail "$name: soname is not libcourier.so.0"
-    bad=$(${tp}nm -D --defined-only "$so" | awk '{print $3}' |
+    bad=$("${tp}nm" -D --defined-only "$so" | awk '{print $3}' |
         grep -v '^courier_' || true)
     [ -z "$bad" ] || fail "$name: exported non-courier symbols: $bad"
     if [ -f "$b/libcourier_jni.so" ]; then
-        exp=$(${tp}nm -D --defined-only "$b/libcourier_jni.so" |
+        exp=$("${tp}nm" -D --defined-only "$b/libcourier_jni.so" |
             awk '{print $3}' | sort | tr '\n' ' ')
         [ "$exp" = "JNI_OnLoad JNI_OnUnload " ] ||
             fail "$name: libcourier_jni.so exports: $exp"
@@ -53,7 +53,7 @@ one() {
     fi
     ctest --test-dir "$b" --output-on-failure
     # Installed package, consumed the CMake way.
-    rm -rf "$tmp/$name"
+    rm -rf "${tmp:?}/$name"
     cmake --install "$b" --prefix "$tmp/$name/prefix" >/dev/null
     for f in include/courier.h include/module.modulemap \
             lib/cmake/courier/courierConfig.cmake \
