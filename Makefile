@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# libcourier: the only build file. Targets: all check asan valgrind bench
+# libcourier: the entry point (CMakeLists.txt, for CMake trees, reads the same
+# sources.mk). Targets: all check asan valgrind bench
 # demo install uninstall clean. Variants re-invoke make into their own dir.
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define COURIER_VERSION_MAJOR \([0-9]*\)/\1/p' include/courier.h)
