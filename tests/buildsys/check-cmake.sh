@@ -77,4 +77,19 @@ one aarch64 cmake/toolchains/aarch64-linux-gnu.cmake AArch64 \
     aarch64-linux-gnu-
 one armhf cmake/toolchains/arm-linux-gnueabihf.cmake ARM \
     arm-linux-gnueabihf-
+# The phones' static-dependency mode (COURIER_STATIC_DEPS, which
+# COURIER_DEPS_PREFIX turns on), configure only: every dependency must
+# resolve to an archive. (Linking it needs PIC archives, which the phone
+# recipe builds and Debian's are not.)
+echo "== check-cmake: COURIER_STATIC_DEPS=ON resolves archives (configure)"
+# shellcheck disable=SC2086
+cmake -S . -B "$tmp/static" $gen -DCOURIER_STATIC_DEPS=ON \
+    -DCOURIER_BUILD_TESTS=OFF >"$tmp/static.log" 2>&1 ||
+    { cat "$tmp/static.log"; fail "static deps: configure failed"; }
+for v in OPENSSL_CRYPTO_LIBRARY SQLite3_LIBRARY COURIER_STATIC_expat \
+        COURIER_STATIC_ssl COURIER_STATIC_crypto pkgcfg_lib_STROPHE_strophe \
+        pkgcfg_lib_UTF8PROC_utf8proc; do
+    grep -q "^$v:FILEPATH=.*\.a$" "$tmp/static/CMakeCache.txt" ||
+        fail "static deps: $v is not an archive"
+done
 echo "check-cmake: host, aarch64 and armhf built, tested and consumed"
