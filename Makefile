@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# libcourier: the only build file. Targets: all check asan valgrind bench
+# libcourier: the entry point (CMakeLists.txt, for CMake trees, reads the same
+# sources.mk). Targets: all check asan valgrind bench
 # demo install uninstall clean. Variants re-invoke make into their own dir.
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define COURIER_VERSION_MAJOR \([0-9]*\)/\1/p' include/courier.h)
@@ -32,8 +33,8 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 
-LIB_SRCS := lib/util.c lib/core.c lib/store.c lib/codec.c lib/engine.c \
-	lib/session.c lib/courier.c lib/hostile.c
+# The source list is shared with CMakeLists.txt (sources.mk).
+include sources.mk
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 SONAME := libcourier.so.$(VERSION_MAJOR)
@@ -70,19 +71,21 @@ $(STATIC): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJS)
 
+# courier.pc from the PREFIX/LIBDIR/INCLUDEDIR of the make run that writes
+# it: the build tree's copy, and again by install (so that `make` then
+# `make install PREFIX=X` installs a .pc that says X).
+define write_pc
+	@mkdir -p $(dir $(1))
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+		'includedir=$(INCLUDEDIR)' '' 'Name: courier' \
+		'Description: reliable 1:1 XMPP chat messages for mobile apps' \
+		'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
+		'Libs: -L$${libdir} -lcourier' 'Libs.private: -lpthread' \
+		'Cflags: -I$${includedir}' > $(1)
+endef
+
 $(OUT)/courier.pc: include/courier.h Makefile
-	@mkdir -p $(OUT)
-	@echo 'prefix=$(PREFIX)' > $@
-	@echo 'libdir=$(LIBDIR)' >> $@
-	@echo 'includedir=$(INCLUDEDIR)' >> $@
-	@echo '' >> $@
-	@echo 'Name: courier' >> $@
-	@echo 'Description: reliable 1:1 XMPP chat messages for mobile apps' >> $@
-	@echo 'Version: $(VERSION)' >> $@
-	@echo 'Requires.private: $(PKGS)' >> $@
-	@echo 'Libs: -L$${libdir} -lcourier' >> $@
-	@echo 'Libs.private: -lpthread' >> $@
-	@echo 'Cflags: -I$${includedir}' >> $@
+	$(call write_pc,$@)
 
 # ---- tests -----------------------------------------------------------
 # test_core links only the pure core and util: a stray dependency breaks it.
@@ -196,7 +199,8 @@ check: deps
 	$(MAKE) asan
 	$(MAKE) check-integration check-integration-nosm check-hostile \
 		check-integration-tls11 check-chaos check-jni check-interop \
-		check-integration-ejabberd check-objc check-arm64
+		check-integration-ejabberd check-objc check-arm64 \
+		check-cmake check-install check-modulemap
 	@echo "check: all suites passed"
 
 # Unit and integration suites again under AddressSanitizer + UBSan (and
@@ -233,7 +237,7 @@ install: all
 	ln -sf libcourier.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcourier.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(OUT)/courier.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(call write_pc,$(DESTDIR)$(PKGCONFIGDIR)/courier.pc)
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/courier.h \
@@ -272,3 +276,4 @@ clean:
 -include bindings/objc/objc.mk
 -include tests/arm64/arm64.mk
 -include tests/integration/hostile.mk
+-include tests/buildsys/buildsys.mk

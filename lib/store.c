@@ -1099,7 +1099,13 @@ int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
     store_rcpt_t r;
     int rc;
     bind_int(&b, after);
-    bind_int(&b, (uint64_t)limit > INT64_MAX ? -1 : (int64_t)limit);
+    /* LIMIT is a signed 64-bit; -1 means none. Only a 64-bit size_t can
+     * exceed it (the test is a type-limits error on 32-bit ARM). */
+#if SIZE_MAX > INT64_MAX
+    bind_int(&b, limit > INT64_MAX ? -1 : (int64_t)limit);
+#else
+    bind_int(&b, (int64_t)limit);
+#endif
     if (b.rc != SQLITE_OK) {
         rc = fail(s, b.rc, "read receipts");
         goto out;
