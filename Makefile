@@ -41,7 +41,7 @@ SONAME := libcourier.so.$(VERSION_MAJOR)
 SHARED := $(OUT)/libcourier.so
 STATIC := $(OUT)/libcourier.a
 
-UNIT_TESTS := test_core test_store test_codec test_api
+UNIT_TESTS := test_core test_store test_codec test_api test_wire
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
@@ -100,6 +100,11 @@ $(BUILD)/tests/test_store: $(BUILD)/tests/unit/test_store.o \
 $(BUILD)/tests/test_codec: $(BUILD)/tests/unit/test_codec.o \
 		$(BUILD)/lib/codec.o $(BUILD)/lib/util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# test_wire: the wire accounting of lib/hostile.c alone, on real loopback sockets.
+$(BUILD)/tests/test_wire: $(BUILD)/tests/unit/test_wire.o \
+		$(BUILD)/lib/hostile.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread -lcmocka
 
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka

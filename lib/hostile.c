@@ -15,27 +15,45 @@
 #endif
 
 /* Bytes libstrophe has taken from the socket: received by the kernel
- * minus what still waits in its queue. -1 where the counters are missing
- * (not Linux, or a kernel before 4.1). */
+ * minus what still waits in its queue. The two counters are read by two
+ * calls, and data arriving in between made the difference go backwards
+ * (seen: 2 834 bytes, read as a 16 EiB stanza): read the received count
+ * on both sides of the queue length and retry until it held still; after
+ * that the error is what arrived in a few microseconds, and callers
+ * compare with since(), which never wraps. -1 where the counters are
+ * missing (not Linux, or a kernel before 4.1). */
 static int rx_consumed(int fd, uint64_t *out)
 {
 #ifdef __linux__
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    int inq = 0;
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
-        len < offsetof(struct tcp_info, tcpi_bytes_received) +
-                  sizeof(ti.tcpi_bytes_received) ||
-        ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0)
-        return -1;
-    *out = (uint64_t)ti.tcpi_bytes_received - (uint64_t)inq;
-    return 0;
+    for (int tries = 0;; tries++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        int inq = 0;
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+            len < offsetof(struct tcp_info, tcpi_bytes_received) +
+                      sizeof(ti.tcpi_bytes_received))
+            return -1;
+        uint64_t before = ti.tcpi_bytes_received;
+        if (ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0 ||
+            getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+            return -1;
+        if (ti.tcpi_bytes_received == before || tries == 3) {
+            *out = ti.tcpi_bytes_received - (uint64_t)inq;
+            return 0;
+        }
+    }
 #else
     (void)fd;
     (void)out;
     return -1;
 #endif
+}
+
+/* Bytes from `from` to `to` of the consumed count, 0 if it went back. */
+static uint64_t since(uint64_t from, uint64_t to)
+{
+    return to > from ? to - from : 0;
 }
 
 void hostile_init(hostile_t *h)
@@ -87,9 +105,10 @@ hostile_reason_t hostile_turn_end(hostile_t *h)
             h->base = h->turn_start;
             h->boundary = 0;
         }
-        if (now - h->base > HOSTILE_STANZA_MAX)
+        if (since(h->base, now) > HOSTILE_STANZA_MAX)
             hostile_trip(h, HOSTILE_STANZA_SIZE);
-        h->turn_start = now;
+        if (now > h->turn_start)
+            h->turn_start = now;
     }
     if (h->tripped && !h->reported) {
         h->reported = 1;
@@ -172,13 +191,13 @@ static int beyond_wire(hostile_t *h, size_t size)
 {
     if (h->fd < 0 || !h->counting || size <= HOSTILE_EXPANSION_SLACK)
         return 0;
-    uint64_t wire = h->turn_start - h->base + HOSTILE_STANZA_SLACK;
+    uint64_t wire = since(h->base, h->turn_start) + HOSTILE_STANZA_SLACK;
     if (size <= 2 * wire + HOSTILE_EXPANSION_SLACK)
         return 0;
     uint64_t now;
     if (rx_consumed(h->fd, &now) != 0)
         return 0;
-    wire = now - h->base;
+    wire = since(h->base, now) + HOSTILE_STANZA_SLACK;
     return size > 2 * wire + HOSTILE_EXPANSION_SLACK;
 }
 
