@@ -356,9 +356,9 @@ COURIER_API const char *courier_version(void);
  * refused, it does nothing.
  * Any thread, callbacks included. Never blocks: it stores nothing, does
  * no disk or network I/O and takes no lock; it marks the change and wakes
- * the loop, which acts on it at its next turn (with courier_run_once, the
- * next call returns at once). Calls that come faster than the loop turns
- * count as one.
+ * the loop, which acts on it at its next turn (a courier_run_once waiting
+ * on another thread is woken; the next call acts on it before it waits).
+ * Calls that come faster than the loop turns count as one.
  * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED (closed
  *         from a callback).
  */
