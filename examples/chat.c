@@ -336,8 +336,8 @@ static void redraw_locked(chat_t *a)
     }
 
     rule(&b, cols);
-    sb_text(&b, "Enter sends · /retry failed · /read · /net off|on · /quit",
-            cols);
+    sb_text(&b, "Enter sends · /retry failed · /read · /net off|on · "
+            "/netchange · /quit", cols);
     sb_add(&b, "\n", 1);
     sb_text(&b, a->status, cols);
     sb_add(&b, "\n> ", 3);
@@ -627,6 +627,20 @@ static void do_net(chat_t *a, int on)
     pthread_mutex_unlock(&a->mu);
 }
 
+/* What an app calls from the OS's network callback (behaviour.md §10). */
+static void do_netchange(chat_t *a)
+{
+    int rc = courier_network_changed(a->c);
+    if (rc != COURIER_OK) {
+        call_failed(a, "netchange", rc);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    status_locked(a, "network changed: a link that is up is probed with a "
+                  "ping, one that is down reconnects now");
+    pthread_mutex_unlock(&a->mu);
+}
+
 /* Returns 1 when the user asked to quit. */
 static int handle_line(chat_t *a, char *line)
 {
@@ -652,6 +666,8 @@ static int handle_line(chat_t *a, char *line)
         do_net(a, 0);
     } else if (strcmp(line, "/net on") == 0) {
         do_net(a, 1);
+    } else if (strcmp(line, "/netchange") == 0) {
+        do_netchange(a);
     } else if (strncmp(line, "//", 2) == 0) {
         send_line(a, line + 1); /* "//x" sends "/x" */
     } else if (line[0] == '/') {

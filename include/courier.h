@@ -343,6 +343,27 @@ COURIER_API const char *courier_last_error(void);
 /** Library version string, e.g. "0.1.0". */
 COURIER_API const char *courier_version(void);
 
+/**
+ * Tell the library that the device's connectivity changed (behaviour.md
+ * §10): call it from Android's ConnectivityManager.NetworkCallback
+ * (onAvailable, onLost) or iOS's NWPathMonitor path update handler. A link
+ * that is up is probed at once with a ping, and cut if the ping goes
+ * unanswered for `ping_timeout_ms` (a socket left on a network that is
+ * gone never answers); a link that is down reconnects now instead of
+ * waiting out its backoff, which starts over from `reconnect_min_ms`; a
+ * connect attempt under way runs on, and if it fails the next one goes at
+ * once. On a handle that is not started, or whose login the server
+ * refused, it does nothing.
+ * Any thread, callbacks included. Never blocks: it stores nothing, does
+ * no disk or network I/O and takes no lock; it marks the change and wakes
+ * the loop, which acts on it at its next turn (a courier_run_once waiting
+ * on another thread is woken; the next call acts on it before it waits).
+ * Calls that come faster than the loop turns count as one.
+ * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED (closed
+ *         from a callback).
+ */
+COURIER_API int courier_network_changed(courier_t *c);
+
 /*
  * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the
  * certificate is verified against the JID's domain. TLS 1.2 as the minimum

@@ -48,6 +48,8 @@ struct core {
 
     courier_link_t link;
     int started, auth_failed, dropping;
+    int reconnect_now;          /* the network changed during a connect:
+                                   if it fails, the next one goes at once */
     int64_t connect_started;    /* mono */
     int64_t next_ping;          /* mono */
     int64_t first_unanswered;   /* mono of the oldest unanswered ping, -1 */
@@ -441,6 +443,7 @@ static int on_link_up(core_t *k, core_now_t now, core_out_t *out)
     k->stats.links_up++;
     k->online_since = now.mono_ms; /* the backoff resets if it holds */
     k->reconnect_at = -1;
+    k->reconnect_now = 0;
     k->dropping = 0;
     k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
     k->first_unanswered = -1;
@@ -477,10 +480,49 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
     }
     k->in_flight = 0;
     if (k->started && !k->auth_failed)
-        k->reconnect_at = now.mono_ms + next_backoff(k);
+        /* behaviour.md §10: an attempt the network change overtook is
+         * followed by the next one at once, not after a backoff */
+        k->reconnect_at = k->reconnect_now ? now.mono_ms
+                                           : now.mono_ms + next_backoff(k);
     else
         k->reconnect_at = -1;
+    k->reconnect_now = 0;
     return rc;
+}
+
+static int on_tick(core_t *k, core_now_t now, core_out_t *out);
+
+/* behaviour.md §10: the OS reports that connectivity changed. */
+static int on_network_changed(core_t *k, core_now_t now, core_out_t *out)
+{
+    if (!k->started || k->auth_failed) {
+        k->ignored = "network change while stopped or login refused";
+        return COURIER_OK;
+    }
+    switch (k->link) {
+    case COURIER_LINK_ONLINE:
+        /* The socket may be bound to a network that is gone: probe it now.
+         * Unanswered for ping_timeout_ms, the watchdog cuts it (on_tick);
+         * a ping already unanswered keeps its earlier deadline. */
+        if (k->dropping)
+            return COURIER_OK;
+        if (k->first_unanswered < 0)
+            k->first_unanswered = now.mono_ms;
+        k->next_ping = now.mono_ms + k->lim.ping_interval_ms;
+        return emit_simple(out, CORE_ACT_PING, NULL, NULL);
+    case COURIER_LINK_CONNECTING:
+        /* Let the attempt run (a burst of OS reports must not churn it);
+         * if it fails, the next one goes at once. */
+        k->reconnect_now = 1;
+        return COURIER_OK;
+    case COURIER_LINK_OFFLINE:
+        /* The backoff grew on the old network: connect now, and start it
+         * over from reconnect_min_ms. */
+        k->backoff_ms = k->lim.reconnect_min_ms;
+        k->reconnect_at = now.mono_ms;
+        return on_tick(k, now, out);
+    }
+    return COURIER_OK;
 }
 
 static int on_acked(core_t *k, const core_ev_t *ev, core_now_t now,
@@ -859,6 +901,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out)
     case CORE_EV_STOP:
         k->started = 0;
         k->reconnect_at = -1;
+        k->reconnect_now = 0;
         return COURIER_OK;
     case CORE_EV_START:
         k->started = 1;
@@ -878,6 +921,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out)
     case CORE_EV_MESSAGE: return on_message(k, ev, now, out);
     case CORE_EV_MARK_DISPLAYED: return on_mark_displayed(ev, out);
     case CORE_EV_TICK: return on_tick(k, now, out);
+    case CORE_EV_NETWORK_CHANGED: return on_network_changed(k, now, out);
     }
     return COURIER_EINVAL;
 }

@@ -79,7 +79,10 @@ typedef enum {
     CORE_EV_MESSAGE,       /* incoming chat message from .peer, stored;
                               .duplicate if seen before */
     CORE_EV_MARK_DISPLAYED,/* app marks incoming .id from .peer as shown */
-    CORE_EV_TICK           /* timers may be due */
+    CORE_EV_TICK,          /* timers may be due */
+    CORE_EV_NETWORK_CHANGED /* the OS reports a connectivity change:
+                               probe a link that is up, reconnect one that
+                               is down now (behaviour.md §10) */
 } core_ev_type_t;
 
 typedef enum {

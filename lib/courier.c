@@ -254,6 +254,12 @@ int courier_retry(courier_t *c, const char *id)
     return engine_retry(c->engine, id);
 }
 
+int courier_network_changed(courier_t *c)
+{
+    CHECK_HANDLE(c);
+    return engine_network_changed(c->engine);
+}
+
 int courier_get_state(courier_t *c, const char *id, courier_state_t *out)
 {
     courier_info_t info;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct engine {
     size_t pending;
     item_t *unmarked;            /* handed, but the store's mark failed */
     int muted;                   /* courier_close: no more app callbacks */
+    atomic_int net_changed;      /* courier_network_changed, not yet fed */
     int wake_fd;                 /* readable while items are queued */
     int wake_wr;                 /* its write end (= wake_fd: eventfd) */
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
@@ -1240,6 +1242,9 @@ void engine_mute(engine_t *e)
 int engine_feed(engine_t *e, core_ev_type_t type)
 {
     core_ev_t ev = { .type = type };
+    /* A report from before a start or stop has nothing left to act on. */
+    if (type == CORE_EV_START || type == CORE_EV_STOP)
+        atomic_store(&e->net_changed, 0);
     txn_t t;
     engine_lock(e);
     txn_join(e, &t);
@@ -1392,10 +1397,25 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
     return rc;
 }
 
+int engine_network_changed(engine_t *e)
+{
+    /* behaviour.md §10: no lock, no store: the loop feeds it at its next
+     * turn (engine_tick). Reports that coalesce lose nothing. */
+    atomic_store(&e->net_changed, 1);
+    wake(e);
+    return COURIER_OK;
+}
+
 int engine_tick(engine_t *e)
 {
     int rc = COURIER_OK;
     engine_lock(e);
+    if (atomic_exchange(&e->net_changed, 0)) {
+        core_ev_t ev = { .type = CORE_EV_NETWORK_CHANGED };
+        txn_t t;
+        txn_join(e, &t);
+        rc = txn_end(e, &t, feed_locked(e, &ev));
+    }
     core_now_t now = now_of(e);
     int64_t d = core_next_deadline(e->core, now);
     if (d >= 0 && d <= now.mono_ms) {
@@ -1410,6 +1430,9 @@ int engine_tick(engine_t *e)
 
 int64_t engine_timeout_ms(engine_t *e)
 {
+    /* A report whose wake-up the dispatch drained is due now. */
+    if (atomic_load(&e->net_changed))
+        return 0;
     engine_lock(e);
     core_now_t now = now_of(e);
     int64_t d = core_next_deadline(e->core, now);

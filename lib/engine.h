@@ -47,7 +47,8 @@ typedef struct {
     void (*connect)(void *tp);
 } engine_transport_t;
 
-/* Clock hook, for tests; the default reads CLOCK_MONOTONIC/REALTIME. */
+/* Clock hook, for tests; the default reads util_mono_ms() (CLOCK_BOOTTIME
+ * on Linux: it counts sleep) and CLOCK_REALTIME. */
 typedef core_now_t (*engine_clock_fn)(void *ud);
 
 /* Validate `cfg` (naming the bad field in courier_last_error), copy it,
@@ -111,7 +112,12 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n);
 int engine_receipt_acked(engine_t *e, int64_t rid);
 /* An inbound <message/>, parsed: store, dedupe, events, errors. */
 int engine_incoming(engine_t *e, const codec_msg_t *m);
-/* Feed CORE_EV_TICK if a timer is due. */
+/* The OS reports a connectivity change (behaviour.md §10). Any thread;
+ * takes no lock and writes nothing: it sets a flag and wakes the loop,
+ * and the next engine_tick feeds CORE_EV_NETWORK_CHANGED. */
+int engine_network_changed(engine_t *e);
+/* Feed CORE_EV_NETWORK_CHANGED if one was reported, then CORE_EV_TICK if
+ * a timer is due. */
 int engine_tick(engine_t *e);
 /* ms until the next timer (0 if due), or -1 when none is armed. */
 int64_t engine_timeout_ms(engine_t *e);

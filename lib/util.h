@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Allocation goes through these so tests can fail allocation N. */
 void *util_malloc(size_t n);
@@ -47,8 +48,12 @@ const char *util_jid_domain(const char *bare);
  * UTF-8 without control characters. */
 int util_id_valid(const char *id);
 
-/* Clocks in milliseconds. */
+/* Clocks in milliseconds. util_mono_ms() is every timer's clock (the
+ * engine's and the session's): it counts time the device sleeps
+ * (CLOCK_BOOTTIME on Linux/Android, see util.c for Apple), and
+ * util_mono_clock() names the clock it reads. */
 int64_t util_mono_ms(void);
+clockid_t util_mono_clock(void);
 int64_t util_wall_ms(void);
 
 /* A fresh random message id: 16 URL-safe characters (96 random bits from

@@ -591,6 +591,17 @@ static void n_stop(JNIEnv *env, jclass cls, jlong h)
         throw_code(env, rc);
 }
 
+static void n_network_changed(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    int rc = courier_network_changed(jc->c);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
 static jstring n_send_text(JNIEnv *env, jclass cls, jlong h, jstring jto,
                            jstring jbody)
 {
@@ -797,6 +808,7 @@ static const JNINativeMethod g_methods[] = {
     { "utf8ForTest", "(" SIG_S ")[B", (void *)n_to_utf8 },
     { "fromUtf8ForTest", "([B)" SIG_S, (void *)n_from_utf8 },
     { "liveGlobalRefsForTest", "()J", (void *)n_live_refs },
+    { "nativeNetworkChanged", "(J)V", (void *)n_network_changed },
 };
 
 /* ---- load / unload ------------------------------------------------------- */

@@ -263,6 +263,14 @@ typedef void (^CourierLogHandler)(NSString *line, CourierLogLevel level);
 - (CourierState)stateOf:(NSString *)messageId error:(NSError **)error;
 /** courier_get_link(); CourierErrorAuth when the login was refused. */
 - (BOOL)link:(CourierLink *)outLink error:(NSError **)error;
+/** courier_network_changed() (behaviour.md §10): the device's network
+ *  changed. A link that is up is probed at once with a ping (cut if it
+ *  goes unanswered for pingTimeoutMs); a link that is down reconnects
+ *  now instead of waiting out its backoff. Call it from an NWPathMonitor
+ *  pathUpdateHandler. Any thread or queue; never blocks (no I/O, no
+ *  lock). Does nothing on a client that is not started.
+ *  CourierErrorClosed after -close. */
+- (BOOL)networkChanged:(NSError **)error;
 
 @end
 

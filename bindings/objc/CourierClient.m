@@ -647,6 +647,17 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     return YES;
 }
 
+- (BOOL)networkChanged:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_network_changed(HANDLE);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
 - (CourierState)stateOf:(NSString *)messageId error:(NSError **)error
 {
     CR_OPEN_OR(CourierStateUnknown);

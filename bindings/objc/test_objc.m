@@ -306,12 +306,20 @@ static void testOffline(void)
               [[err localizedDescription] UTF8String]);
     }
 
+    /* behaviour.md §10: a network change on an offline client is taken. */
+    err = nil;
+    CHECK([c networkChanged:&err], "networkChanged offline: %s",
+          [[err localizedDescription] UTF8String]);
+
     CHECK([c stop:&err], "stop");
     [c close];
     [c close]; /* idempotent */
     err = nil;
     CHECK([c sendText:@"x" to:@"bob@example.test" error:&err] == nil
               && err.code == CourierErrorClosed, "after close");
+    err = nil;
+    CHECK(![c networkChanged:&err] && err.code == CourierErrorClosed,
+          "networkChanged after close");
 
     /* Bad config: EINVAL from courier_open, nil returned. */
     err = nil;

@@ -42,7 +42,8 @@ typedef struct {
     slot_t out[SLOTS], in[SLOTS];
     size_t n_in_distinct, n_in_total;
     courier_link_t link;
-    int online_count, auth_errors;
+    int online_count, offline_count, auth_errors;
+    int64_t offline_at; /* now_ms() of the first OFFLINE after a mark */
     int acks_by_ping; /* log lines saying the link has no XEP-0198 */
     int wire_lines;   /* libstrophe's SENT/RECV debug lines */
     int sasl_leaks;   /* ... of them showing a SASL payload or password */
@@ -131,6 +132,8 @@ static void on_link(void *ud, courier_link_t l)
     cl->link = l;
     if (l == COURIER_LINK_ONLINE)
         cl->online_count++;
+    if (l == COURIER_LINK_OFFLINE && cl->offline_count++ == 0)
+        cl->offline_at = now_ms();
     pthread_mutex_unlock(&cl->mu);
 }
 
@@ -1480,6 +1483,117 @@ static void test_tls_below_1_2_refused(void **st)
     client_free(a);
 }
 
+static int went_offline(void *arg)
+{
+    client_t *cl = arg;
+    pthread_mutex_lock(&cl->mu);
+    int yes = cl->offline_count > 0;
+    pthread_mutex_unlock(&cl->mu);
+    return yes;
+}
+
+static void mark_offline_count(client_t *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    cl->offline_count = 0;
+    cl->offline_at = 0;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+/* The watchdog alone would cut a silent link only after ping_interval_ms
+ * + ping_timeout_ms (42 s here) of silence; the probe cuts it
+ * ping_timeout_ms (22 s) after the call. */
+static void probe_watchdog(courier_config_t *cfg)
+{
+    cfg->ping_interval_ms = 20000 * scale();
+    cfg->ping_timeout_ms = 22000 * scale();
+}
+
+/* behaviour.md §10: a Wi-Fi -> cellular hand-over leaves the socket
+ * silently dead (the relay's blackhole). courier_network_changed probes it
+ * at once: OFFLINE ping_timeout_ms after the call, not after the
+ * watchdog's interval + timeout; then it reconnects and delivers. */
+static void test_network_change_cuts_silent_dead_link_after_ping_timeout(
+    void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t21", relay_port(r), probe_watchdog);
+    client_t *b = client_new("bob", "t21", 0, NULL);
+    start(b);
+    start(a);
+    wait_online(a);
+    wait_online(b);
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    /* inbound data just before the hand-over: the watchdog's clock starts
+     * here, so only the call can cut the link before interval + timeout */
+    send_n(a, bob_jid, ids, 1, "before the hand-over");
+    expect_all(a, ids, 1, COURIER_DELIVERED, 15000);
+    mark_offline_count(a);
+    relay_blackhole(r);
+    int64_t t0 = now_ms();
+    assert_int_equal(courier_network_changed(a->c), COURIER_OK);
+    int64_t timeout = 22000 * scale();
+    /* a ceiling: the cut is due at t0 + timeout; the watchdog's own would
+     * come 20 s (scaled) later */
+    if (!wait_for(went_offline, a, 22000 + 10000))
+        fail_msg("the probed dead link was not cut");
+    pthread_mutex_lock(&a->mu);
+    int64_t took = a->offline_at - t0;
+    pthread_mutex_unlock(&a->mu);
+    assert_true(took >= timeout - 100); /* the probe's timeout, not sooner */
+    assert_true(took < timeout + 10000 * scale());
+    send_n(a, bob_jid, ids + 1, 1, "after the hand-over");
+    expect_all(a, ids, 2, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, 2);
+    free(ids);
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
+}
+
+static void long_backoff(courier_config_t *cfg)
+{
+    cfg->reconnect_min_ms = 60000 * scale(); /* a first retry >= 30 s */
+    cfg->reconnect_max_ms = 60000 * scale();
+}
+
+static int online_twice(void *arg)
+{
+    client_t *cl = arg;
+    pthread_mutex_lock(&cl->mu);
+    int yes = cl->online_count >= 2;
+    pthread_mutex_unlock(&cl->mu);
+    return yes;
+}
+
+/* behaviour.md §10: the link went down and the backoff has 30-60 s to go;
+ * the network is back (courier_network_changed): it reconnects now. */
+static void test_network_change_reconnects_without_waiting_backoff(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t22", relay_port(r), long_backoff);
+    start(a);
+    wait_online(a);
+    mark_offline_count(a);
+    relay_cut(r); /* the network is gone */
+    if (!wait_for(went_offline, a, 15000))
+        fail_msg("the cut link was never reported OFFLINE");
+    int64_t t0 = now_ms();
+    assert_int_equal(relay_accepted(r), 1);
+    assert_int_equal(courier_network_changed(a->c), COURIER_OK);
+    /* a ceiling, half the shortest backoff (30 s, scaled) */
+    if (!wait_for(online_twice, a, 15000))
+        fail_msg("no reconnect after courier_network_changed");
+    assert_true(now_ms() - t0 < 15000 * scale());
+    assert_int_equal(relay_accepted(r), 2);
+    client_free(a);
+    relay_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1520,6 +1634,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_debug_strophe_log_shows_no_credentials,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_tls_below_1_2_refused, close_leftovers),
+        cmocka_unit_test_teardown(
+            test_network_change_cuts_silent_dead_link_after_ping_timeout,
+            close_leftovers),
+        cmocka_unit_test_teardown(
+            test_network_change_reconnects_without_waiting_backoff,
+            close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -58,6 +59,7 @@ typedef struct {
     size_t n_rcpt_log;
     char composing_last[COURIER_ID_MAX];
     int composing_on, n_composing;
+    int n_ping, n_drop, n_connect;
 } fx_t;
 
 static void on_state(void *ud, const char *id, const char *peer,
@@ -256,7 +258,43 @@ static void test_null_handle_is_einval(void **st)
     assert_int_equal(courier_run_once(NULL, 0), COURIER_EINVAL);
     courier_stats_t stats;
     assert_int_equal(courier_get_stats(NULL, &stats), COURIER_EINVAL);
+    assert_int_equal(courier_network_changed(NULL), COURIER_EINVAL);
     courier_close(NULL);
+}
+
+static size_t connecting_count(fx_t *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_links; i++)
+        n += f->links[i] == COURIER_LINK_CONNECTING;
+    return n;
+}
+
+/* behaviour.md §10: a handle not started takes the report and connects
+ * nothing; a driven one acts on it at its next turn without waiting. */
+static void test_network_changed_on_idle_and_driven_handle(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.reconnect_min_ms = 60000; /* a backoff longer than the wait */
+    f->cfg.reconnect_max_ms = 60000;
+    open_handle(f);
+    assert_int_equal(courier_network_changed(f->c), COURIER_OK);
+    courier_link_t l;
+    assert_int_equal(courier_get_link(f->c, &l), COURIER_OK);
+    assert_int_equal(l, COURIER_LINK_OFFLINE);
+    drain(f); /* port 1 refuses: offline, with a backoff */
+    size_t tries = connecting_count(f);
+    assert_int_equal(tries, 1); /* the report before the start is gone */
+    assert_int_equal(courier_network_changed(f->c), COURIER_OK);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(courier_run_once(f->c, 8000), COURIER_OK);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    /* returned before its 8 s (the backoff is 30-60 s): the report was
+     * due, and the next attempt started at once */
+    assert_true(b.tv_sec - a.tv_sec < 6);
+    drain(f);
+    assert_int_equal(connecting_count(f), tries + 1);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -597,9 +635,25 @@ static void fake_send_composing(void *tp, const char *peer, const char *last,
     f->n_composing++;
 }
 
+static void fake_ping(void *tp)
+{
+    ((fx_t *)tp)->n_ping++;
+}
+
+static void fake_drop_link(void *tp)
+{
+    ((fx_t *)tp)->n_drop++;
+}
+
+static void fake_connect(void *tp)
+{
+    ((fx_t *)tp)->n_connect++;
+}
+
 static const engine_transport_t fake_tp = {
     .send_chat = fake_send_chat, .send_receipt = fake_send_receipt,
-    .send_composing = fake_send_composing,
+    .send_composing = fake_send_composing, .ping = fake_ping,
+    .drop_link = fake_drop_link, .connect = fake_connect,
 };
 
 static engine_t *open_engine(fx_t *f)
@@ -1111,6 +1165,138 @@ static void test_engine_composing_names_last_message(void **st)
     engine_close(e);
 }
 
+/* ---- behaviour.md §10: network changes and sleep ------------------------ */
+
+/* courier_network_changed through the engine: marked from any thread, fed
+ * at the loop's next turn; a drained wake-up still leaves it due now. */
+static void test_engine_network_change_probes_then_reconnects(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.reconnect_min_ms = 60000; /* a long backoff */
+    f->cfg.reconnect_max_ms = 120000;
+    engine_t *e = open_engine(f);
+    fake_ms = 1000;
+    engine_set_clock(e, fake_clock, NULL);
+    engine_feed(e, CORE_EV_START);
+    engine_dispatch(e);
+    assert_int_equal(f->n_connect, 1);
+    engine_feed(e, CORE_EV_LINK_UP);
+    engine_dispatch(e);
+    fake_ms = 2000;
+    assert_int_equal(engine_timeout_ms(e), 29000);
+    assert_int_equal(engine_network_changed(e), COURIER_OK);
+    assert_int_equal(engine_network_changed(e), COURIER_OK); /* coalesce */
+    engine_dispatch(e); /* drains the wake-up: the report stays due */
+    assert_int_equal(engine_timeout_ms(e), 0);
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_ping, 1);
+    assert_int_equal(engine_timeout_ms(e), 30000); /* the next ping */
+    fake_ms = 2000 + 33000; /* unanswered: cut */
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_drop, 1);
+    engine_feed(e, CORE_EV_LINK_DOWN);
+    engine_dispatch(e);
+    assert_true(engine_timeout_ms(e) >= 30000); /* the backoff */
+    fake_ms += 10;
+    engine_network_changed(e);
+    assert_int_equal(engine_tick(e), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_connect, 2); /* at once */
+    engine_close(e);
+}
+
+/* behaviour.md §10 sleep: timers run on time that passes while the device
+ * sleeps. The engine's clock jumps by the sleep (what CLOCK_BOOTTIME does
+ * after a suspend): the first turn after waking owes the ping, and the
+ * watchdog cuts the link 33 s after it, not 30 s/33 s of awake time. */
+static void test_engine_watchdog_counts_sleep_time(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    fake_ms = 1000;
+    engine_set_clock(e, fake_clock, NULL);
+    engine_feed(e, CORE_EV_START);
+    engine_feed(e, CORE_EV_LINK_UP);
+    engine_dispatch(e);
+    fake_ms = 1000 + 45000; /* asleep 45 s */
+    assert_int_equal(engine_timeout_ms(e), 0);
+    engine_tick(e);
+    engine_dispatch(e);
+    assert_int_equal(f->n_ping, 1);
+    fake_ms += 120000; /* asleep again, 2 min: the ping went unanswered */
+    assert_int_equal(engine_timeout_ms(e), 0);
+    engine_tick(e);
+    engine_dispatch(e);
+    assert_int_equal(f->n_drop, 1);
+    engine_close(e);
+}
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* The clock every timer reads (util_mono_ms: the engine's default clock
+ * and the session's) counts time asleep: CLOCK_BOOTTIME on Linux. A time
+ * namespace (Linux >= 5.6, needs CAP_SYS_ADMIN, else skipped) makes
+ * BOOTTIME run 1000 s ahead of MONOTONIC, as after 1000 s of suspend. */
+static void test_timer_clock_is_boottime_counts_suspend(void **st)
+{
+    (void)st;
+#if defined(__linux__)
+    assert_int_equal(util_mono_clock(), CLOCK_BOOTTIME);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* the namespace applies to children created after unshare */
+        char verdict = 's';
+        if (unshare(CLONE_NEWTIME) == 0) {
+            int fd = open("/proc/self/timens_offsets", O_WRONLY);
+            const char off[] = "boottime 1000 0\n";
+            if (fd >= 0 && write(fd, off, sizeof(off) - 1) ==
+                               (ssize_t)(sizeof(off) - 1)) {
+                pid_t gc = fork();
+                if (gc == 0) {
+                    struct timespec mono, boot;
+                    clock_gettime(CLOCK_MONOTONIC, &mono);
+                    int64_t ours = util_mono_ms();
+                    clock_gettime(CLOCK_BOOTTIME, &boot);
+                    int64_t m = (int64_t)mono.tv_sec * 1000 +
+                                mono.tv_nsec / 1000000;
+                    int64_t b = (int64_t)boot.tv_sec * 1000 +
+                                boot.tv_nsec / 1000000;
+                    /* ours is between the two reads of BOOTTIME... */
+                    _exit(b - m >= 1000000 && ours >= m + 1000000 &&
+                                  ours <= b ? 0 : 1);
+                }
+                int ws = 0;
+                if (gc > 0 && waitpid(gc, &ws, 0) == gc)
+                    verdict = WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 'y'
+                                                                    : 'n';
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+        (void)!write(pfd[1], &verdict, 1);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char verdict = 0;
+    assert_int_equal(read(pfd[0], &verdict, 1), 1);
+    close(pfd[0]);
+    int ws;
+    waitpid(child, &ws, 0);
+    if (verdict == 's')
+        skip(); /* no time namespaces here: the clock id above still holds */
+    assert_int_equal(verdict, 'y');
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1120,6 +1306,7 @@ int main(void)
         T(test_open_max_in_flight_bounded_by_the_queue),
         cmocka_unit_test(test_strerror_and_display_status),
         cmocka_unit_test(test_null_handle_is_einval),
+        T(test_network_changed_on_idle_and_driven_handle),
         T(test_send_offline_is_stored_and_failed),
         T(test_send_rejects_bad_input_and_stores_nothing),
         T(test_media_id_is_message_id),
@@ -1142,6 +1329,9 @@ int main(void)
         T(test_engine_late_ack_after_expiry_moves_on),
         T(test_engine_muted_runs_no_callbacks),
         T(test_engine_composing_names_last_message),
+        T(test_engine_network_change_probes_then_reconnects),
+        T(test_engine_watchdog_counts_sleep_time),
+        cmocka_unit_test(test_timer_clock_is_boottime_counts_suspend),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1150,6 +1150,117 @@ static void test_watchdog_any_inbound_data_is_an_answer(void **st)
     assert_int_equal(count(f, CORE_ACT_PING), 1);
 }
 
+/* ---- behaviour.md §10 network changes -------------------------------------- */
+
+/* A link that is up is probed at once: the ping goes out on the call, not
+ * after ping_interval_ms of silence, and a dead link is cut
+ * ping_timeout_ms after the call. */
+static void test_network_change_online_pings_at_once_cut_after_timeout(
+    void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    online(f, 100);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 5000);
+    assert_int_equal(f->out.len, 1);
+    assert_int_equal(count(f, CORE_ACT_PING), 1);
+    assert_int_equal(core_next_deadline(f->k, at(5000)), 5000 + 30000);
+    feed(f, ev_type(CORE_EV_TICK), 35000); /* the interval's own ping */
+    assert_int_equal(count(f, CORE_ACT_PING), 1);
+    assert_int_equal(core_next_deadline(f->k, at(35000)), 5000 + 33000);
+    feed(f, ev_type(CORE_EV_TICK), 37999);
+    assert_int_equal(count(f, CORE_ACT_DROP_LINK), 0);
+    feed(f, ev_type(CORE_EV_TICK), 38000);
+    assert_int_equal(count(f, CORE_ACT_DROP_LINK), 1);
+}
+
+/* The probe's answer (any inbound data) keeps the link. */
+static void test_network_change_answered_probe_keeps_link(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    online(f, 100);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 5000);
+    feed(f, ev_type(CORE_EV_INBOUND), 5040);
+    assert_int_equal(core_next_deadline(f->k, at(5040)), 5040 + 30000);
+    feed(f, ev_type(CORE_EV_TICK), 35039);
+    assert_int_equal(f->out.len, 0);
+    feed(f, ev_type(CORE_EV_TICK), 38000);
+    assert_int_equal(count(f, CORE_ACT_DROP_LINK), 0);
+}
+
+/* A ping already unanswered keeps its earlier deadline: a second probe
+ * never postpones the cut. */
+static void test_network_change_keeps_earlier_ping_deadline(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    online(f, 0);
+    feed(f, ev_type(CORE_EV_TICK), 30000); /* the watchdog's ping */
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 40000);
+    assert_int_equal(count(f, CORE_ACT_PING), 1);
+    assert_int_equal(core_next_deadline(f->k, at(40000)), 63000);
+    feed(f, ev_type(CORE_EV_TICK), 63000);
+    assert_int_equal(count(f, CORE_ACT_DROP_LINK), 1);
+}
+
+/* A link that is down reconnects now instead of waiting out its backoff,
+ * and the backoff starts over from reconnect_min_ms. */
+static void test_network_change_offline_reconnects_now(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    int64_t t = 0;
+    for (int i = 0; i < 7; i++) { /* grow the backoff to its 60 s ceiling */
+        feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+        t = core_next_deadline(f->k, at(t));
+        feed(f, ev_type(CORE_EV_TICK), t);
+    }
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t);
+    assert_true(core_next_deadline(f->k, at(t)) - t >= 30000);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), t + 10);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    assert_int_equal(count(f, CORE_ACT_LINK), 1);
+    assert_int_equal(nth(f, CORE_ACT_LINK, 0)->link,
+                     COURIER_LINK_CONNECTING);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t + 20); /* the new network fails */
+    assert_true(core_next_deadline(f->k, at(t + 20)) - (t + 20) <= 1000);
+}
+
+/* During a connect attempt the attempt runs on (a burst of OS reports does
+ * not churn it); if it fails, the next one goes at once. */
+static void test_network_change_while_connecting_retries_at_once(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 10);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 11);
+    assert_int_equal(f->out.len, 0);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 50);
+    assert_int_equal(core_next_deadline(f->k, at(50)), 50);
+    feed(f, ev_type(CORE_EV_TICK), 50);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    /* only that once: the next failure backs off again */
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 60);
+    assert_true(core_next_deadline(f->k, at(60)) > 60);
+}
+
+/* Stopped, or the login refused: a network change connects nothing. */
+static void test_network_change_stopped_or_refused_does_nothing(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 0);
+    assert_int_equal(f->out.len, 0);
+    assert_int_equal(core_next_deadline(f->k, at(0)), -1);
+    feed(f, ev_type(CORE_EV_START), 10);
+    feed(f, ev_type(CORE_EV_AUTH_FAILED), 20);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 30);
+    assert_int_equal(f->out.len, 0);
+    assert_int_equal(core_next_deadline(f->k, at(30)), -1);
+    assert_non_null(core_ignored(f->k));
+}
+
 /* ---- start-up and memory -------------------------------------------- */
 
 static void test_load_adopts_unsettled_only_and_resends(void **st)
@@ -1412,6 +1523,12 @@ int main(void)
         T(test_xep0333_displayed_covers_only_what_was_written_before),
         T(test_watchdog_pings_after_silence_drops_after_timeout),
         T(test_watchdog_any_inbound_data_is_an_answer),
+        T(test_network_change_online_pings_at_once_cut_after_timeout),
+        T(test_network_change_answered_probe_keeps_link),
+        T(test_network_change_keeps_earlier_ping_deadline),
+        T(test_network_change_offline_reconnects_now),
+        T(test_network_change_while_connecting_retries_at_once),
+        T(test_network_change_stopped_or_refused_does_nothing),
         T(test_load_adopts_unsettled_only_and_resends),
         T(test_memory_bounded_by_unsettled),
         T(test_error_modify_and_auth_are_permanent),

@@ -107,6 +107,18 @@ public final class Courier implements AutoCloseable {
      *  @throws CourierException EAUTH (login refused), ECLOSED */
     public Link getLink() { return Link.fromCode(nativeGetLink(handle.get())); }
 
+    /**
+     * The device's connectivity changed (behaviour.md §10): a link that is
+     * up is probed at once with a ping and cut if it goes unanswered for
+     * pingTimeoutMs; a link that is down reconnects now instead of waiting
+     * out its backoff. Call it from a
+     * {@code ConnectivityManager.NetworkCallback} (onAvailable, onLost).
+     * Any thread; never blocks (no I/O, no lock): it wakes the loop. Does
+     * nothing on a Courier that is not started.
+     * @throws CourierException ECLOSED
+     */
+    public void networkChanged() { nativeNetworkChanged(handle.get()); }
+
     /** The native library's version, e.g. "0.1.0". */
     public static String version() { return nativeVersion(); }
 
@@ -130,6 +142,7 @@ public final class Courier implements AutoCloseable {
     private static native int nativeGetState(long h, String id);
     private static native int nativeGetLink(long h);
     private static native String nativeVersion();
+    private static native void nativeNetworkChanged(long h);
 
     // Test hooks: string conversion both ways, global refs held.
     static native String echoForTest(String s);

@@ -184,6 +184,23 @@ public class CourierTest {
         assertEquals(base, Courier.liveGlobalRefsForTest());
     }
 
+    /** behaviour.md §10: networkChanged on an offline handle (not
+     *  started, then started against a closed port) is accepted; on a
+     *  closed one it is ECLOSED. */
+    @Test
+    public void networkChangedOfflineAndClosed() {
+        Courier c = Courier.open(offlineConfig("net"), new Listener() {});
+        c.networkChanged();
+        assertEquals(Link.OFFLINE, c.getLink());
+        c.start();
+        c.networkChanged();
+        c.networkChanged();
+        c.stop();
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.networkChanged()));
+    }
+
     @Test
     public void openRejectsBadConfig() {
         Config cfg = offlineConfig("bad");
