@@ -70,13 +70,21 @@ static void act(const char *title)
     fflush(stdout);
 }
 
-static const char *tick(courier_state_t s)
+/* The tick of a message to `peer` (a bare JID): whose phone has it. */
+static const char *tick(courier_state_t s, const char *peer, char *buf,
+                        size_t len)
 {
+    int name = (int)strcspn(peer, "@");
     switch (s) {
     case COURIER_QUEUED: return "…   sending";
     case COURIER_SENT: return "…✓  sending (the server has it)";
-    case COURIER_OFFLINE: return "✓   delivered (stored for offline bob)";
-    case COURIER_DELIVERED: return "✓✓  delivered to bob's phone";
+    case COURIER_OFFLINE:
+        snprintf(buf, len, "✓   delivered (stored for offline %.*s)", name,
+                 peer);
+        return buf;
+    case COURIER_DELIVERED:
+        snprintf(buf, len, "✓✓  delivered to %.*s's phone", name, peer);
+        return buf;
     case COURIER_DISPLAYED: return "✓✓  read";
     case COURIER_FAILED: return "✗   failed";
     }
@@ -94,8 +102,8 @@ static int index_of(const char *id)
 static void on_state(void *ud, const char *id, const char *peer,
                      courier_state_t s)
 {
-    (void)peer;
     person_t *p = ud;
+    char buf[128];
     pthread_mutex_lock(&mu);
     int i = index_of(id);
     const char *text = i >= 0 ? texts[i]
@@ -106,9 +114,11 @@ static void on_state(void *ud, const char *id, const char *peer,
     if (s == COURIER_FAILED) {
         courier_info_t info;
         courier_get_info(p->c, id, &info);
-        say("%s: \"%s\"  %s (%s)", p->name, text, tick(s), info.reason);
+        say("%s: \"%s\"  %s (%s)", p->name, text,
+            tick(s, peer, buf, sizeof(buf)), info.reason);
     } else {
-        say("%s: \"%s\"  %s", p->name, text, tick(s));
+        say("%s: \"%s\"  %s", p->name, text,
+            tick(s, peer, buf, sizeof(buf)));
     }
 }
 
