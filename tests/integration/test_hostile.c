@@ -105,6 +105,7 @@ typedef struct {
     int to, from;
     char buf[8192];
     size_t len;
+    int offlines; /* "offline" lines child_expect passed over */
 } child_t;
 
 /* fork + setrlimit(stack) + exec self as a client. */
@@ -145,6 +146,8 @@ static int child_expect(child_t *ch, const char *want, int timeout_ms)
         while ((nl = memchr(ch->buf, '\n', ch->len)) != NULL) {
             *nl = '\0';
             int hit = strcmp(ch->buf, want) == 0;
+            if (strcmp(ch->buf, "offline") == 0)
+                ch->offlines++;
             size_t used = (size_t)(nl - ch->buf) + 1;
             memmove(ch->buf, nl + 1, ch->len - used);
             ch->len -= used;
@@ -666,6 +669,56 @@ static void test_costly_text_through_prosody_keeps_the_link(void **st)
     assert_int_equal(onlines, 1);
 }
 
+/* Review H1: once the joining bound tripped, every realloc was refused,
+ * expat's own too (a namespace binding, poolGrow): expat reported "out of
+ * memory", libstrophe logged a parse error and the link was cut, at every
+ * login (the server sends the message again). 150 000 apostrophes pass the
+ * bound; children with long namespaces and a long name follow. libstrophe
+ * hands expat the allocator of the process's first context only: the
+ * client runs in a process of its own. */
+static void test_costly_text_then_long_namespace_keeps_the_link(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-apos-ns.db", tmp_dir);
+    child_t ch;
+    child_start(&ch, db, bob, "pw-bob", (unsigned short)atoi(
+                    getenv("COURIER_TEST_PORT")),
+                getenv("COURIER_TEST_CA"), 0);
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("bob did not come online");
+    ch.offlines = 0;
+    size_t n = 150000;
+    char *big = malloc(n + 2048), *p = big;
+    assert_non_null(big);
+    p += sprintf(p, "<message to='%s' type='chat' id='apos-ns'><body>", bob);
+    memset(p, '\'', n);
+    p += n;
+    p += sprintf(p, "</body><z xmlns='urn:x:");
+    memset(p, 'a', 200);
+    p += 200;
+    p += sprintf(p, "'/><zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+                    " xmlns='urn:y:");
+    memset(p, 'b', 300);
+    p += 300;
+    sprintf(p, "'/></message>");
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-apos-ns'><body>still online?</body></message>", bob);
+    const char *raw[] = { big, after, NULL };
+    raw_send("alice", raw);
+    free(big);
+    int got = child_expect(&ch, "msg after-apos-ns", 20000);
+    int offlines = ch.offlines;
+    assert_true(child_alive(&ch));
+    child_finish(&ch);
+    assert_true(got);
+    assert_int_equal(offlines, 0);
+}
+
 /* behaviour.md §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
@@ -747,6 +800,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deep_stanza_through_prosody_1mib_stack),
         cmocka_unit_test(test_peer_text_cannot_fake_a_refused_login),
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
+        cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
