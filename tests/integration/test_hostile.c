@@ -719,6 +719,77 @@ static void test_costly_text_then_long_namespace_keeps_the_link(void **st)
     assert_int_equal(offlines, 0);
 }
 
+/* Review M1: a message dropped for its joining cost was counted in h but
+ * never answered, so a libcourier sender stayed SENT for ever. alice (whose
+ * max_body_bytes lets her send it) writes 150 000 apostrophes to bob
+ * through Prosody: her message ends FAILED, permanent, policy-violation. */
+static void test_costly_text_refused_fails_sender(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    const char *domain = getenv("COURIER_TEST_DOMAIN");
+    char bob[128], alice[128], db[512], adb[512];
+    snprintf(bob, sizeof(bob), "bob@%s", domain);
+    snprintf(alice, sizeof(alice), "alice@%s", domain);
+    snprintf(db, sizeof(db), "%s/hostile-bob-refuse.db", tmp_dir);
+    snprintf(adb, sizeof(adb), "%s/hostile-alice-refuse.db", tmp_dir);
+    child_t ch;
+    child_start(&ch, db, bob, "pw-bob", (unsigned short)atoi(
+                    getenv("COURIER_TEST_PORT")),
+                getenv("COURIER_TEST_CA"), 0);
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("bob did not come online");
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = adb;
+    cfg.jid = alice;
+    cfg.password = "pw-alice";
+    cfg.host = "127.0.0.1";
+    cfg.port = (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
+    cfg.ca_file = getenv("COURIER_TEST_CA");
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    cfg.max_body_bytes = 200000;
+    watch_t w = { 0 };
+    pthread_mutex_init(&w.mu, NULL);
+    courier_callbacks_t cb = { .on_link = w_on_link, .on_log = w_on_log };
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(&w, &w.onlines), 1);
+    size_t n = 150000;
+    char *body = malloc(n + 1);
+    assert_non_null(body);
+    memset(body, '\'', n);
+    body[n] = '\0';
+    char id[COURIER_ID_MAX], ok_id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(c, bob, body, id), COURIER_OK);
+    free(body);
+    assert_int_equal(courier_send_text(c, bob, "after", ok_id), COURIER_OK);
+    char want[COURIER_ID_MAX + 8];
+    snprintf(want, sizeof(want), "msg %s", ok_id);
+    int got = child_expect(&ch, want, 20000);
+    courier_info_t info;
+    memset(&info, 0, sizeof(info));
+    until = fake_now_ms() + 10000LL * scale();
+    while (fake_now_ms() < until &&
+           (courier_get_info(c, id, &info) != COURIER_OK ||
+            info.state != COURIER_FAILED))
+        usleep(20000);
+    courier_close(c);
+    pthread_mutex_destroy(&w.mu);
+    child_finish(&ch);
+    assert_true(got);
+    if (info.state != COURIER_FAILED || !info.permanent)
+        fail_msg("costly message is %s (%s), not FAILED permanently",
+                 courier_state_name(info.state), info.reason);
+    assert_string_equal(info.reason, "policy-violation");
+}
+
 /* behaviour.md §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
@@ -801,6 +872,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_peer_text_cannot_fake_a_refused_login),
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
         cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
+        cmocka_unit_test(test_costly_text_refused_fails_sender),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
