@@ -599,6 +599,11 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->ackping_pending = 0;
         s->ack_poisoned = 0;
         s->sm = 0;
+        /* Damage from a stanza before login is not the next message's
+         * (hostile_set_fd clears it per socket too). libstrophe 0.12 runs
+         * the user handlers, damage_handler included, on the stanza that
+         * completes login, so this only guards that order. */
+        hostile_clear_damage(&s->hx);
         s->sm_deadline = util_mono_ms() + SM_WAIT_MS;
         /* NOTES.md: enable first, count from it; presence so the server
          * flushes offline storage to this session. */

@@ -790,6 +790,42 @@ static void test_costly_text_refused_fails_sender(void **st)
     assert_string_equal(info.reason, "policy-violation");
 }
 
+/* Review L1: text refused for its joining cost before login (user
+ * handlers do not run then) could leave the damage flag set for the first
+ * message after login. The fake server puts 200 000 &apos; in its
+ * post-login stream features (the text is refused), then sends one
+ * message: it arrives. (Passed before the clear on CONNECT too: libstrophe
+ * 0.12 runs the user handlers, damage_handler included, on the bind
+ * result that completes login; this guards that.) */
+static void test_damage_before_login_not_carried_over(void **st)
+{
+    (void)st;
+    size_t n = 200000;
+    char *extra = malloc(n * 6 + 64), *p = extra;
+    assert_non_null(extra);
+    p += sprintf(p, "<x xmlns='urn:x'>");
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "&apos;");
+    sprintf(p, "</x>");
+    char payload[512];
+    int len = snprintf(payload, sizeof(payload), msg_head, "after-login");
+    len += snprintf(payload + len, sizeof(payload) - (size_t)len,
+                    "first after login</body></message>");
+    fake_script_t sc = { .payload = payload, .payload_len = (size_t)len,
+                         .features_extra = extra };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    child_t ch;
+    fake_child(&ch, f, "damage-before-login");
+    int online = child_expect(&ch, "online", 15000);
+    int got = online && child_expect(&ch, "msg after-login", 10000);
+    child_finish(&ch);
+    fakesrv_stop(f);
+    free(extra);
+    assert_true(online);
+    assert_true(got);
+}
+
 /* behaviour.md §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
@@ -873,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
         cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
         cmocka_unit_test(test_costly_text_refused_fails_sender),
+        cmocka_unit_test(test_damage_before_login_not_carried_over),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
