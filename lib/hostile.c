@@ -78,6 +78,7 @@ void hostile_set_fd(hostile_t *h, int fd)
     h->boundary = 0;
     h->realloc_work = 0;
     h->text_refused = h->damaged = 0;
+    h->refused_block = NULL;
     h->base = h->turn_start = 0;
     h->counting = fd >= 0 && rx_consumed(fd, &h->base) == 0;
     h->turn_start = h->base;
@@ -122,6 +123,7 @@ void hostile_stanza_done(hostile_t *h)
     h->boundary = 1;
     h->realloc_work = 0;
     h->text_refused = 0;
+    h->refused_block = NULL;
 }
 
 int hostile_damaged(const hostile_t *h)
@@ -177,6 +179,8 @@ void hostile_free(void *ptr, void *ud)
     hostile_t *h = ud;
     if (!ptr)
         return;
+    if (ptr == h->refused_block)
+        h->refused_block = NULL; /* its address may serve expat next */
     unsigned char *p = (unsigned char *)ptr - HDR;
     size_t size;
     memcpy(&size, p, sizeof(size));
@@ -201,18 +205,31 @@ static int beyond_wire(hostile_t *h, size_t size)
     return size > 2 * wire + HOSTILE_EXPANSION_SLACK;
 }
 
-/* libstrophe 0.12's reallocs (text joining, rendering; expat's buffers for
- * the process's first context) all survive a NULL: refused, the text is
- * dropped, so a hostile stream stops costing anything. */
+/* libstrophe 0.12 joins text (parser_expat.c, _characters) by growing one
+ * block with realloc, from NULL for each new text; refused, it frees the
+ * block and starts from NULL at the next piece. Once the work bound trips,
+ * that block and every block realloc would make from NULL are refused, so
+ * the stanza's text stops costing anything; the other reallocs (expat's
+ * buffers for the process's first context: namespace bindings, long
+ * names, its pools; rendering) go on, since expat reads a NULL as out of
+ * memory, a parse error that would cut the link. (expat makes one block
+ * from NULL, its prefixed-attribute table, the first time a stanza has
+ * prefixed attributes: refused during such a stanza, that is a cut.) */
 void *hostile_realloc(void *ptr, size_t size, void *ud)
 {
     hostile_t *h = ud;
-    if (h->tripped || h->text_refused)
+    if (h->tripped)
         return NULL;
-    h->realloc_work += size;
-    if (h->realloc_work > h->work_max) {
-        h->text_refused = h->damaged = 1;
-        return NULL;
+    if (h->text_refused) {
+        if (!ptr || ptr == h->refused_block)
+            return NULL;
+    } else {
+        h->realloc_work += size;
+        if (h->realloc_work > h->work_max) {
+            h->text_refused = h->damaged = 1;
+            h->refused_block = ptr;
+            return NULL;
+        }
     }
     if (!ptr)
         return hostile_alloc(size, ud);

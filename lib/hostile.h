@@ -32,7 +32,9 @@
  * node piece by piece (expat hands over each line and each entity
  * reference on its own; strncat rescans from the start each time): this
  * is its cost, quadratic. Past the bound the stanza's text is refused
- * (reallocs get NULL: libstrophe drops it, cheaply) and the stanza is
+ * (the growth of the text block being joined and every new block made by
+ * realloc get NULL: libstrophe drops the text, cheaply; expat's growth of
+ * its own blocks goes on, its NULL would be a parse error) and the stanza is
  * dropped, the link kept: a stock server relays such text (200 000
  * apostrophes arrive as &apos; pieces: ~6.7 GB of reallocs, ~0.15 s of
  * strncat here), and a cut would repeat at every reconnect. The least
@@ -77,6 +79,7 @@ typedef struct {
     uint64_t realloc_work;
     uint64_t work_max;      /* HOSTILE_REALLOC_WORK_MAX or more */
     int text_refused;       /* this stanza's text is past the work bound */
+    void *refused_block;    /* the text block that was growing then */
     int damaged;            /* ...so the stanza is incomplete: drop it */
     size_t live;
 } hostile_t;

@@ -502,11 +502,20 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     session_t *s = ud;
     if (hostile_damaged(&s->hx)) {
         /* behaviour.md §11: its text was refused half-way (hostile.h): dropped
-         * like an oversized body, the link kept. */
+         * like an oversized body, the link kept; counted in h, so its
+         * sender hears the same refusal (never an error for an error). */
+        const char *type = xmpp_stanza_get_type(st);
+        const char *from = xmpp_stanza_get_from(st);
+        const char *id = xmpp_stanza_get_id(st);
         engine_log(s->e, COURIER_LOG_WARN, "dropped a message whose text "
-                   "costs too much to join (from %.64s)",
-                   xmpp_stanza_get_from(st) ? xmpp_stanza_get_from(st)
-                                            : "?");
+                   "costs too much to join (from %.64s)", from ? from : "?");
+        if (from && id && *id &&
+            (!type || strcmp(type, "chat") == 0 ||
+             strcmp(type, "normal") == 0))
+            send_stanza(s, codec_build_refusal(s->ctx, st,
+                                               "policy-violation",
+                                               "text too costly to join"),
+                        OUT_OTHER, NULL, 0);
         return 1;
     }
     codec_limits_t lim = { engine_config(s->e)->max_body_bytes };
@@ -590,6 +599,11 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->ackping_pending = 0;
         s->ack_poisoned = 0;
         s->sm = 0;
+        /* Damage from a stanza before login is not the next message's
+         * (hostile_set_fd clears it per socket too). libstrophe 0.12 runs
+         * the user handlers, damage_handler included, on the stanza that
+         * completes login, so this only guards that order. */
+        hostile_clear_damage(&s->hx);
         s->sm_deadline = util_mono_ms() + SM_WAIT_MS;
         /* NOTES.md: enable first, count from it; presence so the server
          * flushes offline storage to this session. */

@@ -130,7 +130,9 @@ static void *conn_main(void *arg)
     } else if (say(fd, stream_hdr)) {
         goto out;
     }
-    if (say(fd, "<stream:features><bind xmlns='urn:ietf:params:xml:ns:"
+    if (say(fd, "<stream:features>") ||
+        (sc->features_extra && say(fd, sc->features_extra)) ||
+        say(fd, "<bind xmlns='urn:ietf:params:xml:ns:"
                 "xmpp-bind'/></stream:features>") ||
         wait_for(fd, &in, &len, &cap, &pos, "<iq"))
         goto out;

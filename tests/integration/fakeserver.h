@@ -24,6 +24,8 @@ typedef struct {
     fake_gen_fn gen;        /* then this, if set */
     void *gen_ud;
     int no_settle;          /* 1: no 100 ms pause before the payload */
+    const char *features_extra; /* inside the post-login stream features
+                                   (before login completes), or NULL */
 } fake_script_t;
 
 /* Listen on 127.0.0.1 (ephemeral port); every connection plays `script`

@@ -105,6 +105,7 @@ typedef struct {
     int to, from;
     char buf[8192];
     size_t len;
+    int offlines; /* "offline" lines child_expect passed over */
 } child_t;
 
 /* fork + setrlimit(stack) + exec self as a client. */
@@ -145,6 +146,8 @@ static int child_expect(child_t *ch, const char *want, int timeout_ms)
         while ((nl = memchr(ch->buf, '\n', ch->len)) != NULL) {
             *nl = '\0';
             int hit = strcmp(ch->buf, want) == 0;
+            if (strcmp(ch->buf, "offline") == 0)
+                ch->offlines++;
             size_t used = (size_t)(nl - ch->buf) + 1;
             memmove(ch->buf, nl + 1, ch->len - used);
             ch->len -= used;
@@ -672,6 +675,163 @@ static void test_costly_text_through_prosody_keeps_the_link(void **st)
     assert_int_equal(onlines, 1);
 }
 
+/* Review H1: once the joining bound tripped, every realloc was refused,
+ * expat's own too (a namespace binding, poolGrow): expat reported "out of
+ * memory", libstrophe logged a parse error and the link was cut, at every
+ * login (the server sends the message again). 150 000 apostrophes pass the
+ * bound; children with long namespaces and a long name follow. libstrophe
+ * hands expat the allocator of the process's first context only: the
+ * client runs in a process of its own. */
+static void test_costly_text_then_long_namespace_keeps_the_link(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-apos-ns.db", tmp_dir);
+    child_t ch;
+    child_start(&ch, db, bob, "pw-bob", (unsigned short)atoi(
+                    getenv("COURIER_TEST_PORT")),
+                getenv("COURIER_TEST_CA"), 0);
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("bob did not come online");
+    ch.offlines = 0;
+    size_t n = 150000;
+    char *big = malloc(n + 2048), *p = big;
+    assert_non_null(big);
+    p += sprintf(p, "<message to='%s' type='chat' id='apos-ns'><body>", bob);
+    memset(p, '\'', n);
+    p += n;
+    p += sprintf(p, "</body><z xmlns='urn:x:");
+    memset(p, 'a', 200);
+    p += 200;
+    p += sprintf(p, "'/><zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+                    " xmlns='urn:y:");
+    memset(p, 'b', 300);
+    p += 300;
+    sprintf(p, "'/></message>");
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-apos-ns'><body>still online?</body></message>", bob);
+    const char *raw[] = { big, after, NULL };
+    raw_send("alice", raw);
+    free(big);
+    int got = child_expect(&ch, "msg after-apos-ns", 20000);
+    int offlines = ch.offlines;
+    assert_true(child_alive(&ch));
+    child_finish(&ch);
+    assert_true(got);
+    assert_int_equal(offlines, 0);
+}
+
+/* Review M1: a message dropped for its joining cost was counted in h but
+ * never answered, so a libcourier sender stayed SENT for ever. alice (whose
+ * max_body_bytes lets her send it) writes 150 000 apostrophes to bob
+ * through Prosody: her message ends FAILED, permanent, policy-violation. */
+static void test_costly_text_refused_fails_sender(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    const char *domain = getenv("COURIER_TEST_DOMAIN");
+    char bob[128], alice[128], db[512], adb[512];
+    snprintf(bob, sizeof(bob), "bob@%s", domain);
+    snprintf(alice, sizeof(alice), "alice@%s", domain);
+    snprintf(db, sizeof(db), "%s/hostile-bob-refuse.db", tmp_dir);
+    snprintf(adb, sizeof(adb), "%s/hostile-alice-refuse.db", tmp_dir);
+    child_t ch;
+    child_start(&ch, db, bob, "pw-bob", (unsigned short)atoi(
+                    getenv("COURIER_TEST_PORT")),
+                getenv("COURIER_TEST_CA"), 0);
+    if (!child_expect(&ch, "online", 15000))
+        fail_msg("bob did not come online");
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = adb;
+    cfg.jid = alice;
+    cfg.password = "pw-alice";
+    cfg.host = "127.0.0.1";
+    cfg.port = (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
+    cfg.ca_file = getenv("COURIER_TEST_CA");
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    cfg.max_body_bytes = 200000;
+    watch_t w = { 0 };
+    pthread_mutex_init(&w.mu, NULL);
+    courier_callbacks_t cb = { .on_link = w_on_link, .on_log = w_on_log };
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(&w, &w.onlines), 1);
+    size_t n = 150000;
+    char *body = malloc(n + 1);
+    assert_non_null(body);
+    memset(body, '\'', n);
+    body[n] = '\0';
+    char id[COURIER_ID_MAX], ok_id[COURIER_ID_MAX];
+    assert_int_equal(courier_send_text(c, bob, body, id), COURIER_OK);
+    free(body);
+    assert_int_equal(courier_send_text(c, bob, "after", ok_id), COURIER_OK);
+    char want[COURIER_ID_MAX + 8];
+    snprintf(want, sizeof(want), "msg %s", ok_id);
+    int got = child_expect(&ch, want, 20000);
+    courier_info_t info;
+    memset(&info, 0, sizeof(info));
+    until = fake_now_ms() + 10000LL * scale();
+    while (fake_now_ms() < until &&
+           (courier_get_info(c, id, &info) != COURIER_OK ||
+            info.state != COURIER_FAILED))
+        usleep(20000);
+    courier_close(c);
+    pthread_mutex_destroy(&w.mu);
+    child_finish(&ch);
+    assert_true(got);
+    if (info.state != COURIER_FAILED || !info.permanent)
+        fail_msg("costly message is %s (%s), not FAILED permanently",
+                 courier_state_name(info.state), info.reason);
+    assert_string_equal(info.reason, "policy-violation");
+}
+
+/* Review L1: text refused for its joining cost before login (user
+ * handlers do not run then) could leave the damage flag set for the first
+ * message after login. The fake server puts 200 000 &apos; in its
+ * post-login stream features (the text is refused), then sends one
+ * message: it arrives. (Passed before the clear on CONNECT too: libstrophe
+ * 0.12 runs the user handlers, damage_handler included, on the bind
+ * result that completes login; this guards that.) */
+static void test_damage_before_login_not_carried_over(void **st)
+{
+    (void)st;
+    size_t n = 200000;
+    char *extra = malloc(n * 6 + 64), *p = extra;
+    assert_non_null(extra);
+    p += sprintf(p, "<x xmlns='urn:x'>");
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "&apos;");
+    sprintf(p, "</x>");
+    char payload[512];
+    int len = snprintf(payload, sizeof(payload), msg_head, "after-login");
+    len += snprintf(payload + len, sizeof(payload) - (size_t)len,
+                    "first after login</body></message>");
+    fake_script_t sc = { .payload = payload, .payload_len = (size_t)len,
+                         .features_extra = extra };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    child_t ch;
+    fake_child(&ch, f, "damage-before-login");
+    int online = child_expect(&ch, "online", 15000);
+    int got = online && child_expect(&ch, "msg after-login", 10000);
+    child_finish(&ch);
+    fakesrv_stop(f);
+    free(extra);
+    assert_true(online);
+    assert_true(got);
+}
+
 /* behaviour.md §11 (found while here): the refused-login check read libstrophe's
  * every log line, the RECV line of a received stanza included, so a peer's
  * text "Cannot authenticate with known methods" made the client give up
@@ -753,6 +913,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deep_stanza_through_prosody_1mib_stack),
         cmocka_unit_test(test_peer_text_cannot_fake_a_refused_login),
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
+        cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
+        cmocka_unit_test(test_costly_text_refused_fails_sender),
+        cmocka_unit_test(test_damage_before_login_not_carried_over),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
