@@ -613,6 +613,44 @@ static void test_invalid_xml_cut_within_1s(void **st)
     expect_cut_within_1s(&sc, "invalid-xml");
 }
 
+static unsigned short server_port_env(void)
+{
+    return (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
+}
+
+/* A client of the real Prosody (through `port`: the server's or a
+ * relay's), started and seen online once; `max_body` 0 keeps the
+ * default. */
+static courier_t *prosody_client(const char *jid, const char *password,
+                                 const char *db, unsigned short port,
+                                 unsigned max_body, watch_t *w)
+{
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = db;
+    cfg.jid = jid;
+    cfg.password = password;
+    cfg.host = "127.0.0.1";
+    cfg.port = port;
+    cfg.ca_file = getenv("COURIER_TEST_CA");
+    cfg.reconnect_min_ms = 100;
+    cfg.reconnect_max_ms = 1000;
+    if (max_body)
+        cfg.max_body_bytes = max_body;
+    pthread_mutex_init(&w->mu, NULL);
+    courier_callbacks_t cb = { .on_link = w_on_link,
+                               .on_message = w_on_message,
+                               .on_log = w_on_log };
+    courier_t *c = NULL;
+    assert_int_equal(courier_open(&c, &cfg, &cb, w), COURIER_OK);
+    assert_int_equal(courier_start(c), COURIER_OK);
+    int64_t until = fake_now_ms() + 15000LL * scale();
+    while (!w_get(w, &w->onlines) && fake_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(w_get(w, &w->onlines), 1);
+    return c;
+}
+
 /* behaviour.md §11: a text a stock server relays must not cut the link, however
  * costly libstrophe's joining: 200 000 apostrophes (inside Prosody's
  * 256 KiB limit) reach the client as 200 000 &apos; references, each its
@@ -626,28 +664,9 @@ static void test_costly_text_through_prosody_keeps_the_link(void **st)
     char bob[128], db[512];
     snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
     snprintf(db, sizeof(db), "%s/hostile-bob-apos.db", tmp_dir);
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.db_path = db;
-    cfg.jid = bob;
-    cfg.password = "pw-bob";
-    cfg.host = "127.0.0.1";
-    cfg.port = (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
-    cfg.ca_file = getenv("COURIER_TEST_CA");
-    cfg.reconnect_min_ms = 100;
-    cfg.reconnect_max_ms = 1000;
     watch_t w = { 0 };
-    pthread_mutex_init(&w.mu, NULL);
-    courier_callbacks_t cb = { .on_link = w_on_link,
-                               .on_message = w_on_message,
-                               .on_log = w_on_log };
-    courier_t *c = NULL;
-    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
-    assert_int_equal(courier_start(c), COURIER_OK);
-    int64_t until = fake_now_ms() + 15000LL * scale();
-    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
-        usleep(10000);
-    assert_int_equal(w_get(&w, &w.onlines), 1);
+    courier_t *c = prosody_client(bob, "pw-bob", db, server_port_env(), 0, &w);
+    int64_t until;
     size_t n = 200000;
     char *big = malloc(n + 256), *p = big;
     assert_non_null(big);
@@ -746,27 +765,10 @@ static void test_costly_text_refused_fails_sender(void **st)
                 getenv("COURIER_TEST_CA"), 0);
     if (!child_expect(&ch, "online", 15000))
         fail_msg("bob did not come online");
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.db_path = adb;
-    cfg.jid = alice;
-    cfg.password = "pw-alice";
-    cfg.host = "127.0.0.1";
-    cfg.port = (unsigned short)atoi(getenv("COURIER_TEST_PORT"));
-    cfg.ca_file = getenv("COURIER_TEST_CA");
-    cfg.reconnect_min_ms = 100;
-    cfg.reconnect_max_ms = 1000;
-    cfg.max_body_bytes = 200000;
     watch_t w = { 0 };
-    pthread_mutex_init(&w.mu, NULL);
-    courier_callbacks_t cb = { .on_link = w_on_link, .on_log = w_on_log };
-    courier_t *c = NULL;
-    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
-    assert_int_equal(courier_start(c), COURIER_OK);
-    int64_t until = fake_now_ms() + 15000LL * scale();
-    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
-        usleep(10000);
-    assert_int_equal(w_get(&w, &w.onlines), 1);
+    courier_t *c = prosody_client(alice, "pw-alice", adb, server_port_env(),
+                                  200000, &w);
+    int64_t until;
     size_t n = 150000;
     char *body = malloc(n + 1);
     assert_non_null(body);
@@ -847,28 +849,9 @@ static void test_peer_text_cannot_fake_a_refused_login(void **st)
     char bob[128], db[512];
     snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
     snprintf(db, sizeof(db), "%s/hostile-bob-authtext.db", tmp_dir);
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.db_path = db;
-    cfg.jid = bob;
-    cfg.password = "pw-bob";
-    cfg.host = "127.0.0.1";
-    cfg.port = relay_port(r);
-    cfg.ca_file = getenv("COURIER_TEST_CA");
-    cfg.reconnect_min_ms = 100;
-    cfg.reconnect_max_ms = 1000;
     watch_t w = { 0 };
-    pthread_mutex_init(&w.mu, NULL);
-    courier_callbacks_t cb = { .on_link = w_on_link,
-                               .on_message = w_on_message,
-                               .on_log = w_on_log };
-    courier_t *c = NULL;
-    assert_int_equal(courier_open(&c, &cfg, &cb, &w), COURIER_OK);
-    assert_int_equal(courier_start(c), COURIER_OK);
-    int64_t until = fake_now_ms() + 15000LL * scale();
-    while (!w_get(&w, &w.onlines) && fake_now_ms() < until)
-        usleep(10000);
-    assert_int_equal(w_get(&w, &w.onlines), 1);
+    courier_t *c = prosody_client(bob, "pw-bob", db, relay_port(r), 0, &w);
+    int64_t until;
     char msg[512];
     snprintf(msg, sizeof(msg), "<message to='%s' type='chat' id='authtext'>"
              "<body>Cannot authenticate with known methods</body>"
