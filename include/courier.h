@@ -88,8 +88,16 @@ extern "C" {
 #define COURIER_JID_MAX 512
 /** Default upper bound on a message body, in bytes (configurable). */
 #define COURIER_BODY_MAX_DEFAULT (64 * 1024)
-/** Version stamped into courier_config_t by courier_config_init(). */
-#define COURIER_CONFIG_VERSION 1
+/**
+ * Version stamped into courier_config_t by courier_config_init(). It tells
+ * the library which members the caller's structs have: 1 = up to
+ * max_body_bytes in courier_config_t and up to on_log in
+ * courier_callbacks_t (a program built against the 0.1 header);
+ * 2 = app_confirms and on_retract appended (docs/behaviour.md §9).
+ */
+#define COURIER_CONFIG_VERSION 2
+/** Size of a meta buffer: at most 4 KiB of app data, plus the NUL. */
+#define COURIER_META_MAX (4096 + 1)
 
 /** Error codes. Values are ABI: never renumbered. */
 typedef enum {
@@ -164,6 +172,11 @@ typedef struct {
     unsigned version;                /**< COURIER_CONFIG_VERSION */
     int synchronous_full;            /**< 1 = SQLite synchronous=FULL */
     unsigned max_body_bytes;         /**< default COURIER_BODY_MAX_DEFAULT */
+    /* Version 2 (behaviour.md §9). */
+    int app_confirms;                /**< 1: an incoming message counts as
+                                          handed only at courier_confirm();
+                                          default 0: when on_message
+                                          returns */
 } courier_config_t;
 
 /** "Why is this message where it is" (courier_get_info). */
@@ -182,6 +195,10 @@ typedef struct {
     courier_kind_t kind;
     const char *body;                /**< text, or the media URL/description */
     int64_t timestamp_ms;            /**< original send time (Unix ms) */
+    /* Appended (behaviour.md §9); a program built against the 0.1 header
+     * never reads it. */
+    const char *meta;                /**< app data sent with the message,
+                                          "" if none */
 } courier_message_t;
 
 /**
@@ -191,8 +208,12 @@ typedef struct {
  * order. on_message fires exactly once ever per (peer, id), with one
  * exception no library can close alone: a process killed while on_message
  * runs (before it returns) gets that message again at the next open; apps
- * that store messages themselves should key them by (peer, id). Callbacks
- * must not block.
+ * that store messages themselves should key them by (peer, id), or set
+ * `app_confirms` and call courier_confirm() once the message is in their
+ * own database (behaviour.md §9). Callbacks must not block.
+ * Members after on_log are read only from a config of version 2 or later
+ * (see COURIER_CONFIG_VERSION): a program built against an older header
+ * passes a shorter struct, and they count as NULL.
  */
 typedef struct {
     void (*on_state)(void *ud, const char *id, const char *peer,
@@ -201,6 +222,12 @@ typedef struct {
     void (*on_link)(void *ud, courier_link_t link);
     void (*on_composing)(void *ud, const char *peer, int composing);
     void (*on_log)(void *ud, int level, const char *line);
+    /* Version 2 (behaviour.md §9). */
+    /** `peer` retracted its message `id` (XEP-0424): the history entry is
+     *  marked retracted and its body and meta are gone. Once per message;
+     *  never for a message the app was not handed (one retracted before it
+     *  arrived is never handed). */
+    void (*on_retract)(void *ud, const char *peer, const char *id);
 } courier_callbacks_t;
 
 typedef struct courier courier_t;     /**< one account */
@@ -208,10 +235,31 @@ typedef struct courier courier_t;     /**< one account */
 /**
  * Fill `cfg` (the caller's) with the defaults of behaviour.md §2/§4 (ack
  * 30 s, grace 10 s, ping 30 s / 33 s, reconnect 1 s..60 s, 100 in flight,
- * no expiry, implicit read on) and stamp its version. Strings are set to
- * NULL. NULL-safe. Any thread; allocates nothing, no I/O, never blocks.
+ * no expiry, implicit read on, app_confirms off) and stamp its version.
+ * Strings are set to NULL. NULL-safe. Any thread; allocates nothing, no
+ * I/O, never blocks.
+ * In C and Objective-C this name is a macro for
+ * courier_config_init_size(cfg, sizeof *cfg), so the library knows how
+ * large the caller's struct is. The function of the same name, which
+ * programs built against the 0.1 header call, fills only the version-1
+ * members (it cannot know the struct is larger). Languages that cannot
+ * expand C macros (Swift, a JNI or FFI binding written by hand) call
+ * courier_config_init_size() with the struct's size.
  */
 COURIER_API void courier_config_init(courier_config_t *cfg);
+
+/**
+ * As courier_config_init(), for a struct of `size` bytes: the version
+ * stamped is the newest whose members fit (sizeof(courier_config_t) of
+ * this header: COURIER_CONFIG_VERSION). NULL-safe; a `size` smaller than a
+ * version-1 config fills nothing.
+ */
+COURIER_API void courier_config_init_size(courier_config_t *cfg,
+                                          size_t size);
+#ifndef COURIER_NO_INIT_MACRO
+#define courier_config_init(cfg) \
+    courier_config_init_size((cfg), sizeof *(cfg))
+#endif
 
 /**
  * Open an account handle: validate `cfg`, open (or create, mode 0600) and
@@ -480,6 +528,187 @@ COURIER_API const char *courier_version(void);
  *         from a callback).
  */
 COURIER_API int courier_network_changed(courier_t *c);
+
+/* ---- the app's data contract (behaviour.md §9) ---------------------- */
+
+/** Direction of a history entry. Values are ABI. */
+typedef enum { COURIER_DIR_OUT = 0, COURIER_DIR_IN = 1 } courier_dir_t;
+
+/** One message of the history, as the store keeps it. Strings are valid
+ *  only during the callback that receives it. */
+typedef struct {
+    int64_t seq;                 /**< this account's history order: a new
+                                      entry gets a larger seq; the paging
+                                      cursor */
+    courier_dir_t dir;
+    const char *id, *peer;       /**< peer = the other side's bare JID */
+    courier_kind_t kind;
+    const char *body;            /**< "" once retracted */
+    const char *meta;            /**< app data sent with the message, "" if
+                                      none (and once retracted) */
+    courier_state_t state;       /**< OUT: its state; IN: DELIVERED, or
+                                      DISPLAYED once the app marked it or a
+                                      later one of the peer's */
+    int64_t timestamp_ms;        /**< OUT: created; IN: the sender's time */
+    int retracted;               /**< its sender retracted it (XEP-0424) */
+} courier_entry_t;
+
+/** Receives one entry; return non-zero to stop the walk (the call then
+ *  returns that value). */
+typedef int (*courier_entry_fn)(void *ud, const courier_entry_t *e);
+
+/** One conversation (courier_conversations). */
+typedef struct {
+    const char *peer;
+    int64_t last_seq, last_ms;   /**< the newest entry with this peer */
+    unsigned unread;             /**< incoming not marked displayed: those
+                                      after the newest one marked (marking a
+                                      message marks the earlier ones, as
+                                      XEP-0333 does), retracted ones not
+                                      counted */
+} courier_conversation_t;
+
+/** Receives one conversation; non-zero stops the walk (and is returned). */
+typedef int (*courier_conversation_fn)(void *ud,
+                                       const courier_conversation_t *c);
+
+/** What courier_send() sends. */
+typedef struct {
+    const char *to;              /**< bare JID */
+    courier_kind_t kind;
+    const char *body;            /**< text, or the media URL/description */
+    const char *id;              /**< optional: the app's own id (NULL: one
+                                      is made); VOICE/IMAGE: the media id
+                                      (required) */
+    const char *meta;            /**< optional app data (UTF-8, at most
+                                      4 KiB: e.g. voice length, image size,
+                                      reply-to), delivered with the
+                                      message */
+} courier_outgoing_t;
+
+/**
+ * The general send: store message `m` and queue it; returns once it is
+ * durable (behaviour.md §5, §9). With `m->id` set, an id that already names
+ * a message (in any state, deleted ones included) gives COURIER_ESTATE and
+ * changes nothing, so an app can write its own row first, send with the
+ * same id, and repeat the send after a crash without doubling the message.
+ * `meta` reaches the peer's on_message (courier_message_t.meta) and both
+ * sides' history. The id is written to `id_out` (may be NULL).
+ * Threads, blocking and disk I/O as courier_send_text().
+ * @return COURIER_OK; COURIER_EINVAL (`m` NULL, bad JID, body or kind, an
+ *         invalid id, VOICE/IMAGE without an id, meta over 4 KiB, not
+ *         UTF-8 or with a control character XML cannot carry),
+ *         COURIER_ESTATE (the id exists), COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_send(courier_t *c, const courier_outgoing_t *m,
+                             char id_out[COURIER_ID_MAX]);
+
+/**
+ * Walk the history with `peer` (NULL: every peer), newest first: the
+ * entries whose seq < `before_seq` (0: from the newest), at most `limit`
+ * (1..1000). Deleted entries are left out. Pass the smallest seq of a page
+ * as the next page's `before_seq`. A page costs the same whatever the
+ * size of the store (index walks only).
+ * `fn` runs on the calling thread, with no lock held: it may call the API.
+ * Entries read in one go (in batches, each a consistent snapshot); one
+ * written meanwhile has a larger seq than any of them.
+ * Any thread. Disk I/O: SQLite reads.
+ * @return COURIER_OK, the non-zero value `fn` returned, COURIER_EINVAL
+ *         (`fn` NULL, bad JID, limit 0 or over 1000), COURIER_ESTORE,
+ *         COURIER_ECLOSED.
+ */
+COURIER_API int courier_history(courier_t *c, const char *peer,
+                                int64_t before_seq, unsigned limit,
+                                courier_entry_fn fn, void *ud);
+
+/**
+ * Walk the outgoing messages no device has confirmed yet (QUEUED, SENT,
+ * OFFLINE, FAILED) and the app did not cancel, oldest first: what an app
+ * shows as "sending" or "failed, tap to retry" at start-up. Threads and
+ * I/O as courier_history().
+ * @return COURIER_OK, `fn`'s non-zero value, COURIER_EINVAL, COURIER_ESTORE,
+ *         COURIER_ECLOSED.
+ */
+COURIER_API int courier_pending(courier_t *c, courier_entry_fn fn, void *ud);
+
+/**
+ * Walk the conversations: one per peer with at least one entry, the most
+ * recent first, with unread counts. Threads and I/O as courier_history()
+ * (a few index seeks per peer).
+ * @return as courier_pending().
+ */
+COURIER_API int courier_conversations(courier_t *c, courier_conversation_fn fn,
+                                      void *ud);
+
+/**
+ * Give up on outgoing message `id` that is QUEUED or FAILED: it is never
+ * written again (not on reconnect, peer activity or expiry),
+ * courier_get_info() says FAILED, permanent, reason "cancelled", and it
+ * leaves courier_pending(). on_state reports FAILED if it was not already.
+ * A copy already on its way that the server or the peer then confirms
+ * still moves it on (SENT, DELIVERED...): the app learns the truth.
+ * Any thread. Disk I/O: one transaction, committed before it returns.
+ * @return COURIER_OK; COURIER_ENOTFOUND (no outgoing message `id`),
+ *         COURIER_ESTATE (SENT or beyond: the server has it, use
+ *         courier_retract(); or already cancelled), COURIER_EINVAL,
+ *         COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_cancel(courier_t *c, const char *id);
+
+/**
+ * Retract outgoing message `id` (XEP-0424, with a fallback body for
+ * clients that do not know it): the retraction is stored and sent until
+ * the server has it (like a receipt, after every reconnect); the history
+ * entry is marked retracted and its body and meta dropped; a message not
+ * yet confirmed is also cancelled, so it is never written again. The
+ * peer's library marks its entry and fires on_retract.
+ * Any thread. Disk I/O: one transaction, committed before it returns.
+ * @return COURIER_OK; COURIER_ENOTFOUND (no outgoing message `id`: only
+ *         its sender can retract a message), COURIER_ESTATE (already
+ *         retracted, or deleted), COURIER_EINVAL, COURIER_ESTORE,
+ *         COURIER_ECLOSED.
+ */
+COURIER_API int courier_retract(courier_t *c, const char *id);
+
+/**
+ * Remove message `id` exchanged with `peer` from this device's history
+ * (both directions; an unconfirmed outgoing one is cancelled first). Its
+ * body and meta are dropped; the id stays known, so a duplicate of an
+ * incoming message is never handed again and an app id is never reused.
+ * Nothing is sent.
+ * Any thread. Disk I/O: one transaction, committed before it returns.
+ * @return COURIER_OK; COURIER_ENOTFOUND (no message `id` with `peer`),
+ *         COURIER_EINVAL, COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_delete(courier_t *c, const char *peer,
+                               const char *id);
+
+/**
+ * With `app_confirms` set: incoming message `id` from `peer` is safely in
+ * the app's own database; until this call it is handed again at every
+ * open (so neither a crash nor a callback that only queued the work loses
+ * it). Calling it again is harmless.
+ * Any thread, callbacks included. Disk I/O: one UPDATE, committed before
+ * it returns.
+ * @return COURIER_OK; COURIER_ENOTFOUND (no such incoming message),
+ *         COURIER_ESTATE (app_confirms is off: on_message's return already
+ *         counts), COURIER_EINVAL, COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_confirm(courier_t *c, const char *peer,
+                                const char *id);
+
+/**
+ * Erase this account's store (logout): every message, owed receipt and
+ * retraction and every mark; then the file is rebuilt so no message text
+ * is left in it or its journal. The handle stays open with an empty
+ * store. The handle must be stopped (courier_stop()) and not driven by
+ * courier_run_once.
+ * Any thread but the loop's. Disk I/O: deletes, VACUUM (rewrites the
+ * file: time in proportion to the store) and a WAL checkpoint.
+ * @return COURIER_OK; COURIER_ESTATE (started or being driven),
+ *         COURIER_ESTORE, COURIER_ECLOSED, COURIER_EINVAL.
+ */
+COURIER_API int courier_erase(courier_t *c);
 
 /*
  * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the

@@ -30,6 +30,13 @@
 #define NS_HINTS "urn:xmpp:hints"
 #define NS_PING "urn:xmpp:ping"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_RETRACT "urn:xmpp:message-retract:1"
+#define NS_RETRACT_0 "urn:xmpp:message-retract:0" /* XEP-0424 < 0.4 */
+#define NS_FASTEN "urn:xmpp:fasten:0"
+#define NS_FALLBACK "urn:xmpp:fallback:0"
+#define RETRACT_FALLBACK                                                 \
+    "This person attempted to retract a previous message, but it's "    \
+    "unsupported by your client."
 
 #define COND_UNDEFINED "undefined-condition"
 
@@ -295,6 +302,8 @@ typedef struct {
     unsigned asked;
     int x22_composing;    /* -1 none */
     int cs_composing;     /* XEP-0085, -1 none */
+    xmpp_stanza_t *meta;  /* CODEC_NS_META */
+    const char *retract_id; /* XEP-0424: the message it retracts */
 } scan_t;
 
 static int ignore(codec_msg_t *out, const char *why)
@@ -430,6 +439,17 @@ static void scan_child(xmpp_stanza_t *el, const char *stanza_id, scan_t *sc,
         scan_delay(el, 1, sc);
     } else if (el_is(el, "kind", CODEC_NS_KIND, 0)) {
         scan_kind(el, sc);
+    } else if (el_is(el, "meta", CODEC_NS_META, 0)) {
+        if (!sc->meta)
+            sc->meta = el;
+    } else if (el_is(el, "retract", NS_RETRACT, 0)) {
+        if (!sc->retract_id)
+            sc->retract_id = id;
+    } else if (el_is(el, "apply-to", NS_FASTEN, 0)) {
+        /* XEP-0424 before 0.4: <apply-to id><retract/></apply-to> */
+        for (xmpp_stanza_t *c = first_el(el); c; c = next_el(c))
+            if (el_is(c, "retract", NS_RETRACT_0, 0) && !sc->retract_id)
+                sc->retract_id = id;
     }
 }
 
@@ -537,6 +557,21 @@ static int parse_chat(xmpp_stanza_t *st, const codec_limits_t *lim,
         out->refuse = "not-acceptable";
         return ignore(out, "body not utf-8");
     }
+    if (sc->meta) { /* behaviour.md §9: app data, bounded like the API's */
+        size_t mlen = text_len(sc->meta);
+        if (mlen > COURIER_META_MAX - 1) {
+            out->refuse = "policy-violation";
+            return ignore(out, "meta too big");
+        }
+        out->meta = util_malloc(mlen + 1);
+        if (!out->meta)
+            return COURIER_ENOMEM;
+        text_copy(sc->meta, out->meta, mlen + 1);
+        if (!util_utf8_valid(out->meta)) {
+            out->refuse = "not-acceptable";
+            return ignore(out, "meta not utf-8");
+        }
+    }
     out->kind = sc->kind;
     out->delay_ms = sc->delay_ms;
     out->asked = sc->asked;
@@ -581,6 +616,15 @@ static int parse(xmpp_stanza_t *st, const codec_limits_t *lim,
         scan_child(c, xmpp_stanza_get_id(st), &sc, out);
     out->composing = sc.cs_composing >= 0 ? sc.cs_composing
                                           : sc.x22_composing;
+    /* XEP-0424: its body is the fallback for other clients, not a
+     * message of its own */
+    if (sc.retract_id) {
+        if (!util_id_valid(sc.retract_id))
+            return ignore(out, "retraction of a bad id");
+        util_strlcpy(out->retract_id, sc.retract_id, sizeof(out->retract_id));
+        out->cls = CODEC_RETRACT;
+        return COURIER_OK;
+    }
     if (sc.body && text_len(sc.body) > 0)
         return parse_chat(st, lim, &sc, out);
     if (out->n_events > 0 || out->composing >= 0) {
@@ -620,6 +664,7 @@ void codec_msg_clear(codec_msg_t *m)
     if (!m)
         return;
     util_free(m->body);
+    util_free(m->meta);
     msg_init(m);
 }
 
@@ -765,6 +810,35 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
 fail:
     xmpp_stanza_release(msg);
     return NULL;
+}
+
+int codec_add_meta(xmpp_stanza_t *msg, const char *meta)
+{
+    if (!meta || !meta[0])
+        return 0;
+    return add_text_el(msg, "meta", CODEC_NS_META, meta) ? 0 : -1;
+}
+
+xmpp_stanza_t *codec_build_retraction(xmpp_ctx_t *ctx, const char *to,
+                                      const char *retracted_id)
+{
+    char id[COURIER_ID_MAX];
+    xmpp_stanza_t *msg, *fb;
+    if (!ctx || !to || !retracted_id)
+        return NULL;
+    util_new_id(id, sizeof(id));
+    msg = new_stanza(ctx, "message", "chat", to, id);
+    if (!msg)
+        return NULL;
+    fb = add_el(msg, "fallback", NS_FALLBACK);
+    if (!add_attr_el(msg, "retract", NS_RETRACT, "id", retracted_id) || !fb ||
+        xmpp_stanza_set_attribute(fb, "for", NS_RETRACT) != XMPP_EOK ||
+        !add_text_el(msg, "body", NULL, RETRACT_FALLBACK) ||
+        !add_el(msg, "store", NS_HINTS)) {
+        xmpp_stanza_release(msg);
+        return NULL;
+    }
+    return msg;
 }
 
 /* XEP-0022 raised event: <x><NAME/><id>ID</id></x> (NAME may be NULL). */

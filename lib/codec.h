@@ -20,13 +20,15 @@
 #include "courier.h"
 
 #define CODEC_NS_KIND "urn:libcourier:kind:0"
+#define CODEC_NS_META "urn:libcourier:meta:0"
 #define CODEC_MAX_EVENTS 4
 
 typedef enum {
     CODEC_IGNORE = 0, /* nothing for us (reason in .why) */
     CODEC_CHAT,       /* a chat/normal message with a body */
     CODEC_EVENTS,     /* events/receipts/markers and/or composing only */
-    CODEC_ERROR       /* <message type='error'> */
+    CODEC_ERROR,      /* <message type='error'> */
+    CODEC_RETRACT     /* XEP-0424: the sender retracts .retract_id */
 } codec_class_t;
 
 typedef struct {
@@ -44,6 +46,9 @@ typedef struct {
                                          "anon-" id (CODEC_CHAT only) */
     /* CODEC_CHAT */
     char *body;                       /* util_malloc'd; codec_msg_clear */
+    char *meta;                       /* CODEC_NS_META text (at most 4 KiB
+                                         of UTF-8), util_malloc'd, NULL if
+                                         none */
     courier_kind_t kind;
     int64_t delay_ms;                 /* XEP-0203 stamp, 0 if none */
     unsigned asked;                   /* CORE_ASK_* requested by sender */
@@ -58,6 +63,8 @@ typedef struct {
      * the RFC 6120 condition owed to its sender (codec_build_refusal),
      * else NULL. Static text. */
     const char *refuse;
+    /* CODEC_RETRACT */
+    char retract_id[COURIER_ID_MAX];
 } codec_msg_t;
 
 typedef struct {
@@ -84,6 +91,18 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
                                 const char *id, courier_kind_t kind,
                                 const char *body, int64_t created_ms,
                                 const char *from, unsigned attempts);
+
+/* Append the app's `meta` (behaviour.md §9) to a chat message built by
+ * codec_build_chat: <meta xmlns=CODEC_NS_META>. Nothing for NULL or "".
+ * 0, or -1 on ENOMEM. */
+int codec_add_meta(xmpp_stanza_t *msg, const char *meta);
+
+/* An XEP-0424 retraction of our message `retracted_id` to `to`: <retract
+ * id/>, the fallback indication and body for clients that do not know it,
+ * and a store hint (so offline storage keeps it). A fresh stanza id.
+ * NULL on ENOMEM. */
+xmpp_stanza_t *codec_build_retraction(xmpp_ctx_t *ctx, const char *to,
+                                      const char *retracted_id);
 
 /* Build one receipt stanza for message `id` to `to`, in the one form of
  * `asked` that fits `state` and that servers store offline first

@@ -8,6 +8,7 @@
 
 #define MAX_BOUNCES 3 /* behaviour.md §2: the third transient bounce is permanent */
 #define REASON_EXPIRED "expired"
+#define REASON_CANCELLED "cancelled"
 /* behaviour.md §11: a link up this long was a success and resets the backoff; one
  * that dies sooner (killed right after login) does not. */
 #define STABLE_LINK_MS 10000
@@ -259,6 +260,7 @@ static int set_state(core_row_t *row, courier_state_t state,
     a->last_sent_ms = row->last_sent_ms;
     a->last_change_ms = row->last_change_ms;
     a->permanent = permanent;
+    a->cancelled = row->cancelled;
     a->notify = notify && a->from_mask != 1u << state;
     util_strlcpy(a->reason, row->reason, sizeof(a->reason));
     return COURIER_OK;
@@ -291,7 +293,7 @@ static int emit_link(core_t *k, courier_link_t link, core_out_t *out)
  * order). The queue is short; walk from the tail. */
 static void sendq_add(core_t *k, msg_t *m, core_cause_t cause)
 {
-    if (node_linked(&m->sendq))
+    if (node_linked(&m->sendq) || m->row.cancelled)
         return;
     m->cause = cause;
     node_t *at = k->sendq.head.prev;
@@ -530,9 +532,12 @@ static int on_acked(core_t *k, const core_ev_t *ev, core_now_t now,
 {
     msg_t *m = ev->id ? find(k, ev->id) : NULL;
     if (!m && ev->row && ev->row->state == COURIER_FAILED &&
-        strcmp(ev->row->reason, REASON_EXPIRED) == 0) {
-        /* behaviour.md §1: it expired on the wire, and the server did take it:
-         * SENT, held again. (A bounced row stays: the bounce outranks.) */
+        (strcmp(ev->row->reason, REASON_EXPIRED) == 0 ||
+         strcmp(ev->row->reason, REASON_CANCELLED) == 0)) {
+        /* behaviour.md §1: it expired (or was cancelled, §9) on the wire,
+         * and the server did take it: SENT, held again (a cancelled one is
+         * never written again). (A bounced row stays: the bounce
+         * outranks.) */
         m = msg_add(k, ev->row, now.wall_ms);
         if (!m)
             return COURIER_ENOMEM;
@@ -759,6 +764,37 @@ static int on_message(core_t *k, const core_ev_t *ev, core_now_t now,
     return rc;
 }
 
+/* behaviour.md §9: the app gives up on a message. */
+static int on_cancel(core_t *k, const core_ev_t *ev, core_now_t now,
+                     core_out_t *out)
+{
+    if (!ev->id)
+        return COURIER_EINVAL;
+    msg_t *m = find(k, ev->id);
+    const core_row_t *cur = m ? &m->row : ev->row;
+    if (!cur || cur->cancelled)
+        return COURIER_ESTATE;
+    int failing = cur->state == COURIER_QUEUED || cur->state == COURIER_FAILED;
+    if (!failing && !(ev->force && (cur->state == COURIER_SENT ||
+                                    cur->state == COURIER_OFFLINE)))
+        return COURIER_ESTATE;
+    core_row_t copy = *cur;
+    core_row_t *row = m ? &m->row : &copy;
+    row->cancelled = 1;
+    int rc = failing ? set_state(row, COURIER_FAILED, REASON_CANCELLED, 1, 1,
+                                 now, out)
+                     : set_state(row, row->state, row->reason, row->permanent,
+                                 0, now, out);
+    if (m && failing) {
+        msg_remove(k, m);
+    } else if (m) {
+        /* SENT/OFFLINE: held until a receipt settles it, never resent */
+        node_unlink(&m->sendq);
+        node_unlink(&m->expq);
+    }
+    return rc == COURIER_OK ? pump(k, now, out) : rc;
+}
+
 static int on_mark_displayed(const core_ev_t *ev, core_out_t *out)
 {
     if (!ev->id || !ev->peer)
@@ -922,6 +958,7 @@ int core_feed(core_t *k, const core_ev_t *ev, core_now_t now, core_out_t *out)
     case CORE_EV_MARK_DISPLAYED: return on_mark_displayed(ev, out);
     case CORE_EV_TICK: return on_tick(k, now, out);
     case CORE_EV_NETWORK_CHANGED: return on_network_changed(k, now, out);
+    case CORE_EV_CANCEL: return on_cancel(k, ev, now, out);
     }
     return COURIER_EINVAL;
 }

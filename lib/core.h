@@ -50,6 +50,9 @@ typedef struct {
     int64_t created_ms, last_sent_ms, last_change_ms; /* wall */
     int permanent;
     char reason[64];
+    int cancelled;    /* the app gave up: never written again */
+    int retracted, deleted; /* store only (history marks) */
+    int64_t seq;      /* store only: history order */
 } core_row_t;
 
 /* Receipt forms a sender asked for (bit mask). */
@@ -80,9 +83,14 @@ typedef enum {
                               .duplicate if seen before */
     CORE_EV_MARK_DISPLAYED,/* app marks incoming .id from .peer as shown */
     CORE_EV_TICK,          /* timers may be due */
-    CORE_EV_NETWORK_CHANGED /* the OS reports a connectivity change:
+    CORE_EV_NETWORK_CHANGED,/* the OS reports a connectivity change:
                                probe a link that is up, reconnect one that
                                is down now (behaviour.md §10) */
+    CORE_EV_CANCEL         /* the app gives up on .id (.row: the stored
+                              row): QUEUED/FAILED become FAILED, permanent,
+                              "cancelled"; with .force (retract, delete)
+                              SENT/OFFLINE stay as they are. Either way it
+                              is never written again (behaviour.md §9) */
 } core_ev_type_t;
 
 typedef enum {
@@ -105,6 +113,7 @@ typedef struct {
     unsigned asked;             /* MESSAGE, MARK_DISPLAYED: CORE_ASK_* */
     int duplicate;              /* MESSAGE */
     int displayed_before;       /* MESSAGE: app had marked it displayed */
+    int force;                  /* CANCEL */
 } core_ev_t;
 
 typedef enum {
@@ -140,6 +149,7 @@ typedef struct {
     int64_t last_sent_ms, last_change_ms;
     int permanent;
     char reason[64];
+    int cancelled;         /* STATE: the row's cancelled mark */
     int notify;            /* STATE: 0 = persist only (FAILED again) */
     int by_created;
     int64_t before_ms;

@@ -3,10 +3,12 @@
 #include "courier.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "engine.h"
+#include "history.h"
 #include "session.h"
 #include "util.h"
 
@@ -36,10 +38,13 @@ static void loop_exit_hook(void *ud)
     }
 }
 
-void courier_config_init(courier_config_t *cfg)
+/* What a version-1 caller's structs hold: everything before the members
+ * version 2 appended. */
+#define CONFIG_V1_SIZE offsetof(courier_config_t, app_confirms)
+#define CALLBACKS_V1_SIZE offsetof(courier_callbacks_t, on_retract)
+
+static void config_defaults(courier_config_t *cfg)
 {
-    if (!cfg)
-        return;
     memset(cfg, 0, sizeof(*cfg));
     cfg->ack_timeout_ms = 30000;    /* behaviour.md §2 */
     cfg->resend_grace_ms = 10000;
@@ -53,6 +58,29 @@ void courier_config_init(courier_config_t *cfg)
     cfg->version = COURIER_CONFIG_VERSION;
     cfg->synchronous_full = 0;
     cfg->max_body_bytes = COURIER_BODY_MAX_DEFAULT;
+    cfg->app_confirms = 0;
+}
+
+/* The function programs built against the 0.1 header call: their struct
+ * ends before app_confirms, so only that much is written. */
+#undef courier_config_init
+void courier_config_init(courier_config_t *cfg)
+{
+    courier_config_init_size(cfg, CONFIG_V1_SIZE);
+}
+
+void courier_config_init_size(courier_config_t *cfg, size_t size)
+{
+    courier_config_t full;
+    if (!cfg || size < CONFIG_V1_SIZE)
+        return;
+    config_defaults(&full);
+    if (size < sizeof(full)) {
+        full.version = 1;
+        memcpy(cfg, &full, CONFIG_V1_SIZE);
+    } else {
+        *cfg = full;
+    }
 }
 
 int courier_open(courier_t **out, const courier_config_t *cfg,
@@ -63,6 +91,20 @@ int courier_open(courier_t **out, const courier_config_t *cfg,
     *out = NULL;
     if (!cfg)
         return util_set_error(COURIER_EINVAL, "cfg is NULL");
+    /* behaviour.md §9: a caller's structs are as long as its header made
+     * them; the version says which members exist. */
+    courier_config_t full_cfg;
+    courier_callbacks_t full_cb;
+    if (cfg->version == 1) {
+        config_defaults(&full_cfg);
+        memcpy(&full_cfg, cfg, CONFIG_V1_SIZE);
+        full_cfg.version = COURIER_CONFIG_VERSION;
+        memset(&full_cb, 0, sizeof(full_cb));
+        if (cb)
+            memcpy(&full_cb, cb, CALLBACKS_V1_SIZE);
+        cfg = &full_cfg;
+        cb = cb ? &full_cb : NULL;
+    }
     courier_t *c = util_calloc(1, sizeof(*c));
     if (!c)
         return util_set_error(COURIER_ENOMEM, "out of memory");
@@ -221,7 +263,7 @@ int courier_send_text(courier_t *c, const char *to, const char *body,
                       char id_out[COURIER_ID_MAX])
 {
     CHECK_HANDLE(c);
-    return engine_send(c->engine, to, COURIER_TEXT, NULL, body, id_out);
+    return engine_send(c->engine, to, COURIER_TEXT, NULL, body, NULL, id_out);
 }
 
 int courier_send_media(courier_t *c, const char *to, courier_kind_t kind,
@@ -233,7 +275,84 @@ int courier_send_media(courier_t *c, const char *to, courier_kind_t kind,
                               "or COURIER_IMAGE");
     if (!media_id)
         return util_set_error(COURIER_EINVAL, "media_id is NULL");
-    return engine_send(c->engine, to, kind, media_id, body, NULL);
+    return engine_send(c->engine, to, kind, media_id, body, NULL, NULL);
+}
+
+int courier_send(courier_t *c, const courier_outgoing_t *m,
+                 char id_out[COURIER_ID_MAX])
+{
+    CHECK_HANDLE(c);
+    if (!m)
+        return util_set_error(COURIER_EINVAL, "m is NULL");
+    if (m->kind != COURIER_TEXT && !m->id)
+        return util_set_error(COURIER_EINVAL, "a voice or image message "
+                              "needs its media id in m->id");
+    return engine_send(c->engine, m->to, m->kind, m->id, m->body, m->meta,
+                       id_out);
+}
+
+int courier_history(courier_t *c, const char *peer, int64_t before_seq,
+                    unsigned limit, courier_entry_fn fn, void *ud)
+{
+    CHECK_HANDLE(c);
+    return history_page(c->engine, peer, before_seq, limit, fn, ud);
+}
+
+int courier_pending(courier_t *c, courier_entry_fn fn, void *ud)
+{
+    CHECK_HANDLE(c);
+    return history_pending(c->engine, fn, ud);
+}
+
+int courier_conversations(courier_t *c, courier_conversation_fn fn, void *ud)
+{
+    CHECK_HANDLE(c);
+    return history_conversations(c->engine, fn, ud);
+}
+
+int courier_cancel(courier_t *c, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_cancel(c->engine, id);
+}
+
+int courier_retract(courier_t *c, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_retract(c->engine, id);
+}
+
+int courier_delete(courier_t *c, const char *peer, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_delete(c->engine, peer, id);
+}
+
+int courier_confirm(courier_t *c, const char *peer, const char *id)
+{
+    CHECK_HANDLE(c);
+    return engine_confirm(c->engine, peer, id);
+}
+
+int courier_erase(courier_t *c)
+{
+    CHECK_HANDLE(c);
+    if (in_loop_thread(c))
+        return util_set_error(COURIER_ESTATE, "courier_erase from a "
+                              "callback: stop the handle first");
+    int locked = life_lock(c);
+    pthread_mutex_lock(&c->mu);
+    int driving = c->driving;
+    pthread_mutex_unlock(&c->mu);
+    int rc;
+    if (session_running(c->session) || driving ||
+        engine_link(c->engine, NULL) != COURIER_LINK_OFFLINE)
+        rc = util_set_error(COURIER_ESTATE, "the handle is started: "
+                            "courier_stop() first");
+    else
+        rc = engine_erase(c->engine);
+    life_unlock(c, locked);
+    return rc;
 }
 
 int courier_mark_displayed(courier_t *c, const char *peer, const char *id)

@@ -22,7 +22,7 @@
 typedef enum {
     ITEM_STATE, ITEM_MESSAGE, ITEM_LINK, ITEM_COMPOSING_IN, ITEM_LOG,
     ITEM_SEND_CHAT, ITEM_SEND_RECEIPT, ITEM_SEND_COMPOSING, ITEM_PING,
-    ITEM_DROP_LINK, ITEM_CONNECT
+    ITEM_DROP_LINK, ITEM_CONNECT, ITEM_RETRACT
 } item_type_t;
 
 typedef struct item {
@@ -37,7 +37,9 @@ typedef struct item {
     int64_t ts_ms;
     int64_t rid;
     unsigned asked;
+    int retract;        /* SEND_RECEIPT: an owed retraction */
     char *text;         /* body or log line, owned */
+    char *meta;         /* MESSAGE: its meta, owned (NULL: "") */
 } item_t;
 
 /* A send in the commit queue (engine_send). */
@@ -45,6 +47,7 @@ typedef struct send_req {
     struct send_req *next;
     core_row_t *row;
     const char *body;
+    const char *meta;
     int app_id;  /* the id came from the app */
     int rc;      /* of its INSERT */
     int crc;     /* of the commit that carried it */
@@ -140,6 +143,7 @@ static item_t *item_new(item_type_t type, const char *id, const char *peer)
 static void item_free(item_t *it)
 {
     util_free(it->text);
+    util_free(it->meta);
     util_free(it);
 }
 
@@ -309,6 +313,7 @@ static int queue_receipt(void *ud, const store_rcpt_t *r)
     it->state = r->state;
     it->asked = r->asked;
     it->rid = r->rid;
+    it->retract = r->retract;
     e->rcpt_after = r->rid;
     e->rcpt_out++;
     return enqueue(e, it);
@@ -351,8 +356,9 @@ static int run_deliver(engine_t *e, const core_act_t *a)
     it->kind = m->kind;
     it->ts_ms = e->incoming_ts;
     it->text = util_strdup(m->body);
-    if (!it->text) {
-        util_free(it);
+    it->meta = m->meta ? util_strdup(m->meta) : NULL;
+    if (!it->text || (m->meta && !it->meta)) {
+        item_free(it);
         return COURIER_ENOMEM;
     }
     int rc = enqueue(e, it);
@@ -702,8 +708,9 @@ static int queue_unhanded(void *ud, const store_in_t *m, const char *body)
     it->kind = m->kind;
     it->ts_ms = m->timestamp_ms;
     it->text = util_strdup(body);
-    if (!it->text) {
-        util_free(it);
+    it->meta = m->meta && m->meta[0] ? util_strdup(m->meta) : NULL;
+    if (!it->text || (m->meta && m->meta[0] && !it->meta)) {
+        item_free(it);
         return COURIER_ENOMEM;
     }
     int rc = enqueue(e, it);
@@ -915,10 +922,10 @@ static int check_peer(const char *jid, char *bare, size_t size)
  * a settled message the core no longer holds. Caller holds the mutex and
  * an open transaction. */
 static int send_locked(engine_t *e, core_row_t *row, const char *body,
-                       int app_id, core_now_t now)
+                       const char *meta, int app_id, core_now_t now)
 {
     core_row_t stored;
-    if (app_id && store_out_get(e->store, row->id, &stored, NULL) ==
+    if (app_id && store_out_get(e->store, row->id, &stored, NULL, NULL) ==
                       COURIER_OK)
         return COURIER_ESTATE;
     core_ev_t ev = { .type = CORE_EV_SEND, .row = row };
@@ -927,7 +934,7 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
     if (rc == COURIER_ESTATE || rc == COURIER_EINVAL)
         return rc; /* the core holds that id unsettled; nothing changed */
     if (rc != COURIER_OK) { /* no memory in the core: store, resync */
-        rc = store_out_insert(e->store, row, body);
+        rc = store_out_insert(e->store, row, body, meta);
         if (rc == COURIER_OK)
             resync_locked(e, "out of memory");
         return rc;
@@ -956,7 +963,7 @@ static int send_locked(engine_t *e, core_row_t *row, const char *body,
             row->last_sent_ms = a->last_sent_ms;
         }
     }
-    rc = store_out_insert(e->store, row, body);
+    rc = store_out_insert(e->store, row, body, meta);
     if (rc != COURIER_OK) { /* the core holds a message the store refused */
         resync_locked(e, store_errmsg(e->store));
         return rc;
@@ -1018,7 +1025,7 @@ static void commit_group(engine_t *e)
     for (send_req_t *r = group; r; r = r->next) {
         core_now_t now = now_of(e);
         r->row->created_ms = r->row->last_change_ms = now.wall_ms;
-        r->rc = send_locked(e, r->row, r->body, r->app_id, now);
+        r->rc = send_locked(e, r->row, r->body, r->meta, r->app_id, now);
     }
     int crc = COURIER_OK;
     if (t.open) {
@@ -1038,22 +1045,41 @@ static void commit_group(engine_t *e)
     pthread_cond_broadcast(&e->group_cv);
 }
 
+static int check_meta(const char *meta)
+{
+    if (!meta)
+        return COURIER_OK;
+    size_t n = strlen(meta);
+    if (n > COURIER_META_MAX - 1)
+        return util_set_error(COURIER_EINVAL, "meta of %zu bytes exceeds "
+                              "%d", n, COURIER_META_MAX - 1);
+    if (!util_utf8_valid(meta))
+        return util_set_error(COURIER_EINVAL, "meta is not valid UTF-8");
+    if (!util_xml_text_valid(meta))
+        return util_set_error(COURIER_EINVAL, "meta has a control character "
+                              "XML cannot carry (only tab, LF, CR)");
+    return COURIER_OK;
+}
+
 int engine_send(engine_t *e, const char *to, courier_kind_t kind,
-                const char *media_id, const char *body,
+                const char *app_id, const char *body, const char *meta,
                 char id_out[COURIER_ID_MAX])
 {
+    const char *media_id = app_id;
     core_row_t row;
     memset(&row, 0, sizeof(row));
     int rc = check_peer(to, row.peer, sizeof(row.peer));
     if (rc == COURIER_OK)
         rc = check_body(e, body);
+    if (rc == COURIER_OK)
+        rc = check_meta(meta);
     if (rc != COURIER_OK)
         return rc;
     if (kind != COURIER_TEXT && kind != COURIER_VOICE && kind != COURIER_IMAGE)
         return util_set_error(COURIER_EINVAL, "unknown kind %d", (int)kind);
     if (media_id) {
         if (!util_id_valid(media_id))
-            return util_set_error(COURIER_EINVAL, "invalid media id (1..%d "
+            return util_set_error(COURIER_EINVAL, "invalid id (1..%d "
                                   "bytes of UTF-8, no controls)",
                                   COURIER_ID_MAX - 1);
         util_strlcpy(row.id, media_id, sizeof(row.id));
@@ -1064,7 +1090,9 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
     row.state = COURIER_QUEUED;
 
     /* behaviour.md §5: durable before the call returns. */
-    send_req_t me = { .row = &row, .body = body, .app_id = media_id != NULL };
+    send_req_t me = { .row = &row, .body = body,
+                      .meta = meta && meta[0] ? meta : NULL,
+                      .app_id = media_id != NULL };
     pthread_mutex_lock(&e->mu);
     *e->sendq_tail = &me;
     e->sendq_tail = &me.next;
@@ -1098,7 +1126,7 @@ int engine_retry(engine_t *e, const char *id)
     txn_t t;
     app_lock(e);
     txn_begin(e, &t);
-    int rc = store_out_get(e->store, id, &row, NULL);
+    int rc = store_out_get(e->store, id, &row, NULL, NULL);
     if (rc == COURIER_ENOTFOUND) {
         util_set_error(rc, "no message with id '%s'", id);
     } else if (rc != COURIER_OK) {
@@ -1106,6 +1134,9 @@ int engine_retry(engine_t *e, const char *id)
     } else if (row.state != COURIER_FAILED) {
         rc = util_set_error(COURIER_ESTATE, "message '%s' is %s, not FAILED",
                             id, courier_state_name(row.state));
+    } else if (row.cancelled) {
+        rc = util_set_error(COURIER_ESTATE, "message '%s' was cancelled, "
+                            "retracted or deleted", id);
     } else {
         core_ev_t ev = { .type = CORE_EV_RETRY, .row = &row };
         rc = feed_locked(e, &ev);
@@ -1114,6 +1145,207 @@ int engine_retry(engine_t *e, const char *id)
     rc = txn_end(e, &t, rc);
     if (rc != COURIER_OK && !failed_before)
         util_set_error(rc, "retry '%s' failed", id);
+    app_unlock(e);
+    return rc;
+}
+
+/* ---- the app's data contract (behaviour.md §9) ----------------------- */
+
+/* Feed CORE_EV_CANCEL for stored row `row` if it is not confirmed yet and
+ * not given up already (`force`: SENT/OFFLINE too). Caller holds the mutex
+ * and a transaction. */
+static int cancel_locked(engine_t *e, core_row_t *row, int force)
+{
+    core_ev_t ev = { .type = CORE_EV_CANCEL, .id = row->id, .row = row,
+                     .force = force };
+    return feed_locked(e, &ev);
+}
+
+static int unconfirmed(const core_row_t *row)
+{
+    return row->state == COURIER_QUEUED || row->state == COURIER_SENT ||
+           row->state == COURIER_OFFLINE || row->state == COURIER_FAILED;
+}
+
+/* Start an app command on outgoing `id`: lock, open a transaction and
+ * read the row. Returns COURIER_OK with both held, or an error (with
+ * courier_last_error set) with the lock let go. */
+static int out_begin(engine_t *e, const char *id, core_row_t *row, txn_t *t)
+{
+    if (!util_id_valid(id))
+        return util_set_error(COURIER_EINVAL, "invalid id");
+    app_lock(e);
+    txn_begin(e, t);
+    int rc = store_out_get(e->store, id, row, NULL, NULL);
+    if (rc == COURIER_OK)
+        return rc;
+    if (rc == COURIER_ENOTFOUND)
+        util_set_error(rc, "no outgoing message with id '%s'", id);
+    else
+        util_set_error(rc, "%s", store_errmsg(e->store));
+    txn_end(e, t, rc);
+    app_unlock(e);
+    return rc;
+}
+
+/* Commit, or on error roll back (`touched`: the core moved too, so it is
+ * rebuilt from the store), and let go. */
+static int app_end(engine_t *e, txn_t *t, int rc, const char *what,
+                   int touched)
+{
+    int failed_before = rc != COURIER_OK;
+    if (failed_before && !touched) {
+        rc = txn_end(e, t, rc); /* nothing written: the commit is empty */
+        app_unlock(e);
+        return rc;
+    }
+    if (failed_before && t->open && !t->joined) {
+        store_rollback(e->store);
+        t->open = 0;
+        txn_failed(e, t); /* the core may have moved: rebuild it */
+    }
+    rc = txn_end(e, t, rc);
+    if (rc != COURIER_OK && !failed_before)
+        util_set_error(rc, "%s: %s", what, store_errmsg(e->store));
+    app_unlock(e);
+    return rc;
+}
+
+int engine_cancel(engine_t *e, const char *id)
+{
+    core_row_t row;
+    txn_t t;
+    int rc = out_begin(e, id, &row, &t);
+    if (rc != COURIER_OK)
+        return rc;
+    if (row.cancelled)
+        rc = util_set_error(COURIER_ESTATE, "message '%s' was already "
+                            "cancelled (or retracted, deleted)", id);
+    else if (row.state != COURIER_QUEUED && row.state != COURIER_FAILED)
+        rc = util_set_error(COURIER_ESTATE, "message '%s' is %s: the server "
+                            "has it (use courier_retract)", id,
+                            courier_state_name(row.state));
+    else
+        return app_end(e, &t, cancel_locked(e, &row, 0), "cancel", 1);
+    return app_end(e, &t, rc, "cancel", 0);
+}
+
+int engine_retract(engine_t *e, const char *id)
+{
+    core_row_t row;
+    txn_t t;
+    int rc = out_begin(e, id, &row, &t);
+    if (rc != COURIER_OK)
+        return rc;
+    if (row.retracted || row.deleted) {
+        rc = util_set_error(COURIER_ESTATE, "message '%s' is already %s", id,
+                            row.retracted ? "retracted" : "deleted");
+        return app_end(e, &t, rc, "retract", 0);
+    }
+    /* never written again: a resend after the retraction would show it */
+    if (unconfirmed(&row) && !row.cancelled)
+        rc = cancel_locked(e, &row, 1);
+    if (rc == COURIER_OK)
+        rc = store_out_mark(e->store, id, 1, 0);
+    if (rc == COURIER_OK) {
+        /* stored like an owed receipt: sent until the server has it */
+        store_rcpt_t r;
+        memset(&r, 0, sizeof(r));
+        util_strlcpy(r.peer, row.peer, sizeof(r.peer));
+        util_strlcpy(r.id, id, sizeof(r.id));
+        r.retract = 1;
+        rc = store_rcpt_add(e->store, &r, NULL);
+        if (rc == COURIER_OK)
+            rc = pump_receipts(e);
+    }
+    return app_end(e, &t, rc, "retract", 1);
+}
+
+int engine_delete(engine_t *e, const char *peer, const char *id)
+{
+    char bare[COURIER_JID_MAX];
+    int rc = check_peer(peer, bare, sizeof(bare));
+    if (rc != COURIER_OK)
+        return rc;
+    if (!util_id_valid(id))
+        return util_set_error(COURIER_EINVAL, "invalid id");
+    core_row_t row;
+    txn_t t;
+    int found = 0;
+    app_lock(e);
+    txn_begin(e, &t);
+    rc = store_out_get(e->store, id, &row, NULL, NULL);
+    if (rc == COURIER_OK && strcmp(row.peer, bare) == 0) {
+        found = 1;
+        if (unconfirmed(&row) && !row.cancelled)
+            rc = cancel_locked(e, &row, 1);
+        if (rc == COURIER_OK)
+            rc = store_out_mark(e->store, id, 0, 1);
+    } else if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
+        rc = COURIER_OK; /* another peer's message: not this one */
+    }
+    if (rc == COURIER_OK) {
+        rc = store_in_delete(e->store, bare, id);
+        if (rc == COURIER_OK)
+            found = 1;
+        else if (rc == COURIER_ENOTFOUND)
+            rc = COURIER_OK;
+    }
+    if (rc == COURIER_OK && !found)
+        rc = util_set_error(COURIER_ENOTFOUND, "no message '%s' with %s", id,
+                            bare);
+    else if (rc != COURIER_OK)
+        util_set_error(rc, "delete: %s", store_errmsg(e->store));
+    return app_end(e, &t, rc, "delete", found);
+}
+
+int engine_confirm(engine_t *e, const char *peer, const char *id)
+{
+    char bare[COURIER_JID_MAX];
+    int rc = check_peer(peer, bare, sizeof(bare));
+    if (rc != COURIER_OK)
+        return rc;
+    if (!util_id_valid(id))
+        return util_set_error(COURIER_EINVAL, "invalid id");
+    if (!e->cfg.app_confirms)
+        return util_set_error(COURIER_ESTATE, "app_confirms is off: a "
+                              "message counts as handed when on_message "
+                              "returns");
+    store_in_t in;
+    app_lock(e);
+    rc = store_in_get(e->store, bare, id, &in);
+    if (rc == COURIER_OK && !in.handed)
+        rc = store_in_set_handed(e->store, bare, id);
+    if (rc == COURIER_ENOTFOUND)
+        util_set_error(rc, "no message '%s' from %s", id, bare);
+    else if (rc != COURIER_OK)
+        util_set_error(rc, "confirm: %s", store_errmsg(e->store));
+    app_unlock(e);
+    return rc;
+}
+
+int engine_erase(engine_t *e)
+{
+    app_lock(e);
+    int rc = store_erase(e->store);
+    if (rc != COURIER_OK)
+        util_set_error(rc, "erase: %s", store_errmsg(e->store));
+    /* the core held the outbox: start from the empty store */
+    int rb = rebuild_core(e);
+    if (rc == COURIER_OK && rb != COURIER_OK)
+        rc = util_set_error(rb, "erase: %s", store_errmsg(e->store));
+    e->rcpt_after = 0;
+    e->rcpt_out = 0;
+    app_unlock(e);
+    return rc;
+}
+
+int engine_read(engine_t *e, engine_read_fn fn, void *ud)
+{
+    app_lock(e);
+    int rc = fn(e->store, ud);
+    if (rc < 0 && rc != COURIER_ENOTFOUND)
+        util_set_error(rc, "%s", store_errmsg(e->store));
     app_unlock(e);
     return rc;
 }
@@ -1182,7 +1414,7 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out)
         return util_set_error(COURIER_EINVAL, "invalid id or NULL output");
     core_row_t row;
     app_lock(e);
-    int rc = store_out_get(e->store, id, &row, NULL);
+    int rc = store_out_get(e->store, id, &row, NULL, NULL);
     if (rc == COURIER_ENOTFOUND)
         util_set_error(rc, "no message with id '%s'", id);
     else if (rc != COURIER_OK)
@@ -1275,7 +1507,7 @@ int engine_acked_batch(engine_t *e, const engine_ack_t *acks, size_t n)
             /* behaviour.md §1: the core let go of it (expired): the stored row */
             core_row_t row;
             if (!core_find(e->core, acks[i].id) &&
-                store_out_get(e->store, acks[i].id, &row, NULL) ==
+                store_out_get(e->store, acks[i].id, &row, NULL, NULL) ==
                     COURIER_OK)
                 ev.row = &row;
             one = feed_locked(e, &ev);
@@ -1319,6 +1551,7 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
     in.kind = m->kind;
     in.timestamp_ms = m->delay_ms ? m->delay_ms : now.wall_ms;
     in.asked = m->asked;
+    in.meta = m->meta;
     int dup = 0;
     /* behaviour.md §3: stored first, then handed over; dedupe on (peer, id). */
     int rc = store_in_insert(e->store, &in, m->body, &dup, &old);
@@ -1344,6 +1577,29 @@ static int incoming_chat(engine_t *e, const codec_msg_t *m, core_now_t now)
     return rc;
 }
 
+/* behaviour.md §9: a retraction is honoured from the message's own sender
+ * only: the inbox is keyed by (sender, id), so another peer's retraction
+ * can only name a message of its own. */
+static int incoming_retract(engine_t *e, const codec_msg_t *m,
+                            core_now_t now)
+{
+    int existed = 0;
+    int rc = store_in_retract(e->store, m->from, m->retract_id, now.wall_ms,
+                              &existed);
+    if (rc != COURIER_OK) {
+        log_locked(e, COURIER_LOG_ERROR, "storing the retraction of %s from "
+                   "%s: %s", m->retract_id, m->from, store_errmsg(e->store));
+        return rc;
+    }
+    if (!existed) {
+        log_locked(e, COURIER_LOG_DEBUG, "retraction of %s from %s: not "
+                   "received yet (kept) or already retracted",
+                   m->retract_id, m->from);
+        return COURIER_OK;
+    }
+    return enqueue(e, item_new(ITEM_RETRACT, m->retract_id, m->from));
+}
+
 int engine_incoming(engine_t *e, const codec_msg_t *m)
 {
     int rc = COURIER_OK;
@@ -1363,9 +1619,12 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         return COURIER_OK;
     } else if (m->cls == CODEC_CHAT) {
         rc = incoming_chat(e, m, now);
+    } else if (m->cls == CODEC_RETRACT) {
+        rc = incoming_retract(e, m, now);
     } else if (m->cls == CODEC_ERROR) {
         core_row_t row;
-        int have = store_out_get(e->store, m->id, &row, NULL) == COURIER_OK;
+        int have =
+            store_out_get(e->store, m->id, &row, NULL, NULL) == COURIER_OK;
         core_ev_t ev = { .type = CORE_EV_ERROR, .id = m->id, .peer = m->from,
                          .row = have ? &row : NULL, .err_type = m->err_type,
                          .condition = m->condition };
@@ -1375,7 +1634,7 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         for (size_t i = 0; i < m->n_events && rc == COURIER_OK; i++) {
             const codec_event_t *x = &m->events[i];
             core_row_t row;
-            int have = store_out_get(e->store, x->id, &row, NULL) ==
+            int have = store_out_get(e->store, x->id, &row, NULL, NULL) ==
                        COURIER_OK;
             core_ev_t ev = { .type = CORE_EV_EVENT, .id = x->id,
                              .peer = m->from, .row = have ? &row : NULL,
@@ -1464,14 +1723,22 @@ static void run_item(engine_t *e, item_t *it)
     case ITEM_MESSAGE: {
         courier_message_t msg = { .id = it->id, .peer = it->peer,
                                   .kind = it->kind, .body = it->text,
-                                  .timestamp_ms = it->ts_ms };
+                                  .timestamp_ms = it->ts_ms,
+                                  .meta = it->meta ? it->meta : "" };
         if (cb->on_message)
             cb->on_message(e->ud, &msg);
-        engine_lock(e);
-        mark_handed_locked(e, it->peer, it->id);
-        pthread_mutex_unlock(&e->mu);
+        /* behaviour.md §9: with app_confirms, courier_confirm marks it */
+        if (!e->cfg.app_confirms) {
+            engine_lock(e);
+            mark_handed_locked(e, it->peer, it->id);
+            pthread_mutex_unlock(&e->mu);
+        }
         break;
     }
+    case ITEM_RETRACT:
+        if (cb->on_retract)
+            cb->on_retract(e->ud, it->peer, it->id);
+        break;
     case ITEM_LINK:
         if (cb->on_link)
             cb->on_link(e->ud, it->link);
@@ -1486,16 +1753,19 @@ static void run_item(engine_t *e, item_t *it)
         break;
     case ITEM_SEND_CHAT: {
         core_row_t row;
-        char *body = NULL;
+        char *body = NULL, *meta = NULL;
         engine_lock(e);
-        int rc = store_out_get(e->store, it->id, &row, &body);
+        int rc = store_out_get(e->store, it->id, &row, &body, &meta);
         if (rc != COURIER_OK)
             log_locked(e, COURIER_LOG_ERROR, "loading %s to send: %s", it->id,
                        store_errmsg(e->store));
         pthread_mutex_unlock(&e->mu);
-        if (rc == COURIER_OK && tp->send_chat)
-            tp->send_chat(e->tp_ud, &row, body);
+        /* cancelled (or retracted, deleted) after this write was queued:
+         * behaviour.md §9 "never written again" */
+        if (rc == COURIER_OK && !row.cancelled && tp->send_chat)
+            tp->send_chat(e->tp_ud, &row, body, meta);
         util_free(body);
+        util_free(meta);
         break;
     }
     case ITEM_SEND_RECEIPT:
@@ -1507,6 +1777,7 @@ static void run_item(engine_t *e, item_t *it)
             util_strlcpy(r.id, it->id, sizeof(r.id));
             r.state = it->state;
             r.asked = it->asked;
+            r.retract = it->retract;
             tp->send_receipt(e->tp_ud, &r);
         }
         break;

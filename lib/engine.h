@@ -35,7 +35,8 @@ typedef struct engine engine_t;
  * with the engine's mutex held. NULL members are skipped. */
 typedef struct {
     /* Write message `row` with `body` to the stream. */
-    void (*send_chat)(void *tp, const core_row_t *row, const char *body);
+    void (*send_chat)(void *tp, const core_row_t *row, const char *body,
+                      const char *meta);
     /* Write receipt `r`; report engine_receipt_acked(r->rid) once the
      * server has it (or at once if it writes nothing): until then it
      * holds a slot of the receipt window, until the link goes down. */
@@ -70,10 +71,22 @@ const char *engine_self(const engine_t *e);
  * work for the loop thread; engine_dispatch() clears it. */
 int engine_wake_fd(const engine_t *e);
 
-/* App commands (behaviour.md §7). `media_id` NULL for text (a fresh id). */
+/* App commands (behaviour.md §7, §9). `app_id` NULL: a fresh id (text);
+ * `meta` may be NULL. */
 int engine_send(engine_t *e, const char *to, courier_kind_t kind,
-                const char *media_id, const char *body,
+                const char *app_id, const char *body, const char *meta,
                 char id_out[COURIER_ID_MAX]);
+int engine_cancel(engine_t *e, const char *id);
+int engine_retract(engine_t *e, const char *id);
+int engine_delete(engine_t *e, const char *peer, const char *id);
+int engine_confirm(engine_t *e, const char *peer, const char *id);
+/* Erase the store; the caller makes sure no loop runs (courier_erase). */
+int engine_erase(engine_t *e);
+/* Run `fn` on the store under the handle's lock, after the loop turn's
+ * writes are committed: a consistent read for the history walks
+ * (history.c). `fn` must not call back into the engine. */
+typedef int (*engine_read_fn)(store_t *s, void *ud);
+int engine_read(engine_t *e, engine_read_fn fn, void *ud);
 int engine_retry(engine_t *e, const char *id);
 int engine_mark_displayed(engine_t *e, const char *peer, const char *id);
 int engine_set_composing(engine_t *e, const char *peer, int on);

@@ -282,12 +282,16 @@ static void ask_ack(session_t *s)
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
 
 static void tp_send_chat_locked(void *ud, const core_row_t *row,
-                                const char *body)
+                                const char *body, const char *meta)
 {
     session_t *s = ud;
     xmpp_stanza_t *st = codec_build_chat(
         s->ctx, row->peer, row->id, row->kind, body, row->created_ms,
         engine_self(s->e), row->attempts > 0 ? row->attempts - 1 : 0);
+    if (st && codec_add_meta(st, meta) != 0) {
+        xmpp_stanza_release(st);
+        st = NULL;
+    }
     send_stanza(s, st, OUT_MSG, row->id, 0);
 }
 
@@ -302,8 +306,10 @@ static void tp_send_receipt_locked(void *ud, const store_rcpt_t *r)
         engine_receipt_acked(s->e, r->rid);
         return;
     }
-    xmpp_stanza_t *st = codec_build_receipt(s->ctx, r->peer, r->id, r->state,
-                                            r->asked);
+    xmpp_stanza_t *st =
+        r->retract ? codec_build_retraction(s->ctx, r->peer, r->id)
+                   : codec_build_receipt(s->ctx, r->peer, r->id, r->state,
+                                         r->asked);
     if (!st) { /* no form applies: nothing is owed */
         engine_receipt_acked(s->e, r->rid);
         return;
@@ -366,10 +372,11 @@ static void tp_connect_locked(void *ud)
     s->connecting = 1;
 }
 
-static void tp_send_chat(void *ud, const core_row_t *row, const char *body)
+static void tp_send_chat(void *ud, const core_row_t *row, const char *body,
+                         const char *meta)
 {
     strophe_lock();
-    tp_send_chat_locked(ud, row, body);
+    tp_send_chat_locked(ud, row, body, meta);
     strophe_unlock();
 }
 

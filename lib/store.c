@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -105,10 +106,95 @@ static const char migrate_v5[] =
     " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
     "PRAGMA user_version=5;";
 
+/* v6 (issue 14, behaviour.md §9): the store is the app's history. Both
+ * tables share one order, `seq`: a new entry, in either direction, takes
+ * 1 + the largest seq of both (rows are never removed, only marked, so
+ * seqs only grow). Existing rows are numbered by time: outgoing by
+ * created_ms (never decreasing along their old seq, so resends keep their
+ * order), incoming by arrival. The inbox gets a rowid (its seq) so the
+ * largest is one seek; (peer, id) stays unique. New columns: meta (app
+ * data sent with the message), cancelled (the app gave up), retracted
+ * (XEP-0424), deleted (gone from this device's history; the row stays so
+ * a duplicate is still recognised). outbox_peer_state becomes
+ * outbox_delivered, holding DELIVERED rows only (the implicit-read
+ * candidates): a state change no longer moves an index entry. */
+static const char migrate_v6[] =
+    "CREATE TEMP TABLE v6_order AS"
+    " SELECT dir, k1, k2, row_number() OVER (ORDER BY t, dir, o) AS seq"
+    " FROM (SELECT 0 AS dir, id AS k1, '' AS k2, o, max(created_ms) OVER"
+    "        (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS t"
+    "       FROM (SELECT seq, seq AS o, id, created_ms FROM outbox)"
+    "       UNION ALL"
+    "       SELECT 1, peer, id, 0, received_ms FROM inbox);"
+    "CREATE TABLE outbox_v6("
+    " seq INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " peer TEXT NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " body TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " last_sent_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_change_ms INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " state INTEGER NOT NULL,"
+    " permanent INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " bounces INTEGER NOT NULL DEFAULT 0,"
+    " meta TEXT NOT NULL DEFAULT '',"
+    " cancelled INTEGER NOT NULL DEFAULT 0,"
+    " retracted INTEGER NOT NULL DEFAULT 0,"
+    " deleted INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO outbox_v6(seq, id, peer, kind, body, created_ms,"
+    " last_sent_ms, last_change_ms, attempts, state, permanent, reason,"
+    " bounces)"
+    " SELECT v.seq, o.id, o.peer, o.kind, o.body, o.created_ms,"
+    " o.last_sent_ms, o.last_change_ms, o.attempts, o.state, o.permanent,"
+    " o.reason, o.bounces"
+    " FROM outbox o JOIN v6_order v ON v.dir = 0 AND v.k1 = o.id;"
+    "CREATE TABLE inbox_v6("
+    " seq INTEGER PRIMARY KEY,"
+    " peer TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " body TEXT NOT NULL,"
+    " ts_ms INTEGER NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " asked INTEGER NOT NULL DEFAULT 0,"
+    " displayed INTEGER NOT NULL DEFAULT 0,"
+    " handed INTEGER NOT NULL DEFAULT 0,"
+    " meta TEXT NOT NULL DEFAULT '',"
+    " retracted INTEGER NOT NULL DEFAULT 0,"
+    " deleted INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(peer, id));"
+    "INSERT INTO inbox_v6(seq, peer, id, kind, body, ts_ms, received_ms,"
+    " asked, displayed, handed)"
+    " SELECT v.seq, i.peer, i.id, i.kind, i.body, i.ts_ms, i.received_ms,"
+    " i.asked, i.displayed, i.handed"
+    " FROM inbox i JOIN v6_order v ON v.dir = 1 AND v.k1 = i.peer"
+    " AND v.k2 = i.id;"
+    "DROP TABLE v6_order;"
+    "DROP TABLE outbox;"
+    "ALTER TABLE outbox_v6 RENAME TO outbox;"
+    "DROP TABLE inbox;"
+    "ALTER TABLE inbox_v6 RENAME TO inbox;"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
+    /* FAILED for good but not given up by the app: courier_pending. */
+    "CREATE INDEX outbox_failed ON outbox(seq)"
+    " WHERE state = 5 AND permanent = 1 AND cancelled = 0;"
+    "CREATE INDEX outbox_delivered ON outbox(peer) WHERE state = 3;"
+    "CREATE INDEX outbox_peer_seq ON outbox(peer, seq);"
+    "CREATE INDEX inbox_unhanded ON inbox(seq) WHERE handed = 0;"
+    "CREATE INDEX inbox_peer_seq ON inbox(peer, seq);"
+    /* the newest incoming entry the app marked displayed, per peer: the
+     * read mark (unread counts) */
+    "CREATE INDEX inbox_read ON inbox(peer, seq) WHERE displayed = 1;"
+    "PRAGMA user_version=6;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
                                           migrate_v3, migrate_v4,
-                                          migrate_v5 };
+                                          migrate_v5, migrate_v6 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -138,6 +224,22 @@ enum {
     ST_IN_DISPLAYED,
     ST_IN_UNHANDED,
     ST_IN_LAST,
+    ST_OUT_APP_MARK,
+    ST_IN_RETRACT,
+    ST_IN_TOMBSTONE,
+    ST_IN_DELETE,
+    ST_IN_READ_MARK,
+    ST_HIST_OUT,
+    ST_HIST_IN,
+    ST_HIST_OUT_ALL,
+    ST_HIST_IN_ALL,
+    ST_PEND_UNSETTLED,
+    ST_PEND_FAILED,
+    ST_PEER_NEXT_OUT,
+    ST_PEER_NEXT_IN,
+    ST_PEER_LAST_OUT,
+    ST_PEER_LAST_IN,
+    ST_PEER_UNREAD,
     ST_RCPT_FIND,
     ST_RCPT_ADD,
     ST_RCPT_DONE,
@@ -147,8 +249,20 @@ enum {
 
 #define OUT_COLS                                                          \
     "id, peer, kind, state, attempts, bounces, created_ms, last_sent_ms," \
-    " last_change_ms, permanent, reason"
-#define IN_COLS "peer, id, kind, ts_ms, asked, displayed, handed"
+    " last_change_ms, permanent, reason, cancelled, retracted, deleted, seq"
+#define IN_COLS \
+    "peer, id, kind, ts_ms, asked, displayed, handed, retracted, deleted, seq"
+/* The next history seq (schema v6): both tables' largest, one seek each. */
+#define NEXT_SEQ                                                         \
+    "1 + max((SELECT coalesce(max(seq), 0) FROM outbox),"                \
+    " (SELECT coalesce(max(seq), 0) FROM inbox))"
+/* A history entry: seq, id, peer, kind, state, timestamp, retracted,
+ * body, meta (store_entry_t). Incoming state: DELIVERED or DISPLAYED. */
+#define HIST_OUT_COLS \
+    "seq, id, peer, kind, state, created_ms, retracted, body, meta"
+#define HIST_IN_COLS                                                     \
+    "seq, id, peer, kind, CASE WHEN displayed THEN 4 ELSE 3 END, ts_ms," \
+    " retracted, body, meta"
 
 static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -158,15 +272,16 @@ static const char *const sql[ST_COUNT] = {
     [ST_RELEASE] = "RELEASE store_op",
     [ST_ROLLBACK_TO] = "ROLLBACK TO store_op",
     [ST_OUT_INSERT] =
-        "INSERT INTO outbox(id, peer, kind, state, attempts, bounces,"
-        " created_ms, last_sent_ms, last_change_ms, permanent, reason, body)"
-        " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox(seq, id, peer, kind, state, attempts, bounces,"
+        " created_ms, last_sent_ms, last_change_ms, permanent, reason, body,"
+        " meta) VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     /* body last: it is read only when asked for */
-    [ST_OUT_GET] = "SELECT " OUT_COLS ", body FROM outbox WHERE id = ?",
+    [ST_OUT_GET] =
+        "SELECT " OUT_COLS ", body, meta FROM outbox WHERE id = ?",
     [ST_OUT_SET_STATE] =
         "UPDATE outbox SET state = ?, attempts = ?, bounces = ?,"
-        " last_sent_ms = ?, last_change_ms = ?, permanent = ?, reason = ?"
-        " WHERE id = ? AND ((1 << state) & ?) != 0",
+        " last_sent_ms = ?, last_change_ms = ?, permanent = ?, reason = ?,"
+        " cancelled = ? WHERE id = ? AND ((1 << state) & ?) != 0",
     [ST_OUT_MARK_SENT] =
         "UPDATE outbox SET attempts = ?, last_sent_ms = ? WHERE id = ?",
     /* The candidates are read first (one index seek, usually no row: then
@@ -174,10 +289,10 @@ static const char *const sql[ST_COUNT] = {
      * Not UPDATE ... RETURNING: that buffers its rows in an ephemeral
      * table, built and freed on every run. */
     [ST_OUT_PROMOTE_SENT] =
-        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        "SELECT id FROM outbox INDEXED BY outbox_delivered"
         " WHERE peer = ? AND state = 3 AND last_sent_ms <= ?",
     [ST_OUT_PROMOTE_CREATED] =
-        "SELECT id FROM outbox INDEXED BY outbox_peer_state"
+        "SELECT id FROM outbox INDEXED BY outbox_delivered"
         " WHERE peer = ? AND state = 3 AND created_ms <= ?",
     [ST_OUT_PROMOTE_ONE] =
         "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
@@ -190,20 +305,78 @@ static const char *const sql[ST_COUNT] = {
         " ORDER BY seq",
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
     [ST_IN_INSERT] =
-        "INSERT OR IGNORE INTO inbox(peer, id, kind, ts_ms, received_ms,"
-        " asked, body) VALUES(?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO inbox(seq, peer, id, kind, ts_ms,"
+        " received_ms, asked, body, meta)"
+        " VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_IN_ASK] =
         "UPDATE inbox SET asked = asked | ? WHERE peer = ? AND id = ?",
     [ST_IN_GET] = "SELECT " IN_COLS " FROM inbox WHERE peer = ? AND id = ?",
-    [ST_IN_LAST] = "SELECT id, asked FROM inbox INDEXED BY inbox_peer_recent"
-                   " WHERE peer = ? ORDER BY received_ms DESC LIMIT 1",
+    [ST_IN_LAST] = "SELECT id, asked FROM inbox INDEXED BY inbox_peer_seq"
+                   " WHERE peer = ? ORDER BY seq DESC LIMIT 1",
     [ST_IN_HANDED] =
         "UPDATE inbox SET handed = 1 WHERE peer = ? AND id = ?",
     [ST_IN_DISPLAYED] =
         "UPDATE inbox SET displayed = 1 WHERE peer = ? AND id = ?",
     [ST_IN_UNHANDED] =
-        "SELECT " IN_COLS ", body FROM inbox INDEXED BY inbox_unhanded"
-        " WHERE handed = 0 ORDER BY received_ms",
+        "SELECT " IN_COLS ", body, meta FROM inbox INDEXED BY inbox_unhanded"
+        " WHERE handed = 0 ORDER BY seq",
+    /* app marks (behaviour.md §9): cancel is a state change (ST_OUT_SET_STATE);
+     * retract and delete keep the row (its id stays taken, a late event
+     * still finds it) and drop the content */
+    [ST_OUT_APP_MARK] =
+        "UPDATE outbox SET retracted = retracted OR ?, deleted = deleted OR ?,"
+        " body = '', meta = '' WHERE id = ?",
+    [ST_IN_RETRACT] =
+        "UPDATE inbox SET retracted = 1, body = '', meta = ''"
+        " WHERE peer = ? AND id = ? AND retracted = 0",
+    /* a retraction that arrives before its message: the message, when it
+     * comes, is a duplicate and never handed */
+    [ST_IN_TOMBSTONE] =
+        "INSERT OR IGNORE INTO inbox(seq, peer, id, kind, ts_ms, received_ms,"
+        " body, handed, retracted) VALUES(" NEXT_SEQ ", ?, ?, 0, ?, ?, '', 1, 1)",
+    [ST_IN_DELETE] =
+        "UPDATE inbox SET deleted = 1, handed = 1, body = '', meta = ''"
+        " WHERE peer = ? AND id = ?",
+    [ST_IN_READ_MARK] =
+        "SELECT max(seq) FROM inbox INDEXED BY inbox_read"
+        " WHERE peer = ? AND displayed = 1",
+    /* history pages: each direction walks its (peer, seq) index backwards
+     * and the two are merged in C (no sorter) */
+    [ST_HIST_OUT] =
+        "SELECT " HIST_OUT_COLS " FROM outbox INDEXED BY outbox_peer_seq"
+        " WHERE peer = ? AND seq < ? AND deleted = 0 ORDER BY seq DESC",
+    [ST_HIST_IN] =
+        "SELECT " HIST_IN_COLS " FROM inbox INDEXED BY inbox_peer_seq"
+        " WHERE peer = ? AND seq < ? AND deleted = 0 ORDER BY seq DESC",
+    [ST_HIST_OUT_ALL] =
+        "SELECT " HIST_OUT_COLS " FROM outbox"
+        " WHERE seq < ? AND deleted = 0 ORDER BY seq DESC",
+    [ST_HIST_IN_ALL] =
+        "SELECT " HIST_IN_COLS " FROM inbox"
+        " WHERE seq < ? AND deleted = 0 ORDER BY seq DESC",
+    /* pending: unsettled and not given up, plus FAILED for good */
+    [ST_PEND_UNSETTLED] =
+        "SELECT " HIST_OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
+        " WHERE (state <= 2 OR (state = 5 AND permanent = 0))"
+        " AND cancelled = 0 AND seq > ? ORDER BY seq",
+    [ST_PEND_FAILED] =
+        "SELECT " HIST_OUT_COLS " FROM outbox INDEXED BY outbox_failed"
+        " WHERE state = 5 AND permanent = 1 AND cancelled = 0 AND seq > ?"
+        " ORDER BY seq",
+    /* conversations: skip from peer to peer through the indexes */
+    [ST_PEER_NEXT_OUT] = "SELECT peer FROM outbox INDEXED BY outbox_peer_seq"
+                         " WHERE peer > ? ORDER BY peer LIMIT 1",
+    [ST_PEER_NEXT_IN] = "SELECT peer FROM inbox INDEXED BY inbox_peer_seq"
+                        " WHERE peer > ? ORDER BY peer LIMIT 1",
+    [ST_PEER_LAST_OUT] =
+        "SELECT seq, created_ms FROM outbox INDEXED BY outbox_peer_seq"
+        " WHERE peer = ? AND deleted = 0 ORDER BY seq DESC LIMIT 1",
+    [ST_PEER_LAST_IN] =
+        "SELECT seq, ts_ms FROM inbox INDEXED BY inbox_peer_seq"
+        " WHERE peer = ? AND deleted = 0 ORDER BY seq DESC LIMIT 1",
+    [ST_PEER_UNREAD] =
+        "SELECT count(*) FROM inbox INDEXED BY inbox_peer_seq"
+        " WHERE peer = ? AND seq > ? AND deleted = 0 AND retracted = 0",
     [ST_RCPT_FIND] = "SELECT rid, asked FROM receipts"
                      " WHERE peer = ? AND id = ? AND state = ?",
     [ST_RCPT_ADD] =
@@ -329,6 +502,10 @@ static int read_out_row(store_t *s, sqlite3_stmt *st, core_row_t *row)
     row->last_sent_ms = sqlite3_column_int64(st, 7);
     row->last_change_ms = sqlite3_column_int64(st, 8);
     row->permanent = sqlite3_column_int(st, 9);
+    row->cancelled = sqlite3_column_int(st, 11);
+    row->retracted = sqlite3_column_int(st, 12);
+    row->deleted = sqlite3_column_int(st, 13);
+    row->seq = sqlite3_column_int64(st, 14);
     if (col_copy(s, st, 0, row->id, sizeof(row->id)) != COURIER_OK ||
         col_copy(s, st, 1, row->peer, sizeof(row->peer)) != COURIER_OK ||
         col_copy(s, st, 10, row->reason, sizeof(row->reason)) != COURIER_OK)
@@ -345,6 +522,9 @@ static int read_in_row(store_t *s, sqlite3_stmt *st, store_in_t *m)
     m->asked = (unsigned)sqlite3_column_int64(st, 4);
     m->displayed = sqlite3_column_int(st, 5);
     m->handed = sqlite3_column_int(st, 6);
+    m->retracted = sqlite3_column_int(st, 7);
+    m->deleted = sqlite3_column_int(st, 8);
+    m->seq = sqlite3_column_int64(st, 9);
     if (col_copy(s, st, 0, m->peer, sizeof(m->peer)) != COURIER_OK ||
         col_copy(s, st, 1, m->id, sizeof(m->id)) != COURIER_OK)
         return COURIER_ECORRUPT;
@@ -653,7 +833,8 @@ const char *store_errmsg(const store_t *s)
 
 /* ---- outgoing messages -------------------------------------------- */
 
-int store_out_insert(store_t *s, const core_row_t *row, const char *body)
+int store_out_insert(store_t *s, const core_row_t *row, const char *body,
+                     const char *meta)
 {
     sqlite3_stmt *st = s->st[ST_OUT_INSERT];
     binder_t b = bind_start(st);
@@ -672,6 +853,7 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body)
     bind_int(&b, row->permanent);
     bind_text(&b, row->reason);
     bind_text(&b, body);
+    bind_text(&b, meta ? meta : "");
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     if (rc == SQLITE_DONE) {
         rc = COURIER_OK;
@@ -687,14 +869,32 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body)
     return rc;
 }
 
+/* A util_malloc'd copy of a text column ("" for NULL). */
+static int col_dup(store_t *s, sqlite3_stmt *st, int col, char **out)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    char *copy = util_malloc(n + 1);
+    *out = NULL;
+    if (!copy)
+        return fail_with(s, COURIER_ENOMEM, "read message: out of memory");
+    if (n)
+        memcpy(copy, v, n);
+    copy[n] = '\0';
+    *out = copy;
+    return COURIER_OK;
+}
+
 int store_out_get(store_t *s, const char *id, core_row_t *row,
-                  char **body_out)
+                  char **body_out, char **meta_out)
 {
     sqlite3_stmt *st = s->st[ST_OUT_GET];
     binder_t b = bind_start(st);
     int rc;
     if (body_out)
         *body_out = NULL;
+    if (meta_out)
+        *meta_out = NULL;
     bind_text(&b, id);
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     if (rc == SQLITE_DONE) {
@@ -706,18 +906,13 @@ int store_out_get(store_t *s, const char *id, core_row_t *row,
         goto out;
     }
     rc = read_out_row(s, st, row);
-    if (rc == COURIER_OK && body_out) {
-        const unsigned char *v = sqlite3_column_text(st, 11);
-        size_t n = (size_t)sqlite3_column_bytes(st, 11);
-        char *body = util_malloc(n + 1);
-        if (!body) {
-            rc = fail_with(s, COURIER_ENOMEM, "read message: out of memory");
-            goto out;
-        }
-        if (n)
-            memcpy(body, v, n);
-        body[n] = '\0';
-        *body_out = body;
+    if (rc == COURIER_OK && body_out)
+        rc = col_dup(s, st, 15, body_out);
+    if (rc == COURIER_OK && meta_out)
+        rc = col_dup(s, st, 16, meta_out);
+    if (rc != COURIER_OK && body_out) {
+        util_free(*body_out);
+        *body_out = NULL;
     }
 out:
     finish(st);
@@ -737,6 +932,7 @@ int store_out_set_state(store_t *s, const core_act_t *act, int *changed)
     bind_int(&b, act->last_change_ms);
     bind_int(&b, act->permanent);
     bind_text(&b, act->reason);
+    bind_int(&b, act->cancelled);
     bind_text(&b, act->id);
     bind_int(&b, act->from_mask);
     rc = run(s, st, &b, "update state");
@@ -967,6 +1163,7 @@ static int in_insert(store_t *s, const store_in_t *msg, const char *body,
     bind_int(&b, util_wall_ms());
     bind_int(&b, msg->asked);
     bind_text(&b, body);
+    bind_text(&b, msg->meta ? msg->meta : "");
     rc = run(s, st, &b, "insert incoming message");
     if (rc != COURIER_OK || sqlite3_changes(s->db) > 0)
         return rc;
@@ -1014,8 +1211,9 @@ int store_in_each_unhanded(store_t *s, store_in_cb cb, void *ud)
     store_in_t m;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *body = (const char *)sqlite3_column_text(st, 7);
+        const char *body = (const char *)sqlite3_column_text(st, 10);
         int crc = read_in_row(s, st, &m);
+        m.meta = (const char *)sqlite3_column_text(st, 11);
         if (crc == COURIER_OK)
             crc = cb(ud, &m, body ? body : "");
         if (crc != 0) {
@@ -1031,13 +1229,22 @@ out:
 
 /* ---- receipts ------------------------------------------------------ */
 
+/* An owed retraction is a row of its own kind in the receipts table: the
+ * same window, acknowledgement and resend after every login. */
+#define RCPT_STATE_RETRACT 6
+
+static int rcpt_state(const store_rcpt_t *r)
+{
+    return r->retract ? RCPT_STATE_RETRACT : (int)r->state;
+}
+
 static int rcpt_insert(store_t *s, const store_rcpt_t *r, unsigned asked)
 {
     sqlite3_stmt *st = s->st[ST_RCPT_ADD];
     binder_t b = bind_start(st);
     bind_text(&b, r->peer);
     bind_text(&b, r->id);
-    bind_int(&b, r->state);
+    bind_int(&b, rcpt_state(r));
     bind_int(&b, asked);
     return run(s, st, &b, "add receipt");
 }
@@ -1055,7 +1262,7 @@ static int rcpt_replace(store_t *s, const store_rcpt_t *r)
         return rc;
     bind_text(&b, r->peer);
     bind_text(&b, r->id);
-    bind_int(&b, r->state);
+    bind_int(&b, rcpt_state(r));
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     if (rc == SQLITE_ROW) {
         old = sqlite3_column_int64(st, 0);
@@ -1114,7 +1321,9 @@ int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
         int crc;
         memset(&r, 0, sizeof(r));
         r.rid = sqlite3_column_int64(st, 0);
-        r.state = (courier_state_t)sqlite3_column_int(st, 3);
+        int state = sqlite3_column_int(st, 3);
+        r.retract = state == RCPT_STATE_RETRACT;
+        r.state = r.retract ? COURIER_DELIVERED : (courier_state_t)state;
         r.asked = (unsigned)sqlite3_column_int64(st, 4);
         crc = col_copy(s, st, 1, r.peer, sizeof(r.peer));
         if (crc == COURIER_OK)
@@ -1135,6 +1344,317 @@ out:
 int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud)
 {
     return store_rcpt_each_after(s, 0, SIZE_MAX, cb, ud);
+}
+
+/* ---- the app's history (behaviour.md §9) --------------------------- */
+
+void store_entries_free(store_entries_t *l)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        util_free(l->v[i].body);
+        util_free(l->v[i].meta);
+    }
+    util_free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Append the current row (HIST_*_COLS order) of `st` to `l`. */
+static int entry_add(store_t *s, sqlite3_stmt *st, courier_dir_t dir,
+                     store_entries_t *l)
+{
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        store_entry_t *v = util_realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return fail_with(s, COURIER_ENOMEM, "history: out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    store_entry_t *e = &l->v[l->len];
+    memset(e, 0, sizeof(*e));
+    e->seq = sqlite3_column_int64(st, 0);
+    e->dir = dir;
+    e->kind = (courier_kind_t)sqlite3_column_int(st, 3);
+    e->state = (courier_state_t)sqlite3_column_int(st, 4);
+    e->timestamp_ms = sqlite3_column_int64(st, 5);
+    e->retracted = sqlite3_column_int(st, 6);
+    int rc = col_copy(s, st, 1, e->id, sizeof(e->id));
+    if (rc == COURIER_OK)
+        rc = col_copy(s, st, 2, e->peer, sizeof(e->peer));
+    if (rc == COURIER_OK)
+        rc = col_dup(s, st, 7, &e->body);
+    if (rc == COURIER_OK)
+        rc = col_dup(s, st, 8, &e->meta);
+    if (rc != COURIER_OK) {
+        util_free(e->body);
+        util_free(e->meta);
+        return rc;
+    }
+    l->len++;
+    return COURIER_OK;
+}
+
+/* Step `st`: 1 with a row, 0 at the end, < 0 an error code. */
+static int step_row(store_t *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : fail(s, rc, what);
+}
+
+/* Merge two cursors ordered by seq (descending when `desc`) into `out`,
+ * at most `limit` rows: each index is read only as far as the page
+ * reaches, whatever the size of the store. */
+static int merge(store_t *s, sqlite3_stmt *a, sqlite3_stmt *b, int desc,
+                 size_t limit, store_entries_t *out)
+{
+    int ha = step_row(s, a, "read history");
+    int hb = ha < 0 ? 0 : step_row(s, b, "read history");
+    int rc = ha < 0 ? ha : hb < 0 ? hb : COURIER_OK;
+    while (rc == COURIER_OK && (ha || hb) && out->len < limit) {
+        int take_a = ha && (!hb || (desc ? sqlite3_column_int64(a, 0) >
+                                               sqlite3_column_int64(b, 0)
+                                         : sqlite3_column_int64(a, 0) <
+                                               sqlite3_column_int64(b, 0)));
+        sqlite3_stmt *st = take_a ? a : b;
+        rc = entry_add(s, st, take_a ? COURIER_DIR_OUT : COURIER_DIR_IN, out);
+        if (rc != COURIER_OK)
+            break;
+        int more = step_row(s, st, "read history");
+        if (more < 0)
+            rc = more;
+        else if (take_a)
+            ha = more;
+        else
+            hb = more;
+    }
+    finish(a);
+    finish(b);
+    return rc;
+}
+
+int store_history(store_t *s, const char *peer, int64_t before_seq,
+                  size_t limit, store_entries_t *out)
+{
+    sqlite3_stmt *o = s->st[peer ? ST_HIST_OUT : ST_HIST_OUT_ALL];
+    sqlite3_stmt *i = s->st[peer ? ST_HIST_IN : ST_HIST_IN_ALL];
+    int64_t before = before_seq > 0 ? before_seq : INT64_MAX;
+    binder_t bo = bind_start(o), bi = bind_start(i);
+    if (peer) {
+        bind_text(&bo, peer);
+        bind_text(&bi, peer);
+    }
+    bind_int(&bo, before);
+    bind_int(&bi, before);
+    if (bo.rc != SQLITE_OK || bi.rc != SQLITE_OK) {
+        int rc = fail(s, bo.rc != SQLITE_OK ? bo.rc : bi.rc, "read history");
+        finish(o);
+        finish(i);
+        return rc;
+    }
+    return merge(s, o, i, 1, limit, out);
+}
+
+int store_pending(store_t *s, int64_t after_seq, size_t limit,
+                  store_entries_t *out)
+{
+    sqlite3_stmt *a = s->st[ST_PEND_UNSETTLED], *b = s->st[ST_PEND_FAILED];
+    binder_t ba = bind_start(a), bb = bind_start(b);
+    bind_int(&ba, after_seq);
+    bind_int(&bb, after_seq);
+    if (ba.rc != SQLITE_OK || bb.rc != SQLITE_OK) {
+        int rc = fail(s, ba.rc != SQLITE_OK ? ba.rc : bb.rc, "read pending");
+        finish(a);
+        finish(b);
+        return rc;
+    }
+    /* both are outgoing: merge() labels the second cursor IN */
+    size_t first = out->len;
+    int rc = merge(s, a, b, 0, limit, out);
+    for (size_t k = first; k < out->len; k++)
+        out->v[k].dir = COURIER_DIR_OUT;
+    return rc;
+}
+
+/* The smallest peer above `after` in `st`'s index ("" = none left). */
+static int next_peer(store_t *s, int which, const char *after,
+                     char peer[COURIER_JID_MAX])
+{
+    sqlite3_stmt *st = s->st[which];
+    binder_t b = bind_start(st);
+    bind_text(&b, after);
+    int rc = b.rc == SQLITE_OK ? step_row(s, st, "read peers")
+                               : fail(s, b.rc, "read peers");
+    peer[0] = '\0';
+    if (rc == 1)
+        rc = col_copy(s, st, 0, peer, COURIER_JID_MAX);
+    finish(st);
+    return rc < 0 ? rc : COURIER_OK;
+}
+
+/* The first row of a keyed query: two integers, found = 0 when none. */
+static int peer_ints(store_t *s, int which, const char *peer, int64_t arg,
+                     int with_arg, int64_t *x, int64_t *y, int *found)
+{
+    sqlite3_stmt *st = s->st[which];
+    binder_t b = bind_start(st);
+    bind_text(&b, peer);
+    if (with_arg)
+        bind_int(&b, arg);
+    int rc = b.rc == SQLITE_OK ? step_row(s, st, "read conversation")
+                               : fail(s, b.rc, "read conversation");
+    *found = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    if (*found) {
+        *x = sqlite3_column_int64(st, 0);
+        if (y)
+            *y = sqlite3_column_int64(st, 1);
+    }
+    finish(st);
+    return rc < 0 ? rc : COURIER_OK;
+}
+
+static int conv_fill(store_t *s, store_conv_t *c)
+{
+    int64_t so = 0, mo = 0, si = 0, mi = 0, mark = 0, unread = 0;
+    int fo, fi, fm, fu;
+    int rc = peer_ints(s, ST_PEER_LAST_OUT, c->peer, 0, 0, &so, &mo, &fo);
+    if (rc == COURIER_OK)
+        rc = peer_ints(s, ST_PEER_LAST_IN, c->peer, 0, 0, &si, &mi, &fi);
+    /* read mark: marking one displayed marks the earlier ones (XEP-0333) */
+    if (rc == COURIER_OK)
+        rc = peer_ints(s, ST_IN_READ_MARK, c->peer, 0, 0, &mark, NULL, &fm);
+    if (rc == COURIER_OK)
+        rc = peer_ints(s, ST_PEER_UNREAD, c->peer, fm ? mark : 0, 1,
+                       &unread, NULL, &fu);
+    if (rc != COURIER_OK)
+        return rc;
+    c->last_seq = !fo ? si : !fi ? so : so > si ? so : si;
+    c->last_ms = !fo ? mi : !fi ? mo : so > si ? mo : mi;
+    c->unread = fu && unread > 0 ? (unsigned)unread : 0;
+    return fo || fi ? COURIER_OK : COURIER_ENOTFOUND;
+}
+
+static int conv_cmp(const void *a, const void *b)
+{
+    const store_conv_t *x = a, *y = b;
+    return x->last_seq < y->last_seq ? 1 : x->last_seq > y->last_seq ? -1 : 0;
+}
+
+int store_conversations(store_t *s, store_conv_t **out, size_t *n_out)
+{
+    char po[COURIER_JID_MAX] = "", pi[COURIER_JID_MAX] = "";
+    char last[COURIER_JID_MAX] = "";
+    store_conv_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = next_peer(s, ST_PEER_NEXT_OUT, "", po);
+    if (rc == COURIER_OK)
+        rc = next_peer(s, ST_PEER_NEXT_IN, "", pi);
+    *out = NULL;
+    *n_out = 0;
+    /* the union of both tables' peers, in order, one seek per peer */
+    while (rc == COURIER_OK && (po[0] || pi[0])) {
+        const char *p = !po[0] ? pi : !pi[0] ? po
+                                             : strcmp(po, pi) <= 0 ? po : pi;
+        util_strlcpy(last, p, sizeof(last));
+        if (n == cap) {
+            size_t c2 = cap ? cap * 2 : 16;
+            store_conv_t *v2 = util_realloc(v, c2 * sizeof(*v2));
+            if (!v2) {
+                rc = fail_with(s, COURIER_ENOMEM, "conversations: out of memory");
+                break;
+            }
+            v = v2;
+            cap = c2;
+        }
+        memset(&v[n], 0, sizeof(v[n]));
+        util_strlcpy(v[n].peer, last, sizeof(v[n].peer));
+        rc = conv_fill(s, &v[n]);
+        if (rc == COURIER_OK)
+            n++;
+        else if (rc == COURIER_ENOTFOUND) /* every entry deleted */
+            rc = COURIER_OK;
+        if (rc == COURIER_OK && strcmp(po, last) == 0)
+            rc = next_peer(s, ST_PEER_NEXT_OUT, last, po);
+        if (rc == COURIER_OK && strcmp(pi, last) == 0)
+            rc = next_peer(s, ST_PEER_NEXT_IN, last, pi);
+    }
+    if (rc != COURIER_OK) {
+        util_free(v);
+        return rc;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(*v), conv_cmp);
+    *out = v;
+    *n_out = n;
+    return COURIER_OK;
+}
+
+int store_out_mark(store_t *s, const char *id, int retracted, int deleted)
+{
+    sqlite3_stmt *st = s->st[ST_OUT_APP_MARK];
+    binder_t b = bind_start(st);
+    bind_int(&b, retracted ? 1 : 0);
+    bind_int(&b, deleted ? 1 : 0);
+    bind_text(&b, id);
+    int rc = run(s, st, &b, "mark message");
+    if (rc == COURIER_OK && sqlite3_changes(s->db) == 0)
+        rc = fail_with(s, COURIER_ENOTFOUND, "no such message");
+    return rc;
+}
+
+int store_in_retract(store_t *s, const char *peer, const char *id,
+                     int64_t now_ms, int *existed)
+{
+    binder_t b = bind_start(s->st[ST_IN_RETRACT]);
+    *existed = 0;
+    bind_text(&b, peer);
+    bind_text(&b, id);
+    int rc = run(s, s->st[ST_IN_RETRACT], &b, "retract message");
+    if (rc != COURIER_OK)
+        return rc;
+    if (sqlite3_changes(s->db) > 0) {
+        *existed = 1;
+        return COURIER_OK;
+    }
+    /* already retracted, or not here yet: a tombstone (ignored if the
+     * row exists) makes the message a duplicate when it comes */
+    b = bind_start(s->st[ST_IN_TOMBSTONE]);
+    bind_text(&b, peer);
+    bind_text(&b, id);
+    bind_int(&b, now_ms);
+    bind_int(&b, now_ms);
+    return run(s, s->st[ST_IN_TOMBSTONE], &b, "store retraction");
+}
+
+int store_in_delete(store_t *s, const char *peer, const char *id)
+{
+    int rc = in_key_run(s, ST_IN_DELETE, peer, id, "delete message");
+    if (rc == COURIER_OK && sqlite3_changes(s->db) == 0)
+        rc = fail_with(s, COURIER_ENOTFOUND, "no such message");
+    return rc;
+}
+
+int store_erase(store_t *s)
+{
+    if (s->in_txn)
+        return fail_with(s, COURIER_ESTATE, "erase inside a transaction");
+    /* secure_delete overwrites the freed content; VACUUM then rebuilds
+     * the file without free pages, and the WAL is truncated, so no
+     * message text is left in any file of the store */
+    int rc = exec(s, "PRAGMA secure_delete=ON;"
+                     "BEGIN IMMEDIATE;"
+                     "DELETE FROM outbox; DELETE FROM inbox;"
+                     "DELETE FROM receipts;"
+                     "COMMIT;", "erase");
+    if (rc != COURIER_OK && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == COURIER_OK)
+        rc = exec(s, "VACUUM", "erase: vacuum");
+    if (rc == COURIER_OK)
+        rc = exec(s, "PRAGMA wal_checkpoint(TRUNCATE)", "erase: checkpoint");
+    sqlite3_exec(s->db, "PRAGMA secure_delete=OFF", NULL, NULL, NULL);
+    return rc;
 }
 
 /* ---- tests --------------------------------------------------------- */

@@ -22,8 +22,10 @@
  * `bounces` column and no `receipts` table; version 2 no index for the
  * last message of a peer; version 3 could hold one owed receipt several
  * times; version 4's unsettled index was defined with a constant IN list;
- * store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 5
+ * version 5 had no common history order (seq) over both directions and no
+ * meta / cancelled / retracted / deleted columns; store_open migrates
+ * forward. */
+#define STORE_SCHEMA_VERSION 6
 
 typedef struct store store_t;
 
@@ -49,14 +51,16 @@ void store_rollback(store_t *s);
 
 /* ---- outgoing messages ------------------------------------------- */
 
-/* Insert a new outgoing message. COURIER_ESTATE if the id exists. */
-int store_out_insert(store_t *s, const core_row_t *row, const char *body);
+/* Insert a new outgoing message, with the next history seq; `meta` may be
+ * NULL (""). COURIER_ESTATE if the id exists (also a deleted one). */
+int store_out_insert(store_t *s, const core_row_t *row, const char *body,
+                     const char *meta);
 
-/* Read message `id`. `body_out` (may be NULL) receives a util_malloc'd
- * copy of the body, which the caller frees with util_free().
+/* Read message `id`. `body_out` and `meta_out` (may be NULL) receive
+ * util_malloc'd copies, which the caller frees with util_free().
  * COURIER_ENOTFOUND when absent. */
 int store_out_get(store_t *s, const char *id, core_row_t *row,
-                  char **body_out);
+                  char **body_out, char **meta_out);
 
 /* Apply a CORE_ACT_STATE: one conditional UPDATE (only if the stored state
  * is in act->from_mask). `*changed` is set to 1 if the row changed, else 0.
@@ -96,7 +100,12 @@ typedef struct {
     int64_t timestamp_ms;       /* sender's time (delay) or arrival */
     unsigned asked;             /* CORE_ASK_* */
     int displayed;              /* app marked it displayed */
-    int handed;                 /* on_message has returned for it */
+    int handed;                 /* on_message has returned for it (or, with
+                                   app_confirms, courier_confirm) */
+    int retracted, deleted;     /* read only */
+    int64_t seq;                /* read only: history order */
+    const char *meta;           /* insert: NULL = ""; store_in_each_unhanded:
+                                   valid during the callback */
 } store_in_t;
 
 /* Record an incoming message keyed by (peer, id). If it is new, it is
@@ -134,6 +143,8 @@ typedef struct {
     char id[COURIER_ID_MAX];
     courier_state_t state;      /* DELIVERED or DISPLAYED */
     unsigned asked;             /* CORE_ASK_* forms to send */
+    int retract;                /* not a receipt: our XEP-0424 retraction
+                                   of our message `id` (state unused) */
 } store_rcpt_t;
 
 /* Remember a receipt owed; its row id goes to `*rid_out` (may be NULL).
@@ -150,6 +161,73 @@ int store_rcpt_each(store_t *s, store_rcpt_cb cb, void *ud);
  * (rids only grow). A non-zero return from `cb` stops and is returned. */
 int store_rcpt_each_after(store_t *s, int64_t after, size_t limit,
                           store_rcpt_cb cb, void *ud);
+
+/* ---- the app's history (behaviour.md §9) ---------------------------- */
+
+typedef struct {
+    int64_t seq;
+    courier_dir_t dir;
+    char id[COURIER_ID_MAX];
+    char peer[COURIER_JID_MAX];
+    courier_kind_t kind;
+    courier_state_t state;      /* IN: DELIVERED, or DISPLAYED if marked */
+    int64_t timestamp_ms;       /* OUT: created; IN: the sender's time */
+    int retracted;
+    char *body, *meta;          /* util_malloc'd, freed by
+                                   store_entries_free */
+} store_entry_t;
+
+typedef struct {
+    store_entry_t *v;
+    size_t len, cap;
+} store_entries_t;
+
+/* Free the entries' strings and the array; `l` is left empty. */
+void store_entries_free(store_entries_t *l);
+
+/* Append to `out` at most `limit` entries of `peer` (NULL: every peer),
+ * not deleted, with seq < before_seq (<= 0: from the newest), newest
+ * first. Each direction is read backwards through its (peer, seq) index
+ * as far as the page reaches: a page costs the same in any size of
+ * store. */
+int store_history(store_t *s, const char *peer, int64_t before_seq,
+                  size_t limit, store_entries_t *out);
+
+/* Append to `out` at most `limit` outgoing messages with seq > after_seq
+ * that no device confirmed and the app did not cancel (QUEUED, SENT,
+ * OFFLINE, FAILED), oldest first. */
+int store_pending(store_t *s, int64_t after_seq, size_t limit,
+                  store_entries_t *out);
+
+typedef struct {
+    char peer[COURIER_JID_MAX];
+    int64_t last_seq, last_ms;  /* the newest entry not deleted */
+    unsigned unread;            /* incoming after the read mark (the newest
+                                   marked displayed), not retracted */
+} store_conv_t;
+
+/* Every peer with an entry not deleted, the most recent first, in a
+ * util_malloc'd array (`*out`, NULL when none) of `*n`. */
+int store_conversations(store_t *s, store_conv_t **out, size_t *n);
+
+/* Mark outgoing `id` retracted and/or deleted (a mark is never taken
+ * back) and drop its body and meta. COURIER_ENOTFOUND when absent. */
+int store_out_mark(store_t *s, const char *id, int retracted, int deleted);
+
+/* The sender `peer` retracted its message `id`: mark it and drop its
+ * content (`*existed` = 1: it was stored and not yet retracted), or, if
+ * it is not here yet, store a tombstone so that it is never handed. */
+int store_in_retract(store_t *s, const char *peer, const char *id,
+                     int64_t now_ms, int *existed);
+
+/* Delete incoming (peer, id) from the history: content dropped, counted
+ * as handed; the row stays so a duplicate is still recognised.
+ * COURIER_ENOTFOUND when absent. */
+int store_in_delete(store_t *s, const char *peer, const char *id);
+
+/* Remove every message, receipt and mark, then rebuild the file
+ * (secure_delete, VACUUM, WAL truncated). Not inside store_begin(). */
+int store_erase(store_t *s);
 
 /* ---- tests --------------------------------------------------------- */
 

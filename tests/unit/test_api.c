@@ -606,8 +606,10 @@ static void test_group_commit_each_send_durable_on_return(void **st)
 
 /* ---- the engine with a fake transport --------------------------------- */
 
-static void fake_send_chat(void *tp, const core_row_t *row, const char *body)
+static void fake_send_chat(void *tp, const core_row_t *row, const char *body,
+                           const char *meta)
 {
+    (void)meta;
     fx_t *f = tp;
     if (f->n_sent < 256) {
         snprintf(f->sent[f->n_sent], COURIER_ID_MAX, "%s", row->id);
@@ -700,8 +702,8 @@ static void test_engine_reconnect_sends_stored_then_acks(void **st)
     fx_t *f = *st;
     engine_t *e = open_engine(f);
     char a[COURIER_ID_MAX], b[COURIER_ID_MAX];
-    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
-    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", b), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", NULL, a), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", NULL, b), 0);
     assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
     engine_dispatch(e);
     assert_int_equal(f->n_sent, 2);
@@ -759,7 +761,7 @@ static void test_engine_loop_batch_one_commit_app_calls_durable(void **st)
     assert_int_equal(committed_count(f, in_q), 0); /* not yet committed */
     /* an app thread's send commits the batch and itself */
     char id[COURIER_ID_MAX];
-    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "hi", id),
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "hi", NULL, id),
                      COURIER_OK);
     assert_int_equal(committed_count(f, in_q), 2);
     assert_int_equal(committed_count(f, out_q), 1);
@@ -806,8 +808,8 @@ static void test_engine_send_first_decision_in_the_insert(void **st)
     engine_t *e = open_engine(f);
     engine_feed(e, CORE_EV_LINK_UP);
     char a[COURIER_ID_MAX], b[COURIER_ID_MAX];
-    assert_int_equal(engine_send(e, BOB, COURIER_VOICE, "v-1", "url", a), 0);
-    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", b), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_VOICE, "v-1", "url", NULL, a), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "two", NULL, b), 0);
     assert_int_equal(committed_count(f, "SELECT attempts * 10 + state FROM "
                                         "outbox WHERE id = 'v-1'"), 10);
     assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox WHERE "
@@ -828,7 +830,7 @@ static void test_engine_send_first_decision_in_the_insert(void **st)
     assert_int_equal(f->n_sent, 2); /* the slot went to the second */
     assert_int_equal(committed_count(f, q), 10); /* out, not acked */
     size_t links = f->n_links;
-    assert_int_equal(engine_send(e, BOB, COURIER_IMAGE, "v-1", "again",
+    assert_int_equal(engine_send(e, BOB, COURIER_IMAGE, "v-1", "again", NULL,
                                  NULL), COURIER_ESTATE);
     assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox"), 2);
     engine_dispatch(e);
@@ -1026,7 +1028,7 @@ static void test_engine_peer_activity_implicit_read(void **st)
     engine_t *e = open_engine(f);
     engine_feed(e, CORE_EV_LINK_UP);
     char a[COURIER_ID_MAX];
-    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", NULL, a);
     codec_msg_t ev = event_from(BOB, a, COURIER_DELIVERED);
     engine_incoming(e, &ev);
     codec_msg_t m = chat_from(BOB, "r1", "reply", 0);
@@ -1048,7 +1050,7 @@ static void test_engine_error_reply_fails_permanently(void **st)
     engine_t *e = open_engine(f);
     engine_feed(e, CORE_EV_LINK_UP);
     char a[COURIER_ID_MAX];
-    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", NULL, a);
     codec_msg_t err;
     memset(&err, 0, sizeof(err));
     err.cls = CODEC_ERROR;
@@ -1095,7 +1097,7 @@ static void test_engine_late_ack_after_expiry_moves_on(void **st)
     engine_set_clock(e, fake_clock, NULL);
     engine_feed(e, CORE_EV_LINK_UP);
     char a[COURIER_ID_MAX];
-    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", a), 0);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "one", NULL, a), 0);
     engine_dispatch(e);
     assert_int_equal(f->n_sent, 1);
     fake_ms = 7000;
@@ -1122,7 +1124,7 @@ static void test_engine_muted_runs_no_callbacks(void **st)
     fx_t *f = *st;
     engine_t *e = open_engine(f);
     char a[COURIER_ID_MAX];
-    engine_send(e, BOB, COURIER_TEXT, NULL, "one", a);
+    engine_send(e, BOB, COURIER_TEXT, NULL, "one", NULL, a);
     codec_msg_t m = chat_from(BOB, "late", "late one", 0);
     engine_incoming(e, &m);
     engine_mute(e);

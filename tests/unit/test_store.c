@@ -119,13 +119,13 @@ static void put(fx_t *f, const char *id, const char *peer,
                 int64_t last_sent_ms)
 {
     core_row_t r = make_row(id, peer, state, created_ms, last_sent_ms);
-    assert_int_equal(store_out_insert(f->s, &r, "body"), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
 }
 
 static core_row_t get(fx_t *f, const char *id)
 {
     core_row_t r;
-    assert_int_equal(store_out_get(f->s, id, &r, NULL), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, id, &r, NULL, NULL), COURIER_OK);
     return r;
 }
 
@@ -321,19 +321,19 @@ static void test_out_insert_get_roundtrip(void **state)
     r.last_change_ms = T0 + 9;
     r.permanent = 1;
     strcpy(r.reason, "service-unavailable");
-    assert_int_equal(store_out_insert(f->s, &r, body), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, body, NULL), COURIER_OK);
 
     core_row_t back;
     char *got = NULL;
-    assert_int_equal(store_out_get(f->s, "媒体-1", &back, &got), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, "媒体-1", &back, &got, NULL), COURIER_OK);
     assert_rows_equal(&r, &back);
     assert_non_null(got);
     assert_string_equal(got, body);
     util_free(got);
 
-    assert_int_equal(store_out_get(f->s, "媒体-1", &back, NULL), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, "媒体-1", &back, NULL, NULL), COURIER_OK);
     got = (char *)"untouched";
-    assert_int_equal(store_out_get(f->s, "nope", &back, &got),
+    assert_int_equal(store_out_get(f->s, "nope", &back, &got, NULL),
                      COURIER_ENOTFOUND);
     assert_null(got);
 
@@ -347,14 +347,14 @@ static void test_out_insert_duplicate_id_estate(void **state)
 {
     fx_t *f = *state;
     core_row_t r = make_row("m1", BOB, COURIER_QUEUED, T0, 0);
-    assert_int_equal(store_out_insert(f->s, &r, "first"), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, "first", NULL), COURIER_OK);
     r.state = COURIER_SENT;
-    assert_int_equal(store_out_insert(f->s, &r, "second"), COURIER_ESTATE);
+    assert_int_equal(store_out_insert(f->s, &r, "second", NULL), COURIER_ESTATE);
     assert_non_null(strstr(store_errmsg(f->s), "m1"));
 
     char *body = NULL;
     core_row_t back;
-    assert_int_equal(store_out_get(f->s, "m1", &back, &body), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, "m1", &back, &body, NULL), COURIER_OK);
     assert_int_equal(back.state, COURIER_QUEUED);
     assert_string_equal(body, "first");
     util_free(body);
@@ -580,7 +580,7 @@ static void test_each_unsettled_oldest_first(void **state)
     put(f, "c", CAROL, COURIER_SENT, T0 + 50, T0);
     r = make_row("d", BOB, COURIER_FAILED, T0 + 40, T0);
     r.permanent = 1;
-    assert_int_equal(store_out_insert(f->s, &r, "x"), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, "x", NULL), COURIER_OK);
     put(f, "e", BOB, COURIER_OFFLINE, T0 + 30, T0);
     put(f, "f", BOB, COURIER_DISPLAYED, T0 + 20, T0);
     put(f, "g", CAROL, COURIER_FAILED, T0 + 10, T0);
@@ -635,7 +635,7 @@ static void test_reopen_keeps_everything(void **state)
     strcpy(rows[2].reason, "service-unavailable");
     rows[3] = make_row("o", CAROL, COURIER_QUEUED, T0 + 5, 0);
     for (size_t i = 0; i < 4; i++)
-        assert_int_equal(store_out_insert(f->s, &rows[i], "b"), COURIER_OK);
+        assert_int_equal(store_out_insert(f->s, &rows[i], "b", NULL), COURIER_OK);
     /* mid-flight changes after the insert */
     core_act_t a = make_act("o", COURIER_OFFLINE, ALL_STATES, "stored");
     a.attempts = 5;
@@ -877,7 +877,7 @@ static void test_begin_commit(void **state)
     put(f, "m2", BOB, COURIER_QUEUED, T0, 0);
     /* a failing call inside leaves the transaction usable */
     core_row_t r = make_row("m1", BOB, COURIER_QUEUED, T0, 0);
-    assert_int_equal(store_out_insert(f->s, &r, "x"), COURIER_ESTATE);
+    assert_int_equal(store_out_insert(f->s, &r, "x", NULL), COURIER_ESTATE);
     store_in_t m = make_in(BOB, "i1", 0, T0);
     assert_int_equal(store_in_insert(f->s, &m, "b", &dup, NULL), COURIER_OK);
     assert_int_equal(store_out_promote_displayed(f->s, BOB, 0, T0, T0 + 1,
@@ -909,7 +909,7 @@ static void test_begin_rollback(void **state)
     store_rollback(f->s);
 
     core_row_t r;
-    assert_int_equal(store_out_get(f->s, "m1", &r, NULL), COURIER_ENOTFOUND);
+    assert_int_equal(store_out_get(f->s, "m1", &r, NULL, NULL), COURIER_ENOTFOUND);
     assert_int_equal(get(f, "m0").state, COURIER_DELIVERED);
     store_in_t got;
     assert_int_equal(store_in_get(f->s, BOB, "i1", &got), COURIER_ENOTFOUND);
@@ -962,7 +962,7 @@ static void test_migrate_v1_to_v2(void **state)
 
     char *body = NULL;
     core_row_t r;
-    assert_int_equal(store_out_get(f->s, "old1", &r, &body), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, "old1", &r, &body, NULL), COURIER_OK);
     assert_string_equal(body, "from v1");
     util_free(body);
     assert_int_equal(r.state, COURIER_FAILED);
@@ -1061,7 +1061,7 @@ static void test_migrate_v3_file_collapses_duplicate_receipts(void **state)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 2);
     char *body = NULL;
     core_row_t row;
-    assert_int_equal(store_out_get(f->s, "v-1", &row, &body), COURIER_OK);
+    assert_int_equal(store_out_get(f->s, "v-1", &row, &body, NULL), COURIER_OK);
     assert_string_equal(body, "https://x.test/v-1.ogg");
     util_free(body);
     assert_int_equal(row.kind, COURIER_VOICE);
@@ -1127,7 +1127,7 @@ static void test_migrate_v4_file_unsettled_index_without_in_list(void **st)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 7);
     char *body = NULL;
     core_row_t row;
-    assert_int_equal(store_out_get(f->s, "o-failed-perm", &row, &body),
+    assert_int_equal(store_out_get(f->s, "o-failed-perm", &row, &body, NULL),
                      COURIER_OK);
     assert_string_equal(body, "body of o-failed-perm");
     util_free(body);
@@ -1267,7 +1267,7 @@ static void fill_and_damage(fx_t *f, int crash)
             strcpy(row.peer, BOB);
             row.state = COURIER_QUEUED;
             if (store_open(&s, f->path, NULL, NULL, 0) != COURIER_OK ||
-                store_out_insert(s, &row, "b") != COURIER_OK)
+                store_out_insert(s, &row, "b", NULL) != COURIER_OK)
                 _exit(1);
             _exit(0); /* no store_close: the -wal stays */
         }
@@ -1402,7 +1402,7 @@ static void fill_child(const char *path, int fd)
         core_row_t r = make_row(id, BOB, COURIER_QUEUED, T0 + res.ok, 0);
         store_in_t m = make_in(BOB, id, 0, T0 + res.ok);
         res.rc = res.ok % 2 ? store_in_insert(s, &m, body, &dup, NULL)
-                            : store_out_insert(s, &r, body);
+                            : store_out_insert(s, &r, body, NULL);
         if (res.rc != COURIER_OK) {
             snprintf(res.msg, sizeof(res.msg), "%s", store_errmsg(s));
             break;
@@ -1463,7 +1463,7 @@ static void test_disk_full_leaves_store_intact(void **state)
             assert_int_equal(store_in_get(f->s, BOB, id, &m), want);
             continue;
         }
-        assert_int_equal(store_out_get(f->s, id, &r, &body), want);
+        assert_int_equal(store_out_get(f->s, id, &r, &body, NULL), want);
         if (body)
             assert_int_equal(strlen(body), 2047);
         util_free(body);
