@@ -274,7 +274,8 @@ static const char *const sql[ST_COUNT] = {
     [ST_OUT_INSERT] =
         "INSERT INTO outbox(seq, id, peer, kind, state, attempts, bounces,"
         " created_ms, last_sent_ms, last_change_ms, permanent, reason, body,"
-        " meta) VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " meta, cancelled)"
+        " VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     /* body last: it is read only when asked for */
     [ST_OUT_GET] =
         "SELECT " OUT_COLS ", body, meta FROM outbox WHERE id = ?",
@@ -854,6 +855,7 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body,
     bind_text(&b, row->reason);
     bind_text(&b, body);
     bind_text(&b, meta ? meta : "");
+    bind_int(&b, row->cancelled);
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     if (rc == SQLITE_DONE) {
         rc = COURIER_OK;
@@ -1658,6 +1660,16 @@ int store_erase(store_t *s)
 }
 
 /* ---- tests --------------------------------------------------------- */
+
+int64_t store_vm_steps(store_t *s, int reset)
+{
+    int64_t n = 0;
+    for (int i = 0; i < ST_COUNT; i++)
+        if (s->st[i])
+            n += sqlite3_stmt_status(s->st[i], SQLITE_STMTSTATUS_VM_STEP,
+                                     reset);
+    return n;
+}
 
 const char *store_stmt_sql(const store_t *s, size_t i)
 {

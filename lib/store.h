@@ -235,4 +235,9 @@ int store_erase(store_t *s);
  * unit tests check the plan of every statement the store runs. */
 const char *store_stmt_sql(const store_t *s, size_t i);
 
+/* SQLite virtual-machine steps run by the store's statements since the
+ * last reset (`reset`: start counting again): the unit tests compare the
+ * cost of the same query on stores of different sizes. */
+int64_t store_vm_steps(store_t *s, int reset);
+
 #endif /* COURIER_STORE_H */

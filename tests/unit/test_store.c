@@ -30,6 +30,7 @@
 
 #define BOB "bob@example.com"
 #define CAROL "carol@example.com"
+#define DAVE "dave@example.com"
 #define T0 1700000000000LL
 #define ALL_STATES 0x3Fu
 #define BIT(s) (1u << (s))
@@ -1162,6 +1163,300 @@ static void test_migrate_v4_file_unsettled_index_without_in_list(void **st)
     assert_string_equal(check, "ok");
 }
 
+/* ---- the app's history (issue 14, behaviour.md §9) ---------------- */
+
+static void put_in(fx_t *f, const char *peer, const char *id,
+                   const char *body, const char *meta)
+{
+    store_in_t m;
+    int dup = 0;
+    memset(&m, 0, sizeof(m));
+    strcpy(m.peer, peer);
+    strcpy(m.id, id);
+    m.kind = COURIER_TEXT;
+    m.timestamp_ms = 1000;
+    m.meta = meta;
+    assert_int_equal(store_in_insert(f->s, &m, body, &dup, NULL), COURIER_OK);
+    assert_int_equal(dup, 0);
+}
+
+static void put_out_meta(fx_t *f, const char *id, const char *peer,
+                         courier_state_t state, const char *meta)
+{
+    core_row_t r = make_row(id, peer, state, 1000, 0);
+    assert_int_equal(store_out_insert(f->s, &r, id, meta), COURIER_OK);
+}
+
+/* "ids of the page" as one string: "o1 <i1 o2" (< = incoming). */
+static void page_ids(const store_entries_t *l, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < l->len; i++) {
+        size_t at = strlen(out);
+        snprintf(out + at, n - at, "%s%s%s", i ? " " : "",
+                 l->v[i].dir == COURIER_DIR_IN ? "<" : "", l->v[i].id);
+    }
+}
+
+static void history_of(fx_t *f, const char *peer, int64_t before,
+                       size_t limit, const char *want)
+{
+    store_entries_t l = { 0 };
+    char got[512];
+    assert_int_equal(store_history(f->s, peer, before, limit, &l),
+                     COURIER_OK);
+    page_ids(&l, got, sizeof(got));
+    store_entries_free(&l);
+    assert_string_equal(got, want);
+}
+
+/* behaviour.md §9: one order over both directions; pages newest first by
+ * peer or for all; deleted entries left out; bodies and meta read back. */
+static void test_history_pages_both_directions(void **state)
+{
+    fx_t *f = *state;
+    put_out_meta(f, "o1", BOB, COURIER_DELIVERED, "{\"len\":3}");
+    put_in(f, BOB, "i1", "hi", NULL);
+    put_out_meta(f, "o2", CAROL, COURIER_SENT, NULL);
+    put_in(f, CAROL, "i2", "yo", "m");
+    put_out_meta(f, "o3", BOB, COURIER_QUEUED, NULL);
+    put_in(f, BOB, "i3", "again", NULL);
+
+    history_of(f, BOB, 0, 50, "<i3 o3 <i1 o1");
+    history_of(f, CAROL, 0, 50, "<i2 o2");
+    history_of(f, NULL, 0, 50, "<i3 o3 <i2 o2 <i1 o1");
+    history_of(f, NULL, 0, 2, "<i3 o3");
+
+    store_entries_t l = { 0 };
+    assert_int_equal(store_history(f->s, BOB, 0, 2, &l), COURIER_OK);
+    assert_int_equal(l.len, 2);
+    assert_true(l.v[0].seq > l.v[1].seq);
+    int64_t cursor = l.v[1].seq;
+    assert_string_equal(l.v[0].body, "again");
+    assert_int_equal(l.v[0].state, COURIER_DELIVERED); /* IN, not marked */
+    store_entries_free(&l);
+    history_of(f, BOB, cursor, 2, "<i1 o1");
+    assert_int_equal(store_history(f->s, BOB, cursor, 2, &l), COURIER_OK);
+    assert_string_equal(l.v[1].meta, "{\"len\":3}");
+    assert_string_equal(l.v[1].body, "o1");
+    assert_int_equal(l.v[1].state, COURIER_DELIVERED);
+    store_entries_free(&l);
+
+    /* delete: gone from the history, the id still taken */
+    assert_int_equal(store_out_mark(f->s, "o3", 0, 1), COURIER_OK);
+    assert_int_equal(store_in_delete(f->s, BOB, "i1"), COURIER_OK);
+    assert_int_equal(store_in_delete(f->s, CAROL, "i1"), COURIER_ENOTFOUND);
+    history_of(f, BOB, 0, 50, "<i3 o1");
+    core_row_t r = make_row("o3", BOB, COURIER_QUEUED, 1, 0);
+    assert_int_equal(store_out_insert(f->s, &r, "x", NULL), COURIER_ESTATE);
+    store_in_t in;
+    memset(&in, 0, sizeof(in));
+    strcpy(in.peer, BOB);
+    strcpy(in.id, "i1");
+    int dup = 0;
+    assert_int_equal(store_in_insert(f->s, &in, "hi", &dup, NULL),
+                     COURIER_OK);
+    assert_int_equal(dup, 1); /* a duplicate, never handed again */
+
+    /* seqs only grow, also after the newest was deleted */
+    int64_t top = raw_int(f->path, "SELECT max(seq) FROM inbox");
+    assert_int_equal(store_in_delete(f->s, BOB, "i3"), COURIER_OK);
+    put_in(f, BOB, "i4", "new", NULL);
+    assert_true(raw_int(f->path, "SELECT seq FROM inbox WHERE id = 'i4'") >
+                top);
+}
+
+/* The paging statements walk their index: a page of 50 costs the same
+ * (SQLite virtual-machine steps) from a store of 100 entries and from one
+ * of 4000 (the plans, checked for every statement in
+ * test_no_statement_builds_an_ephemeral_table, have no sorter). */
+static int64_t page_cost(fx_t *f, const char *peer)
+{
+    store_entries_t l = { 0 };
+    store_vm_steps(f->s, 1);
+    assert_int_equal(store_history(f->s, peer, 0, 50, &l), COURIER_OK);
+    assert_int_equal(l.len, 50);
+    int64_t steps = store_vm_steps(f->s, 0);
+    store_entries_free(&l);
+    return steps;
+}
+
+static void fill_history(fx_t *f, int from, int to)
+{
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    for (int i = from; i < to; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "m%d", i);
+        if (i % 2)
+            put_in(f, i % 4 == 1 ? CAROL : BOB, id, "b", NULL);
+        else
+            put_out_meta(f, id, i % 4 == 2 ? CAROL : BOB, COURIER_DELIVERED,
+                         NULL);
+    }
+    assert_int_equal(store_commit(f->s), COURIER_OK);
+}
+
+static void test_history_page_cost_independent_of_size(void **state)
+{
+    fx_t *f = *state;
+    fill_history(f, 0, 200);
+    int64_t small_peer = page_cost(f, BOB), small_all = page_cost(f, NULL);
+    fill_history(f, 200, 8000);
+    int64_t big_peer = page_cost(f, BOB), big_all = page_cost(f, NULL);
+    assert_true(small_peer > 0 && small_all > 0);
+    assert_true(big_peer <= small_peer + small_peer / 10);
+    assert_true(big_all <= small_all + small_all / 10);
+}
+
+/* behaviour.md §9: pending = not confirmed by any device and not given up,
+ * oldest first; conversations = one per peer, newest first, unread after
+ * the read mark. */
+static void test_pending_and_conversations(void **state)
+{
+    fx_t *f = *state;
+    put_out_meta(f, "q", BOB, COURIER_QUEUED, NULL);
+    put_out_meta(f, "d", BOB, COURIER_DELIVERED, NULL);
+    core_row_t r = make_row("fp", CAROL, COURIER_FAILED, 1000, 0);
+    r.permanent = 1;
+    assert_int_equal(store_out_insert(f->s, &r, "x", NULL), COURIER_OK);
+    r = make_row("fc", CAROL, COURIER_FAILED, 1000, 0);
+    r.permanent = 1;
+    r.cancelled = 1;
+    assert_int_equal(store_out_insert(f->s, &r, "x", NULL), COURIER_OK);
+    put_out_meta(f, "s", BOB, COURIER_SENT, NULL);
+    store_entries_t l = { 0 };
+    char got[256];
+    assert_int_equal(store_pending(f->s, 0, 100, &l), COURIER_OK);
+    page_ids(&l, got, sizeof(got));
+    assert_string_equal(got, "q fp s");
+    int64_t after = l.v[0].seq;
+    store_entries_free(&l);
+    assert_int_equal(store_pending(f->s, after, 1, &l), COURIER_OK);
+    page_ids(&l, got, sizeof(got));
+    assert_string_equal(got, "fp");
+    store_entries_free(&l);
+
+    put_in(f, BOB, "b1", "1", NULL);
+    put_in(f, BOB, "b2", "2", NULL);
+    put_in(f, BOB, "b3", "3", NULL);
+    put_in(f, DAVE, "v1", "1", NULL);
+    store_conv_t *c = NULL;
+    size_t n = 0;
+    assert_int_equal(store_conversations(f->s, &c, &n), COURIER_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(c[0].peer, DAVE);
+    assert_int_equal(c[0].unread, 1);
+    assert_string_equal(c[1].peer, BOB);
+    assert_int_equal(c[1].unread, 3);
+    assert_string_equal(c[2].peer, CAROL);
+    assert_int_equal(c[2].unread, 0);
+    assert_true(c[0].last_seq > c[1].last_seq);
+    util_free(c);
+    /* marking b2 marks b1 too (XEP-0333): one unread left */
+    assert_int_equal(store_in_set_displayed(f->s, BOB, "b2"), COURIER_OK);
+    /* a retracted message is nothing to read */
+    int existed = 0;
+    assert_int_equal(store_in_retract(f->s, DAVE, "v1", 5, &existed),
+                     COURIER_OK);
+    assert_int_equal(existed, 1);
+    assert_int_equal(store_conversations(f->s, &c, &n), COURIER_OK);
+    assert_int_equal(c[0].unread, 0);
+    assert_int_equal(c[1].unread, 1);
+    util_free(c);
+    history_of(f, BOB, 0, 3, "<b3 <b2 <b1");
+    assert_int_equal(store_history(f->s, DAVE, 0, 1, &l), COURIER_OK);
+    assert_int_equal(l.v[0].retracted, 1);
+    assert_string_equal(l.v[0].body, "");
+    store_entries_free(&l);
+}
+
+/* XEP-0424 from the sender only, once; a retraction before its message
+ * makes the message a duplicate, never handed. */
+static void test_incoming_retraction(void **state)
+{
+    fx_t *f = *state;
+    int existed = 0, dup = 0;
+    put_in(f, BOB, "m1", "oops", "meta");
+    assert_int_equal(store_in_retract(f->s, CAROL, "m1", 5, &existed),
+                     COURIER_OK);
+    assert_int_equal(existed, 0); /* carol's "m1" is not bob's */
+    store_in_t in;
+    assert_int_equal(store_in_get(f->s, BOB, "m1", &in), COURIER_OK);
+    assert_int_equal(in.retracted, 0);
+    assert_int_equal(store_in_retract(f->s, BOB, "m1", 5, &existed),
+                     COURIER_OK);
+    assert_int_equal(existed, 1);
+    assert_int_equal(store_in_retract(f->s, BOB, "m1", 6, &existed),
+                     COURIER_OK);
+    assert_int_equal(existed, 0); /* once */
+    /* carol's tombstone: her m1, when it comes, is never handed */
+    memset(&in, 0, sizeof(in));
+    strcpy(in.peer, CAROL);
+    strcpy(in.id, "m1");
+    assert_int_equal(store_in_insert(f->s, &in, "late", &dup, NULL),
+                     COURIER_OK);
+    assert_int_equal(dup, 1);
+    assert_int_equal(store_in_get(f->s, CAROL, "m1", &in), COURIER_OK);
+    assert_int_equal(in.handed, 1);
+}
+
+/* behaviour.md §9 / §5: the v5 -> v6 migration (a store written by commit
+ * bb7c198, tests/fixtures/README.md) keeps every row and orders the
+ * history of both directions by time. */
+static void test_migrate_v5_file_interleaves_history(void **st)
+{
+    fx_t *f = *st;
+    char err[256];
+    copy_fixture(f, "store_v5_history.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+    history_of(f, BOB, 0, 50, "o7-queued <i4-unhanded o5-failed <i3 "
+                              "o3-sent o2-delivered <i1-shown o1-displayed");
+    history_of(f, NULL, 0, 50, "o7-queued <i4-unhanded o6-failed-perm "
+                               "o5-failed o4-offline <i3 o3-sent <i2 "
+                               "o2-delivered <i1-shown o1-displayed");
+    store_entries_t l = { 0 };
+    assert_int_equal(store_history(f->s, BOB, 0, 50, &l), COURIER_OK);
+    assert_string_equal(l.v[1].body, "body of i4-unhanded");
+    assert_string_equal(l.v[1].meta, "");
+    assert_int_equal(l.v[6].state, COURIER_DISPLAYED); /* i1-shown marked */
+    assert_int_equal(l.v[3].state, COURIER_DELIVERED);
+    store_entries_free(&l);
+    /* unsettled (resend order kept), pending, unhanded, owed receipt */
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 4);
+    assert_string_equal(rec.ids[0], "o3-sent");
+    assert_string_equal(rec.ids[3], "o7-queued");
+    char got[256];
+    assert_int_equal(store_pending(f->s, 0, 50, &l), COURIER_OK);
+    page_ids(&l, got, sizeof(got));
+    store_entries_free(&l);
+    assert_string_equal(got, "o3-sent o4-offline o5-failed o6-failed-perm "
+                             "o7-queued");
+    rec.n = 0;
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.ids[0], "i4-unhanded");
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    /* new rows go after the migrated ones */
+    put_in(f, BOB, "new", "x", NULL);
+    history_of(f, BOB, 0, 1, "<new");
+    char last[COURIER_ID_MAX];
+    unsigned asked = 0;
+    assert_int_equal(store_in_last_id(f->s, BOB, last, &asked), COURIER_OK);
+    assert_string_equal(last, "new");
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+}
+
 /* Issue 17: no statement of the store builds a temporary b-tree or an
  * ephemeral table (a constant IN list of three or more, UPDATE ...
  * RETURNING, a sort or DISTINCT without an index). Each is built and freed
@@ -1528,6 +1823,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_ecorrupt, setup_dir,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_history_pages_both_directions,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_history_page_cost_independent_of_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_and_conversations,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incoming_retraction, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v5_file_interleaves_history, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_ecorrupt,
                                         setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_pages_ecorrupt_when_read,
