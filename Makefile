@@ -109,6 +109,14 @@ $(BUILD)/tests/test_wire: $(BUILD)/tests/unit/test_wire.o \
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
+# behaviour.md §9: a program built against the 0.1 header (a copy, in
+# tests/abi/v0_1) runs against today's library. Compiled without
+# -Iinclude, so it sees only the old header.
+$(BUILD)/tests/abi_old_program: tests/abi/old_program.c tests/abi/v0_1/courier.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror $(if $(SAN),-fsanitize=$(SAN) -g,-O2) \
+		-Itests/abi/v0_1 -o $@ $< $(STATIC) $(LIBS)
+
 INTEG_BIN := $(BUILD)/tests/test_live
 $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 		$(BUILD)/tests/integration/relay.o $(STATIC)
@@ -141,8 +149,10 @@ chaos: deps
 	$(MAKE) all $(CHAOS_BIN)
 	CHAOS_N=10000 tests/integration/prosody.sh -- $(CHAOS_BIN)
 
-check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay
+check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay $(BUILD)/tests/abi_old_program
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@d=$$(mktemp -d) && $(BUILD)/tests/abi_old_program $$d; rc=$$?; \
+		rm -rf $$d; exit $$rc
 	$(BUILD)/tests/fuzz_replay tests/fuzz/corpus
 
 # The fuzz target, replayed over its corpus with the normal build.

@@ -345,8 +345,7 @@ int courier_erase(courier_t *c)
     int driving = c->driving;
     pthread_mutex_unlock(&c->mu);
     int rc;
-    if (session_running(c->session) || driving ||
-        engine_link(c->engine, NULL) != COURIER_LINK_OFFLINE)
+    if (session_running(c->session) || driving)
         rc = util_set_error(COURIER_ESTATE, "the handle is started: "
                             "courier_stop() first");
     else

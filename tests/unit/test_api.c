@@ -46,6 +46,9 @@ typedef struct {
     char msgs[64][COURIER_ID_MAX];
     char bodies[64][64];
     size_t n_msgs;
+    char retracted[16][COURIER_ID_MAX];
+    size_t n_retracted;
+    char sent_meta[256][64];
     courier_link_t links[16];
     size_t n_links;
     int close_in_callback;
@@ -95,8 +98,17 @@ static void on_link(void *ud, courier_link_t l)
         f->links[f->n_links++] = l;
 }
 
+static void on_retract(void *ud, const char *peer, const char *id)
+{
+    fx_t *f = ud;
+    (void)peer;
+    if (f->n_retracted < 16)
+        snprintf(f->retracted[f->n_retracted++], COURIER_ID_MAX, "%s", id);
+}
+
 static const courier_callbacks_t callbacks = {
     .on_state = on_state, .on_message = on_message, .on_link = on_link,
+    .on_retract = on_retract,
 };
 
 static int setup(void **st)
@@ -609,9 +621,9 @@ static void test_group_commit_each_send_durable_on_return(void **st)
 static void fake_send_chat(void *tp, const core_row_t *row, const char *body,
                            const char *meta)
 {
-    (void)meta;
     fx_t *f = tp;
     if (f->n_sent < 256) {
+        snprintf(f->sent_meta[f->n_sent], 64, "%s", meta ? meta : "");
         snprintf(f->sent[f->n_sent], COURIER_ID_MAX, "%s", row->id);
         snprintf(f->sent_bodies[f->n_sent], 64, "%s", body);
         f->n_sent++;
@@ -725,6 +737,298 @@ static void test_engine_reconnect_sends_stored_then_acks(void **st)
     assert_int_equal(info.state, COURIER_DELIVERED);
     assert_int_equal(info.attempts, 1);
     engine_close(e);
+}
+
+/* ---- the app's data contract (issue 14, behaviour.md §9) ------------- */
+
+/* courier_send: the app's id (repeat = ESTATE, nothing changed), meta
+ * on the wire, bad meta refused with nothing stored. */
+static void test_send_app_id_and_meta(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char id[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "app-1", "hi",
+                                 "{\"reply\":\"x\"}", id), COURIER_OK);
+    assert_string_equal(id, "app-1");
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "app-1", "again",
+                                 NULL, id), COURIER_ESTATE);
+    char big[COURIER_META_MAX + 1];
+    memset(big, 'm', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "app-2", "x", big,
+                                 id), COURIER_EINVAL);
+    assert_non_null(strstr(courier_last_error(), "meta"));
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "app-2", "x",
+                                 "\xff\xfe", id), COURIER_EINVAL);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "app-2", "x",
+                                 "a\x01", id), COURIER_EINVAL);
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    assert_string_equal(f->sent[0], "app-1");
+    assert_string_equal(f->sent_meta[0], "{\"reply\":\"x\"}");
+    engine_close(e);
+}
+
+/* courier_cancel: QUEUED/FAILED only; never written again; a late ack
+ * still moves it on; bad input changes nothing. */
+static void test_cancel_never_written_again(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char off[COURIER_ID_MAX], q[COURIER_ID_MAX], s2[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "offline",
+                                 NULL, off), COURIER_OK);
+    assert_int_equal(engine_cancel(e, off), COURIER_OK);
+    assert_int_equal(engine_cancel(e, off), COURIER_ESTATE);
+    assert_int_equal(engine_cancel(e, "no-such"), COURIER_ENOTFOUND);
+    assert_int_equal(engine_cancel(e, ""), COURIER_EINVAL);
+    assert_int_equal(engine_retry(e, off), COURIER_ESTATE);
+    courier_info_t info;
+    assert_int_equal(engine_get_info(e, off, &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_FAILED);
+    assert_int_equal(info.permanent, 1);
+    assert_string_equal(info.reason, "cancelled");
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 0); /* not on reconnect */
+
+    /* QUEUED and on the wire: cancelled, then the server's late ack */
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "q", NULL, q),
+                     COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(engine_cancel(e, q), COURIER_OK);
+    assert_int_equal(engine_acked(e, q), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(engine_get_info(e, q, &info), COURIER_OK);
+    assert_int_equal(info.state, COURIER_SENT);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "s2", NULL, s2),
+                     COURIER_OK);
+    assert_int_equal(engine_acked(e, s2), COURIER_OK);
+    assert_int_equal(engine_cancel(e, s2), COURIER_ESTATE); /* SENT */
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_DOWN), COURIER_OK);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    for (size_t i = 1; i < f->n_sent; i++)
+        assert_string_not_equal(f->sent[i], q);
+    assert_int_equal(f->n_sent, 2); /* q once, s2 once */
+    engine_close(e);
+}
+
+/* courier_retract: stored and written until the server has it, after
+ * every login; only our own outgoing messages. */
+static void test_retract_is_owed_until_acked(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "oops",
+                                 "meta", a), COURIER_OK);
+    assert_int_equal(engine_acked(e, a), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(engine_retract(e, a), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_receipts, 1);
+    assert_int_equal(f->receipts[0].retract, 1);
+    assert_string_equal(f->receipts[0].id, a);
+    assert_string_equal(f->receipts[0].peer, BOB);
+    assert_int_equal(engine_retract(e, a), COURIER_ESTATE);
+    assert_int_equal(engine_retract(e, "nope"), COURIER_ENOTFOUND);
+    /* not acked: written again after the next login */
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_DOWN), COURIER_OK);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_receipts, 2);
+    assert_int_equal(f->receipts[1].retract, 1);
+    assert_int_equal(engine_receipt_acked(e, f->receipts[1].rid), COURIER_OK);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_DOWN), COURIER_OK);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_receipts, 2);
+    /* body and meta gone from the store */
+    assert_int_equal(committed_count(f, "SELECT count(*) FROM outbox WHERE"
+                                        " retracted = 1 AND body = ''"
+                                        " AND meta = ''"), 1);
+    engine_close(e);
+}
+
+/* An incoming retraction: from the sender only, on_retract once. */
+static void test_incoming_retract_from_sender_once(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "oops", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    codec_msg_t r;
+    memset(&r, 0, sizeof(r));
+    r.cls = CODEC_RETRACT;
+    r.composing = -1;
+    strcpy(r.from, "carol@example.com");
+    strcpy(r.retract_id, "m1");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 0);
+    strcpy(r.from, BOB);
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 1);
+    assert_string_equal(f->retracted[0], "m1");
+    /* retracted before it arrives: never handed */
+    strcpy(r.retract_id, "m2");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    m = chat_from(BOB, "m2", "late", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
+/* app_confirms: handed again at every open until courier_confirm. */
+static void test_app_confirms_hands_again_until_confirmed(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.app_confirms = 1;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "one", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 2); /* not confirmed: again */
+    assert_string_equal(f->msgs[1], "m1");
+    assert_int_equal(engine_confirm(e, BOB, "m1"), COURIER_OK);
+    assert_int_equal(engine_confirm(e, BOB, "m1"), COURIER_OK);
+    assert_int_equal(engine_confirm(e, BOB, "m9"), COURIER_ENOTFOUND);
+    assert_int_equal(engine_confirm(e, "carol@example.com", "m1"),
+                     COURIER_ENOTFOUND);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 2);
+    engine_close(e);
+    f->cfg.app_confirms = 0;
+    e = open_engine(f);
+    assert_int_equal(engine_confirm(e, BOB, "m1"), COURIER_ESTATE);
+    engine_close(e);
+}
+
+/* courier_delete: both directions, by peer; a duplicate is not handed
+ * again; an unconfirmed outgoing one is never written again. */
+static void test_delete_keeps_the_id_known(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "one", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(engine_delete(e, "carol@example.com", "m1"),
+                     COURIER_ENOTFOUND);
+    assert_int_equal(engine_delete(e, BOB, "m1"), COURIER_OK);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "x", NULL, a),
+                     COURIER_OK);
+    assert_int_equal(engine_delete(e, BOB, a), COURIER_OK);
+    assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_sent, 0);
+    assert_int_equal(engine_delete(e, BOB, "bad\x01id"), COURIER_EINVAL);
+    assert_int_equal(engine_delete(e, "not a jid", "m1"), COURIER_EINVAL);
+    engine_close(e);
+}
+
+typedef struct {
+    char ids[64][COURIER_ID_MAX];
+    int n, stop_at;
+} walk_t;
+
+static int walk_entry(void *ud, const courier_entry_t *x)
+{
+    walk_t *w = ud;
+    snprintf(w->ids[w->n++], COURIER_ID_MAX, "%s", x->id);
+    return w->n == w->stop_at ? 42 : 0;
+}
+
+static int walk_conv(void *ud, const courier_conversation_t *c)
+{
+    walk_t *w = ud;
+    snprintf(w->ids[w->n++], COURIER_ID_MAX, "%s:%u", c->peer, c->unread);
+    return 0;
+}
+
+/* The public walks: argument checks, a non-zero return stops the walk
+ * and is returned; erase empties the store, refused while started. */
+static void test_history_walks_and_erase(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    courier_outgoing_t m = { .to = BOB, .kind = COURIER_TEXT,
+                             .body = "secret text 1", .id = "o1" };
+    assert_int_equal(courier_send(f->c, &m, NULL), COURIER_OK);
+    m.id = "o2";
+    m.body = "secret text 2";
+    assert_int_equal(courier_send(f->c, &m, NULL), COURIER_OK);
+    assert_int_equal(courier_send(f->c, &m, NULL), COURIER_ESTATE);
+    m.kind = COURIER_VOICE;
+    m.id = NULL;
+    assert_int_equal(courier_send(f->c, &m, NULL), COURIER_EINVAL);
+    assert_int_equal(courier_send(f->c, NULL, NULL), COURIER_EINVAL);
+    walk_t w = { .n = 0 };
+    assert_int_equal(courier_history(f->c, BOB, 0, 0, walk_entry, &w),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_history(f->c, BOB, 0, 1001, walk_entry, &w),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_history(f->c, BOB, 0, 10, NULL, &w),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_history(f->c, "no jid", 0, 10, walk_entry, &w),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_history(f->c, BOB, 0, 10, walk_entry, &w),
+                     COURIER_OK);
+    assert_int_equal(w.n, 2);
+    assert_string_equal(w.ids[0], "o2");
+    w = (walk_t){ .n = 0, .stop_at = 1 };
+    assert_int_equal(courier_pending(f->c, walk_entry, &w), 42);
+    assert_string_equal(w.ids[0], "o1");
+    w = (walk_t){ .n = 0 };
+    assert_int_equal(courier_conversations(f->c, walk_conv, &w), COURIER_OK);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.ids[0], BOB ":0");
+    assert_int_equal(courier_cancel(f->c, "o1"), COURIER_OK);
+    w = (walk_t){ .n = 0 };
+    assert_int_equal(courier_pending(f->c, walk_entry, &w), COURIER_OK);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.ids[0], "o2");
+
+    assert_int_equal(courier_start(f->c), COURIER_OK);
+    assert_int_equal(courier_erase(f->c), COURIER_ESTATE);
+    assert_int_equal(courier_stop(f->c), COURIER_OK);
+    int rc = courier_erase(f->c);
+    if (rc != COURIER_OK)
+        fail_msg("erase: %s", courier_last_error());
+    w = (walk_t){ .n = 0 };
+    assert_int_equal(courier_history(f->c, NULL, 0, 10, walk_entry, &w),
+                     COURIER_OK);
+    assert_int_equal(w.n, 0);
+    /* no message text left in the store's files */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cat '%s'* | grep -c 'secret text' >/dev/null",
+             f->db);
+    assert_int_not_equal(system(cmd), 0);
+    /* still usable */
+    m.kind = COURIER_TEXT;
+    m.id = "o1";
+    assert_int_equal(courier_send(f->c, &m, NULL), COURIER_OK);
 }
 
 /* What another connection sees committed in the store (-1: error). */
@@ -1334,6 +1638,13 @@ int main(void)
         T(test_engine_network_change_probes_then_reconnects),
         T(test_engine_watchdog_counts_sleep_time),
         cmocka_unit_test(test_timer_clock_is_boottime_counts_suspend),
+        T(test_send_app_id_and_meta),
+        T(test_cancel_never_written_again),
+        T(test_retract_is_owed_until_acked),
+        T(test_incoming_retract_from_sender_once),
+        T(test_app_confirms_hands_again_until_confirmed),
+        T(test_delete_keeps_the_id_known),
+        T(test_history_walks_and_erase),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -941,6 +941,60 @@ static const chat_case_t chat_cases[] = {
 
 /* behaviour.md §8: our chat message parses back to what we sent, with every
  * receipt form requested. */
+/* behaviour.md §9: meta travels in our namespace; a retraction (XEP-0424
+ * v1, and the apply-to form before 0.4) is its own class, its fallback
+ * body never a message. */
+static void test_meta_and_retraction(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    codec_msg_t m;
+    xmpp_stanza_t *b = codec_build_chat(ctx, "bob@example.com", "m-1",
+                                        COURIER_TEXT, "hi", 0, NULL, 0);
+    assert_non_null(b);
+    assert_int_equal(codec_add_meta(b, "{\"w\":640,\"h\":480}"), 0);
+    xmpp_stanza_t *w = over_the_wire(ctx, b, "alice@example.com/x");
+    assert_int_equal(codec_parse_message(w, NULL, &m), COURIER_OK);
+    assert_int_equal(m.cls, CODEC_CHAT);
+    assert_string_equal(m.meta, "{\"w\":640,\"h\":480}");
+    codec_msg_clear(&m);
+    xmpp_stanza_release(w);
+    xmpp_stanza_release(b);
+
+    parse_str(ctx, "<message from='a@x/r' id='m2'><body>x</body>"
+                   "<meta xmlns='urn:libcourier:meta:0'>{BIG}</meta>"
+                   "</message>", NULL, &m);
+    assert_int_equal(m.cls, CODEC_IGNORE);
+    assert_string_equal(m.refuse, "policy-violation");
+    codec_msg_clear(&m);
+
+    b = codec_build_retraction(ctx, "bob@example.com", "m-1");
+    assert_non_null(b);
+    w = over_the_wire(ctx, b, "alice@example.com/x");
+    assert_non_null(xmpp_stanza_get_child_by_name(w, "body"));
+    assert_non_null(child(w, "store", "urn:xmpp:hints"));
+    assert_int_equal(codec_parse_message(w, NULL, &m), COURIER_OK);
+    assert_int_equal(m.cls, CODEC_RETRACT);
+    assert_string_equal(m.retract_id, "m-1");
+    assert_string_equal(m.from, "alice@example.com");
+    assert_null(m.body);
+    codec_msg_clear(&m);
+    xmpp_stanza_release(w);
+    xmpp_stanza_release(b);
+
+    parse_str(ctx, "<message from='a@x/r' id='r1'>"
+                   "<apply-to xmlns='urn:xmpp:fasten:0' id='old-1'>"
+                   "<retract xmlns='urn:xmpp:message-retract:0'/></apply-to>"
+                   "<body>fallback</body></message>", NULL, &m);
+    assert_int_equal(m.cls, CODEC_RETRACT);
+    assert_string_equal(m.retract_id, "old-1");
+    codec_msg_clear(&m);
+    parse_str(ctx, "<message from='a@x/r'><retract id='{ID128}' "
+                   "xmlns='urn:xmpp:message-retract:1'/></message>", NULL,
+              &m);
+    assert_int_equal(m.cls, CODEC_IGNORE);
+    codec_msg_clear(&m);
+}
+
 static void test_roundtrip_chat(void **st)
 {
     xmpp_ctx_t *ctx = *st;
@@ -1427,6 +1481,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_digest_id_stable_and_distinct,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_chat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meta_and_retraction, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_build_chat_rejects_missing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip_receipts, setup,

@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file courier.h
+ * libcourier: reliable 1:1 XMPP chat messages for mobile apps.
+ *
+ * Every outgoing message is written to SQLite before the send call returns,
+ * tracked through its XEP-0022 events (offline / delivered / displayed) and
+ * sent again until it is confirmed; incoming messages are handed to the app
+ * exactly once. See docs/behaviour.md for the full behaviour and the reasons.
+ *
+ * Conventions (apply to every function below unless its comment says
+ * otherwise):
+ *  - Functions that can fail return `int`: COURIER_OK (0) or a negative
+ *    COURIER_E* code. `courier_strerror()` names the code and
+ *    `courier_last_error()` gives the detail, on the failing thread.
+ *    A NULL handle gives COURIER_EINVAL. Any call that reads or writes the
+ *    store may also give COURIER_ECORRUPT (SQLite met a damaged page), and
+ *    any call that allocates COURIER_ENOMEM: the lists below do not always
+ *    repeat these.
+ *  - Strings passed in are borrowed for the call; the library copies what it
+ *    keeps. Strings handed to callbacks are valid only during the callback.
+ *    Output structs and buffers are the caller's; the strings the library
+ *    returns are static (courier_last_error(): thread-local), never freed.
+ *  - Every function may be called from any thread, from several at once,
+ *    except that nothing may use a handle during or after its
+ *    courier_close(). Callbacks run on the library's loop thread (the one
+ *    courier_start() creates, or the caller of courier_run_once()) with no
+ *    lock held, and may call back into the API; the one exception is
+ *    courier_stop() on a handle without a loop thread, which runs what is
+ *    still queued on the calling thread.
+ *  - A call that returns an error never causes a callback about it.
+ *
+ * Threads, blocking and disk I/O at a glance (each function's comment has
+ * the detail; see docs/behaviour.md §5, §7 and §10 for the reasons):
+ *  - Never block, no disk: courier_network_changed() (any thread, a UI
+ *    thread included), courier_config_init(), courier_display_status(),
+ *    courier_state_name(), courier_strerror(), courier_last_error(),
+ *    courier_version().
+ *  - No disk I/O of their own: courier_start() (its loop thread does the
+ *    work), courier_get_stats(), courier_get_link().
+ *  - Read SQLite: courier_get_state(), courier_get_info(),
+ *    courier_set_composing().
+ *  - Write and commit SQLite before returning: courier_send_text(),
+ *    courier_send_media(), courier_mark_displayed(), courier_retry().
+ *  - Can take long: courier_open() (opens, migrates and, after an unclean
+ *    close, checks the store), courier_stop() and courier_close() (wait for
+ *    the loop to end after a goodbye of up to ~2.5 s; not bounded in every
+ *    case), courier_run_once() (a turn of the caller's loop).
+ *  - The calls that touch the store, and courier_get_stats() and
+ *    courier_get_link(), take the handle's lock: they can wait while the
+ *    loop thread does the store work of one event (a commit included). The
+ *    ones that read or write SQLite first commit what the loop's current
+ *    turn has written so far. A commit may also run SQLite's automatic WAL
+ *    checkpoint. A store that another connection holds locked makes a
+ *    statement wait up to 5 s (SQLite's busy timeout), then fail with
+ *    COURIER_ESTORE. Keep the calls that touch the disk off a UI thread.
+ *  - Threads of the library's own, per handle: the loop thread of
+ *    courier_start() (COURIER_RUN_ONCE_STACK_BYTES of stack), and a
+ *    stall-guard thread from courier_open() that sleeps except while a
+ *    connection is being set up (TLS handshake, login).
+ */
+#ifndef COURIER_H
+#define COURIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COURIER_VERSION_MAJOR 0
+#define COURIER_VERSION_MINOR 1
+#define COURIER_VERSION_PATCH 0
+#define COURIER_VERSION "0.1.0"
+
+#if defined(_WIN32)
+#define COURIER_API
+#elif defined(__GNUC__)
+#define COURIER_API __attribute__((visibility("default")))
+#else
+#define COURIER_API
+#endif
+
+/** Size of an id buffer, including the terminating NUL. */
+#define COURIER_ID_MAX 128
+/** Size of a JID buffer (bare JID), including the terminating NUL. */
+#define COURIER_JID_MAX 512
+/** Default upper bound on a message body, in bytes (configurable). */
+#define COURIER_BODY_MAX_DEFAULT (64 * 1024)
+/** Version stamped into courier_config_t by courier_config_init(). */
+#define COURIER_CONFIG_VERSION 1
+
+/** Error codes. Values are ABI: never renumbered. */
+typedef enum {
+    COURIER_OK = 0,
+    COURIER_EINVAL = -1,    /**< bad argument or config: the caller's bug */
+    COURIER_ENOMEM = -2,    /**< out of memory */
+    COURIER_ENOTFOUND = -3, /**< no message with that id */
+    COURIER_ESTATE = -4,    /**< not allowed now (e.g. retry of a message
+                                 that is not FAILED) */
+    COURIER_ENOTCONN = -5,  /**< needs the link (e.g. composing offline) */
+    COURIER_ESTORE = -6,    /**< SQLite failed (disk full, I/O); nothing was
+                                 half-written */
+    COURIER_ECORRUPT = -7,  /**< store unreadable or of a newer schema */
+    COURIER_ECLOSED = -8,   /**< handle stopping or closed */
+    COURIER_EAUTH = -9,     /**< the server refused the login */
+    COURIER_ENOTSUP = -10   /**< not available in this build */
+} courier_error_t;
+
+/** Outgoing message states (behaviour.md §1). Values are ABI. */
+typedef enum {
+    COURIER_QUEUED = 0,
+    COURIER_SENT = 1,
+    COURIER_OFFLINE = 2,
+    COURIER_DELIVERED = 3,
+    COURIER_DISPLAYED = 4,
+    COURIER_FAILED = 5
+} courier_state_t;
+
+/** Message kinds. Values are ABI. */
+typedef enum {
+    COURIER_TEXT = 0,
+    COURIER_VOICE = 1,
+    COURIER_IMAGE = 2
+} courier_kind_t;
+
+/** State of the link to the server. Values are ABI. */
+typedef enum {
+    COURIER_LINK_OFFLINE = 0,
+    COURIER_LINK_CONNECTING = 1,
+    COURIER_LINK_ONLINE = 2
+} courier_link_t;
+
+/** Levels passed to on_log. */
+typedef enum {
+    COURIER_LOG_DEBUG = 0,
+    COURIER_LOG_INFO = 1,
+    COURIER_LOG_WARN = 2,
+    COURIER_LOG_ERROR = 3
+} courier_log_level_t;
+
+/**
+ * Account configuration. Fill it with courier_config_init(), then set the
+ * fields you need. courier_open() copies everything; the struct and its
+ * strings may be freed as soon as it returns.
+ */
+typedef struct {
+    const char *jid, *password;      /**< required */
+    const char *host;                /**< optional; else from the JID (SRV) */
+    unsigned short port;             /**< 0 = default */
+    const char *db_path;             /**< required: the SQLite file */
+    const char *ca_file;             /**< CA bundle (PEM file) for TLS; a
+                                          phone app needs one (see TLS
+                                          below) */
+    int allow_plaintext;             /**< 0 = TLS required */
+    unsigned ack_timeout_ms, resend_grace_ms;
+    unsigned ping_interval_ms, ping_timeout_ms;
+    unsigned reconnect_min_ms, reconnect_max_ms;
+    unsigned max_in_flight;          /**< default 100, at most 2048 */
+    uint64_t max_age_ms;             /**< default 0 = never expire */
+    int implicit_read;               /**< default 1 */
+    /* Additions to behaviour.md §7 (appended; courier_config_init sets them). */
+    unsigned version;                /**< COURIER_CONFIG_VERSION */
+    int synchronous_full;            /**< 1 = SQLite synchronous=FULL */
+    unsigned max_body_bytes;         /**< default COURIER_BODY_MAX_DEFAULT */
+} courier_config_t;
+
+/** "Why is this message where it is" (courier_get_info). */
+typedef struct {
+    courier_state_t state;
+    unsigned attempts;               /**< times written to a stream */
+    int64_t created_ms, last_sent_ms, last_change_ms; /**< Unix ms */
+    int permanent;                   /**< FAILED and never resent by itself */
+    char reason[64];                 /**< e.g. "ack-timeout", "link-lost",
+                                          "expired", the error condition */
+} courier_info_t;
+
+/** A message handed to on_message. Valid only during the callback. */
+typedef struct {
+    const char *id, *peer;           /**< peer = bare JID (lower case) */
+    courier_kind_t kind;
+    const char *body;                /**< text, or the media URL/description */
+    int64_t timestamp_ms;            /**< original send time (Unix ms) */
+} courier_message_t;
+
+/**
+ * Callbacks. Copied by courier_open(); a NULL member means "not interested".
+ * `ud` is the pointer given to courier_open(), never looked into.
+ * on_state fires after the new state is durable, once per transition, in
+ * order. on_message fires exactly once ever per (peer, id), with one
+ * exception no library can close alone: a process killed while on_message
+ * runs (before it returns) gets that message again at the next open; apps
+ * that store messages themselves should key them by (peer, id). Callbacks
+ * must not block.
+ */
+typedef struct {
+    void (*on_state)(void *ud, const char *id, const char *peer,
+                     courier_state_t state);
+    void (*on_message)(void *ud, const courier_message_t *msg);
+    void (*on_link)(void *ud, courier_link_t link);
+    void (*on_composing)(void *ud, const char *peer, int composing);
+    void (*on_log)(void *ud, int level, const char *line);
+} courier_callbacks_t;
+
+typedef struct courier courier_t;     /**< one account */
+
+/**
+ * Fill `cfg` (the caller's) with the defaults of behaviour.md §2/§4 (ack
+ * 30 s, grace 10 s, ping 30 s / 33 s, reconnect 1 s..60 s, 100 in flight,
+ * no expiry, implicit read on) and stamp its version. Strings are set to
+ * NULL. NULL-safe. Any thread; allocates nothing, no I/O, never blocks.
+ */
+COURIER_API void courier_config_init(courier_config_t *cfg);
+
+/**
+ * Open an account handle: validate `cfg`, open (or create, mode 0600) and
+ * migrate the store, load the unconfirmed outbox, and queue the incoming
+ * messages a previous run stored but never handed over (on_message gets
+ * them at the first loop turn). No network activity until courier_start()
+ * or courier_run_once().
+ * `cfg` and `cb` (may be NULL) are copied; `ud` is passed back to callbacks
+ * and must stay valid until courier_close() returns. The handle in `*out`
+ * is the caller's, freed by courier_close().
+ * Any thread. Blocks for its disk I/O: opens the SQLite file, switches it to
+ * WAL, runs the schema migrations an older store needs (once; one that
+ * copies a table or rebuilds an index takes time in proportion to it), and
+ * reads the unsettled outbox and the unhanded inbox. After an unclean close
+ * (the file's -wal left behind: a crash, or another connection still open)
+ * it first runs PRAGMA quick_check, which reads every page: about 0.35 s
+ * per million messages where it was measured, so long on a big store (see
+ * docs/behaviour.md §5, §10). Also starts the handle's stall-guard thread.
+ * @return COURIER_OK and `*out` set; or COURIER_EINVAL (`out` or `cfg`
+ *         NULL, a config not from courier_config_init(), a bad field, named
+ *         in courier_last_error()), COURIER_ENOMEM, COURIER_ESTORE (cannot
+ *         open or write the file, or it stayed locked), COURIER_ECORRUPT (not
+ *         a store, written by a newer version, or quick_check failed). On
+ *         error `*out` is NULL.
+ */
+COURIER_API int courier_open(courier_t **out, const courier_config_t *cfg,
+                             const courier_callbacks_t *cb, void *ud);
+
+/**
+ * Stop if needed (as courier_stop(), goodbye included), then free the
+ * handle. Once it is called no further callback is dispatched (one under
+ * way on the loop thread is waited for); after it returns none runs and
+ * `ud` is not touched.
+ * NULL-safe. Stored messages are kept; messages not yet handed to
+ * on_message are handed at the next open.
+ * Any thread, but nothing else may be using `c`, or use it afterwards.
+ * From a callback it returns at once: the handle is freed on the loop
+ * thread after the callback returns (with courier_run_once: before that call
+ * returns COURIER_ECLOSED), and calls on it meanwhile give COURIER_ECLOSED.
+ * Blocks as courier_stop() does, then joins a short-lived thread that frees
+ * libstrophe's state. Disk I/O: the stop's commits, then closing the store,
+ * where SQLite checkpoints the WAL into the database file.
+ */
+COURIER_API void courier_close(courier_t *c);
+
+/**
+ * Connect and run the loop on a thread of the library's own (with
+ * COURIER_RUN_ONCE_STACK_BYTES of stack); reconnects by itself
+ * (behaviour.md §4) until courier_stop(). After courier_stop() it may be
+ * called again on the same handle (that is also how a handle whose login
+ * was refused tries again).
+ * Any thread. Returns without waiting for the link: the calling thread does
+ * no network or disk I/O (the loop thread does both). It waits only for a
+ * courier_start()/courier_stop() under way on another thread, or for a loop
+ * stopped from its own callback to finish (as courier_stop() waits).
+ * @return COURIER_OK, COURIER_ESTATE (already started, or courier_run_once
+ *         drives the handle: courier_stop() first), COURIER_ENOMEM (no
+ *         thread), COURIER_ECLOSED, COURIER_EINVAL.
+ */
+COURIER_API int courier_start(courier_t *c);
+
+/**
+ * Disconnect and end the loop: the loop thread finishes its current turn
+ * (callbacks included), acknowledges what it stored (XEP-0198), closes the
+ * stream
+ * (waits up to 2 s for the server, then cuts the socket and waits up to
+ * 0.5 s more), runs the callbacks this causes, and is joined. Stored
+ * messages are kept; those not yet confirmed go out again at the next
+ * start. Returns COURIER_OK when there is nothing to stop.
+ * Any thread. From a callback of courier_start()'s loop it returns at once
+ * and the loop ends after the callback returns. With courier_run_once (its
+ * callbacks included), or on a handle never started, the link is closed on
+ * the calling thread, which then runs the callbacks still queued.
+ * Blocks usually up to ~2.5 s, but is not bounded in every case
+ * (docs/behaviour.md §10): the turn it waits for may be in libstrophe's
+ * name lookup (synchronous, as long as the system resolver takes) or in a
+ * TLS handshake (cut after ping_timeout_ms). Disk I/O: commits to SQLite
+ * (the turn's writes, the stop, the states the lost link changes).
+ * @return COURIER_OK, COURIER_ESTATE (another thread is inside
+ *         courier_run_once), COURIER_ECLOSED, COURIER_EINVAL.
+ */
+COURIER_API int courier_stop(courier_t *c);
+
+/**
+ * Drive the library from the caller's own loop instead of courier_start():
+ * the first call starts connecting; each call runs due timers, the socket,
+ * pending commands and callbacks, waiting at most `timeout_ms` for
+ * something to happen (0: do not wait; while connecting, at most 10 ms).
+ * Callbacks run on the calling thread. One thread at a time, with
+ * COURIER_RUN_ONCE_STACK_BYTES of stack; courier_stop() closes the link.
+ * Beyond that wait it blocks for the work it finds: SQLite reads and one
+ * commit per turn (disk I/O), the callbacks themselves, and while
+ * connecting libstrophe's name lookup (synchronous) and TLS handshake (cut
+ * after ping_timeout_ms by the stall guard).
+ * @return COURIER_OK, COURIER_ESTATE (courier_start() owns the loop,
+ *         another thread is inside, or poll() failed), COURIER_ECLOSED
+ *         (closed from one of its callbacks: the handle is gone),
+ *         COURIER_EINVAL.
+ */
+COURIER_API int courier_run_once(courier_t *c, unsigned timeout_ms);
+
+/**
+ * Store a text message for `to` (a bare JID) and queue it; returns once it
+ * is durable in SQLite (behaviour.md §5). While offline it is reported
+ * FAILED and goes out by itself on reconnect. The new id is written to
+ * `id_out` (the caller's buffer; may be NULL); on_state reports the
+ * message's states on the loop thread once it is committed.
+ * Any thread, callbacks included. Disk I/O: an INSERT and a COMMIT, which it
+ * waits for (an fsync per commit with synchronous_full). Sends from several
+ * threads at once share commits (each still returns only once its own
+ * message is committed), so a call may also wait for the group before it.
+ * No network I/O: the loop thread writes the stanza.
+ * @return COURIER_OK, COURIER_EINVAL (bad JID, empty, oversized or non
+ *         UTF-8 body, or a control character XML cannot carry),
+ *         COURIER_ESTORE (nothing stored), COURIER_ECLOSED.
+ */
+COURIER_API int courier_send_text(courier_t *c, const char *to,
+                                  const char *body,
+                                  char id_out[COURIER_ID_MAX]);
+
+/**
+ * Store a voice or image message whose id is `media_id` (so every resend is
+ * the same message), with `body` the media URL or description. Threads,
+ * blocking and disk I/O as courier_send_text() (plus a read of the id).
+ * @return as courier_send_text(), plus COURIER_EINVAL for a kind that is not
+ *         VOICE/IMAGE or an invalid id (NULL, empty, over COURIER_ID_MAX - 1
+ *         bytes, not UTF-8 or with controls), and COURIER_ESTATE when a
+ *         message with that id already exists.
+ */
+COURIER_API int courier_send_media(courier_t *c, const char *to,
+                                   courier_kind_t kind, const char *media_id,
+                                   const char *body);
+
+/**
+ * Tell `peer` that message `id` from them was shown (if the sender asked
+ * for a displayed event, in the form it understands best: behaviour.md §3),
+ * and remember it so a later duplicate gets it again. Reliable: the owed
+ * event is stored until the server has it.
+ * Any thread. Disk I/O: one transaction (reads the message, marks it,
+ * stores the owed event), committed before it returns. The stanza leaves
+ * from the loop thread, now or after the next login.
+ * @return COURIER_OK, COURIER_EINVAL (bad JID or id), COURIER_ENOTFOUND (no
+ *         such incoming message), COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_mark_displayed(courier_t *c, const char *peer,
+                                       const char *id);
+
+/**
+ * Send a composing (on != 0) or active (on == 0) notification to `peer`.
+ * Not stored: a lost one is harmless.
+ * Any thread. Disk I/O: reads SQLite (the last message from `peer`, whose
+ * id XEP-0022 composing names); writes nothing. The stanza leaves from the
+ * loop thread.
+ * @return COURIER_OK, COURIER_EINVAL, COURIER_ENOTCONN (offline),
+ *         COURIER_ECLOSED.
+ */
+COURIER_API int courier_set_composing(courier_t *c, const char *peer,
+                                      int composing);
+
+/**
+ * Send a FAILED message again at once (or, while offline, make it go out on
+ * reconnect), clearing a permanent failure.
+ * Any thread. Disk I/O: one transaction (reads the message, updates it),
+ * committed before it returns. The stanza leaves from the loop thread.
+ * @return COURIER_OK, COURIER_EINVAL, COURIER_ENOTFOUND, COURIER_ESTATE
+ *         (the message is not FAILED), COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_retry(courier_t *c, const char *id);
+
+/**
+ * Read the current state of outgoing message `id` from the store into
+ * `*out` (the caller's; untouched on error).
+ * Any thread. Disk I/O: one SQLite read; no network.
+ * @return COURIER_OK, COURIER_EINVAL (bad id, `out` NULL),
+ *         COURIER_ENOTFOUND, COURIER_ESTORE, COURIER_ECLOSED.
+ */
+COURIER_API int courier_get_state(courier_t *c, const char *id,
+                                  courier_state_t *out);
+
+/**
+ * Fill `*out` (the caller's; untouched on error) with the state, attempts,
+ * times and reason of outgoing message `id`. Threads, blocking and disk
+ * I/O as courier_get_state(): one SQLite read.
+ * @return as courier_get_state().
+ */
+COURIER_API int courier_get_info(courier_t *c, const char *id,
+                                 courier_info_t *out);
+
+/**
+ * What the reliability rules did since courier_open() (an addition to
+ * behaviour.md §7; in memory, not persisted). The resend counters tell the note's
+ * two phases apart: `resent_reconnect` is phase 2 (earliest delivery, the
+ * moment the link is back), `resent_peer` is phase 1 (eventual delivery:
+ * the peer wrote, so what it has not confirmed goes again).
+ */
+typedef struct courier_stats {
+    uint64_t sent;             /**< messages written the first time */
+    uint64_t resent_reconnect; /**< written again after a reconnect */
+    uint64_t resent_peer;      /**< written again because the peer wrote */
+    uint64_t resent_retry;     /**< written again by courier_retry() */
+    uint64_t received;         /**< incoming messages handed to the app */
+    uint64_t duplicates;       /**< incoming duplicates dropped */
+    uint64_t links_up;         /**< sessions that became ready */
+} courier_stats_t;
+
+/**
+ * Fill `*out` (the caller's) with the handle's counters. Any thread. In
+ * memory: no disk I/O, but it takes the handle's lock (see the conventions).
+ * @return COURIER_OK, COURIER_EINVAL (`out` NULL), COURIER_ECLOSED.
+ */
+COURIER_API int courier_get_stats(courier_t *c, courier_stats_t *out);
+
+/**
+ * Current link state (an addition to behaviour.md §7), into `*out` (the
+ * caller's). Any thread. In memory: no disk I/O, but it takes the handle's
+ * lock (see the conventions).
+ * @return COURIER_OK; COURIER_EAUTH when the server refused the login (then
+ *         `*out` is COURIER_LINK_OFFLINE and the library does not retry
+ *         until the next courier_start()); COURIER_EINVAL, COURIER_ECLOSED.
+ */
+COURIER_API int courier_get_link(courier_t *c, courier_link_t *out);
+
+/**
+ * The note's display mapping: "sending" (QUEUED, SENT), "delivered"
+ * (OFFLINE, DELIVERED), "read" (DISPLAYED), "failed" (FAILED); "unknown"
+ * for any other value. Static string, never NULL. Any thread; no I/O.
+ */
+COURIER_API const char *courier_display_status(courier_state_t s);
+
+/** Name of state `s` ("QUEUED"...); "UNKNOWN" otherwise. Static, never
+ *  NULL. Any thread; no I/O. */
+COURIER_API const char *courier_state_name(courier_state_t s);
+
+/** Static text for any int code; never NULL. Any thread; no I/O. */
+COURIER_API const char *courier_strerror(int code);
+
+/**
+ * Detail of this thread's last error: set by every call that returned a
+ * negative code, in a thread-local buffer (valid until the next failing
+ * call on this thread; not to be freed). "" when there is none. Never
+ * NULL. Read it on the thread whose call failed; no I/O.
+ */
+COURIER_API const char *courier_last_error(void);
+
+/** Library version string, e.g. "0.1.0". Static; any thread; no I/O. */
+COURIER_API const char *courier_version(void);
+
+/**
+ * Tell the library that the device's connectivity changed (behaviour.md
+ * §10): call it from Android's ConnectivityManager.NetworkCallback
+ * (onAvailable, onLost) or iOS's NWPathMonitor path update handler. A link
+ * that is up is probed at once with a ping, and cut if the ping goes
+ * unanswered for `ping_timeout_ms` (a socket left on a network that is
+ * gone never answers); a link that is down reconnects now instead of
+ * waiting out its backoff, which starts over from `reconnect_min_ms`; a
+ * connect attempt under way runs on, and if it fails the next one goes at
+ * once. On a handle that is not started, or whose login the server
+ * refused, it does nothing.
+ * Any thread, callbacks included. Never blocks: it stores nothing, does
+ * no disk or network I/O and takes no lock that is held across I/O or
+ * callbacks; it marks the change and wakes the loop, which acts on it at
+ * its next turn (a courier_run_once waiting on another thread is woken;
+ * the next call acts on it before it waits).
+ * Calls that come faster than the loop turns count as one.
+ * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED (closed
+ *         from a callback).
+ */
+COURIER_API int courier_network_changed(courier_t *c);
+
+/*
+ * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the
+ * certificate is verified against the JID's domain. The trusted CAs are
+ * OpenSSL's default paths plus `ca_file`. On a phone the default paths
+ * usually hold nothing (a directory fixed when OpenSSL was built, absent
+ * on the device), so apps pass a CA bundle in `ca_file`, not only for a
+ * private CA; a callback to the platform's trust store is not built yet.
+ * TLS 1.2 as the minimum is enforced by OpenSSL 3 at its default security
+ * level (>= 1); libstrophe 0.12.2 offers no way to set or read the version.
+ * With OpenSSL 1.1.x, or an OpenSSL configuration at security level 0,
+ * TLS 1.1 can be negotiated.
+ */
+
+/**
+ * Stack a thread needs to call courier_run_once() whatever a server sends
+ * (behaviour.md §11 "Hostile input"); the thread of courier_start() gets this much
+ * of its own, and courier_close() frees libstrophe's state on such a
+ * thread too, so those two need nothing from the caller.
+ * Why: libstrophe 0.12 renders every received stanza recursively, once per
+ * nesting level (~96 bytes a level on x86_64), whatever the log level.
+ * The library bounds one stanza (4 MiB on the wire, 128 MiB of parser
+ * memory: ~160 000 levels) and cuts the link beyond; this covers the wire
+ * bound alone. Less is enough for what stock servers relay: ~37 000 levels
+ * from a peer through a 256 KiB c2s limit (3.6 MB of stack), ~75 000 from
+ * a federated server through a 512 KiB s2s limit (7.2 MB) — but a phone's
+ * 1 MiB default thread stack is not.
+ */
+#define COURIER_RUN_ONCE_STACK_BYTES ((size_t)64 * 1024 * 1024)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COURIER_H */
