@@ -725,11 +725,12 @@ CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
         [self cr_setExecutor:nil queue:nil];
         return;
     }
-    /* The queue is kept by the ivar (the block's capture may not retain
-     * it without ARC); dispatch_async copies the work. */
-    CR_UNRETAINED dispatch_queue_t q = queue;
+    /* The block keeps the queue (ARC, and Apple's blocks runtime without
+     * it), so an event that took this executor just before it is replaced
+     * still has its queue; the ivar keeps it for the getter.
+     * dispatch_async copies the work. */
     [self cr_setExecutor:^(CourierCallbackWork work) {
-        dispatch_async(q, work);
+        dispatch_async(queue, work);
     } queue:queue];
 }
 #endif

@@ -101,7 +101,7 @@ public final class Courier implements AutoCloseable {
             throw new NullPointerException("cfg");
         Courier c = new Courier();
         Listener l = listener != null ? listener : new Listener() {};
-        if (callbackExecutor != null)
+        if (callbackExecutor != null && listener != null)
             l = new ExecutorListener(c, l, callbackExecutor);
         c.handle.set(nativeOpen(c, l, cfg.jid, cfg.password, cfg.host,
                                 cfg.dbPath, cfg.caFile, cfg.toNative()));
