@@ -723,6 +723,109 @@ static jint n_get_link(JNIEnv *env, jclass cls, jlong h)
     return (jint)l;
 }
 
+/* Indices of the long[] MessageInfo and Stats read; keep in step with
+ * MessageInfo.java and Stats.java. */
+enum {
+    I_STATE, I_ATTEMPTS, I_CREATED, I_LAST_SENT, I_LAST_CHANGE, I_PERMANENT,
+    I_COUNT
+};
+enum {
+    S_SENT, S_RESENT_RECONNECT, S_RESENT_PEER, S_RESENT_RETRY, S_RECEIVED,
+    S_DUPLICATES, S_LINKS_UP, S_COUNT
+};
+
+/* A long[] of exactly `n` from Java, else an EINVAL for the glue's caller. */
+static int check_out_array(JNIEnv *env, jlongArray a, jsize n)
+{
+    if (!a || (*env)->GetArrayLength(env, a) != n) {
+        throw_glue(env, COURIER_EINVAL, "output array");
+        return -1;
+    }
+    return 0;
+}
+
+/* courier_get_info: the numbers into `out`, the reason returned. */
+static jstring n_get_info(JNIEnv *env, jclass cls, jlong h, jstring jid,
+                          jlongArray out)
+{
+    (void)cls;
+    char *id = NULL;
+    jstring res = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || check_out_array(env, out, I_COUNT) < 0 ||
+        jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    courier_info_t info;
+    int rc = courier_get_info(jc->c, id, &info);
+    if (rc < 0) {
+        throw_code(env, rc);
+        goto out;
+    }
+    jlong v[I_COUNT];
+    v[I_STATE] = info.state;
+    v[I_ATTEMPTS] = info.attempts;
+    v[I_CREATED] = info.created_ms;
+    v[I_LAST_SENT] = info.last_sent_ms;
+    v[I_LAST_CHANGE] = info.last_change_ms;
+    v[I_PERMANENT] = info.permanent != 0;
+    (*env)->SetLongArrayRegion(env, out, 0, I_COUNT, v);
+    if ((*env)->ExceptionCheck(env))
+        goto out;
+    info.reason[sizeof(info.reason) - 1] = '\0';
+    res = utf8_to_jstring(env, info.reason);
+out:
+    free(id);
+    return res;
+}
+
+static void n_get_stats(JNIEnv *env, jclass cls, jlong h, jlongArray out)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || check_out_array(env, out, S_COUNT) < 0)
+        return;
+    courier_stats_t st;
+    int rc = courier_get_stats(jc->c, &st);
+    if (rc < 0) {
+        throw_code(env, rc);
+        return;
+    }
+    jlong v[S_COUNT];
+    v[S_SENT] = (jlong)st.sent;
+    v[S_RESENT_RECONNECT] = (jlong)st.resent_reconnect;
+    v[S_RESENT_PEER] = (jlong)st.resent_peer;
+    v[S_RESENT_RETRY] = (jlong)st.resent_retry;
+    v[S_RECEIVED] = (jlong)st.received;
+    v[S_DUPLICATES] = (jlong)st.duplicates;
+    v[S_LINKS_UP] = (jlong)st.links_up;
+    (*env)->SetLongArrayRegion(env, out, 0, S_COUNT, v);
+}
+
+/* courier_run_once on the calling (Java) thread: callbacks run here, in
+ * their own local frames, through the same code as on the loop thread. */
+static void n_run_once(JNIEnv *env, jclass cls, jlong h, jint timeout_ms)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    if (timeout_ms < 0) {
+        throw_glue(env, COURIER_EINVAL, "timeoutMs is negative");
+        return;
+    }
+    /* jc may be freed by a close from one of the callbacks (cb_end): only
+     * the code is used after the call. */
+    int rc = courier_run_once(jc->c, (unsigned)timeout_ms);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+static jstring n_display_status(JNIEnv *env, jclass cls, jint state)
+{
+    (void)cls;
+    return utf8_to_jstring(env, courier_display_status((courier_state_t)state));
+}
+
 static jstring n_version(JNIEnv *env, jclass cls)
 {
     (void)cls;
@@ -809,6 +912,10 @@ static const JNINativeMethod g_methods[] = {
     { "fromUtf8ForTest", "([B)" SIG_S, (void *)n_from_utf8 },
     { "liveGlobalRefsForTest", "()J", (void *)n_live_refs },
     { "nativeNetworkChanged", "(J)V", (void *)n_network_changed },
+    { "nativeGetInfo", "(J" SIG_S "[J)" SIG_S, (void *)n_get_info },
+    { "nativeGetStats", "(J[J)V", (void *)n_get_stats },
+    { "nativeRunOnce", "(JI)V", (void *)n_run_once },
+    { "nativeDisplayStatus", "(I)" SIG_S, (void *)n_display_status },
 };
 
 /* ---- load / unload ------------------------------------------------------- */

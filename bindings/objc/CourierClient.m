@@ -34,6 +34,20 @@
     } while (0)
 #endif
 
+/* A reference a block keeps on something it captured, for work that runs
+ * later: ARC (and Apple's blocks runtime) retain captures by themselves;
+ * Debian's libBlocksRuntime does not, so without ARC the code takes one. */
+#if COURIER_ARC
+#define CR_UNRETAINED __unsafe_unretained
+#define CR_KEEP(o) ((void)0)
+#define CR_DROP(o) ((void)0)
+#else
+/* __block: not retained by a block copy under manual retain/release */
+#define CR_UNRETAINED __block
+#define CR_KEEP(o) ((void)[(o) retain])
+#define CR_DROP(o) [(o) release]
+#endif
+
 NSString *const CourierErrorDomain = @"org.libcourier";
 
 /* ---- errors ------------------------------------------------------------ */
@@ -132,6 +146,18 @@ static NSString *cr_str(const char *s)
     return self;
 }
 
+- (instancetype)initWithJID:(NSString *)jid
+                   password:(NSString *)password
+                     dbPath:(NSString *)dbPath
+{
+    if ((self = [self init])) {
+        self.jid = jid;
+        self.password = password;
+        self.dbPath = dbPath;
+    }
+    return self;
+}
+
 #if !COURIER_ARC
 - (void)dealloc
 {
@@ -222,6 +248,153 @@ static NSString *cr_str(const char *s)
 
 @end
 
+/* ---- CourierMessageInfo, CourierStats ------------------------------------ */
+
+/* Made by the client only (init family names: ARC's rules for self). */
+@interface CourierMessageInfo ()
+- (instancetype)initWithCInfo:(const courier_info_t *)i;
+@end
+@interface CourierStats ()
+- (instancetype)initWithCStats:(const courier_stats_t *)st;
+@end
+
+@implementation CourierMessageInfo
+
+@synthesize state = _state, attempts = _attempts, createdMs = _createdMs,
+    lastSentMs = _lastSentMs, lastChangeMs = _lastChangeMs,
+    permanent = _permanent, reason = _reason;
+
+- (instancetype)initWithCInfo:(const courier_info_t *)i
+{
+    if ((self = [super init])) {
+        char reason[sizeof i->reason + 1];
+        memcpy(reason, i->reason, sizeof i->reason);
+        reason[sizeof i->reason] = '\0';
+        _state = (CourierState)i->state;
+        _attempts = i->attempts;
+        _createdMs = i->created_ms;
+        _lastSentMs = i->last_sent_ms;
+        _lastChangeMs = i->last_change_ms;
+        _permanent = i->permanent != 0;
+        NSString *r = [NSString stringWithUTF8String:reason];
+        _reason = [(r ? r : @"") copy];
+    }
+    return self;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_reason release];
+    [super dealloc];
+}
+#endif
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierMessageInfo %s attempts %lu "
+                                      @"created %lld sent %lld changed %lld%s "
+                                      @"reason '%@'>",
+                                      courier_state_name(
+                                          (courier_state_t)_state),
+                                      (unsigned long)_attempts,
+                                      (long long)_createdMs,
+                                      (long long)_lastSentMs,
+                                      (long long)_lastChangeMs,
+                                      _permanent ? " permanent" : "", _reason];
+}
+
+@end
+
+@implementation CourierStats
+
+@synthesize sent = _sent, resentReconnect = _resentReconnect,
+    resentPeer = _resentPeer, resentRetry = _resentRetry,
+    received = _received, duplicates = _duplicates, linksUp = _linksUp;
+
+- (instancetype)initWithCStats:(const courier_stats_t *)st
+{
+    if ((self = [super init])) {
+        _sent = st->sent;
+        _resentReconnect = st->resent_reconnect;
+        _resentPeer = st->resent_peer;
+        _resentRetry = st->resent_retry;
+        _received = st->received;
+        _duplicates = st->duplicates;
+        _linksUp = st->links_up;
+    }
+    return self;
+}
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierStats sent %llu resent "
+                                      @"%llu/%llu/%llu received %llu dups "
+                                      @"%llu links %llu>",
+                                      (unsigned long long)_sent,
+                                      (unsigned long long)_resentReconnect,
+                                      (unsigned long long)_resentPeer,
+                                      (unsigned long long)_resentRetry,
+                                      (unsigned long long)_received,
+                                      (unsigned long long)_duplicates,
+                                      (unsigned long long)_linksUp];
+}
+
+@end
+
+/* ---- the gate of queued work ---------------------------------------------- */
+
+/* Open until -close. Work queued on the app's executor holds it (not the
+ * client, which may be gone by then) and runs the app's code only while it
+ * is open, with its lock held: -close closes it under the same lock, so it
+ * waits for a delivery under way on another thread, and none starts after
+ * it. Recursive: a delegate method may call -close. */
+@interface CRGate : NSObject
+{
+    NSRecursiveLock *_lock;
+    BOOL _open;
+}
+- (BOOL)enterIfOpen; /* YES: open, and locked until -leave */
+- (void)leave;
+- (void)shut;
+@end
+
+@implementation CRGate
+- (instancetype)init
+{
+    if ((self = [super init])) {
+        _lock = [[NSRecursiveLock alloc] init];
+        _open = YES;
+    }
+    return self;
+}
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_lock release];
+    [super dealloc];
+}
+#endif
+- (BOOL)enterIfOpen
+{
+    [_lock lock];
+    if (_open)
+        return YES;
+    [_lock unlock];
+    return NO;
+}
+- (void)leave
+{
+    [_lock unlock];
+}
+- (void)shut
+{
+    [_lock lock];
+    _open = NO;
+    [_lock unlock];
+}
+@end
+
 /* ---- callbacks (library loop thread) ------------------------------------ */
 
 #ifdef GNUSTEP
@@ -252,83 +425,175 @@ static void cr_thread_enter(void) {}
 
 /* The event's block when one is set, else the delegate method. An
  * exception from either is logged and dropped: it must never unwind through
- * the C library. Nothing touches `client` after the call (it may have closed
- * or released it): the block was taken before, with a reference of its own
- * (so replacing it meanwhile is safe), and the delegate is only read when
- * no block is set. */
-#define CR_CALLBACK(ud, Type, take, sel, bcall, dcall)                       \
+ * the C library (nor through the app's executor). Nothing touches `client`
+ * after the call (it may have closed or released it): the block was taken
+ * before, with a reference of its own (so replacing it meanwhile is safe),
+ * and the delegate is only read when no block is set. */
+#define CR_INVOKE(client, Type, take, sel, bcall, dcall)                     \
     do {                                                                     \
-        cr_thread_enter();                                                   \
-        @autoreleasepool {                                                   \
-            CourierClient *client = (CR_BRIDGE CourierClient *)(ud);         \
-            Type blk = [client take];                                        \
-            id<CourierClientDelegate> d = blk ? nil : client.delegate;       \
-            @try {                                                           \
-                if (blk)                                                     \
-                    bcall;                                                   \
-                else if ([d respondsToSelector:@selector(sel)])              \
-                    dcall;                                                   \
-            } @catch (NSException *e) {                                      \
-                NSLog(@"libcourier: %s raised %@: %@",                      \
-                      blk ? "block " #take : "delegate " #sel, [e name],     \
-                      [e reason]);                                           \
-            }                                                                \
-            CR_BLOCK_RELEASE(blk);                                           \
+        Type blk = [client take];                                            \
+        id<CourierClientDelegate> d = blk ? nil : client.delegate;           \
+        @try {                                                               \
+            if (blk)                                                         \
+                bcall;                                                       \
+            else if ([d respondsToSelector:@selector(sel)])                  \
+                dcall;                                                       \
+        } @catch (NSException *e) {                                          \
+            NSLog(@"libcourier: %s raised %@: %@",                          \
+                  blk ? "block " #take : "delegate " #sel, [e name],         \
+                  [e reason]);                                               \
         }                                                                    \
+        CR_BLOCK_RELEASE(blk);                                               \
     } while (0)
 
-/* The blocks, each with a reference for the caller (under the lock). */
+/* The blocks and the executor, each with a reference for the caller (under
+ * the lock). */
 @interface CourierClient ()
 - (CourierStateHandler)cr_takeOnState;
 - (CourierMessageHandler)cr_takeOnMessage;
 - (CourierLinkHandler)cr_takeOnLink;
 - (CourierComposingHandler)cr_takeOnComposing;
 - (CourierLogHandler)cr_takeOnLog;
+- (CourierCallbackExecutor)cr_takeExecutor;
+- (CRGate *)cr_gate;
 @end
 
+typedef void (^CRDeliver)(CourierClient *client);
+typedef void (^CRCleanup)(void);
+
+/* Deliver one event: on this thread (no executor: the library's loop
+ * thread, as courier.h says), or as one unit of work for the app's
+ * executor, which runs it only while the client's gate is open. `cleanup`
+ * runs once, after the delivery (or when the work finds the gate shut);
+ * a unit the executor drops without running keeps what it holds. */
+static void cr_deliver(CourierClient *client, CRDeliver deliver,
+                       CRCleanup cleanup)
+{
+    CourierCallbackExecutor ex = [client cr_takeExecutor];
+    if (!ex) {
+        deliver(client);
+        cleanup();
+        return;
+    }
+    CRGate *gate = [client cr_gate];
+    CR_UNRETAINED CourierClient *weakClient = client; /* the gate says
+                                                          whether it lives */
+    CR_KEEP(gate);
+    CourierCallbackWork work = CR_BLOCK_COPY(^{
+        @autoreleasepool {
+            if ([gate enterIfOpen]) {
+                deliver(weakClient);
+                [gate leave];
+            }
+            cleanup();
+            CR_DROP(gate);
+        }
+    });
+    @try {
+        ex(work);
+    } @catch (NSException *e) {
+        NSLog(@"libcourier: callbackExecutor raised %@: %@ (event lost)",
+              [e name], [e reason]);
+    }
+    CR_BLOCK_RELEASE(work);
+    CR_BLOCK_RELEASE(ex);
+}
+
+/* Each event: its arguments as objects (kept for work that runs later),
+ * then cr_deliver. */
 static void cr_on_state(void *ud, const char *msg_id, const char *peer,
                         courier_state_t state)
 {
-    CR_CALLBACK(ud, CourierStateHandler, cr_takeOnState,
-                courier:messageWithId:to:didChangeState:,
-                blk(cr_str(msg_id), cr_str(peer), (CourierState)state),
-                [d courier:client messageWithId:cr_str(msg_id) to:cr_str(peer)
-                    didChangeState:(CourierState)state]);
+    cr_thread_enter();
+    @autoreleasepool {
+        NSString *i = cr_str(msg_id), *p = cr_str(peer);
+        CourierState st = (CourierState)state;
+        CR_KEEP(i);
+        CR_KEEP(p);
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CR_INVOKE(client, CourierStateHandler, cr_takeOnState,
+                      courier:messageWithId:to:didChangeState:,
+                      blk(i, p, st),
+                      [d courier:client messageWithId:i to:p
+                          didChangeState:st]);
+        }, ^{
+            CR_DROP(i);
+            CR_DROP(p);
+        });
+    }
 }
 
 static void cr_on_message(void *ud, const courier_message_t *m)
 {
-    CR_CALLBACK(ud, CourierMessageHandler, cr_takeOnMessage,
-                courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
-                blk(cr_str(m->id), cr_str(m->peer), (CourierKind)m->kind,
-                    cr_str(m->body), m->timestamp_ms),
-                [d courier:client didReceiveMessageWithId:cr_str(m->id)
-                      from:cr_str(m->peer) kind:(CourierKind)m->kind
-                      body:cr_str(m->body) timestampMs:m->timestamp_ms]);
+    cr_thread_enter();
+    @autoreleasepool {
+        NSString *i = cr_str(m->id), *p = cr_str(m->peer),
+                 *b = cr_str(m->body);
+        CourierKind k = (CourierKind)m->kind;
+        int64_t ts = m->timestamp_ms;
+        CR_KEEP(i);
+        CR_KEEP(p);
+        CR_KEEP(b);
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CR_INVOKE(client, CourierMessageHandler, cr_takeOnMessage,
+                      courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
+                      blk(i, p, k, b, ts),
+                      [d courier:client didReceiveMessageWithId:i from:p
+                            kind:k body:b timestampMs:ts]);
+        }, ^{
+            CR_DROP(i);
+            CR_DROP(p);
+            CR_DROP(b);
+        });
+    }
 }
 
 static void cr_on_link(void *ud, courier_link_t link)
 {
-    CR_CALLBACK(ud, CourierLinkHandler, cr_takeOnLink, courier:didChangeLink:,
-                blk((CourierLink)link),
-                [d courier:client didChangeLink:(CourierLink)link]);
+    cr_thread_enter();
+    @autoreleasepool {
+        CourierLink l = (CourierLink)link;
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CR_INVOKE(client, CourierLinkHandler, cr_takeOnLink,
+                      courier:didChangeLink:, blk(l),
+                      [d courier:client didChangeLink:l]);
+        }, ^{
+        });
+    }
 }
 
 static void cr_on_composing(void *ud, const char *peer, int composing)
 {
-    CR_CALLBACK(ud, CourierComposingHandler, cr_takeOnComposing,
-                courier:peer:isComposing:,
-                blk(cr_str(peer), composing != 0),
-                [d courier:client peer:cr_str(peer)
-                    isComposing:(composing != 0)]);
+    cr_thread_enter();
+    @autoreleasepool {
+        NSString *p = cr_str(peer);
+        BOOL on = composing != 0;
+        CR_KEEP(p);
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CR_INVOKE(client, CourierComposingHandler, cr_takeOnComposing,
+                      courier:peer:isComposing:, blk(p, on),
+                      [d courier:client peer:p isComposing:on]);
+        }, ^{
+            CR_DROP(p);
+        });
+    }
 }
 
 static void cr_on_log(void *ud, int level, const char *line)
 {
-    CR_CALLBACK(ud, CourierLogHandler, cr_takeOnLog, courier:log:level:,
-                blk(cr_str(line), (CourierLogLevel)level),
-                [d courier:client log:cr_str(line)
-                    level:(CourierLogLevel)level]);
+    cr_thread_enter();
+    @autoreleasepool {
+        NSString *t = cr_str(line);
+        CourierLogLevel lv = (CourierLogLevel)level;
+        CR_KEEP(t);
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CR_INVOKE(client, CourierLogHandler, cr_takeOnLog,
+                      courier:log:level:, blk(t, lv),
+                      [d courier:client log:t level:lv]);
+        }, ^{
+            CR_DROP(t);
+        });
+    }
 }
 
 /* ---- CourierClient ------------------------------------------------------ */
@@ -392,9 +657,93 @@ CR_HANDLER_ACCESSORS(CourierComposingHandler, onComposing, setOnComposing,
                      cr_takeOnComposing, _onComposing)
 CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
 
-/* All five to nil (-close, hence -dealloc). */
+- (CourierCallbackExecutor)callbackExecutor
+{
+    CourierCallbackExecutor b;
+    [_handlerLock lock];
+    b = _callbackExecutor;
+    [_handlerLock unlock];
+    return b;
+}
+
+- (CourierCallbackExecutor)cr_takeExecutor
+{
+    CourierCallbackExecutor b;
+    [_handlerLock lock];
+    b = CR_BLOCK_COPY(_callbackExecutor);
+    [_handlerLock unlock];
+    return b;
+}
+
+/* Sets the executor and the queue it came from (nil: not from a queue). */
+- (void)cr_setExecutor:(CourierCallbackExecutor)executor queue:(id)queue
+{
+    CourierCallbackExecutor copied = CR_BLOCK_COPY(executor);
+    CourierCallbackExecutor old;
+#if COURIER_HAVE_DISPATCH_QUEUE
+    dispatch_queue_t oldQueue;
+#if !COURIER_ARC
+    [queue retain];
+#endif
+#endif
+    [_handlerLock lock];
+    old = _callbackExecutor;
+    _callbackExecutor = copied;
+#if COURIER_HAVE_DISPATCH_QUEUE
+    oldQueue = _delegateQueue;
+    _delegateQueue = queue;
+#endif
+    [_handlerLock unlock];
+    CR_BLOCK_RELEASE(old);
+#if COURIER_HAVE_DISPATCH_QUEUE
+#if !COURIER_ARC
+    [oldQueue release];
+#endif
+    (void)oldQueue; /* ARC: released at the end of scope, after the lock */
+#endif
+    (void)queue;
+}
+
+- (void)setCallbackExecutor:(CourierCallbackExecutor)executor
+{
+    [self cr_setExecutor:executor queue:nil];
+}
+
+#if COURIER_HAVE_DISPATCH_QUEUE
+- (dispatch_queue_t)delegateQueue
+{
+    dispatch_queue_t q;
+    [_handlerLock lock];
+    q = _delegateQueue;
+    [_handlerLock unlock];
+    return q;
+}
+
+- (void)setDelegateQueue:(dispatch_queue_t)queue
+{
+    if (!queue) {
+        [self cr_setExecutor:nil queue:nil];
+        return;
+    }
+    /* The block keeps the queue (ARC, and Apple's blocks runtime without
+     * it), so an event that took this executor just before it is replaced
+     * still has its queue; the ivar keeps it for the getter.
+     * dispatch_async copies the work. */
+    [self cr_setExecutor:^(CourierCallbackWork work) {
+        dispatch_async(queue, work);
+    } queue:queue];
+}
+#endif
+
+- (CRGate *)cr_gate
+{
+    return _gate;
+}
+
+/* All five to nil, and the executor (-close, hence -dealloc). */
 - (void)cr_dropHandlers
 {
+    [self cr_setExecutor:nil queue:nil];
     CourierStateHandler s;
     CourierMessageHandler m;
     CourierLinkHandler l;
@@ -452,6 +801,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
         return nil;
     _delegate = delegate;
     _handlerLock = [[NSLock alloc] init];
+    _gate = [[CRGate alloc] init];
 
     CourierConfig *cfg = nil;
     if ([config isKindOfClass:[CourierConfig class]])
@@ -521,10 +871,30 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     return [self initWithConfig:config delegate:nil error:error];
 }
 
+- (nullable instancetype)initWithConfiguration:(CourierConfig *)config
+                                      delegate:(nullable id<CourierClientDelegate>)delegate
+                                         error:(NSError **)error
+{
+    return [self initWithConfig:config delegate:delegate error:error];
+}
+
+#if COURIER_HAVE_DISPATCH_QUEUE
+- (nullable instancetype)initWithConfiguration:(CourierConfig *)config
+                                      delegate:(nullable id<CourierClientDelegate>)delegate
+                                 delegateQueue:(nullable dispatch_queue_t)queue
+                                         error:(NSError **)error
+{
+    if ((self = [self initWithConfig:config delegate:delegate error:error]))
+        self.delegateQueue = queue;
+    return self;
+}
+#endif
+
 - (void)dealloc
 {
     [self close];
 #if !COURIER_ARC
+    [_gate release];
     [_handlerLock release];
     [super dealloc];
 #endif
@@ -532,6 +902,9 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
 
 - (void)close
 {
+    /* Queued work runs nothing from now on; one delivery under way on an
+     * executor's thread is waited for (not from itself: recursive). */
+    [(CRGate *)_gate shut];
     courier_t *h = HANDLE;
     _handle = NULL;
     courier_close(h); /* NULL-safe; deferred when called from a callback */
@@ -671,6 +1044,68 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
         return CourierStateUnknown;
     }
     return (CourierState)st;
+}
+
+- (nullable CourierMessageInfo *)messageInfo:(NSString *)messageId
+                                       error:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    const char *i = cr_utf8(messageId, "id", error);
+    if (!i)
+        return nil;
+    courier_info_t info;
+    int rc = courier_get_info(HANDLE, i, &info);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return nil;
+    }
+    CourierMessageInfo *r =
+        [[CourierMessageInfo alloc] initWithCInfo:&info];
+#if !COURIER_ARC
+    [r autorelease];
+#endif
+    return r;
+}
+
+- (nullable CourierStats *)stats:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    courier_stats_t st;
+    int rc = courier_get_stats(HANDLE, &st);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return nil;
+    }
+    CourierStats *r = [[CourierStats alloc] initWithCStats:&st];
+#if !COURIER_ARC
+    [r autorelease];
+#endif
+    return r;
+}
+
+- (CourierLink)currentLink:(NSError **)error
+{
+    CourierLink l = CourierLinkOffline;
+    if (![self link:&l error:error])
+        return CourierLinkOffline;
+    return l;
+}
+
+- (BOOL)runOnce:(NSUInteger)timeoutMs error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    if (timeoutMs > UINT_MAX) {
+        cr_set(error, COURIER_EINVAL, "timeoutMs is too large");
+        return NO;
+    }
+    /* A callback may -close (and release) the client: nothing of self is
+     * touched after the call. */
+    int rc = courier_run_once(HANDLE, (unsigned)timeoutMs);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
 }
 
 - (BOOL)link:(CourierLink *)outLink error:(NSError **)error

@@ -4,7 +4,10 @@
 #   make check-objc   build libcourier_objc.a + test_objc with clang and
 #                     GNUstep (manual retain/release), run the tests against
 #                     a local Prosody, and syntax-check CourierClient.m and
-#                     test_objc.m under ARC
+#                     test_objc.m under ARC (check-objc-arc), with the
+#                     nullability warnings, a dispatch stand-in and as a
+#                     module (check-objc-clang), and run the delegateQueue
+#                     code against that stand-in (check-objc-dispatch-stub)
 # Debian packages: clang (14), libgnustep-base-dev, libblocksruntime-dev
 # (gnustep-make comes with them; gnustep-config is used for the flags).
 
@@ -31,7 +34,7 @@ OBJC_ARC_FLAGS = -fobjc-runtime=gnustep-2.0 -fobjc-arc -isystem $(OBJC_ARC_INC) 
 OBJC_LIB = $(OBJC_OUT)/libcourier_objc.a
 OBJC_TEST = $(OBJC_OUT)/test_objc
 
-.PHONY: objc check-objc check-objc-arc
+.PHONY: objc check-objc check-objc-arc check-objc-clang check-objc-dispatch-stub
 
 objc: $(OBJC_LIB)
 
@@ -70,7 +73,57 @@ check-objc-arc: $(OBJC_ARC_INC)/objc/runtime.h
 		$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) -fsyntax-only $$f; done
 	@echo "check-objc-arc: CourierClient.m and test_objc.m are ARC-clean"
 
-check-objc: check-objc-arc $(OBJC_TEST)
+# Stricter clang checks, each an error when it warns:
+# - ARC with the nullability warnings (completeness: every pointer of the
+#   header annotated; nullable passed where nonnull is declared);
+# - the delegateQueue code (only compiled where <dispatch/dispatch.h>
+#   exists: not on Debian 12) type-checked under ARC against
+#   compat/dispatch-stub, a declaration-only stand-in with Apple's types;
+# - CourierClient.h as a clang module (`@import CourierObjC;`, the module
+#   SwiftPM makes of bindings/objc), under ARC.
+OBJC_NULL_FLAGS = -Wnullability-completeness -Wnullability \
+	-Wnullable-to-nonnull-conversion
+OBJC_STUB_FLAGS = -I$(OBJC_DIR)/compat/dispatch-stub -DCOURIER_TEST_DISPATCH_STUB
+OBJC_MOD_DIR = $(OBJC_OUT)/module
+check-objc-clang: $(OBJC_ARC_INC)/objc/runtime.h
+	set -e; for f in $(OBJC_DIR)/CourierClient.m $(OBJC_DIR)/test_objc.m; do \
+		$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) $(OBJC_NULL_FLAGS) \
+			-fsyntax-only $$f; \
+		$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) $(OBJC_NULL_FLAGS) \
+			$(OBJC_STUB_FLAGS) -fsyntax-only $$f; done
+	rm -rf $(OBJC_MOD_DIR); mkdir -p $(OBJC_MOD_DIR)
+	printf 'module CourierObjC {\n    header "%s"\n    export *\n}\n' \
+		"$(CURDIR)/$(OBJC_DIR)/CourierClient.h" \
+		> $(OBJC_MOD_DIR)/module.modulemap
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) $(OBJC_NULL_FLAGS) -fmodules \
+		-fimplicit-module-maps -fmodules-cache-path=$(OBJC_MOD_DIR)/cache \
+		-I$(OBJC_MOD_DIR) -fsyntax-only $(OBJC_DIR)/compat/import_module.m
+	find $(OBJC_MOD_DIR)/cache -name 'CourierObjC-*.pcm' | grep -q .
+	@echo "check-objc-clang: nullability complete, delegateQueue code" \
+		"type-checked (stub), module CourierObjC imports (ARC)"
+
+# The delegateQueue path run against the stub (test_objc.m's dispatch_async
+# hands the work to a serial thread of its own): the binding and the test
+# built again with compat/dispatch-stub; offline, no server.
+OBJC_STUB_TEST = $(OBJC_OUT)/test_objc_dispatch_stub
+$(OBJC_OUT)/stub-CourierClient.o: $(OBJC_DIR)/CourierClient.m \
+		$(OBJC_DIR)/CourierClient.h $(OBJC_DIR)/compat/dispatch-stub/dispatch/dispatch.h
+	@mkdir -p $(OBJC_OUT)
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) $(OBJC_STUB_FLAGS) -c $< -o $@
+$(OBJC_OUT)/stub-test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/CourierClient.h \
+		$(OBJC_DIR)/compat/dispatch-stub/dispatch/dispatch.h
+	@mkdir -p $(OBJC_OUT)
+	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) $(OBJC_STUB_FLAGS) -c $< -o $@
+$(OBJC_STUB_TEST): $(OBJC_OUT)/stub-test_objc.o $(OBJC_OUT)/stub-CourierClient.o \
+		$(STATIC) $(OBJC_DIR)/objc.mk
+	$(OBJC_CC) -o $@ $(OBJC_OUT)/stub-test_objc.o \
+		$(OBJC_OUT)/stub-CourierClient.o $(STATIC) $(LIBS) \
+		-lBlocksRuntime $(OBJC_GS_LIBS)
+check-objc-dispatch-stub: $(OBJC_STUB_TEST)
+	$(OBJC_STUB_TEST)
+	@echo "check-objc-dispatch-stub: passed (a stand-in, not libdispatch)"
+
+check-objc: check-objc-arc check-objc-clang check-objc-dispatch-stub $(OBJC_TEST)
 	@rm -f $(OBJC_OUT)/test.log; set +e; \
 	tests/integration/prosody.sh -- $(OBJC_TEST) \
 		> $(OBJC_OUT)/test.log 2>&1; rc=$$?; \

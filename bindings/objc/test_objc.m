@@ -10,9 +10,13 @@
  */
 #import "CourierClient.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#if !__has_feature(objc_arc)
+#include <Block.h>
+#endif
 
 #if __has_feature(objc_arc)
 #define T_ARC 1
@@ -817,6 +821,466 @@ static void testBlocksLive(void)
     T_RELEASE(bob);
 }
 
+/* ---- callback executor, delegate queue, info, stats, runOnce -------------- */
+
+/* Work units kept as void * (blocks are no objects on Debian's GNUstep:
+ * no NSArray of them): a copy going in, run and released coming out. */
+#if T_ARC
+#define T_WORK_TO_PTR(b) ((__bridge_retained void *)[(b) copy])
+#define T_RUN_PTR(p)                                                         \
+    do {                                                                     \
+        CourierCallbackWork w_ = (__bridge_transfer CourierCallbackWork)(p); \
+        w_();                                                                \
+    } while (0)
+#else
+#define T_WORK_TO_PTR(b) ((void *)Block_copy(b))
+#define T_RUN_PTR(p)                                                         \
+    do {                                                                     \
+        CourierCallbackWork w_ = (CourierCallbackWork)(p);                   \
+        w_();                                                                \
+        Block_release(w_);                                                   \
+    } while (0)
+#endif
+
+/* A serial queue of the test's own: one NSThread runs the units in order. */
+@interface SerialWorker : NSObject
+{
+    NSCondition *_cond;
+    void *_items[4096];
+    unsigned _head, _count;
+    BOOL _stop, _done;
+    pthread_t _tid;
+    int _ran;
+}
+- (void)enqueue:(CourierCallbackWork)work;
+- (BOOL)isCurrentThread;
+- (int)ran;
+- (void)stopAndWait;
+@end
+
+@implementation SerialWorker
+- (instancetype)init
+{
+    if ((self = [super init])) {
+        _cond = [[NSCondition alloc] init];
+        [NSThread detachNewThreadSelector:@selector(run:) toTarget:self
+                               withObject:nil];
+        [_cond lock];
+        while (!_tid)
+            [_cond wait];
+        [_cond unlock];
+    }
+    return self;
+}
+#if !T_ARC
+- (void)dealloc
+{
+    [_cond release];
+    [super dealloc];
+}
+#endif
+- (void)run:(id)unused
+{
+    [_cond lock];
+    _tid = pthread_self();
+    [_cond broadcast];
+    for (;;) {
+        while (!_count && !_stop)
+            [_cond wait];
+        if (!_count)
+            break;
+        void *p = _items[_head];
+        _head = (_head + 1) % 4096;
+        _count--;
+        [_cond unlock];
+        @autoreleasepool {
+            T_RUN_PTR(p);
+        }
+        [_cond lock];
+        _ran++;
+    }
+    _done = YES;
+    [_cond broadcast];
+    [_cond unlock];
+}
+- (void)enqueue:(CourierCallbackWork)work
+{
+    [_cond lock];
+    if (_count < 4096 && !_stop) {
+        _items[(_head + _count) % 4096] = T_WORK_TO_PTR(work);
+        _count++;
+        [_cond signal];
+    }
+    [_cond unlock];
+}
+- (BOOL)isCurrentThread
+{
+    return pthread_equal(pthread_self(), _tid) != 0;
+}
+- (int)ran
+{
+    [_cond lock];
+    int n = _ran;
+    [_cond unlock];
+    return n;
+}
+- (void)stopAndWait
+{
+    [_cond lock];
+    _stop = YES;
+    [_cond broadcast];
+    while (!_done)
+        [_cond wait];
+    [_cond unlock];
+}
+@end
+
+/* Notes the thread of every delegate call against one worker. */
+@interface ThreadRecorder : Recorder
+{
+@public
+    SerialWorker *_worker;
+    int _onWorker, _elsewhere;
+    pthread_t _seen;
+}
+@end
+
+@implementation ThreadRecorder
+- (void)noteWorker
+{
+    @synchronized(self) {
+        if (_worker && [_worker isCurrentThread])
+            _onWorker++;
+        else
+            _elsewhere++;
+        _seen = pthread_self();
+    }
+}
+- (void)courier:(CourierClient *)client
+    messageWithId:(NSString *)messageId
+               to:(NSString *)peer
+   didChangeState:(CourierState)state
+{
+    [self noteWorker];
+    [super courier:client messageWithId:messageId to:peer
+        didChangeState:state];
+}
+- (void)courier:(CourierClient *)client didChangeLink:(CourierLink)link
+{
+    [self noteWorker];
+    [super courier:client didChangeLink:link];
+}
+- (void)courier:(CourierClient *)client
+            log:(NSString *)line
+          level:(CourierLogLevel)level
+{
+    [self noteWorker];
+}
+- (int)onWorker
+{
+    @synchronized(self) {
+        return _onWorker;
+    }
+}
+- (int)elsewhere
+{
+    @synchronized(self) {
+        return _elsewhere;
+    }
+}
+@end
+
+static NSNumber *failedNum(void)
+{
+    return [NSNumber numberWithInteger:CourierStateFailed];
+}
+
+/* callbackExecutor: every delegate method and block runs on the worker,
+ * none on the loop thread; events of one message stay in order. */
+static void testCallbackExecutor(void)
+{
+    SerialWorker *worker = T_AUTORELEASE([[SerialWorker alloc] init]);
+    ThreadRecorder *rec = T_AUTORELEASE([[ThreadRecorder alloc] init]);
+    rec->_worker = worker;
+    NSError *err = nil;
+    CourierClient *c = openOffline(@"executor.db", rec, &err);
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    CHECK(c.callbackExecutor == nil, "an executor by default");
+    c.callbackExecutor = ^(CourierCallbackWork work) {
+        [worker enqueue:work];
+    };
+    CHECK(c.callbackExecutor != nil, "executor not kept");
+    NSMutableArray *blockThreads = [NSMutableArray array];
+    c.onComposing = ^(NSString *peer, BOOL on) {
+    };
+    c.onLink = ^(CourierLink link) {
+        add(blockThreads, [NSNumber numberWithBool:[worker isCurrentThread]]);
+    };
+    CHECK([c start:&err], "start: %s", [[err localizedDescription] UTF8String]);
+    NSString *a = [c sendText:@"one" to:@"bob@example.test" error:&err];
+    NSString *b = [c sendText:@"two" to:@"bob@example.test" error:&err];
+    CHECK(a && b, "send: %s", [[err localizedDescription] UTF8String]);
+    if (a && b) {
+        CHECK(WAIT_FOR([[rec statesOf:a] containsObject:failedNum()]
+                           && [[rec statesOf:b] containsObject:failedNum()],
+                       10),
+              "no FAILED through the executor (%s %s)",
+              [[[rec statesOf:a] description] UTF8String],
+              [[[rec statesOf:b] description] UTF8String]);
+    }
+    CHECK(WAIT_FOR([snap(blockThreads) count] > 0, 10), "no onLink block");
+    CHECK([rec onWorker] > 0 && [rec elsewhere] == 0,
+          "delegate calls: %d on the executor, %d elsewhere", [rec onWorker],
+          [rec elsewhere]);
+    CHECK(![snap(blockThreads) containsObject:[NSNumber numberWithBool:NO]],
+          "a block ran off the executor");
+    CHECK([c stop:&err], "stop");
+    [c close];
+    CHECK(c.callbackExecutor == nil, "executor kept after close");
+    [worker stopAndWait];
+}
+
+/* Work still queued when -close returns runs nothing; an executor that
+ * raises is contained. */
+static void testExecutorAfterClose(void)
+{
+    static void *held[1024];
+    static int nheld;
+    nheld = 0;
+    ThreadRecorder *rec = T_AUTORELEASE([[ThreadRecorder alloc] init]);
+    NSError *err = nil;
+    CourierClient *c = openOffline(@"executor-close.db", rec, &err);
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    NSObject *lock = T_AUTORELEASE([[NSObject alloc] init]);
+    c.callbackExecutor = ^(CourierCallbackWork work) {
+        @synchronized(lock) {
+            if (nheld < 1024)
+                held[nheld++] = T_WORK_TO_PTR(work);
+        }
+    };
+    CHECK([c start:&err], "start");
+    NSString *a = [c sendText:@"held" to:@"bob@example.test" error:&err];
+    CHECK(a != nil, "send");
+    CHECK(WAIT_FOR(({
+                       int n_;
+                       @synchronized(lock) {
+                           n_ = nheld;
+                       }
+                       n_ > 0;
+                   }), 10), "no work reached the executor");
+    CHECK([rec onWorker] + [rec elsewhere] == 0,
+          "the library ran the delegate itself");
+    /* One unit run while open: delivered, on this thread. */
+    void *first = NULL;
+    @synchronized(lock) {
+        if (nheld > 0) {
+            first = held[0];
+            memmove(held, held + 1, (size_t)(nheld - 1) * sizeof *held);
+            nheld--;
+        }
+    }
+    if (first)
+        T_RUN_PTR(first);
+    CHECK([rec elsewhere] == 1, "the first unit delivered %d",
+          [rec elsewhere]);
+    [c stop:NULL];
+    [c close];
+    int n;
+    @synchronized(lock) {
+        n = nheld;
+        nheld = 0;
+    }
+    for (int i = 0; i < n; i++)
+        T_RUN_PTR(held[i]);
+    CHECK([rec elsewhere] == 1, "%d units ran the delegate after -close",
+          [rec elsewhere] - 1);
+
+    /* An executor that raises: logged, the client goes on. */
+    CourierClient *d = openOffline(@"executor-raise.db", nil, &err);
+    CHECK(d != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!d)
+        return;
+    d.callbackExecutor = ^(CourierCallbackWork work) {
+        [NSException raise:@"CourierTestException"
+                    format:@"executor raised (expected)"];
+    };
+    CHECK([d start:&err], "start");
+    NSString *x = [d sendText:@"x" to:@"bob@example.test" error:&err];
+    CHECK(x && WAIT_FOR([d stateOf:x error:NULL] == CourierStateFailed, 10),
+          "raising executor: no FAILED");
+    CHECK([d sendText:@"y" to:@"bob@example.test" error:&err] != nil,
+          "send after a raising executor: %s",
+          [[err localizedDescription] UTF8String]);
+    [d stop:NULL];
+    [d close];
+}
+
+/* The NSError ** methods: NO/nil with CourierErrorDomain and the code;
+ * -messageInfo:, -stats:, -currentLink:, the typed initializer. */
+static void testErrorsInfoStats(void)
+{
+    NSError *err = nil;
+    CourierConfig *cfg = T_AUTORELEASE([[CourierConfig alloc]
+        initWithJID:@"alice@example.test" password:@"pw"
+             dbPath:dbPath(@"info.db")]);
+    CHECK([cfg.jid isEqual:@"alice@example.test"] && cfg.ackTimeoutMs == 30000,
+          "initWithJID: defaults kept");
+    cfg.host = @"127.0.0.1";
+    cfg.port = 1;
+    Recorder *rec = T_AUTORELEASE([[Recorder alloc] init]);
+    CourierClient *c = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:cfg delegate:rec error:&err]);
+    CHECK(c != nil, "typed init: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    int64_t before = (int64_t)([[NSDate date] timeIntervalSince1970] * 1000);
+    CHECK([c start:&err], "start");
+    NSString *a = [c sendText:@"info" to:@"bob@example.test" error:&err];
+    CHECK(a && WAIT_FOR([[rec statesOf:a] containsObject:failedNum()], 10),
+          "no FAILED");
+    err = nil;
+    CourierMessageInfo *mi = a ? [c messageInfo:a error:&err] : nil;
+    CHECK(mi != nil && err == nil, "messageInfo: %s",
+          [[err localizedDescription] UTF8String]);
+    CHECK(mi.state == CourierStateFailed && !mi.permanent
+              && mi.createdMs >= before - 1000
+              && mi.lastChangeMs >= mi.createdMs && mi.reason != nil,
+          "info %s", [[mi description] UTF8String]);
+    err = nil;
+    CHECK([c messageInfo:@"no-such-id" error:&err] == nil
+              && [err.domain isEqual:CourierErrorDomain]
+              && err.code == CourierErrorNotFound,
+          "messageInfo unknown: %s %ld", [err.domain UTF8String],
+          (long)err.code);
+    err = nil;
+    CHECK([c messageInfo:@"" error:&err] == nil
+              && err.code == CourierErrorInvalid, "messageInfo empty id");
+    err = nil;
+    CourierStats *st = [c stats:&err];
+    CHECK(st != nil && st.received == 0 && st.duplicates == 0
+              && st.linksUp == 0, "stats %s", [[st description] UTF8String]);
+    err = nil;
+    CHECK([c currentLink:&err] != CourierLinkOnline && err == nil,
+          "currentLink: %s", [[err localizedDescription] UTF8String]);
+    err = nil;
+    CHECK(![c runOnce:0 error:&err] && err.code == CourierErrorState
+              && [err.domain isEqual:@"org.libcourier"],
+          "runOnce on a started client: %ld", (long)err.code);
+    [c stop:NULL];
+    [c close];
+    err = nil;
+    CHECK([c stats:&err] == nil && err.code == CourierErrorClosed,
+          "stats after close");
+    err = nil;
+    CHECK([c messageInfo:@"x" error:&err] == nil
+              && err.code == CourierErrorClosed, "messageInfo after close");
+    err = nil;
+    CHECK([c currentLink:&err] == CourierLinkOffline
+              && err.code == CourierErrorClosed, "currentLink after close");
+    err = nil;
+    CHECK(![c runOnce:0 error:&err] && err.code == CourierErrorClosed,
+          "runOnce after close");
+
+    /* The typed initializer refuses a bad configuration the same way. */
+    CourierConfig *bad = T_AUTORELEASE([[CourierConfig alloc] init]);
+    bad.dbPath = dbPath(@"bad.db");
+    err = nil;
+    CourierClient *none = [[CourierClient alloc] initWithConfiguration:bad
+                                                              delegate:nil
+                                                                 error:&err];
+    CHECK(none == nil && [err.domain isEqual:CourierErrorDomain]
+              && err.code == CourierErrorInvalid,
+          "typed init without jid: %ld", (long)err.code);
+}
+
+/* -runOnce:error: drives the client from this thread: the delegate runs
+ * here, inside the call. */
+static void testRunOnce(void)
+{
+    ThreadRecorder *rec = T_AUTORELEASE([[ThreadRecorder alloc] init]);
+    NSError *err = nil;
+    CourierClient *c = openOffline(@"runonce.db", rec, &err);
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    NSString *a = [c sendText:@"driven" to:@"bob@example.test" error:&err];
+    CHECK(a != nil, "send");
+    BOOL got = NO;
+    for (int i = 0; i < 200 && !got && a; i++) {
+        @autoreleasepool {
+            err = nil;
+            if (![c runOnce:50 error:&err]) {
+                CHECK(0, "runOnce: %s", [[err localizedDescription] UTF8String]);
+                break;
+            }
+            got = [[rec statesOf:a] containsObject:failedNum()];
+        }
+    }
+    CHECK(got, "no FAILED from runOnce");
+    CHECK([rec elsewhere] > 0
+              && pthread_equal(rec->_seen, pthread_self()),
+          "the delegate did not run on the calling thread");
+    err = nil;
+    CHECK(![c start:&err] && err.code == CourierErrorState,
+          "start while runOnce drives: %ld", (long)err.code);
+    [c stop:NULL];
+    [c close];
+}
+
+#ifdef COURIER_TEST_DISPATCH_STUB
+/* With compat/dispatch-stub: a "queue" is a SerialWorker, dispatch_async
+ * its enqueue. Exercises delegateQueue and the initializer that takes one;
+ * not Apple's libdispatch. */
+@interface StubQueue : SerialWorker <OS_dispatch_queue>
+@end
+@implementation StubQueue
+@end
+
+void dispatch_async(dispatch_queue_t queue, dispatch_block_t block)
+{
+    [(StubQueue *)queue enqueue:block];
+}
+
+static void testDelegateQueueStub(void)
+{
+    StubQueue *q = T_AUTORELEASE([[StubQueue alloc] init]);
+    ThreadRecorder *rec = T_AUTORELEASE([[ThreadRecorder alloc] init]);
+    rec->_worker = q;
+    NSError *err = nil;
+    CourierConfig *cfg = T_AUTORELEASE([[CourierConfig alloc]
+        initWithJID:@"alice@example.test" password:@"pw"
+             dbPath:dbPath(@"queue.db")]);
+    cfg.host = @"127.0.0.1";
+    cfg.port = 1;
+    CourierClient *c = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:cfg delegate:rec delegateQueue:q error:&err]);
+    CHECK(c != nil, "open: %s", [[err localizedDescription] UTF8String]);
+    if (!c)
+        return;
+    CHECK(c.delegateQueue == q && c.callbackExecutor != nil,
+          "delegateQueue not kept");
+    CHECK([c start:&err], "start");
+    NSString *a = [c sendText:@"queued" to:@"bob@example.test" error:&err];
+    CHECK(a && WAIT_FOR([[rec statesOf:a] containsObject:failedNum()], 10),
+          "no FAILED through the queue");
+    CHECK([rec onWorker] > 0 && [rec elsewhere] == 0,
+          "delegate: %d on the queue, %d elsewhere", [rec onWorker],
+          [rec elsewhere]);
+    c.callbackExecutor = nil;
+    CHECK(c.delegateQueue == nil, "delegateQueue kept after the executor "
+                                  "was replaced");
+    c.delegateQueue = q;
+    [c stop:NULL];
+    [c close];
+    CHECK(c.delegateQueue == nil, "delegateQueue kept after close");
+    [q stopAndWait];
+}
+#endif
+
 int main(void)
 {
     @autoreleasepool {
@@ -827,12 +1291,19 @@ int main(void)
         }
         tmpDir = [[NSString alloc] initWithUTF8String:tmpl];
 
+#ifdef COURIER_TEST_DISPATCH_STUB
+        testDelegateQueueStub(); /* then the rest, live ones skipped */
+#endif
         testDefaults();
         testOffline();
         testLive();
         testBlocksMemory();
         testBlocksOffline();
         testBlocksLive();
+        testCallbackExecutor();
+        testExecutorAfterClose();
+        testErrorsInfoStats();
+        testRunOnce();
 
         [[NSFileManager defaultManager] removeItemAtPath:tmpDir error:NULL];
         T_RELEASE(tmpDir);

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /**
  * Account configuration, mirroring courier_config_t. A new Config holds
  * the library's own defaults (from courier_config_init()); set the fields
@@ -9,18 +12,20 @@ package org.libcourier;
  * refused with CourierException EINVAL at open.
  */
 public final class Config {
-    /** Required: the account, e.g. "alice@example.com". */
-    public String jid;
+    /** Required: the account, e.g. "alice@example.com". The strings are
+     *  nullable so that a new Config can start empty; open() refuses a
+     *  required one left null (EINVAL). */
+    @Nullable public String jid;
     /** Required. */
-    public String password;
+    @Nullable public String password;
     /** Optional server host; null = from the JID (SRV). */
-    public String host;
+    @Nullable public String host;
     /** 0 = default. */
     public int port;
     /** Required: the SQLite file (created mode 0600). */
-    public String dbPath;
+    @Nullable public String dbPath;
     /** Optional CA bundle (PEM) for TLS. */
-    public String caFile;
+    @Nullable public String caFile;
     /** false = TLS required. */
     public boolean allowPlaintext;
     public int ackTimeoutMs, resendGraceMs;
@@ -59,6 +64,7 @@ public final class Config {
         maxBodyBytes = (int) v[N_MAX_BODY];
     }
 
+    @NotNull
     long[] toNative() {
         long[] v = new long[N_COUNT];
         v[N_PORT] = port;

@@ -1,14 +1,44 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
+
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
 
 /**
  * One XMPP account (a courier_t). Every method may be called from any
  * thread, listener callbacks included; each failure throws one
- * {@link CourierException} whose code is the C code. Callbacks run on the
- * library's loop thread (see {@link Listener}). Close it when done: until
- * then the native side holds the Courier and its Listener.
+ * {@link CourierException} whose code is the C code. Close it when done:
+ * until then the native side holds the Courier and its Listener.
+ *
+ * <p><b>Where callbacks run.</b> By default on the library's loop thread
+ * ("courier-loop"; with {@link #runOnce}, the thread that calls it). Give
+ * {@link #open(Config, Listener, Executor)} an {@link Executor} to have
+ * every listener call handed to it instead (Android:
+ * {@code context.getMainExecutor()}; a single-thread executor of your own).
+ * The executor must run tasks in the order it receives them (a serial
+ * executor) if you rely on the order of events.
+ *
+ * <p><b>Blocking and disk I/O</b> (for {@code StrictMode}; the detail is in
+ * each method and in include/courier.h):
+ * <ul>
+ * <li>Never block, no disk: {@link #networkChanged()}, {@link #version()},
+ *     {@link #displayStatus(State)}, {@link #isClosed()}.</li>
+ * <li>No disk, but take the handle's lock (can wait for the loop thread's
+ *     current store work): {@link #start()}, {@link #getStats()},
+ *     {@link #getLink()}.</li>
+ * <li>Read the SQLite store: {@link #getState}, {@link #getInfo},
+ *     {@link #setComposing}.</li>
+ * <li>Write and commit the store before returning: {@link #sendText},
+ *     {@link #sendMedia}, {@link #markDisplayed}, {@link #retry}.</li>
+ * <li>Can take long: {@link #open} (opens, migrates and after a crash
+ *     checks the store), {@link #stop()} and {@link #close()} (a goodbye
+ *     of up to ~2.5 s, commits), {@link #runOnce} (a turn of the loop:
+ *     network, store and your callbacks).</li>
+ * </ul>
+ * Keep every call that touches the disk off Android's main thread.
  *
  * <p>Calling a method concurrently with {@link #close()} (on another
  * thread) is a bug, as with the C handle; calls after close throw ECLOSED.
@@ -18,37 +48,84 @@ public final class Courier implements AutoCloseable {
         System.loadLibrary("courier_jni");
     }
 
+    /**
+     * Stack a thread needs to call {@link #runOnce} whatever a server sends
+     * (COURIER_RUN_ONCE_STACK_BYTES, 64 MiB): create that thread with
+     * {@code new Thread(null, task, name, Courier.RUN_ONCE_STACK_BYTES)}.
+     * {@link #start()}'s own thread has it already.
+     */
+    public static final long RUN_ONCE_STACK_BYTES = 64L * 1024 * 1024;
+
     private final AtomicLong handle = new AtomicLong();
 
     private Courier() {}
 
     /**
-     * Open an account: validate {@code cfg}, open (or create) and migrate
-     * the store. No network until {@link #start()}.
+     * Open an account, callbacks on the library's thread: the same as
+     * {@code open(cfg, listener, null)}.
      * @throws CourierException EINVAL (a bad field, named in the message),
      *         ENOMEM, ESTORE, ECORRUPT
      */
-    public static Courier open(Config cfg, Listener listener) {
+    @NotNull
+    public static Courier open(@NotNull Config cfg,
+                               @Nullable Listener listener) {
+        return open(cfg, listener, null);
+    }
+
+    /**
+     * Open an account: validate {@code cfg}, open (or create) and migrate
+     * the store. No network until {@link #start()} or {@link #runOnce}.
+     *
+     * <p>Each listener call is handed to {@code callbackExecutor} as one
+     * task ({@code null}: run on the library's thread, as
+     * {@link Listener} describes). A task still queued when
+     * {@link #close()} returns is dropped when it comes to run (it checks
+     * that the Courier is open); one already running finishes. A task the
+     * executor rejects is logged to stderr and lost: the message itself is
+     * in the store ({@link #getState}). An exception thrown by the listener
+     * inside a task is the executor's (its thread's uncaught-exception
+     * handler), not logged and dropped as on the library's thread.
+     *
+     * <p>Blocks for disk I/O: opens the SQLite file, migrates an older
+     * store, reads the unsettled outbox; after an unclean close it first
+     * checks the whole file (about 0.35 s per million messages). Not on the
+     * main thread.
+     * @throws CourierException EINVAL (a bad field, named in the message),
+     *         ENOMEM, ESTORE, ECORRUPT
+     */
+    @NotNull
+    public static Courier open(@NotNull Config cfg,
+                               @Nullable Listener listener,
+                               @Nullable Executor callbackExecutor) {
         if (cfg == null)
             throw new NullPointerException("cfg");
         Courier c = new Courier();
         Listener l = listener != null ? listener : new Listener() {};
+        if (callbackExecutor != null && listener != null)
+            l = new ExecutorListener(c, l, callbackExecutor);
         c.handle.set(nativeOpen(c, l, cfg.jid, cfg.password, cfg.host,
                                 cfg.dbPath, cfg.caFile, cfg.toNative()));
         return c;
     }
 
     /** Connect and run the loop on the library's own thread, reconnecting
-     *  by itself until {@link #stop()}.
-     *  @throws CourierException ESTATE (already started), ENOMEM, ECLOSED */
+     *  by itself until {@link #stop()}. Returns without waiting for the
+     *  link; no disk or network I/O on the calling thread.
+     *  @throws CourierException ESTATE (already started, or driven by
+     *          runOnce), ENOMEM, ECLOSED */
     public void start() { nativeStart(handle.get()); }
 
     /** Disconnect and join the loop thread; stored messages are kept.
+     *  Blocks: usually up to ~2.5 s (the goodbye), not bounded in every
+     *  case (a name lookup under way); commits to the store. Not on the
+     *  main thread.
      *  @throws CourierException ESTATE, ECLOSED */
     public void stop() { nativeStop(handle.get()); }
 
     /** Stop if needed and free the native handle; no callback runs after
-     *  it returns (from a callback: after that callback). Idempotent. */
+     *  it returns (from a callback: after that callback; with an executor,
+     *  queued tasks are dropped). Idempotent. Blocks as {@link #stop()},
+     *  then closes the store (a WAL checkpoint: disk I/O). */
     @Override
     public void close() {
         long h = handle.getAndSet(0);
@@ -56,56 +133,107 @@ public final class Courier implements AutoCloseable {
             nativeClose(h);
     }
 
-    /** True once {@link #close()} was called. */
+    /** True once {@link #close()} was called. Never blocks. */
     public boolean isClosed() { return handle.get() == 0; }
 
     /**
      * Store a text message for {@code to} (a bare JID) and queue it;
      * returns its id once it is durable. Offline it is reported FAILED and
      * goes out by itself on reconnect.
+     * Disk I/O: an INSERT and a COMMIT, waited for (an fsync per commit
+     * with {@link Config#synchronousFull}). No network on this thread.
      * @throws CourierException EINVAL (bad JID, empty, oversized body,
      *         U+0000 in a string), ESTORE, ECLOSED
      */
-    public String sendText(String to, String body) {
+    @NotNull
+    public String sendText(@NotNull String to, @NotNull String body) {
         return nativeSendText(handle.get(), to, body);
     }
 
     /** Store a voice or image message whose id is {@code mediaId};
-     *  {@code body} is the media URL or description.
+     *  {@code body} is the media URL or description. Disk I/O as
+     *  {@link #sendText}.
      *  @throws CourierException as sendText, plus EINVAL for TEXT or a bad
      *          id and ESTATE when that id exists already */
-    public void sendMedia(String to, Kind kind, String mediaId, String body) {
+    public void sendMedia(@NotNull String to, @NotNull Kind kind,
+                          @NotNull String mediaId, @NotNull String body) {
         if (kind == null)
             throw new NullPointerException("kind");
         nativeSendMedia(handle.get(), to, kind.code(), mediaId, body);
     }
 
     /** Tell {@code peer} that their message {@code id} was shown.
+     *  Disk I/O: one transaction, committed before it returns.
      *  @throws CourierException EINVAL, ENOTFOUND, ESTORE, ECLOSED */
-    public void markDisplayed(String peer, String id) {
+    public void markDisplayed(@NotNull String peer, @NotNull String id) {
         nativeMarkDisplayed(handle.get(), peer, id);
     }
 
     /** Send a composing (true) or active (false) notification.
+     *  Disk I/O: reads the store (the peer's last message); writes nothing.
      *  @throws CourierException EINVAL, ENOTCONN (offline), ECLOSED */
-    public void setComposing(String peer, boolean on) {
+    public void setComposing(@NotNull String peer, boolean on) {
         nativeSetComposing(handle.get(), peer, on);
     }
 
     /** Send a FAILED message again now (or on reconnect).
+     *  Disk I/O: one transaction, committed before it returns.
      *  @throws CourierException EINVAL, ENOTFOUND, ESTATE (not FAILED),
      *          ESTORE, ECLOSED */
-    public void retry(String id) { nativeRetry(handle.get(), id); }
+    public void retry(@NotNull String id) { nativeRetry(handle.get(), id); }
 
-    /** Current state of outgoing message {@code id}, from the store.
+    /** Current state of outgoing message {@code id}.
+     *  Disk I/O: one SQLite read.
      *  @throws CourierException EINVAL, ENOTFOUND, ESTORE, ECLOSED */
-    public State getState(String id) {
+    @NotNull
+    public State getState(@NotNull String id) {
         return State.fromCode(nativeGetState(handle.get(), id));
     }
 
-    /** Current link state.
+    /** Why outgoing message {@code id} is where it is: state, attempts,
+     *  times and reason (courier_get_info). Disk I/O: one SQLite read.
+     *  @throws CourierException EINVAL, ENOTFOUND, ESTORE, ECLOSED */
+    @NotNull
+    public MessageInfo getInfo(@NotNull String id) {
+        long[] v = new long[MessageInfo.N_COUNT];
+        String reason = nativeGetInfo(handle.get(), id, v);
+        return new MessageInfo(v, reason);
+    }
+
+    /** The counters since open (courier_get_stats). In memory: no disk
+     *  I/O, but takes the handle's lock.
+     *  @throws CourierException ECLOSED */
+    @NotNull
+    public Stats getStats() {
+        long[] v = new long[Stats.N_COUNT];
+        nativeGetStats(handle.get(), v);
+        return new Stats(v);
+    }
+
+    /** Current link state. In memory: no disk I/O, but takes the
+     *  handle's lock.
      *  @throws CourierException EAUTH (login refused), ECLOSED */
+    @NotNull
     public Link getLink() { return Link.fromCode(nativeGetLink(handle.get())); }
+
+    /**
+     * Drive the library from your own thread instead of {@link #start()}
+     * (courier_run_once): the first call starts connecting; each call runs
+     * due timers, the socket, pending work and callbacks, waiting at most
+     * {@code timeoutMs} for something to happen (0: do not wait). Without a
+     * callback executor the listener runs on the calling thread, inside
+     * this call. One thread at a time, with {@link #RUN_ONCE_STACK_BYTES}
+     * of stack. {@link #stop()} (from that thread) closes the link.
+     * Blocks: up to {@code timeoutMs}, plus the work it finds (SQLite
+     * reads and a commit, the callbacks, and while connecting the name
+     * lookup and TLS handshake). Not on the main thread.
+     * @throws CourierException EINVAL (negative timeout), ESTATE (started
+     *         with start(), or another thread is inside), ECLOSED (closed,
+     *         also from one of its callbacks)
+     */
+    public void runOnce(int timeoutMs) {
+        nativeRunOnce(handle.get(), timeoutMs);
+    }
 
     /**
      * The device's connectivity changed (behaviour.md §10): a link that is
@@ -119,8 +247,17 @@ public final class Courier implements AutoCloseable {
      */
     public void networkChanged() { nativeNetworkChanged(handle.get()); }
 
-    /** The native library's version, e.g. "0.1.0". */
+    /** The native library's version, e.g. "0.1.0". Never blocks. */
+    @NotNull
     public static String version() { return nativeVersion(); }
+
+    /** What a chat UI shows for {@code state} (courier_display_status):
+     *  "sending" (QUEUED, SENT), "delivered" (OFFLINE, DELIVERED), "read"
+     *  (DISPLAYED), "failed" (FAILED). Never blocks. */
+    @NotNull
+    public static String displayStatus(@NotNull State state) {
+        return nativeDisplayStatus(state.code());
+    }
 
     // ---- native (registered by JNI_OnLoad in courier_jni.c) -------------
     static native long[] nativeDefaults();
@@ -140,8 +277,13 @@ public final class Courier implements AutoCloseable {
                                                   boolean on);
     private static native void nativeRetry(long h, String id);
     private static native int nativeGetState(long h, String id);
+    private static native String nativeGetInfo(long h, String id,
+                                               long[] out);
+    private static native void nativeGetStats(long h, long[] out);
     private static native int nativeGetLink(long h);
+    private static native void nativeRunOnce(long h, int timeoutMs);
     private static native String nativeVersion();
+    private static native String nativeDisplayStatus(int state);
     private static native void nativeNetworkChanged(long h);
 
     // Test hooks: string conversion both ways, global refs held.

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /**
  * A courier_* call returned a negative code. The message is
  * courier_strerror(code) + " : " + courier_last_error(), read on the
@@ -24,6 +27,7 @@ public class CourierException extends RuntimeException {
         public int value() { return value; }
 
         /** The Code of a C value; UNKNOWN for any other. */
+        @NotNull
         public static Code fromValue(int value) {
             for (Code c : values())
                 if (c.value == value && c != UNKNOWN)
@@ -35,7 +39,7 @@ public class CourierException extends RuntimeException {
     private final int errorCode;
 
     /** Made by the native glue. */
-    public CourierException(int errorCode, String message) {
+    public CourierException(int errorCode, @Nullable String message) {
         super(message);
         this.errorCode = errorCode;
     }
@@ -44,5 +48,6 @@ public class CourierException extends RuntimeException {
     public int getErrorCode() { return errorCode; }
 
     /** The code as an enum. */
+    @NotNull
     public Code getCode() { return Code.fromValue(errorCode); }
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import org.jetbrains.annotations.NotNull;
+
 /** Message kinds (courier_kind_t; the codes are ABI). */
 public enum Kind {
     TEXT(0), VOICE(1), IMAGE(2);
@@ -13,6 +15,7 @@ public enum Kind {
     public int code() { return code; }
 
     /** The kind of a C value; IllegalArgumentException if unknown. */
+    @NotNull
     public static Kind fromCode(int code) {
         for (Kind k : values())
             if (k.code == code)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import org.jetbrains.annotations.NotNull;
+
 /** State of the link to the server (courier_link_t; the codes are ABI). */
 public enum Link {
     OFFLINE(0), CONNECTING(1), ONLINE(2);
@@ -13,6 +15,7 @@ public enum Link {
     public int code() { return code; }
 
     /** The link state of a C value; IllegalArgumentException if unknown. */
+    @NotNull
     public static Link fromCode(int code) {
         for (Link l : values())
             if (l.code == code)

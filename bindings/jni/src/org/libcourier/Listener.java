@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import org.jetbrains.annotations.NotNull;
+
 /**
- * Events of one Courier. Every method runs on the library's loop thread
- * (named "courier-loop"), never on the thread that called the API: hop to
- * the UI thread yourself (on Android, {@code Handler.post} or
- * {@code runOnUiThread}). Methods must not block. They may call back into
- * the Courier, including {@link Courier#close()}. An exception thrown here
- * is logged to stderr and dropped; it never reaches the library. Strings
- * are valid Java strings (emoji included) and may be kept.
+ * Events of one Courier. By default every method runs on the library's
+ * loop thread (named "courier-loop"; with {@link Courier#runOnce}, the
+ * thread that calls it), never on the thread that called the API: hop to
+ * the UI thread yourself, or give {@link Courier#open(Config, Listener,
+ * java.util.concurrent.Executor)} an executor (Android:
+ * {@code context.getMainExecutor()}), which then runs every call. On the
+ * library's thread methods must not block (nor do disk I/O you can avoid:
+ * they hold up every other event). They may call back into the Courier,
+ * including {@link Courier#close()}. An exception thrown on the library's
+ * thread is logged to stderr and dropped; it never reaches the library.
+ * Strings are never null, are valid Java strings (emoji included) and may
+ * be kept.
  * Every method has an empty default: implement the ones you need.
  */
 public interface Listener {
@@ -16,19 +23,21 @@ public interface Listener {
 
     /** Outgoing message {@code id} to {@code peer} is now {@code state}
      *  (durable first; once per transition, in order). */
-    default void onState(String id, String peer, State state) {}
+    default void onState(@NotNull String id, @NotNull String peer,
+                         @NotNull State state) {}
 
     /** An incoming message, handed over exactly once per (peer, id);
      *  {@code timestampMs} is the original send time (Unix ms). */
-    default void onMessage(String id, String peer, Kind kind, String body,
+    default void onMessage(@NotNull String id, @NotNull String peer,
+                           @NotNull Kind kind, @NotNull String body,
                            long timestampMs) {}
 
     /** The link to the server changed. */
-    default void onLink(Link link) {}
+    default void onLink(@NotNull Link link) {}
 
     /** {@code peer} started (true) or stopped (false) typing. */
-    default void onComposing(String peer, boolean composing) {}
+    default void onComposing(@NotNull String peer, boolean composing) {}
 
     /** A log line of the library; {@code level} is one of LOG_*. */
-    default void onLog(int level, String line) {}
+    default void onLog(int level, @NotNull String line) {}
 }

@@ -25,7 +25,11 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -119,6 +123,11 @@ public class CourierTest {
                 .add(s);
             if (s == State.FAILED)
                 failed.incrementAndGet();
+        }
+
+        boolean has(String id, State s) {
+            List<State> l = states.get(id);
+            return l != null && l.contains(s);
         }
 
         boolean waitFor(String id, State s, long ms)
@@ -481,6 +490,229 @@ public class CourierTest {
         assertEquals(base, Courier.liveGlobalRefsForTest());
     }
 
+    // ---- callback executor -------------------------------------------------------
+
+    /** Records the thread of every callback, whatever the event. */
+    static class ThreadRecorder extends Recorder {
+        final Set<String> allThreads = ConcurrentHashMap.newKeySet();
+        final AtomicInteger calls = new AtomicInteger();
+
+        @Override
+        public void onState(String id, String peer, State s) {
+            allThreads.add(Thread.currentThread().getName());
+            calls.incrementAndGet();
+            super.onState(id, peer, s);
+        }
+
+        @Override
+        public void onLink(Link link) {
+            allThreads.add(Thread.currentThread().getName());
+            calls.incrementAndGet();
+        }
+
+        @Override
+        public void onLog(int level, String line) {
+            allThreads.add(Thread.currentThread().getName());
+            calls.incrementAndGet();
+        }
+    }
+
+    /** With an executor every listener call runs on the executor's thread
+     *  (states, links and logs alike), none on the library's. */
+    @Test
+    public void executorReceivesCallbacksOnItsThread() throws Exception {
+        ExecutorService ex = Executors.newSingleThreadExecutor(
+            r -> new Thread(r, "app-executor"));
+        try {
+            ThreadRecorder r = new ThreadRecorder();
+            Courier c = open(offlineConfig("exec"), r, ex);
+            c.start();
+            String id1 = c.sendText(BOB, "one");
+            String id2 = c.sendText(BOB, "two");
+            assertTrue(r.waitFor(id1, State.FAILED, 5000));
+            assertTrue(r.waitFor(id2, State.FAILED, 5000));
+            assertEquals(Collections.singleton("app-executor"), r.allThreads);
+            assertEquals(Collections.singleton("app-executor"), r.threads);
+            c.stop();
+        } finally {
+            ex.shutdown();
+        }
+    }
+
+    private Courier open(Config cfg, Listener l, Executor ex) {
+        Courier c = Courier.open(cfg, l, ex);
+        opened.add(c);
+        return c;
+    }
+
+    /** A task still queued when close() returns is dropped when it runs. */
+    @Test
+    public void executorTasksQueuedAtCloseAreDropped() throws Exception {
+        BlockingQueue<Runnable> tasks = new LinkedBlockingQueue<>();
+        ThreadRecorder r = new ThreadRecorder();
+        Courier c = open(offlineConfig("drop"), r, tasks::add);
+        c.start();
+        String id = c.sendText(BOB, "queued");
+        long end = System.currentTimeMillis() + 5000;
+        while (tasks.isEmpty() && System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertFalse("no task reached the executor", tasks.isEmpty());
+        assertEquals("the library ran the listener itself", 0, r.calls.get());
+        // one task runs while the Courier is open: delivered here
+        tasks.take().run();
+        assertEquals(1, r.calls.get());
+        assertEquals(State.FAILED, c.getState(id));
+        c.close();
+        List<Runnable> left = new ArrayList<>();
+        tasks.drainTo(left);
+        for (Runnable t : left)
+            t.run();
+        assertEquals("a task ran after close", 1, r.calls.get());
+    }
+
+    /** An executor that rejects: logged by the glue, the Courier goes on. */
+    @Test
+    public void rejectingExecutorIsContained() throws Exception {
+        AtomicInteger offered = new AtomicInteger();
+        Courier c = open(offlineConfig("reject"), new Listener() {}, t -> {
+            offered.incrementAndGet();
+            throw new RejectedExecutionException("shut down (expected)");
+        });
+        c.start();
+        String id = c.sendText(BOB, "x");
+        long end = System.currentTimeMillis() + 5000;
+        while (c.getState(id) != State.FAILED &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(State.FAILED, c.getState(id));
+        while (offered.get() == 0 && System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertTrue(offered.get() > 0);
+        assertNotNull(c.sendText(BOB, "y"));
+        c.stop();
+    }
+
+    // ---- getInfo, getStats, runOnce, displayStatus --------------------------------
+
+    @Test
+    public void infoAndStatsOffline() throws Exception {
+        Recorder r = new Recorder();
+        Courier c = open(offlineConfig("info"), r);
+        long before = System.currentTimeMillis();
+        c.start();
+        String id = c.sendText(BOB, "info");
+        assertTrue(r.waitFor(id, State.FAILED, 5000));
+        MessageInfo mi = c.getInfo(id);
+        assertEquals(mi.toString(), State.FAILED, mi.state);
+        assertTrue(mi.toString(), mi.createdMs >= before - 1000 &&
+                   mi.createdMs <= System.currentTimeMillis() + 1000);
+        assertTrue(mi.toString(), mi.lastChangeMs >= mi.createdMs);
+        assertFalse(mi.toString(), mi.permanent);
+        assertNotNull(mi.reason);
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.getInfo("no-such-id")));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.getInfo("")));
+        Stats st = c.getStats();
+        assertEquals(st.toString(), 0, st.received);
+        assertEquals(st.toString(), 0, st.duplicates);
+        assertEquals(st.toString(), 0, st.linksUp);
+        assertEquals(st.toString(), 0, st.resentRetry);
+        c.retry(id); // offline: counted when it is written, not now
+        c.stop();
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::getStats));
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.getInfo(id)));
+    }
+
+    @Test
+    public void displayStatusIsTheLibrarys() {
+        assertEquals("sending", Courier.displayStatus(State.QUEUED));
+        assertEquals("sending", Courier.displayStatus(State.SENT));
+        assertEquals("delivered", Courier.displayStatus(State.OFFLINE));
+        assertEquals("delivered", Courier.displayStatus(State.DELIVERED));
+        assertEquals("read", Courier.displayStatus(State.DISPLAYED));
+        assertEquals("failed", Courier.displayStatus(State.FAILED));
+    }
+
+    /** runOnce drives the loop from a thread of the app's (with the stack
+     *  the library asks for): callbacks run on it, inside the call. */
+    @Test
+    public void runOnceRunsCallbacksOnTheCallingThread() throws Exception {
+        ThreadRecorder r = new ThreadRecorder();
+        Courier c = open(offlineConfig("once"), r);
+        String id = c.sendText(BOB, "driven");
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        AtomicReference<CourierException.Code> startCode =
+            new AtomicReference<>();
+        Thread t = new Thread(null, () -> {
+            try {
+                long end = System.currentTimeMillis() + 10000;
+                while (!r.has(id, State.FAILED) &&
+                       System.currentTimeMillis() < end)
+                    c.runOnce(50);
+                startCode.set(codeOf(c::start)); // runOnce drives it
+                c.stop();
+            } catch (Throwable e) {
+                failure.set(e);
+            }
+        }, "my-loop", Courier.RUN_ONCE_STACK_BYTES);
+        t.start();
+        t.join();
+        assertNull(String.valueOf(failure.get()), failure.get());
+        assertTrue("onState(FAILED)", r.has(id, State.FAILED));
+        assertEquals(Collections.singleton("my-loop"), r.allThreads);
+        assertEquals(CourierException.Code.ESTATE, startCode.get());
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.runOnce(-1)));
+        // started with start(): runOnce is refused
+        Courier d = open(offlineConfig("once2"), null);
+        d.start();
+        assertEquals(CourierException.Code.ESTATE, codeOf(() -> d.runOnce(0)));
+        d.stop();
+    }
+
+    /** A listener that closes the Courier from inside runOnce: that call
+     *  ends with ECLOSED and the glue's references are released. */
+    @Test
+    public void runOnceClosedFromACallback() throws Exception {
+        long base = Courier.liveGlobalRefsForTest();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        Courier c = Courier.open(offlineConfig("onceclose"), new Listener() {
+            @Override
+            public void onState(String id, String peer, State s) {
+                self.get().close();
+            }
+        });
+        self.set(c);
+        c.sendText(BOB, "bye");
+        CourierException.Code code = null;
+        long end = System.currentTimeMillis() + 10000;
+        while (code == null && System.currentTimeMillis() < end) {
+            try {
+                c.runOnce(50);
+            } catch (CourierException e) {
+                code = e.getCode();
+            }
+        }
+        assertEquals(CourierException.Code.ECLOSED, code);
+        assertTrue(c.isClosed());
+        assertEquals(base, Courier.liveGlobalRefsForTest());
+    }
+
+    /** The nullability annotations are for compilers only: this run has no
+     *  annotations jar on its classpath, and every test here works. */
+    @Test
+    public void annotationsAreNotNeededAtRunTime() {
+        try {
+            Class.forName("org.jetbrains.annotations.NotNull");
+            fail("org.jetbrains.annotations on the test classpath");
+        } catch (ClassNotFoundException expected) {
+            // as it should be
+        }
+        assertNotNull(Courier.version());
+    }
+
     // ---- live, against the local Prosody of tests/integration/prosody.sh -------
 
     @Test
@@ -529,6 +761,12 @@ public class CourierTest {
                    aliceEvents.waitFor(id, State.DISPLAYED, 30000));
         assertEquals(State.DISPLAYED, alice.getState(id));
         assertNull("exactly once", bobGot.poll(500, TimeUnit.MILLISECONDS));
+        MessageInfo mi = alice.getInfo(id);
+        assertEquals(mi.toString(), State.DISPLAYED, mi.state);
+        assertTrue(mi.toString(), mi.attempts >= 1 && mi.lastSentMs > 0);
+        Stats as = alice.getStats(), bs = bob.getStats();
+        assertTrue(as.toString(), as.sent >= 1 && as.linksUp >= 1);
+        assertTrue(bs.toString(), bs.received >= 1 && bs.linksUp >= 1);
         alice.stop();
         bob.stop();
     }
