@@ -844,7 +844,9 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
         c.max_body_bytes = (unsigned)cfg.maxBodyBytes;
 
         courier_callbacks_t cb = {
-            cr_on_state, cr_on_message, cr_on_link, cr_on_composing, cr_on_log
+            .on_state = cr_on_state, .on_message = cr_on_message,
+            .on_link = cr_on_link, .on_composing = cr_on_composing,
+            .on_log = cr_on_log,
         };
         courier_t *h = NULL;
         /* ud = self, not retained: courier_close() in -close/-dealloc
