@@ -47,6 +47,9 @@ typedef struct {
     int acks_by_ping; /* log lines saying the link has no XEP-0198 */
     int wire_lines;   /* libstrophe's SENT/RECV debug lines */
     int sasl_leaks;   /* ... of them showing a SASL payload or password */
+    char last_meta[128];      /* meta of the last on_message */
+    char retracted[COURIER_ID_MAX]; /* id of the last on_retract */
+    int n_retracted;
 } client_t;
 
 static const char *env(const char *k)
@@ -122,6 +125,17 @@ static void on_message(void *ud, const courier_message_t *m)
             cl->n_in_distinct++;
         cl->n_in_total++;
     }
+    snprintf(cl->last_meta, sizeof(cl->last_meta), "%s", m->meta);
+    pthread_mutex_unlock(&cl->mu);
+}
+
+static void on_retract(void *ud, const char *peer, const char *id)
+{
+    (void)peer;
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    snprintf(cl->retracted, sizeof(cl->retracted), "%s", id);
+    cl->n_retracted++;
     pthread_mutex_unlock(&cl->mu);
 }
 
@@ -170,7 +184,7 @@ static void on_log(void *ud, int level, const char *line)
 
 static const courier_callbacks_t callbacks = {
     .on_state = on_state, .on_message = on_message, .on_link = on_link,
-    .on_log = on_log,
+    .on_log = on_log, .on_retract = on_retract,
 };
 
 /* Clients still open when a test fails are closed by its teardown, so no
@@ -636,6 +650,102 @@ static void test_reply_makes_delivered_read(void **st)
     expect_all(b, reply, 1, COURIER_DELIVERED, 15000);
     free(ids);
     free(reply);
+    client_free(a);
+    client_free(b);
+}
+
+/* ---- the app's data contract (issue 14, behaviour.md §9) ------------ */
+
+typedef struct {
+    char ids[8][COURIER_ID_MAX];
+    char metas[8][64];
+    int retracted[8], dirs[8];
+    int n;
+} page_t;
+
+static int page_entry(void *ud, const courier_entry_t *e)
+{
+    page_t *p = ud;
+    if (p->n < 8) {
+        snprintf(p->ids[p->n], COURIER_ID_MAX, "%s", e->id);
+        snprintf(p->metas[p->n], 64, "%s", e->meta);
+        p->retracted[p->n] = e->retracted;
+        p->dirs[p->n] = e->dir;
+        p->n++;
+    }
+    return 0;
+}
+
+static int retract_seen(void *arg)
+{
+    client_t *cl = arg;
+    pthread_mutex_lock(&cl->mu);
+    int yes = cl->n_retracted > 0;
+    pthread_mutex_unlock(&cl->mu);
+    return yes;
+}
+
+/* Through Prosody: the app's own id and meta reach bob's on_message and
+ * history; alice retracts (XEP-0424): bob's on_retract fires once and his
+ * entry is marked retracted; a reopened handle draws the same history
+ * from the store. */
+static void test_meta_retraction_and_history_through_server(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t14", 0, NULL);
+    client_t *b = client_new("bob", "t14", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    courier_outgoing_t m = { .to = bob_jid, .kind = COURIER_TEXT,
+                             .body = "see the photo", .id = "app-t14-1",
+                             .meta = "{\"reply_to\":\"x\"}" };
+    assert_int_equal(courier_send(a->c, &m, NULL), COURIER_OK);
+    assert_int_equal(courier_send(a->c, &m, NULL), COURIER_ESTATE);
+    m.id = "app-t14-2";
+    m.body = "oops, wrong chat";
+    m.meta = NULL;
+    assert_int_equal(courier_send(a->c, &m, NULL), COURIER_OK);
+    snprintf(ids[0], COURIER_ID_MAX, "app-t14-1");
+    snprintf(ids[1], COURIER_ID_MAX, "app-t14-2");
+    expect_all(a, ids, 2, COURIER_DELIVERED, 30000);
+    expect_received_once(b, ids, 2);
+    page_t p = { .n = 0 };
+    assert_int_equal(courier_history(b->c, alice_jid, 0, 10, page_entry, &p),
+                     COURIER_OK);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.ids[0], "app-t14-2");
+    assert_string_equal(p.metas[1], "{\"reply_to\":\"x\"}");
+    assert_int_equal(p.dirs[1], COURIER_DIR_IN);
+
+    assert_int_equal(courier_retract(a->c, "app-t14-2"), COURIER_OK);
+    assert_int_equal(courier_retract(a->c, "app-t14-2"), COURIER_ESTATE);
+    /* bob cannot retract alice's message: it is not his */
+    assert_int_equal(courier_retract(b->c, "app-t14-1"), COURIER_ENOTFOUND);
+    if (!wait_for(retract_seen, b, 30000 * scale()))
+        fail_msg("bob never saw the retraction");
+    pthread_mutex_lock(&b->mu);
+    assert_string_equal(b->retracted, "app-t14-2");
+    pthread_mutex_unlock(&b->mu);
+
+    /* restart: the history comes from the store */
+    client_free(b);
+    b = client_new("bob", "t14", 0, NULL);
+    p.n = 0;
+    assert_int_equal(courier_history(b->c, alice_jid, 0, 10, page_entry, &p),
+                     COURIER_OK);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.ids[0], "app-t14-2");
+    assert_int_equal(p.retracted[0], 1);
+    assert_int_equal(p.retracted[1], 0);
+    p.n = 0;
+    assert_int_equal(courier_history(a->c, bob_jid, 0, 10, page_entry, &p),
+                     COURIER_OK);
+    assert_int_equal(p.retracted[0], 1);
+    assert_int_equal(b->n_retracted, 0); /* once: not again at the open */
+    free(ids);
     client_free(a);
     client_free(b);
 }
@@ -1634,6 +1744,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_debug_strophe_log_shows_no_credentials,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_tls_below_1_2_refused, close_leftovers),
+        cmocka_unit_test_teardown(
+            test_meta_retraction_and_history_through_server, close_leftovers),
         cmocka_unit_test_teardown(
             test_network_change_cuts_silent_dead_link_after_ping_timeout,
             close_leftovers),
