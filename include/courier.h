@@ -39,9 +39,13 @@
  *  - No disk I/O of their own: courier_start() (its loop thread does the
  *    work), courier_get_stats(), courier_get_link().
  *  - Read SQLite: courier_get_state(), courier_get_info(),
- *    courier_set_composing().
+ *    courier_set_composing(), courier_history(), courier_pending(),
+ *    courier_conversations().
  *  - Write and commit SQLite before returning: courier_send_text(),
- *    courier_send_media(), courier_mark_displayed(), courier_retry().
+ *    courier_send_media(), courier_send(), courier_mark_displayed(),
+ *    courier_retry(), courier_cancel(), courier_retract(),
+ *    courier_delete(), courier_confirm(), courier_erase() (which also
+ *    rewrites the whole file: VACUUM).
  *  - Can take long: courier_open() (opens, migrates and, after an unclean
  *    close, checks the store), courier_stop() and courier_close() (wait for
  *    the loop to end after a goodbye of up to ~2.5 s; not bounded in every
