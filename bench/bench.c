@@ -1013,11 +1013,12 @@ static void gen_store(const char *path, long nrow, long unsettled)
     if (sqlite3_prepare_v2(db,
             "INSERT INTO outbox(id, peer, kind, body, created_ms,"
             " last_sent_ms, last_change_ms, attempts, state, permanent,"
-            " reason) VALUES(?, ?, 0, ?, ?, ?, ?, ?, ?, 0, ?)",
+            " reason, seq) VALUES(?, ?, 0, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
             -1, &out, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
             "INSERT INTO inbox(peer, id, kind, body, ts_ms, received_ms,"
-            " asked, displayed, handed) VALUES(?, ?, 0, ?, ?, ?, 3, 1, 1)",
+            " asked, displayed, handed, seq)"
+            " VALUES(?, ?, 0, ?, ?, ?, 3, 1, 1, ?)",
             -1, &in, NULL) != SQLITE_OK)
         bench_die("prepare: %s", sqlite3_errmsg(db));
     int64_t base = wall_ms() - (nrow + unsettled) * 10;
@@ -1034,6 +1035,7 @@ static void gen_store(const char *path, long nrow, long unsettled)
             sqlite3_bind_text(st, 3, body, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 4, t);
             sqlite3_bind_int64(st, 5, t + 5);
+            sqlite3_bind_int64(st, 6, i + 1); /* one history order */
         } else {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, PEER, -1, SQLITE_STATIC);
@@ -1046,6 +1048,7 @@ static void gen_store(const char *path, long nrow, long unsettled)
                                             : COURIER_FAILED);
             sqlite3_bind_text(st, 9, settled ? "" : "offline", -1,
                               SQLITE_STATIC);
+            sqlite3_bind_int64(st, 10, i + 1);
         }
         if (sqlite3_step(st) != SQLITE_DONE)
             bench_die("insert: %s", sqlite3_errmsg(db));
@@ -1065,6 +1068,23 @@ static void gen_store(const char *path, long nrow, long unsettled)
 typedef struct {
     double open_ms, rss_kb, heap_b, sql_b;
 } open_t;
+
+/* The median, over runs in fresh processes, of each run's median page
+ * time (mode_history). */
+static double page_figure(const char *db, const char *tag)
+{
+    double t[MAXRUNS];
+    int k = 0, rm = r_max();
+    char name[64];
+    for (int r = 0; r < rm; r++) {
+        kv_t kv;
+        char *argv[] = { exe, "history", (char *)db, "200", NULL };
+        if (run_one(argv, &kv, 300))
+            t[k++] = kv_get(&kv, "page_us");
+    }
+    snprintf(name, sizeof(name), "scale %s history page us", tag);
+    return k ? series(name, t, k) : -1;
+}
 
 /* Each run in a fresh process: memory of the first open, then the median
  * time of 3 open+close. */
@@ -1099,12 +1119,14 @@ static void section_scale(void)
 {
     long hist = bench_env_long("BENCH_HISTORY", 1000000);
     long uns = bench_env_long("BENCH_UNSETTLED", 10000);
-    char p0[PATH_MAX], p1[PATH_MAX], pu[PATH_MAX];
+    char p0[PATH_MAX], p1[PATH_MAX], pu[PATH_MAX], pk[PATH_MAX];
     progress("4. scale: generating a store of %ld settled messages", hist);
     db_path(p0, sizeof(p0), "hist0", 0);
     db_path(p1, sizeof(p1), "histN", 0);
     db_path(pu, sizeof(pu), "unsettled", 0);
+    db_path(pk, sizeof(pk), "hist1k", 0);
     gen_store(p0, 0, 0);
+    gen_store(pk, 1000, 0);
     double tg = bench_mono();
     gen_store(p1, hist, 0);
     tg = bench_mono() - tg;
@@ -1117,9 +1139,12 @@ static void section_scale(void)
     int ok = open_figures(p0, "0 stored", &o0) &&
              open_figures(p1, "N stored", &o1) &&
              open_figures(pu, "U unsettled", &ou);
+    double page_k = ok ? page_figure(pk, "1000 stored") : -1;
+    double page_n = ok ? page_figure(p1, "N stored") : -1;
     rm_db(p0);
     rm_db(p1);
     rm_db(pu);
+    rm_db(pk);
     char m[80];
     add_section("4. scale of history (a fresh process per open, warm cache)");
     if (!ok) {
@@ -1145,6 +1170,14 @@ static void section_scale(void)
     add_row(m, F("%.0f", lib), "-", -1, "", -1);
     add_row("    the same as RSS, incl. SQLite's cache, B", F("%.0f", all),
             "-", -1, "", -1);
+    /* behaviour.md §9: paging is index-backed */
+    snprintf(m, sizeof(m), "  history page of 50, us: %ld stored (ref: 1000)",
+             hist);
+    if (page_k > 0 && page_n > 0)
+        add_row(m, F("%.0f", page_n), F("%.0f", page_k), page_n / page_k,
+                "<= 1.5", page_n / page_k <= 1.5);
+    else
+        add_row(m, "failed", "", -1, "<= 1.5", 0);
 }
 
 /* ======================================================================
@@ -1428,7 +1461,7 @@ int main(int argc, char **argv)
     } modes[] = {
         { "c-send", mode_courier_send }, { "c-recv", mode_courier_recv },
         { "b-send", mode_bare_send },    { "b-recv", mode_bare_recv },
-        { "open", mode_open },           { "idle", mode_idle },
+        { "open", mode_open }, { "history", mode_history },           { "idle", mode_idle },
     };
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1) {

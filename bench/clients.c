@@ -790,6 +790,44 @@ int mode_open(int argc, char **argv)
     return 0;
 }
 
+static int count_entry(void *ud, const courier_entry_t *e)
+{
+    int64_t *last = ud;
+    *last = e->seq;
+    return 0;
+}
+
+/* behaviour.md §9: the median time of REPS history pages of 50 (the newest
+ * page, then the page before it, alternately), in microseconds. */
+int mode_history(int argc, char **argv)
+{
+    if (argc != 3)
+        bench_die("usage: history DB REPS");
+    int reps = parse_int(argv[2], "REPS");
+    if (reps < 1)
+        reps = 1;
+    double *t = calloc((size_t)reps, sizeof(double));
+    if (!t)
+        bench_die("out of memory");
+    courier_t *h = offline_open(argv[1]);
+    int64_t last = 0, before = 0;
+    for (int i = 0; i < reps; i++) {
+        double t0 = bench_mono();
+        int rc = courier_history(h, "bob@courier.test", i % 2 ? before : 0, 50,
+                                 count_entry,
+                                 &last);
+        t[i] = bench_mono() - t0;
+        if (rc != COURIER_OK)
+            bench_die("courier_history: %s", courier_last_error());
+        if (i % 2 == 0)
+            before = last;
+    }
+    courier_close(h);
+    printf("page_us %.3f\n", bench_median(t, (size_t)reps) * 1e6);
+    free(t);
+    return 0;
+}
+
 /* Wake-ups of the library's threads (the loop thread and its stall
  * guard) while online and idle: their voluntary context switches, i.e.
  * the times they blocked, over SECONDS once the login has settled. The
