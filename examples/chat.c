@@ -5,9 +5,11 @@
  *   courier-chat --jid JID --password PW [--host H] [--port P] [--ca FILE]
  *                [--db FILE] [--plaintext] PEER
  *
- * On a terminal it redraws the conversation in place with the ticks of
- * behaviour.md §1; when stdout is not a terminal it prints one line per event
- * (see examples/README.md), for scripts. The library runs its own thread
+ * It starts with the conversation as the store keeps it (courier_history:
+ * the newest 20, retracted ones marked; courier_pending: what is still
+ * unconfirmed). On a terminal it redraws the conversation in place with the
+ * ticks of behaviour.md §1; when stdout is not a terminal it prints one line
+ * per event (see examples/README.md), for scripts. The library runs its own thread
  * and calls back on it, so everything the screen shows sits behind `mu`.
  * No courier_* call is made while holding `mu`: a callback waiting for it
  * must never wait for us.
@@ -415,8 +417,8 @@ static void redraw_locked(chat_t *a)
     }
 
     rule(&b, cols);
-    sb_text(&b, "Enter sends · /retry · /read · /cancel|/retract|/delete #N "
-            "· /history [N] · /net off|on · /netchange · /quit", cols);
+    sb_text(&b, "Enter sends · /cancel /retract /delete #N · /history [N] · "
+            "/retry · /read · /net off|on · /netchange · /quit", cols);
     sb_add(&b, "\n", 1);
     sb_text(&b, a->status, cols);
     sb_add(&b, "\n> ", 3);
