@@ -5,9 +5,11 @@
  *   courier-chat --jid JID --password PW [--host H] [--port P] [--ca FILE]
  *                [--db FILE] [--plaintext] PEER
  *
- * On a terminal it redraws the conversation in place with the ticks of
- * behaviour.md §1; when stdout is not a terminal it prints one line per event
- * (see examples/README.md), for scripts. The library runs its own thread
+ * It starts with the conversation as the store keeps it (courier_history:
+ * the newest 20, retracted ones marked; courier_pending: what is still
+ * unconfirmed). On a terminal it redraws the conversation in place with the
+ * ticks of behaviour.md §1; when stdout is not a terminal it prints one line
+ * per event (see examples/README.md), for scripts. The library runs its own thread
  * and calls back on it, so everything the screen shows sits behind `mu`.
  * No courier_* call is made while holding `mu`: a callback waiting for it
  * must never wait for us.
@@ -30,9 +32,10 @@
 
 #include "courier.h"
 
-#define HIST_MAX 512    /* messages of this session kept in memory */
-#define SHOW_MAX 20     /* messages on screen */
+#define HIST_MAX 512    /* messages kept in memory (the store keeps all) */
+#define SHOW_MAX 20     /* messages on screen, and read at start */
 #define KEEP_MAX 1024   /* bytes of a message kept for display */
+#define META_KEEP 256   /* bytes of its meta kept for display */
 #define STATUS_MAX 320
 #define SCREEN_MAX (128 * 1024)
 #define COLS_MAX 400
@@ -43,11 +46,15 @@ typedef struct {
     int mine;
     int read_sent;            /* peer's: courier_mark_displayed done */
     int text_known;           /* mine: 0 until courier_send_text returned */
+    int retracted;            /* its sender retracted it (XEP-0424) */
+    int num;                  /* "#N" on screen: what /cancel #N names */
+    unsigned born, touched;   /* chat_t.clock when added / last changed */
     char id[COURIER_ID_MAX];
     time_t when;
     courier_state_t state;
     char reason[64];
     char text[KEEP_MAX];
+    char meta[META_KEEP];
 } entry_t;
 
 typedef struct {
@@ -61,6 +68,9 @@ typedef struct {
     int peer_typing;
     entry_t hist[HIST_MAX];   /* oldest first */
     int n;
+    int next_num;             /* the last "#N" given */
+    int view_max;             /* messages on screen at most (/history N) */
+    unsigned clock;           /* counts changes to hist, for /history */
     char status[STATUS_MAX];
 } chat_t;
 
@@ -219,16 +229,43 @@ static entry_t *find_entry(chat_t *a, const char *id, int mine)
     return NULL;
 }
 
+static entry_t *find_num(chat_t *a, int num)
+{
+    for (int i = 0; i < a->n; i++)
+        if (a->hist[i].num == num)
+            return &a->hist[i];
+    return NULL;
+}
+
+/* Mark `e` changed (caller holds a->mu): /history keeps what changed
+ * while it read the store. */
+static void touch(chat_t *a, entry_t *e)
+{
+    e->touched = ++a->clock;
+}
+
 static entry_t *add_entry(chat_t *a)
 {
     if (a->n == HIST_MAX) {
-        /* Forget the oldest: this is a session view, the store keeps all. */
+        /* Forget the oldest: this is a view, the store keeps all. */
         memmove(&a->hist[0], &a->hist[1], (HIST_MAX - 1) * sizeof(entry_t));
         a->n--;
     }
     entry_t *e = &a->hist[a->n++];
     memset(e, 0, sizeof(*e));
+    e->num = ++a->next_num;
+    e->born = e->touched = ++a->clock;
     return e;
+}
+
+/* Text of an entry: the body behind a [voice]/[image] mark. */
+static void set_text(entry_t *e, courier_kind_t kind, const char *body)
+{
+    const char *mark = kind == COURIER_VOICE ? "[voice] "
+                       : kind == COURIER_IMAGE ? "[image] " : "";
+    char b[KEEP_MAX - 8]; /* room for the mark */
+    copy_utf8(b, sizeof(b), body);
+    snprintf(e->text, sizeof(e->text), "%s%s", mark, b);
 }
 
 static const char *link_name(courier_link_t l)
@@ -245,6 +282,10 @@ static const char *link_name(courier_link_t l)
 static void tick_text(const entry_t *e, char *out, size_t cap)
 {
     const char *word = courier_display_status(e->state);
+    if (e->retracted) {
+        snprintf(out, cap, "↶ retracted");
+        return;
+    }
     switch (e->state) {
     case COURIER_QUEUED:
     case COURIER_SENT:
@@ -263,6 +304,40 @@ static void tick_text(const entry_t *e, char *out, size_t cap)
         return;
     }
     snprintf(out, cap, "%s", word);
+}
+
+/* The same as one word, for scripts: mine sending|delivered|read|
+ * failed:<reason>, the peer's received|read; retracted for both. */
+static void tick_word(const entry_t *e, char *out, size_t cap)
+{
+    if (e->retracted)
+        snprintf(out, cap, "retracted");
+    else if (!e->mine)
+        snprintf(out, cap, "%s", e->read_sent ? "read" : "received");
+    else if (e->state == COURIER_FAILED)
+        snprintf(out, cap, "failed:%s", e->reason[0] ? e->reason : "unknown");
+    else
+        snprintf(out, cap, "%s", courier_display_status(e->state));
+}
+
+/* "history in|out <id> <tick> <text>" and, if it carries any,
+ * "meta <id> <meta>" (scripts; caller holds a->mu). */
+static void print_entry(const entry_t *e)
+{
+    char word[96];
+    tick_word(e, word, sizeof(word));
+    printf("history %s %s %s", e->mine ? "out" : "in", e->id, word);
+    if (!e->retracted) {
+        fputc(' ', stdout);
+        put_escaped(stdout, e->text_known || !e->mine
+                                ? e->text : "(from an earlier session)");
+    }
+    fputc('\n', stdout);
+    if (e->meta[0]) {
+        printf("meta %s ", e->id);
+        put_escaped(stdout, e->meta);
+        fputc('\n', stdout);
+    }
 }
 
 static void term_size(size_t *cols, size_t *rows)
@@ -306,38 +381,44 @@ static void redraw_locked(chat_t *a)
 
     /* Six lines are ours: header, two rules, help, status, prompt. */
     int show = rows > 7 ? (int)rows - 6 : 1;
-    if (show > SHOW_MAX)
-        show = SHOW_MAX;
+    if (show > a->view_max)
+        show = a->view_max;
     int first = a->n > show ? a->n - show : 0;
     for (int i = first; i < a->n; i++) {
         const entry_t *e = &a->hist[i];
-        char hms[16], tick[128];
+        char hms[16], num[16], tick[128], text[KEEP_MAX + META_KEEP + 16];
         struct tm tm;
         localtime_r(&e->when, &tm);
         strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
-        const char *text = e->mine && !e->text_known
-                               ? "(from an earlier session)" : e->text;
-        size_t prefix = strlen(hms) + strlen("  peer < ");
+        snprintf(num, sizeof(num), "#%-3d", e->num);
+        if (e->retracted)
+            snprintf(text, sizeof(text), "(retracted)");
+        else
+            snprintf(text, sizeof(text), "%s%s%s",
+                     e->mine && !e->text_known ? "(from an earlier session)"
+                                               : e->text,
+                     e->meta[0] ? "   · meta " : "", e->meta);
+        size_t prefix = strlen(hms) + strlen(num) + strlen("  peer < ") + 1;
         if (e->mine) {
             tick_text(e, tick, sizeof(tick));
             size_t fixed = prefix + 4 + utf8_cols(tick);
             size_t room = cols > fixed + 10 ? cols - fixed : 10;
-            sb_printf(&b, "%s  me   > ", hms);
+            sb_printf(&b, "%s %s  me   > ", hms, num);
             sb_text(&b, text, room);
             sb_add(&b, "   [", 4);
             sb_text(&b, tick, cols);
             sb_add(&b, "]\n", 2);
         } else {
             size_t room = cols > prefix + 10 ? cols - prefix : 10;
-            sb_printf(&b, "%s  peer < ", hms);
+            sb_printf(&b, "%s %s  peer < ", hms, num);
             sb_text(&b, text, room);
             sb_add(&b, "\n", 1);
         }
     }
 
     rule(&b, cols);
-    sb_text(&b, "Enter sends · /retry failed · /read · /net off|on · "
-            "/netchange · /quit", cols);
+    sb_text(&b, "Enter sends · /cancel /retract /delete #N · /history [N] · "
+            "/retry · /read · /net off|on · /netchange · /quit", cols);
     sb_add(&b, "\n", 1);
     sb_text(&b, a->status, cols);
     sb_add(&b, "\n> ", 3);
@@ -407,6 +488,7 @@ static void on_state(void *ud, const char *id, const char *peer,
         e->state = s;
         snprintf(e->reason, sizeof(e->reason), "%s",
                  s == COURIER_FAILED && have_info ? info.reason : "");
+        touch(a, e);
         redraw_locked(a);
     }
     if (!a->tty) {
@@ -428,13 +510,18 @@ static void on_message(void *ud, const courier_message_t *m)
 
     pthread_mutex_lock(&a->mu);
     if (strcmp(m->peer, a->peer) == 0) {
-        /* The library hands each message once, ever: just append. */
-        entry_t *e = add_entry(a);
-        snprintf(e->id, sizeof(e->id), "%s", m->id);
+        /* The library hands each message once, ever; but one a previous
+         * run stored and never handed is also in the history read at
+         * start, so it may be on screen already. */
+        entry_t *e = find_entry(a, m->id, 0);
+        if (!e) {
+            e = add_entry(a);
+            snprintf(e->id, sizeof(e->id), "%s", m->id);
+        }
         e->when = (time_t)(m->timestamp_ms / 1000);
-        char body[KEEP_MAX - 8]; /* room for the kind prefix */
-        copy_utf8(body, sizeof(body), m->body);
-        snprintf(e->text, sizeof(e->text), "%s%s", kind, body);
+        set_text(e, m->kind, m->body);
+        copy_utf8(e->meta, sizeof(e->meta), m->meta);
+        touch(a, e);
         a->peer_typing = 0; /* a message ends the typing */
         redraw_locked(a);
     } else if (a->tty) {
@@ -447,6 +534,38 @@ static void on_message(void *ud, const courier_message_t *m)
         printf("message %s %s %s", m->peer, m->id, kind);
         put_escaped(stdout, m->body);
         fputc('\n', stdout);
+        if (m->meta[0]) {
+            printf("meta %s ", m->id);
+            put_escaped(stdout, m->meta);
+            fputc('\n', stdout);
+        }
+        fflush(stdout);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The peer retracted one of its messages (XEP-0424): the library has
+ * already dropped its body and meta from the store; do the same here. */
+static void on_retract(void *ud, const char *peer, const char *id)
+{
+    chat_t *a = ud;
+    pthread_mutex_lock(&a->mu);
+    entry_t *e = strcmp(peer, a->peer) == 0 ? find_entry(a, id, 0) : NULL;
+    if (e) {
+        e->retracted = 1;
+        e->text[0] = e->meta[0] = '\0';
+        touch(a, e);
+    }
+    if (a->tty) {
+        if (e)
+            snprintf(a->status, sizeof(a->status),
+                     "%s retracted message #%d", peer, e->num);
+        else
+            snprintf(a->status, sizeof(a->status),
+                     "%s retracted a message (%.40s)", peer, id);
+        redraw_locked(a);
+    } else {
+        printf("retracted %s %s\n", peer, id);
         fflush(stdout);
     }
     pthread_mutex_unlock(&a->mu);
@@ -534,6 +653,7 @@ static void send_line(chat_t *a, const char *text)
     e->when = time(NULL);
     e->text_known = 1;
     copy_utf8(e->text, sizeof(e->text), text);
+    touch(a, e);
     if (a->tty) {
         redraw_locked(a);
     } else {
@@ -559,8 +679,11 @@ static int snapshot(chat_t *a, int failed_mine, char ids[][COURIER_ID_MAX])
     pthread_mutex_lock(&a->mu);
     for (int i = 0; i < a->n; i++) {
         const entry_t *e = &a->hist[i];
-        if (failed_mine ? e->mine && e->state == COURIER_FAILED
-                        : !e->mine && !e->read_sent)
+        /* A cancelled or retracted message stays given up. */
+        if (failed_mine ? e->mine && e->state == COURIER_FAILED &&
+                              !e->retracted &&
+                              strcmp(e->reason, "cancelled") != 0
+                        : !e->mine && !e->read_sent && !e->retracted)
             snprintf(ids[k++], COURIER_ID_MAX, "%s", e->id);
     }
     pthread_mutex_unlock(&a->mu);
@@ -599,13 +722,325 @@ static void do_read(chat_t *a)
         ok++;
         pthread_mutex_lock(&a->mu);
         entry_t *e = find_entry(a, ids[i], 0);
-        if (e)
+        if (e) {
             e->read_sent = 1;
+            touch(a, e);
+        }
         pthread_mutex_unlock(&a->mu);
     }
     pthread_mutex_lock(&a->mu);
     status_locked(a, "marked %d message(s) read", ok);
     pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- the store: history, pending, cancel, retract, delete ---------------- */
+
+typedef struct {
+    chat_t *a;
+    entry_t *v;               /* newest first, as the store walks */
+    int n, cap;
+    int64_t seq[HIST_MAX];
+    int pending, failed, elsewhere;
+} load_t;
+
+/* A store entry as a view entry (no lock needed: `e` is ours alone). */
+static void from_store(chat_t *a, entry_t *e, const courier_entry_t *h)
+{
+    memset(e, 0, sizeof(*e));
+    e->mine = h->dir == COURIER_DIR_OUT;
+    e->read_sent = !e->mine && h->state == COURIER_DISPLAYED;
+    e->text_known = 1;
+    e->retracted = h->retracted;
+    snprintf(e->id, sizeof(e->id), "%s", h->id);
+    e->when = (time_t)(h->timestamp_ms / 1000);
+    e->state = h->state;
+    set_text(e, h->kind, h->body);
+    copy_utf8(e->meta, sizeof(e->meta), h->meta);
+    courier_info_t info;
+    if (e->mine && h->state == COURIER_FAILED &&
+        courier_get_info(a->c, h->id, &info) == COURIER_OK)
+        snprintf(e->reason, sizeof(e->reason), "%s", info.reason);
+}
+
+/* courier_history's callback: runs on our thread, no library lock held. */
+static int take_history(void *ud, const courier_entry_t *h)
+{
+    load_t *l = ud;
+    if (l->n == l->cap)
+        return 1; /* a full view: stop the walk */
+    l->seq[l->n] = h->seq;
+    from_store(l->a, &l->v[l->n++], h);
+    return 0;
+}
+
+/* courier_pending's callback, oldest first: count them, and add those of
+ * this conversation that the page of history did not reach. */
+static int take_pending(void *ud, const courier_entry_t *h)
+{
+    load_t *l = ud;
+    chat_t *a = l->a;
+    if (strcmp(h->peer, a->peer) != 0) {
+        l->elsewhere++;
+    } else {
+        l->pending++;
+        l->failed += h->state == COURIER_FAILED;
+        int have = 0;
+        for (int i = 0; i < l->n && !have; i++)
+            have = l->v[i].mine && strcmp(l->v[i].id, h->id) == 0;
+        if (!have && l->n < l->cap) { /* older than the page */
+            l->seq[l->n] = h->seq;
+            from_store(a, &l->v[l->n++], h);
+        }
+    }
+    return 0;
+}
+
+/* Scripts: one "pending <peer> <id> <tick> <text>" line each, every
+ * peer's. */
+static int print_pending(void *ud, const courier_entry_t *h)
+{
+    chat_t *a = ud;
+    static entry_t e;
+    char word[96];
+    from_store(a, &e, h);
+    tick_word(&e, word, sizeof(word));
+    pthread_mutex_lock(&a->mu);
+    printf("pending %s %s %s ", h->peer, h->id, word);
+    put_escaped(stdout, e.text);
+    fputc('\n', stdout);
+    fflush(stdout);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+/* Sort the view oldest first (pending ones older than the page were
+ * added after it, so only those can be out of place). */
+static void sort_page(load_t *l)
+{
+    static entry_t tmp;
+    for (int i = 1; i < l->n; i++)
+        for (int j = i; j > 0 && l->seq[j - 1] > l->seq[j]; j--) {
+            int64_t s = l->seq[j];
+            l->seq[j] = l->seq[j - 1];
+            l->seq[j - 1] = s;
+            tmp = l->v[j];
+            l->v[j] = l->v[j - 1];
+            l->v[j - 1] = tmp;
+        }
+}
+
+/*
+ * Draw the conversation from the store: its `limit` newest messages
+ * (courier_history) plus, at start, the unconfirmed ones
+ * (courier_pending). Replaces the view; what callbacks changed or added
+ * while the store was read is kept. Returns 0, or the failed call's code
+ * (reported).
+ */
+static int load_view(chat_t *a, unsigned limit, int with_pending)
+{
+    static entry_t page[HIST_MAX];
+    static load_t l;
+    memset(&l, 0, sizeof(l));
+    l.a = a;
+    l.v = page;
+    l.cap = HIST_MAX;
+
+    pthread_mutex_lock(&a->mu);
+    unsigned mark = a->clock;
+    pthread_mutex_unlock(&a->mu);
+
+    int rc = courier_history(a->c, a->peer, 0, limit, take_history, &l);
+    if (rc < 0) {
+        call_failed(a, "history", rc);
+        return rc;
+    }
+    if (with_pending) {
+        rc = courier_pending(a->c, take_pending, &l);
+        if (rc < 0) {
+            call_failed(a, "pending", rc);
+            return rc;
+        }
+    }
+    /* The walks gave newest first (then older pending ones); the view is
+     * oldest first. */
+    for (int i = 0, j = l.n - 1; i < j; i++, j--) {
+        entry_t t = page[i];
+        int64_t s = l.seq[i];
+        page[i] = page[j];
+        l.seq[i] = l.seq[j];
+        page[j] = t;
+        l.seq[j] = s;
+    }
+    sort_page(&l);
+
+    pthread_mutex_lock(&a->mu);
+    static entry_t old[HIST_MAX];
+    int n_old = a->n;
+    memcpy(old, a->hist, (size_t)n_old * sizeof(entry_t));
+    a->n = 0;
+    a->next_num = 0;
+    for (int i = 0; i < l.n; i++) {
+        entry_t *o = NULL;
+        for (int k = 0; k < n_old && !o; k++)
+            if (old[k].mine == page[i].mine &&
+                strcmp(old[k].id, page[i].id) == 0)
+                o = &old[k];
+        entry_t *e = add_entry(a);
+        int num = e->num;
+        *e = o && o->touched > mark ? *o : page[i]; /* newer than the read */
+        e->num = num;
+        e->born = o ? o->born : e->born;
+        e->touched = o ? o->touched : e->touched;
+        if (o)
+            o->id[0] = '\0'; /* taken */
+    }
+    for (int k = 0; k < n_old; k++)
+        if (old[k].id[0] && old[k].born > mark) { /* arrived meanwhile */
+            entry_t *e = add_entry(a);
+            int num = e->num;
+            *e = old[k];
+            e->num = num;
+        }
+    a->view_max = limit < HIST_MAX ? (int)limit : HIST_MAX;
+    if (a->tty) {
+        if (with_pending && l.pending)
+            snprintf(a->status, sizeof(a->status),
+                     "%d unconfirmed from earlier (%d failed): /retry "
+                     "resends, /cancel #N gives up%s", l.pending, l.failed,
+                     l.elsewhere ? "; more to other peers" : "");
+        else
+            snprintf(a->status, sizeof(a->status),
+                     "%d message(s) from the store", a->n);
+        redraw_locked(a);
+    } else {
+        for (int i = 0; i < a->n; i++)
+            print_entry(&a->hist[i]);
+        fflush(stdout);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (with_pending && !a->tty) {
+        rc = courier_pending(a->c, print_pending, a);
+        if (rc < 0)
+            call_failed(a, "pending", rc);
+    }
+    return 0;
+}
+
+/* The id `arg` names: "#N" is the message shown as #N, anything else is
+ * passed to the library as it is (so it judges bad ids). 0 if none. */
+static int resolve_id(chat_t *a, const char *what, const char *arg,
+                      char id[COURIER_ID_MAX])
+{
+    while (*arg == ' ')
+        arg++;
+    if (*arg == '\0') {
+        pthread_mutex_lock(&a->mu);
+        status_locked(a, "usage: /%s #N or /%s ID", what, what);
+        pthread_mutex_unlock(&a->mu);
+        return 0;
+    }
+    if (arg[0] == '#' && arg[1] >= '0' && arg[1] <= '9') {
+        int num = atoi(arg + 1);
+        pthread_mutex_lock(&a->mu);
+        entry_t *e = find_num(a, num);
+        if (e)
+            snprintf(id, COURIER_ID_MAX, "%s", e->id);
+        else
+            status_locked(a, "no message #%d on screen", num);
+        pthread_mutex_unlock(&a->mu);
+        return e != NULL;
+    }
+    snprintf(id, COURIER_ID_MAX, "%s", arg);
+    return 1;
+}
+
+static void do_cancel(chat_t *a, const char *arg)
+{
+    char id[COURIER_ID_MAX];
+    if (!resolve_id(a, "cancel", arg, id))
+        return;
+    int rc = courier_cancel(a->c, id);
+    if (rc != COURIER_OK) {
+        call_failed(a, "cancel", rc);
+        return;
+    }
+    /* on_state says FAILED only if it was not already: read the store. */
+    courier_info_t info;
+    int have = courier_get_info(a->c, id, &info) == COURIER_OK;
+    pthread_mutex_lock(&a->mu);
+    entry_t *e = find_entry(a, id, 1);
+    if (e && have) {
+        e->state = info.state;
+        snprintf(e->reason, sizeof(e->reason), "%s", info.reason);
+        touch(a, e);
+    }
+    status_locked(a, "cancelled %s: it is never sent again", id);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void do_retract(chat_t *a, const char *arg)
+{
+    char id[COURIER_ID_MAX];
+    if (!resolve_id(a, "retract", arg, id))
+        return;
+    int rc = courier_retract(a->c, id);
+    if (rc != COURIER_OK) {
+        call_failed(a, "retract", rc);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    entry_t *e = find_entry(a, id, 1);
+    if (e) {
+        e->retracted = 1;
+        e->text[0] = e->meta[0] = '\0';
+        touch(a, e);
+    }
+    status_locked(a, "retracted %s: the peer's app is told to remove it", id);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void do_delete(chat_t *a, const char *arg)
+{
+    char id[COURIER_ID_MAX];
+    if (!resolve_id(a, "delete", arg, id))
+        return;
+    int rc = courier_delete(a->c, a->peer, id);
+    if (rc != COURIER_OK) {
+        call_failed(a, "delete", rc);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    for (int i = a->n - 1; i >= 0; i--)
+        if (strcmp(a->hist[i].id, id) == 0) {
+            memmove(&a->hist[i], &a->hist[i + 1],
+                    (size_t)(a->n - i - 1) * sizeof(entry_t));
+            a->n--;
+        }
+    status_locked(a, "deleted %s from this device (nothing is sent)", id);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* "/history [N]": the N newest (default SHOW_MAX) again, from the store;
+ * the library judges N (1..1000). */
+static void do_history(chat_t *a, const char *arg)
+{
+    while (*arg == ' ')
+        arg++;
+    unsigned long n = SHOW_MAX;
+    if (*arg) {
+        char *end;
+        errno = 0;
+        n = strtoul(arg, &end, 10);
+        if (*arg < '0' || *arg > '9' || *end || errno) {
+            pthread_mutex_lock(&a->mu);
+            status_locked(a, "usage: /history [N]");
+            pthread_mutex_unlock(&a->mu);
+            return;
+        }
+        if (n > 1000000)
+            n = 1000000; /* still too many: the library says so */
+    }
+    load_view(a, (unsigned)n, 0);
 }
 
 static void do_net(chat_t *a, int on)
@@ -668,6 +1103,16 @@ static int handle_line(chat_t *a, char *line)
         do_net(a, 1);
     } else if (strcmp(line, "/netchange") == 0) {
         do_netchange(a);
+    } else if (strncmp(line, "/cancel", 7) == 0 && (!line[7] || line[7] == ' ')) {
+        do_cancel(a, line + 7);
+    } else if (strncmp(line, "/retract", 8) == 0 &&
+               (!line[8] || line[8] == ' ')) {
+        do_retract(a, line + 8);
+    } else if (strncmp(line, "/delete", 7) == 0 && (!line[7] || line[7] == ' ')) {
+        do_delete(a, line + 7);
+    } else if (strncmp(line, "/history", 8) == 0 &&
+               (!line[8] || line[8] == ' ')) {
+        do_history(a, line + 8);
     } else if (strncmp(line, "//", 2) == 0) {
         send_line(a, line + 1); /* "//x" sends "/x" */
     } else if (line[0] == '/') {
@@ -829,7 +1274,8 @@ int main(int argc, char **argv)
 
     courier_callbacks_t cb = {
         .on_state = on_state, .on_message = on_message, .on_link = on_link,
-        .on_composing = on_composing, .on_log = on_log
+        .on_composing = on_composing, .on_log = on_log,
+        .on_retract = on_retract
     };
     int rc = courier_open(&a->c, &cfg, &cb, a);
     if (rc != COURIER_OK) {
@@ -837,10 +1283,14 @@ int main(int argc, char **argv)
                 courier_strerror(rc), courier_last_error());
         return 1;
     }
+    /* The conversation so far, from the store, before the loop starts
+     * (so no callback races with it): the newest SHOW_MAX, and what is
+     * still unconfirmed. */
     pthread_mutex_lock(&a->mu);
     a->link = COURIER_LINK_CONNECTING;
-    redraw_locked(a);
+    a->view_max = SHOW_MAX;
     pthread_mutex_unlock(&a->mu);
+    load_view(a, SHOW_MAX, 1);
     rc = courier_start(a->c);
     if (rc != COURIER_OK)
         call_failed(a, "start", rc);

@@ -3,7 +3,9 @@
  * `make demo`: a scripted conversation between alice and bob on a local
  * Prosody (started by tests/integration/prosody.sh), printed as a
  * transcript with the message ticks. Exits 0 only if every message alice's
- * app was told is sent reached bob's app exactly once.
+ * app was told is sent reached bob's app exactly once, the retraction of
+ * act 6 reached bob's app and store, and the restart of act 7 drew both
+ * screens from the stores.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +38,8 @@ static int seen_count[MAX_IDS], n_seen, duplicates;
 static int quiet_states; /* act 4: summarise instead of printing each */
 static char reply_id[COURIER_ID_MAX], reply_text[64]; /* bob's answer */
 static int alice_got_reply;
+static char retracted_id[COURIER_ID_MAX]; /* act 6 */
+static int bob_retractions;
 
 static const char *env(const char *k)
 {
@@ -139,7 +143,27 @@ static void on_message(void *ud, const courier_message_t *m)
     if (k < MAX_IDS && ++seen_count[k] > 1)
         duplicates++;
     pthread_mutex_unlock(&mu);
-    say("%s's app shows: \"%s\"", p->name, m->body);
+    if (m->meta[0])
+        say("%s's app shows: %s\"%s\"  with meta %s", p->name,
+            m->kind == COURIER_VOICE ? "a voice note " : "", m->body,
+            m->meta);
+    else
+        say("%s's app shows: \"%s\"", p->name, m->body);
+}
+
+/* XEP-0424: the sender took a message back; the app removes it. */
+static void on_retract(void *ud, const char *peer, const char *id)
+{
+    person_t *p = ud;
+    pthread_mutex_lock(&mu);
+    int i = index_of(id);
+    const char *text = i >= 0 ? texts[i] : id;
+    if (strcmp(id, retracted_id) == 0)
+        bob_retractions++;
+    pthread_mutex_unlock(&mu);
+    int name = (int)strcspn(peer, "@");
+    say("%s's app: %.*s retracted \"%s\": removed from the screen",
+        p->name, name, peer, text);
 }
 
 static void on_link(void *ud, courier_link_t l)
@@ -151,7 +175,8 @@ static void on_link(void *ud, courier_link_t l)
 
 static const courier_callbacks_t cbs = { .on_state = on_state,
                                          .on_message = on_message,
-                                         .on_link = on_link };
+                                         .on_link = on_link,
+                                         .on_retract = on_retract };
 
 static void open_person(person_t *p, const char *name, unsigned short port,
                         int quiet)
@@ -195,6 +220,87 @@ static void send_text(person_t *from, const char *to, const char *text)
     pthread_mutex_lock(&mu);
     n_ids++;
     pthread_mutex_unlock(&mu);
+}
+
+/* Act 7: a page of the history, as a chat screen draws it. */
+typedef struct {
+    courier_entry_t e[8];
+    char id[8][COURIER_ID_MAX], body[8][96], meta[8][64];
+    int n;
+} page_t;
+
+static int take_entry(void *ud, const courier_entry_t *e)
+{
+    page_t *pg = ud;
+    if (pg->n == 8)
+        return 1;
+    int k = pg->n++;
+    pg->e[k] = *e;
+    snprintf(pg->id[k], sizeof(pg->id[k]), "%s", e->id);
+    snprintf(pg->body[k], sizeof(pg->body[k]), "%s", e->body);
+    snprintf(pg->meta[k], sizeof(pg->meta[k]), "%s", e->meta);
+    return 0; /* strings are valid only here: copied */
+}
+
+/* Print `who`'s newest `limit` (<= 8) messages with `peer`, oldest
+ * first, from the store. Returns how many, or -1. */
+static int show_history(person_t *who, const char *peer, unsigned limit,
+                        page_t *pg)
+{
+    memset(pg, 0, sizeof(*pg));
+    int rc = courier_history(who->c, peer, 0, limit, take_entry, pg);
+    if (rc != COURIER_OK) {
+        say("%s: history: %s (%s)", who->name, courier_strerror(rc),
+            courier_last_error());
+        return -1;
+    }
+    int name = (int)strcspn(peer, "@");
+    say("%s's chat screen, drawn from the store (courier_history, newest "
+        "%u, shown oldest first):", who->name, limit);
+    for (int k = pg->n - 1; k >= 0; k--) {
+        const courier_entry_t *e = &pg->e[k];
+        char text[200], buf[128];
+        if (e->retracted)
+            snprintf(text, sizeof(text), "(retracted)");
+        else if (pg->meta[k][0])
+            snprintf(text, sizeof(text), "%s%s  %s",
+                     e->kind == COURIER_VOICE ? "[voice] " : "",
+                     pg->body[k], pg->meta[k]);
+        else
+            snprintf(text, sizeof(text), "%s", pg->body[k]);
+        /* A retracted one keeps the tick it reached: delivered, then
+         * taken back. */
+        if (e->dir == COURIER_DIR_OUT)
+            printf("             seq %-3lld me    > %-48s %s\n",
+                   (long long)e->seq, text,
+                   tick(e->state, peer, buf, sizeof(buf)));
+        else
+            printf("             seq %-3lld %-5.*s < %-48s %s\n",
+                   (long long)e->seq, name, peer, text,
+                   e->retracted ? "(not counted as unread)"
+                   : e->state == COURIER_DISPLAYED ? "read" : "unread");
+    }
+    fflush(stdout);
+    return pg->n;
+}
+
+static int count_unread(void *ud, const courier_conversation_t *cv)
+{
+    say("bob's conversation list (courier_conversations): %s, %u unread",
+        cv->peer, cv->unread);
+    (void)ud;
+    return 0;
+}
+
+/* The retracted message's entry in `p`'s store: retracted, no body. */
+static int find_retracted(void *ud, const courier_entry_t *e)
+{
+    int *ok = ud;
+    if (strcmp(e->id, retracted_id) == 0) {
+        *ok = e->retracted && e->body[0] == '\0';
+        return 1;
+    }
+    return 0;
 }
 
 static int state_at_least(person_t *p, int from, int to, courier_state_t s)
@@ -355,6 +461,71 @@ int main(int argc, char **argv)
     ok &= wait_states(&alice, before, n_ids, COURIER_DELIVERED, 30);
     quiet_states = 0;
     say("restarted on the same store: all %d delivered", n_ids - before);
+
+    act("6. alice sends a voice note with meta, then retracts a message");
+    /* courier_send: the app's own id (here the media id) and meta. */
+    char voice_id[COURIER_ID_MAX];
+    courier_outgoing_t voice = {
+        .to = bob, .kind = COURIER_VOICE,
+        .body = "https://cdn.test/42.opus", .id = "voice-42",
+        .meta = "{\"seconds\":4}"
+    };
+    pthread_mutex_lock(&mu);
+    int vi = n_ids;
+    snprintf(texts[vi], sizeof(texts[vi]), "[voice] 42.opus");
+    pthread_mutex_unlock(&mu);
+    if (courier_send(alice.c, &voice, voice_id) != COURIER_OK) {
+        fprintf(stderr, "demo: send: %s\n", courier_last_error());
+        return 1;
+    }
+    pthread_mutex_lock(&mu);
+    snprintf(ids[vi], COURIER_ID_MAX, "%s", voice_id);
+    n_ids++;
+    pthread_mutex_unlock(&mu);
+    int ri = n_ids;
+    send_text(&alice, bob, "The door code is 4711");
+    ok &= wait_states(&alice, vi, n_ids, COURIER_DELIVERED, 15);
+    say("alice: that was meant for someone else: courier_retract()");
+    pthread_mutex_lock(&mu);
+    snprintf(retracted_id, sizeof(retracted_id), "%s", ids[ri]);
+    pthread_mutex_unlock(&mu);
+    int rrc = courier_retract(alice.c, ids[ri]);
+    if (rrc != COURIER_OK) {
+        say("alice: retract: %s (%s)", courier_strerror(rrc),
+            courier_last_error());
+        ok = 0;
+    }
+    int got_retract = 0;
+    for (int i = 0; i < 500 && !got_retract; i++) {
+        pthread_mutex_lock(&mu);
+        got_retract = bob_retractions;
+        pthread_mutex_unlock(&mu);
+        if (!got_retract)
+            usleep(20000);
+    }
+    int marked = 0;
+    courier_history(b.c, alice_jid, 0, 10, find_retracted, &marked);
+    say("bob's store: the entry is marked retracted, its text is gone: %s",
+        marked ? "yes" : "NO");
+    rrc = courier_retract(alice.c, ids[ri]);
+    say("alice retracts it again: %s (%s)", courier_strerror(rrc),
+        courier_last_error());
+    ok &= got_retract == 1 && marked && rrc == COURIER_ESTATE;
+
+    act("7. both apps restart: the chat screens come from the store");
+    courier_close(alice.c);
+    courier_close(b.c);
+    say("-- both handles closed; opened again, offline --");
+    open_person(&alice, "alice", relay_port(relay), 0);
+    open_person(&b, "bob", port, 0);
+    page_t pg;
+    int shown = show_history(&alice, bob, 4, &pg);
+    ok &= shown == 4 && pg.e[0].retracted &&
+          strcmp(pg.id[1], voice_id) == 0;
+    shown = show_history(&b, alice_jid, 4, &pg);
+    ok &= shown == 4 && pg.e[0].retracted &&
+          strcmp(pg.meta[1], "{\"seconds\":4}") == 0;
+    courier_conversations(b.c, count_unread, NULL);
 
     usleep(500000); /* a late duplicate would show up now */
     int delivered = 0, shown_once = 0;
