@@ -36,7 +36,7 @@ enum {
     N_PORT, N_ALLOW_PLAINTEXT, N_ACK_TIMEOUT, N_RESEND_GRACE,
     N_PING_INTERVAL, N_PING_TIMEOUT, N_RECONNECT_MIN, N_RECONNECT_MAX,
     N_MAX_IN_FLIGHT, N_MAX_AGE, N_IMPLICIT_READ, N_SYNCHRONOUS_FULL,
-    N_MAX_BODY, N_COUNT
+    N_MAX_BODY, N_APP_CONFIRMS, N_COUNT
 };
 
 /* One per open Courier: the library's ud. */
@@ -49,10 +49,12 @@ typedef struct {
 
 static JavaVM *g_vm;
 static pthread_key_t g_detach_key;
-static jclass g_exc_class, g_state_class, g_kind_class, g_link_class;
-static jmethodID g_exc_ctor, g_state_of, g_kind_of, g_link_of;
+static jclass g_exc_class, g_state_class, g_kind_class, g_link_class,
+    g_entry_class, g_conv_class;
+static jmethodID g_exc_ctor, g_state_of, g_kind_of, g_link_of, g_entry_ctor,
+    g_conv_ctor, g_list_add;
 static jmethodID g_on_state, g_on_message, g_on_link, g_on_composing,
-    g_on_log;
+    g_on_log, g_on_retract;
 /* Global refs this file holds for open handles (a test reads it). */
 static atomic_long g_live_refs;
 /* The handle whose callback runs on this thread, if any. */
@@ -361,11 +363,27 @@ static void on_message(void *ud, const courier_message_t *m)
     jstring jpeer = jid ? utf8_to_jstring(env, m->peer) : NULL;
     jstring jbody = jpeer ? utf8_to_jstring(env, m->body ? m->body : "")
                           : NULL;
-    jobject jk = jbody ? enum_of(env, g_kind_class, g_kind_of, m->kind) : NULL;
-    if (jk)
+    jstring jmeta = jbody ? utf8_to_jstring(env, m->meta ? m->meta : "")
+                          : NULL;
+    jobject jk = jmeta ? enum_of(env, g_kind_class, g_kind_of, m->kind) : NULL;
+    if (jk) /* the six-argument form: its default calls the old one */
         (*env)->CallVoidMethod(env, jc->listener, g_on_message, jid, jpeer,
-                               jk, jbody, (jlong)m->timestamp_ms);
+                               jk, jbody, (jlong)m->timestamp_ms, jmeta);
     cb_end(jc, &sc, "onMessage");
+}
+
+static void on_retract(void *ud, const char *peer, const char *id)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return;
+    jstring jpeer = utf8_to_jstring(env, peer);
+    jstring jid = jpeer ? utf8_to_jstring(env, id) : NULL;
+    if (jid)
+        (*env)->CallVoidMethod(env, jc->listener, g_on_retract, jpeer, jid);
+    cb_end(jc, &sc, "onRetract");
 }
 
 static void on_link(void *ud, courier_link_t link)
@@ -437,6 +455,7 @@ static jlongArray n_defaults(JNIEnv *env, jclass cls)
     v[N_IMPLICIT_READ] = cfg.implicit_read;
     v[N_SYNCHRONOUS_FULL] = cfg.synchronous_full;
     v[N_MAX_BODY] = cfg.max_body_bytes;
+    v[N_APP_CONFIRMS] = cfg.app_confirms;
     jlongArray a = (*env)->NewLongArray(env, N_COUNT);
     if (!a)
         return NULL;
@@ -518,6 +537,7 @@ static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
     cfg.allow_plaintext = v[N_ALLOW_PLAINTEXT] != 0;
     cfg.implicit_read = v[N_IMPLICIT_READ] != 0;
     cfg.synchronous_full = v[N_SYNCHRONOUS_FULL] != 0;
+    cfg.app_confirms = v[N_APP_CONFIRMS] != 0;
 
     jc = calloc(1, sizeof(*jc));
     if (!jc) {
@@ -537,6 +557,7 @@ static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
     courier_callbacks_t cb = {
         .on_state = on_state, .on_message = on_message, .on_link = on_link,
         .on_composing = on_composing, .on_log = on_log,
+        .on_retract = on_retract,
     };
     int rc = courier_open(&jc->c, &cfg, &cb, jc);
     if (rc < 0) {
@@ -832,6 +853,192 @@ static jstring n_version(JNIEnv *env, jclass cls)
     return utf8_to_jstring(env, courier_version());
 }
 
+/* ---- the app's data contract (courier.h, behaviour.md §9) ---------------- */
+
+static jstring n_send(JNIEnv *env, jclass cls, jlong h, jstring jto,
+                      jint kind, jstring jbody, jstring jid, jstring jmeta)
+{
+    (void)cls;
+    jstring res = NULL;
+    char *to = NULL, *body = NULL, *id = NULL, *meta = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jto, "to", &to) < 0 ||
+        jstring_to_utf8(env, jbody, "body", &body) < 0 ||
+        jstring_to_utf8(env, jid, "id", &id) < 0 ||
+        jstring_to_utf8(env, jmeta, "meta", &meta) < 0)
+        goto out;
+    courier_outgoing_t m = {
+        .to = to, .kind = (courier_kind_t)kind, .body = body, .id = id,
+        .meta = meta,
+    };
+    char new_id[COURIER_ID_MAX];
+    int rc = courier_send(jc->c, &m, new_id);
+    if (rc < 0)
+        throw_code(env, rc);
+    else
+        res = utf8_to_jstring(env, new_id);
+out:
+    free(to);
+    free(body);
+    free(id);
+    free(meta);
+    return res;
+}
+
+/* A walk into a java.util.List: each row in a local frame of its own (a
+ * walk has no bound on its rows: pending). On a Java exception the walk
+ * stops (returns 1) with the exception pending. */
+typedef struct {
+    JNIEnv *env;
+    jobject list;
+} walk_t;
+
+static int walk_entry(void *ud, const courier_entry_t *e)
+{
+    walk_t *w = ud;
+    JNIEnv *env = w->env;
+    if ((*env)->PushLocalFrame(env, 8) < 0)
+        return 1;
+    jstring id = utf8_to_jstring(env, e->id ? e->id : "");
+    jstring peer = id ? utf8_to_jstring(env, e->peer ? e->peer : "") : NULL;
+    jstring body = peer ? utf8_to_jstring(env, e->body ? e->body : "") : NULL;
+    jstring meta = body ? utf8_to_jstring(env, e->meta ? e->meta : "") : NULL;
+    jobject o = meta ? (*env)->NewObject(env, g_entry_class, g_entry_ctor,
+                                         (jlong)e->seq, (jint)e->dir, id,
+                                         peer, (jint)e->kind, body, meta,
+                                         (jint)e->state,
+                                         (jlong)e->timestamp_ms,
+                                         (jboolean)(e->retracted != 0))
+                     : NULL;
+    if (o && !(*env)->ExceptionCheck(env))
+        (*env)->CallBooleanMethod(env, w->list, g_list_add, o);
+    (*env)->PopLocalFrame(env, NULL);
+    return (*env)->ExceptionCheck(env) ? 1 : 0;
+}
+
+static int walk_conversation(void *ud, const courier_conversation_t *c)
+{
+    walk_t *w = ud;
+    JNIEnv *env = w->env;
+    if ((*env)->PushLocalFrame(env, 4) < 0)
+        return 1;
+    jstring peer = utf8_to_jstring(env, c->peer ? c->peer : "");
+    jobject o = peer ? (*env)->NewObject(env, g_conv_class, g_conv_ctor, peer,
+                                         (jlong)c->last_seq,
+                                         (jlong)c->last_ms,
+                                         (jlong)c->unread)
+                     : NULL;
+    if (o && !(*env)->ExceptionCheck(env))
+        (*env)->CallBooleanMethod(env, w->list, g_list_add, o);
+    (*env)->PopLocalFrame(env, NULL);
+    return (*env)->ExceptionCheck(env) ? 1 : 0;
+}
+
+/* After a walk: a negative code is thrown; a stop by walk_* left its
+ * exception pending. */
+static void walk_done(JNIEnv *env, int rc)
+{
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+static void n_history(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                      jlong before_seq, jint limit, jobject list)
+{
+    (void)cls;
+    char *peer = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jpeer, "peer", &peer) < 0)
+        goto out;
+    if (limit < 1 || limit > 1000) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "limit (%d) out of range 1..1000",
+                 (int)limit);
+        throw_glue(env, COURIER_EINVAL, msg);
+        goto out;
+    }
+    walk_t w = { env, list };
+    walk_done(env, courier_history(jc->c, peer, (int64_t)before_seq,
+                                   (unsigned)limit, walk_entry, &w));
+out:
+    free(peer);
+}
+
+static void n_pending(JNIEnv *env, jclass cls, jlong h, jobject list)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    walk_t w = { env, list };
+    walk_done(env, courier_pending(jc->c, walk_entry, &w));
+}
+
+static void n_conversations(JNIEnv *env, jclass cls, jlong h, jobject list)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    walk_t w = { env, list };
+    walk_done(env, courier_conversations(jc->c, walk_conversation, &w));
+}
+
+/* The calls that take an id (and a peer, when jpeer_opt is not NULL). */
+static void n_id_call(JNIEnv *env, jlong h, jstring jpeer, jstring jid,
+                      int (*one)(courier_t *, const char *),
+                      int (*two)(courier_t *, const char *, const char *))
+{
+    char *peer = NULL, *id = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || (two && jstring_to_utf8(env, jpeer, "peer", &peer) < 0) ||
+        jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    int rc = two ? two(jc->c, peer, id) : one(jc->c, id);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(peer);
+    free(id);
+}
+
+static void n_cancel(JNIEnv *env, jclass cls, jlong h, jstring jid)
+{
+    (void)cls;
+    n_id_call(env, h, NULL, jid, courier_cancel, NULL);
+}
+
+static void n_retract(JNIEnv *env, jclass cls, jlong h, jstring jid)
+{
+    (void)cls;
+    n_id_call(env, h, NULL, jid, courier_retract, NULL);
+}
+
+static void n_delete(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                     jstring jid)
+{
+    (void)cls;
+    n_id_call(env, h, jpeer, jid, NULL, courier_delete);
+}
+
+static void n_confirm(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                      jstring jid)
+{
+    (void)cls;
+    n_id_call(env, h, jpeer, jid, NULL, courier_confirm);
+}
+
+static void n_erase(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    int rc = courier_erase(jc->c);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
 /* Test hooks: Java -> UTF-8 -> Java, UTF-8 bytes both ways, and the count
  * of global refs held for open handles. */
 static jstring n_echo(JNIEnv *env, jclass cls, jstring s)
@@ -889,6 +1096,7 @@ static jlong n_live_refs(JNIEnv *env, jclass cls)
 }
 
 #define SIG_S "Ljava/lang/String;"
+#define SIG_LIST "Ljava/util/List;"
 static const JNINativeMethod g_methods[] = {
     { "nativeDefaults", "()[J", (void *)n_defaults },
     { "nativeOpen",
@@ -916,6 +1124,16 @@ static const JNINativeMethod g_methods[] = {
     { "nativeGetStats", "(J[J)V", (void *)n_get_stats },
     { "nativeRunOnce", "(JI)V", (void *)n_run_once },
     { "nativeDisplayStatus", "(I)" SIG_S, (void *)n_display_status },
+    { "nativeSend", "(J" SIG_S "I" SIG_S SIG_S SIG_S ")" SIG_S,
+      (void *)n_send },
+    { "nativeHistory", "(J" SIG_S "JI" SIG_LIST ")V", (void *)n_history },
+    { "nativePending", "(J" SIG_LIST ")V", (void *)n_pending },
+    { "nativeConversations", "(J" SIG_LIST ")V", (void *)n_conversations },
+    { "nativeCancel", "(J" SIG_S ")V", (void *)n_cancel },
+    { "nativeRetract", "(J" SIG_S ")V", (void *)n_retract },
+    { "nativeDelete", "(J" SIG_S SIG_S ")V", (void *)n_delete },
+    { "nativeConfirm", "(J" SIG_S SIG_S ")V", (void *)n_confirm },
+    { "nativeErase", "(J)V", (void *)n_erase },
 };
 
 /* ---- load / unload ------------------------------------------------------- */
@@ -949,7 +1167,12 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
     g_state_class = g_exc_class ? global_class(env, PKG "State") : NULL;
     g_kind_class = g_state_class ? global_class(env, PKG "Kind") : NULL;
     g_link_class = g_kind_class ? global_class(env, PKG "Link") : NULL;
-    if (!g_link_class)
+    g_entry_class = g_link_class ? global_class(env, PKG "Entry") : NULL;
+    g_conv_class = g_entry_class ? global_class(env, PKG "Conversation")
+                                 : NULL;
+    jclass list = g_conv_class ? (*env)->FindClass(env, "java/util/List")
+                               : NULL;
+    if (!list)
         return JNI_ERR;
 #define GET(var, how, cls, name, sig)                                   \
     do {                                                                \
@@ -964,10 +1187,17 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
         "(I)L" PKG "Kind;");
     GET(g_link_of, GetStaticMethodID, g_link_class, "fromCode",
         "(I)L" PKG "Link;");
+    GET(g_entry_ctor, GetMethodID, g_entry_class, "<init>",
+        "(JI" SIG_S SIG_S "I" SIG_S SIG_S "IJZ)V");
+    GET(g_conv_ctor, GetMethodID, g_conv_class, "<init>",
+        "(" SIG_S "JJJ)V");
+    GET(g_list_add, GetMethodID, list, "add", "(Ljava/lang/Object;)Z");
     GET(g_on_state, GetMethodID, listener, "onState",
         "(" SIG_S SIG_S "L" PKG "State;)V");
     GET(g_on_message, GetMethodID, listener, "onMessage",
-        "(" SIG_S SIG_S "L" PKG "Kind;" SIG_S "J)V");
+        "(" SIG_S SIG_S "L" PKG "Kind;" SIG_S "J" SIG_S ")V");
+    GET(g_on_retract, GetMethodID, listener, "onRetract",
+        "(" SIG_S SIG_S ")V");
     GET(g_on_link, GetMethodID, listener, "onLink", "(L" PKG "Link;)V");
     GET(g_on_composing, GetMethodID, listener, "onComposing",
         "(" SIG_S "Z)V");
@@ -976,6 +1206,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
     if ((*env)->RegisterNatives(env, courier, g_methods,
                                 sizeof(g_methods) / sizeof(g_methods[0])) != 0)
         return JNI_ERR;
+    (*env)->DeleteLocalRef(env, list);
     (*env)->DeleteLocalRef(env, listener);
     (*env)->DeleteLocalRef(env, courier);
     return JNI_VERSION;
@@ -988,7 +1219,7 @@ JNIEXPORT void JNICALL JNI_OnUnload(JavaVM *vm, void *reserved)
     if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION) != JNI_OK)
         return;
     jclass *cls[] = { &g_exc_class, &g_state_class, &g_kind_class,
-                      &g_link_class };
+                      &g_link_class, &g_entry_class, &g_conv_class };
     for (size_t i = 0; i < sizeof(cls) / sizeof(cls[0]); i++) {
         if (*cls[i])
             (*env)->DeleteGlobalRef(env, *cls[i]);

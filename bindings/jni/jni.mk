@@ -79,13 +79,16 @@ check-jni-android:
 # returns, the listener's parameters, the Config's nullable strings.
 check-jni-annotations: $(JNI_JAR)
 	@set -e; cd $(JNI_OUT)/classes; \
-	for c in Courier Listener Config MessageInfo; do \
+	for c in Courier Listener Config MessageInfo Entry Conversation Outgoing; do \
 		javap -v -p org/libcourier/$$c.class > ../javap-$$c.txt; done; \
 	grep -q 'Lorg/jetbrains/annotations/NotNull;' ../javap-Courier.txt; \
 	grep -q 'Lorg/jetbrains/annotations/Nullable;' ../javap-Courier.txt; \
 	grep -q 'Lorg/jetbrains/annotations/NotNull;' ../javap-Listener.txt; \
 	grep -q 'Lorg/jetbrains/annotations/Nullable;' ../javap-Config.txt; \
 	grep -q 'Lorg/jetbrains/annotations/NotNull;' ../javap-MessageInfo.txt; \
+	grep -q 'Lorg/jetbrains/annotations/NotNull;' ../javap-Entry.txt; \
+	grep -q 'Lorg/jetbrains/annotations/NotNull;' ../javap-Conversation.txt; \
+	grep -q 'Lorg/jetbrains/annotations/Nullable;' ../javap-Outgoing.txt; \
 	if grep -q 'RuntimeVisible.*Annotations' ../javap-Courier.txt; then \
 		echo "check-jni-annotations: runtime-visible annotations"; exit 1; fi
 	@echo "check-jni-annotations: NotNull/Nullable in the class files (CLASS retention)"

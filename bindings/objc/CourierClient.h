@@ -4,8 +4,9 @@
  * Objective-C binding of libcourier (courier.h), one to one.
  *
  * Events: a delegate (CourierClientDelegate) and/or one block per event
- * (onState, onMessage, onLink, onComposing, onLog). For each event the
- * block is called when one is set, else the delegate method (never both).
+ * (onState, onMessage or onReceive, onLink, onComposing, onLog, onRetract).
+ * For each event the block is called when one is set, else the delegate
+ * method (never both).
  *
  * Threads: every method may be called from any thread. Delegate methods and
  * blocks run on the library's loop thread (one thread per client, events in
@@ -41,10 +42,13 @@
  * block: -networkChanged:, +version, +nameOfState:,
  * +displayStatusOfState:, the properties. In memory but take the handle's
  * lock: -start:, -stats:, -link:error:, -currentLink:. Read SQLite:
- * -stateOf:error:, -messageInfo:error:, -setComposing:peer:error:. Write and
- * commit SQLite: -sendText:to:error:, -sendMedia:..., -markDisplayed:...,
- * -retry:error:. Can take long: the initializers (open, migrate, check the
- * store), -stop:, -close (a goodbye of up to ~2.5 s), -runOnce:error:.
+ * -stateOf:error:, -messageInfo:error:, -setComposing:peer:error:,
+ * -historyWithPeer:beforeSeq:limit:error:, -pending:, -conversations:.
+ * Write and commit SQLite: -sendText:to:error:, -sendMedia:..., -send:error:,
+ * -markDisplayed:..., -retry:error:, -cancel:error:, -retract:error:,
+ * -deleteMessage:peer:error:, -confirm:peer:error:. Can take long: the
+ * initializers (open, migrate, check the store), -stop:, -close (a goodbye
+ * of up to ~2.5 s), -runOnce:error:, -erase: (rewrites the whole file).
  * Keep every call that touches the disk off the main thread.
  */
 #import <Foundation/Foundation.h>
@@ -168,6 +172,12 @@ typedef NS_ENUM(NSInteger, CourierLink) {
     CourierLinkOnline = 2
 };
 
+/** courier_dir_t: the direction of a history entry. */
+typedef NS_ENUM(NSInteger, CourierDirection) {
+    CourierDirectionOut = 0, /**< sent by this account */
+    CourierDirectionIn = 1   /**< received from the peer */
+};
+
 /** courier_log_level_t. */
 typedef NS_ENUM(NSInteger, CourierLogLevel) {
     CourierLogDebug = 0,
@@ -190,7 +200,7 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
         _pingTimeoutMs, _reconnectMinMs, _reconnectMaxMs, _maxInFlight,
         _maxBodyBytes;
     uint64_t _maxAgeMs;
-    BOOL _allowPlaintext, _implicitRead, _synchronousFull;
+    BOOL _allowPlaintext, _implicitRead, _synchronousFull, _appConfirms;
 }
 @property (nonatomic, copy, nullable) NSString *jid;        /**< required */
 @property (nonatomic, copy, nullable) NSString *password;   /**< required */
@@ -207,6 +217,11 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 @property (nonatomic) BOOL implicitRead;
 @property (nonatomic) BOOL synchronousFull;
 @property (nonatomic) NSUInteger maxBodyBytes;
+/** YES: an incoming message counts as handed only at -confirm:peer:error:
+ *  (once it is in the app's own database); until then it is handed again
+ *  at every open. NO (the default): when the delegate method or block
+ *  returns. */
+@property (nonatomic) BOOL appConfirms;
 /** Defaults with the three required fields set (Swift:
  *  `CourierConfig(jid:password:dbPath:)`). */
 - (instancetype)initWithJID:(NSString *)jid
@@ -256,6 +271,100 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 @property (nonatomic, readonly) uint64_t linksUp;         /**< sessions ready */
 @end
 
+/** courier_outgoing_t: what -send:error: sends. A TEXT message unless
+ *  `kind` is set. Swift: `CourierOutgoing(to: peer, body: text)`. */
+@interface CourierOutgoing : NSObject <NSCopying>
+{
+    NSString *_to, *_body, *_messageId, *_meta;
+    CourierKind _kind;
+}
+/** The peer's bare JID. */
+@property (nonatomic, copy) NSString *to;
+/** CourierKindText (the default), Voice or Image. */
+@property (nonatomic) CourierKind kind;
+/** Text, or the media URL/description. */
+@property (nonatomic, copy) NSString *body;
+/** The app's own id (nil: the library makes one); required for Voice and
+ *  Image (the media id). */
+@property (nonatomic, copy, nullable) NSString *messageId;
+/** App data delivered with the message (UTF-8, at most 4 KiB: a voice
+ *  message's length, an image's size, reply-to...); nil: none. */
+@property (nonatomic, copy, nullable) NSString *meta;
+/** A TEXT message `body` to `to`. */
+- (instancetype)initWithTo:(NSString *)to body:(NSString *)body;
+/** The same, autoreleased. */
++ (instancetype)outgoingTo:(NSString *)to body:(NSString *)body;
+/** Empty `to` and `body`: set them before sending. */
+- (instancetype)init;
+@end
+
+/** courier_entry_t: one message of the history as the store keeps it
+ *  (-historyWithPeer:beforeSeq:limit:error:, -pending:). Immutable: a
+ *  snapshot taken when it was read. */
+@interface CourierEntry : NSObject
+{
+    int64_t _seq, _timestampMs;
+    CourierDirection _direction;
+    NSString *_messageId, *_peer, *_body, *_meta;
+    CourierKind _kind;
+    CourierState _state;
+    BOOL _retracted;
+}
+/** This account's history order (a newer entry has a larger seq): the
+ *  paging cursor (beforeSeq). */
+@property (nonatomic, readonly) int64_t seq;
+@property (nonatomic, readonly) CourierDirection direction;
+@property (nonatomic, readonly, copy) NSString *messageId;
+/** The other side's bare JID. */
+@property (nonatomic, readonly, copy) NSString *peer;
+@property (nonatomic, readonly) CourierKind kind;
+/** Text, or the media URL/description; "" once retracted. */
+@property (nonatomic, readonly, copy) NSString *body;
+/** App data sent with the message; "" if none (and once retracted). */
+@property (nonatomic, readonly, copy) NSString *meta;
+/** Out: its state; In: Delivered, or Displayed once marked. */
+@property (nonatomic, readonly) CourierState state;
+/** Out: created; In: the sender's time (Unix ms). */
+@property (nonatomic, readonly) int64_t timestampMs;
+/** Its sender retracted it (XEP-0424): body and meta are "". */
+@property (nonatomic, readonly) BOOL retracted;
+@end
+
+/** courier_conversation_t (-conversations:). Immutable: a snapshot. */
+@interface CourierConversation : NSObject
+{
+    NSString *_peer;
+    int64_t _lastSeq, _lastMs;
+    NSUInteger _unread;
+}
+@property (nonatomic, readonly, copy) NSString *peer;
+/** The seq and time (Unix ms) of the newest entry with this peer. */
+@property (nonatomic, readonly) int64_t lastSeq, lastMs;
+/** Incoming messages not marked displayed (those after the newest one
+ *  marked); retracted ones are not counted. */
+@property (nonatomic, readonly) NSUInteger unread;
+@end
+
+/** courier_message_t: an incoming message as one object, meta included
+ *  (-courier:didReceiveMessage:, onReceive). Immutable. */
+@interface CourierMessage : NSObject
+{
+    NSString *_messageId, *_peer, *_body, *_meta;
+    CourierKind _kind;
+    int64_t _timestampMs;
+}
+@property (nonatomic, readonly, copy) NSString *messageId;
+/** The sender's bare JID. */
+@property (nonatomic, readonly, copy) NSString *peer;
+@property (nonatomic, readonly) CourierKind kind;
+/** Text, or the media URL/description. */
+@property (nonatomic, readonly, copy) NSString *body;
+/** App data the sender attached (CourierOutgoing.meta); "" if none. */
+@property (nonatomic, readonly, copy) NSString *meta;
+/** Original send time (Unix ms). */
+@property (nonatomic, readonly) int64_t timestampMs;
+@end
+
 @class CourierClient;
 
 /* Block forms of the delegate methods (same arguments, same thread or
@@ -278,6 +387,12 @@ typedef void (NS_SWIFT_SENDABLE ^CourierComposingHandler)(NSString *peer,
                                                           BOOL composing);
 typedef void (NS_SWIFT_SENDABLE ^CourierLogHandler)(NSString *line,
                                                     CourierLogLevel level);
+/** The incoming message as one object, meta included (onReceive). */
+typedef void (NS_SWIFT_SENDABLE ^CourierReceiveHandler)(
+    CourierMessage *message);
+/** `peer` retracted its message `messageId` (onRetract). */
+typedef void (NS_SWIFT_SENDABLE ^CourierRetractHandler)(NSString *messageId,
+                                                        NSString *peer);
 /** One event's delivery, handed to a callbackExecutor to run once. */
 typedef void (NS_SWIFT_SENDABLE ^CourierCallbackWork)(void);
 /** Runs `work` (once, later or now) on the thread or queue of the app's
@@ -299,7 +414,14 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
     messageWithId:(NSString *)messageId
                to:(NSString *)peer
    didChangeState:(CourierState)state;
-/** An incoming message: once per (peer, messageId). */
+/** An incoming message, meta included: once per (peer, messageId). When
+ *  the delegate has this method, it is called instead of the one below.
+ *  With appConfirms, handed again at every open until
+ *  -confirm:peer:error:. */
+- (void)courier:(CourierClient *)client
+    didReceiveMessage:(CourierMessage *)message;
+/** An incoming message: once per (peer, messageId) (the form without
+ *  meta, for delegates written before it). */
 - (void)courier:(CourierClient *)client
     didReceiveMessageWithId:(NSString *)messageId
                        from:(NSString *)peer
@@ -313,6 +435,12 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
 - (void)courier:(CourierClient *)client
             log:(NSString *)line
           level:(CourierLogLevel)level;
+/** `peer` retracted its message `messageId` (XEP-0424): the history entry
+ *  is marked retracted and its body and meta are gone (drop them from the
+ *  app's copy too). Once per message; never for one not handed over. */
+- (void)courier:(CourierClient *)client
+     didRetract:(NSString *)messageId
+           from:(NSString *)peer;
 @end
 
 @interface CourierClient : NSObject
@@ -324,12 +452,14 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
     dispatch_queue_t _Nullable _delegateQueue;
 #endif
     COURIER_IVAR_WEAK id<CourierClientDelegate> _delegate;
-    NSLock *_handlerLock; /* guards the five blocks (held for a swap) */
+    NSLock *_handlerLock; /* guards the seven blocks (held for a swap) */
     CourierStateHandler _onState;
     CourierMessageHandler _onMessage;
     CourierLinkHandler _onLink;
     CourierComposingHandler _onComposing;
     CourierLogHandler _onLog;
+    CourierReceiveHandler _onReceive;
+    CourierRetractHandler _onRetract;
 }
 
 @property (nonatomic, COURIER_WEAK, nullable) id<CourierClientDelegate> delegate;
@@ -350,6 +480,11 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
 @property (nonatomic, copy, nullable) CourierLinkHandler onLink;
 @property (nonatomic, copy, nullable) CourierComposingHandler onComposing;
 @property (nonatomic, copy, nullable) CourierLogHandler onLog;
+/** The message event as a CourierMessage (meta included): when set, it is
+ *  called instead of onMessage and of both delegate methods. */
+@property (nonatomic, copy, nullable) CourierReceiveHandler onReceive;
+/** A retraction (as -courier:didRetract:from:). */
+@property (nonatomic, copy, nullable) CourierRetractHandler onRetract;
 
 /**
  * Where delegate methods and blocks run: nil (the default) on the
@@ -466,6 +601,77 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
  *  lock). Does nothing on a client that is not started.
  *  CourierErrorClosed after -close. */
 - (BOOL)networkChanged:(NSError **)error;
+
+/* ---- the app's data contract (courier.h, behaviour.md §9) ---- */
+
+/** courier_send(): store `message` and queue it; returns its id (the
+ *  app's own, or the one made) once it is durable. With messageId set, an
+ *  id that already names a message (deleted ones included) is
+ *  CourierErrorState and changes nothing: write your own row first, send
+ *  with the same id, and repeat the send after a crash without doubling
+ *  it. meta reaches the peer's -courier:didReceiveMessage: / onReceive and
+ *  both sides' history. Disk I/O: an INSERT and a COMMIT, waited for.
+ *  Errors: Invalid (bad JID, body or kind, bad id, Voice/Image without an
+ *  id, meta over 4 KiB or with a control character), State, Store,
+ *  Closed. Swift: `let id = try client.send(m)`. */
+- (nullable NSString *)send:(CourierOutgoing *)message
+                      error:(NSError **)error;
+/** courier_history(): a page of the history with `peer` (nil: every
+ *  peer), newest first: the entries whose seq < beforeSeq (0: from the
+ *  newest), at most `limit` (1..1000); deleted ones left out. Pass the
+ *  last entry's seq as the next page's beforeSeq; an empty array is the
+ *  end. Reads SQLite (index walks: a page costs the same whatever the
+ *  store's size). Errors: Invalid (bad JID, limit 0 or over 1000), Store,
+ *  Closed. Swift: `try client.history(peer:beforeSeq:limit:)`. */
+- (nullable NSArray<CourierEntry *> *)historyWithPeer:(nullable NSString *)peer
+                                            beforeSeq:(int64_t)beforeSeq
+                                                limit:(NSUInteger)limit
+                                                error:(NSError **)error
+    NS_SWIFT_NAME(history(peer:beforeSeq:limit:));
+/** courier_pending(): the outgoing messages no device has confirmed yet
+ *  and the app did not cancel (Queued, Sent, Offline, Failed), oldest
+ *  first: "sending" / "failed, tap to retry" at start-up. Reads SQLite.
+ *  Swift: `try client.pending()`. */
+- (nullable NSArray<CourierEntry *> *)pending:(NSError **)error;
+/** courier_conversations(): one per peer, the most recent first, with
+ *  unread counts. Reads SQLite. Swift: `try client.conversations()`. */
+- (nullable NSArray<CourierConversation *> *)conversations:(NSError **)error;
+/** courier_cancel(): give up on outgoing message `messageId` (Queued or
+ *  Failed): never written again; Failed, permanent, reason "cancelled";
+ *  leaves -pending:. Writes SQLite. Errors: NotFound, State (Sent or
+ *  beyond: retract it; or already cancelled), Invalid, Store, Closed. */
+- (BOOL)cancel:(NSString *)messageId error:(NSError **)error;
+/** courier_retract(): retract outgoing message `messageId` (XEP-0424):
+ *  stored and sent until the server has it; the history entry is marked
+ *  retracted, its body and meta dropped; one not yet confirmed is also
+ *  cancelled. The peer gets -courier:didRetract:from: / onRetract. Writes
+ *  SQLite. Errors: NotFound (no outgoing message: only its sender
+ *  retracts), State (already retracted, or deleted), Invalid, Store,
+ *  Closed. */
+- (BOOL)retract:(NSString *)messageId error:(NSError **)error;
+/** courier_delete(): remove message `messageId` exchanged with `peer`
+ *  (either direction) from this device's history; nothing is sent; the id
+ *  stays known. Writes SQLite. Errors: NotFound, Invalid, Store, Closed.
+ *  Swift: `try client.deleteMessage(id, peer: peer)`. */
+- (BOOL)deleteMessage:(NSString *)messageId
+                 peer:(NSString *)peer
+                error:(NSError **)error;
+/** courier_confirm(): with appConfirms, incoming message `messageId` from
+ *  `peer` is safely in the app's own database (until then it is handed
+ *  again at every open). Again is harmless. Any thread, callbacks
+ *  included. Writes SQLite (one UPDATE). Errors: NotFound, State
+ *  (appConfirms is off), Invalid, Store, Closed. */
+- (BOOL)confirm:(NSString *)messageId
+           peer:(NSString *)peer
+          error:(NSError **)error;
+/** courier_erase(): erase this account's store (logout): every message,
+ *  owed receipt and retraction and every mark; the file is rebuilt so no
+ *  text is left in it. The client stays open with an empty store. It must
+ *  be stopped (-stop:) and not driven by -runOnce:error:; not from a
+ *  callback on the library's thread. Disk I/O: deletes, VACUUM (time in
+ *  proportion to the store), a WAL checkpoint. Errors: State (started or
+ *  driven), Store, Closed. Swift: `try client.erase()`. */
+- (BOOL)erase:(NSError **)error;
 
 @end
 

@@ -122,7 +122,7 @@ static NSString *cr_str(const char *s)
     reconnectMinMs = _reconnectMinMs, reconnectMaxMs = _reconnectMaxMs,
     maxInFlight = _maxInFlight, maxAgeMs = _maxAgeMs,
     implicitRead = _implicitRead, synchronousFull = _synchronousFull,
-    maxBodyBytes = _maxBodyBytes;
+    maxBodyBytes = _maxBodyBytes, appConfirms = _appConfirms;
 
 - (instancetype)init
 {
@@ -142,6 +142,7 @@ static NSString *cr_str(const char *s)
         _implicitRead = c.implicit_read != 0;
         _synchronousFull = c.synchronous_full != 0;
         _maxBodyBytes = c.max_body_bytes;
+        _appConfirms = c.app_confirms != 0;
     }
     return self;
 }
@@ -191,6 +192,7 @@ static NSString *cr_str(const char *s)
     c.implicitRead = _implicitRead;
     c.synchronousFull = _synchronousFull;
     c.maxBodyBytes = _maxBodyBytes;
+    c.appConfirms = _appConfirms;
     return c;
 }
 
@@ -204,7 +206,7 @@ static NSString *cr_str(const char *s)
         @"port", @"allowPlaintext", @"ackTimeoutMs", @"resendGraceMs",
         @"pingIntervalMs", @"pingTimeoutMs", @"reconnectMinMs",
         @"reconnectMaxMs", @"maxInFlight", @"maxAgeMs", @"implicitRead",
-        @"synchronousFull", @"maxBodyBytes"
+        @"synchronousFull", @"maxBodyBytes", @"appConfirms"
     };
     if (![dict isKindOfClass:[NSDictionary class]]) {
         cr_set(error, COURIER_EINVAL, "config: not an NSDictionary");
@@ -342,6 +344,203 @@ static NSString *cr_str(const char *s)
 
 @end
 
+/* ---- CourierOutgoing, CourierEntry, CourierConversation, CourierMessage ---- */
+
+@implementation CourierOutgoing
+
+@synthesize to = _to, kind = _kind, body = _body, messageId = _messageId,
+    meta = _meta;
+
+- (instancetype)init
+{
+    return [self initWithTo:@"" body:@""];
+}
+
+- (instancetype)initWithTo:(NSString *)to body:(NSString *)body
+{
+    if ((self = [super init])) {
+        _to = [to copy];
+        _body = [body copy];
+        _kind = CourierKindText;
+    }
+    return self;
+}
+
++ (instancetype)outgoingTo:(NSString *)to body:(NSString *)body
+{
+    CourierOutgoing *m = [[self alloc] initWithTo:to body:body];
+#if !COURIER_ARC
+    [m autorelease];
+#endif
+    return m;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_to release];
+    [_body release];
+    [_messageId release];
+    [_meta release];
+    [super dealloc];
+}
+#endif
+
+- (id)copyWithZone:(NSZone *)zone
+{
+    CourierOutgoing *c =
+        [[[self class] allocWithZone:zone] initWithTo:_to body:_body];
+    c.kind = _kind;
+    c.messageId = _messageId;
+    c.meta = _meta;
+    return c;
+}
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierOutgoing to %@ kind %ld id "
+                                      @"%@ body '%@' meta '%@'>",
+                                      _to, (long)_kind, _messageId, _body,
+                                      _meta];
+}
+
+@end
+
+/* Made by the client only. */
+@interface CourierEntry ()
+- (instancetype)initWithCEntry:(const courier_entry_t *)e;
+@end
+@interface CourierConversation ()
+- (instancetype)initWithCConversation:(const courier_conversation_t *)c;
+@end
+@interface CourierMessage ()
+- (instancetype)initWithCMessage:(const courier_message_t *)m;
+@end
+
+@implementation CourierEntry
+
+@synthesize seq = _seq, direction = _direction, messageId = _messageId,
+    peer = _peer, kind = _kind, body = _body, meta = _meta, state = _state,
+    timestampMs = _timestampMs, retracted = _retracted;
+
+- (instancetype)initWithCEntry:(const courier_entry_t *)e
+{
+    if ((self = [super init])) {
+        _seq = e->seq;
+        _direction = (CourierDirection)e->dir;
+        _messageId = [cr_str(e->id) copy];
+        _peer = [cr_str(e->peer) copy];
+        _kind = (CourierKind)e->kind;
+        _body = [cr_str(e->body) copy];
+        _meta = [cr_str(e->meta) copy];
+        _state = (CourierState)e->state;
+        _timestampMs = e->timestamp_ms;
+        _retracted = e->retracted != 0;
+    }
+    return self;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_messageId release];
+    [_peer release];
+    [_body release];
+    [_meta release];
+    [super dealloc];
+}
+#endif
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierEntry %lld %s %@ %@ kind %ld "
+                                      @"%s body '%@' meta '%@' ts %lld%s>",
+                                      (long long)_seq,
+                                      _direction == CourierDirectionIn
+                                          ? "in" : "out",
+                                      _messageId, _peer, (long)_kind,
+                                      courier_state_name(
+                                          (courier_state_t)_state),
+                                      _body, _meta, (long long)_timestampMs,
+                                      _retracted ? " retracted" : ""];
+}
+
+@end
+
+@implementation CourierConversation
+
+@synthesize peer = _peer, lastSeq = _lastSeq, lastMs = _lastMs,
+    unread = _unread;
+
+- (instancetype)initWithCConversation:(const courier_conversation_t *)c
+{
+    if ((self = [super init])) {
+        _peer = [cr_str(c->peer) copy];
+        _lastSeq = c->last_seq;
+        _lastMs = c->last_ms;
+        _unread = c->unread;
+    }
+    return self;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_peer release];
+    [super dealloc];
+}
+#endif
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierConversation %@ last %lld "
+                                      @"at %lld unread %lu>",
+                                      _peer, (long long)_lastSeq,
+                                      (long long)_lastMs,
+                                      (unsigned long)_unread];
+}
+
+@end
+
+@implementation CourierMessage
+
+@synthesize messageId = _messageId, peer = _peer, kind = _kind,
+    body = _body, meta = _meta, timestampMs = _timestampMs;
+
+- (instancetype)initWithCMessage:(const courier_message_t *)m
+{
+    if ((self = [super init])) {
+        _messageId = [cr_str(m->id) copy];
+        _peer = [cr_str(m->peer) copy];
+        _kind = (CourierKind)m->kind;
+        _body = [cr_str(m->body) copy];
+        _meta = [cr_str(m->meta) copy];
+        _timestampMs = m->timestamp_ms;
+    }
+    return self;
+}
+
+#if !COURIER_ARC
+- (void)dealloc
+{
+    [_messageId release];
+    [_peer release];
+    [_body release];
+    [_meta release];
+    [super dealloc];
+}
+#endif
+
+- (NSString *)description
+{
+    return [NSString stringWithFormat:@"<CourierMessage %@ from %@ kind %ld "
+                                      @"body '%@' meta '%@' ts %lld>",
+                                      _messageId, _peer, (long)_kind, _body,
+                                      _meta, (long long)_timestampMs];
+}
+
+@end
+
 /* ---- the gate of queued work ---------------------------------------------- */
 
 /* Open until -close. Work queued on the app's executor holds it (not the
@@ -454,6 +653,8 @@ static void cr_thread_enter(void) {}
 - (CourierLinkHandler)cr_takeOnLink;
 - (CourierComposingHandler)cr_takeOnComposing;
 - (CourierLogHandler)cr_takeOnLog;
+- (CourierReceiveHandler)cr_takeOnReceive;
+- (CourierRetractHandler)cr_takeOnRetract;
 - (CourierCallbackExecutor)cr_takeExecutor;
 - (CRGate *)cr_gate;
 @end
@@ -523,27 +724,68 @@ static void cr_on_state(void *ud, const char *msg_id, const char *peer,
     }
 }
 
+/* The message event has two forms each way: onReceive (a CourierMessage)
+ * wins over onMessage (the arguments); without a block, the delegate's
+ * -courier:didReceiveMessage: wins over the older method. */
 static void cr_on_message(void *ud, const courier_message_t *m)
 {
     cr_thread_enter();
     @autoreleasepool {
-        NSString *i = cr_str(m->id), *p = cr_str(m->peer),
-                 *b = cr_str(m->body);
-        CourierKind k = (CourierKind)m->kind;
-        int64_t ts = m->timestamp_ms;
+        /* alloc: one reference, given back by the cleanup (ARC: the
+         * blocks hold it) */
+        CourierMessage *msg = [[CourierMessage alloc] initWithCMessage:m];
+        cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
+            CourierReceiveHandler rb = [client cr_takeOnReceive];
+            CourierMessageHandler mb = nil;
+            if (!rb)
+                mb = [client cr_takeOnMessage];
+            id<CourierClientDelegate> d = (rb || mb) ? nil : client.delegate;
+            @try {
+                if (rb)
+                    rb(msg);
+                else if (mb)
+                    mb(msg.messageId, msg.peer, msg.kind, msg.body,
+                       msg.timestampMs);
+                else if ([d respondsToSelector:@selector(courier:
+                                                   didReceiveMessage:)])
+                    [d courier:client didReceiveMessage:msg];
+                else if ([d respondsToSelector:@selector(courier:
+                                                   didReceiveMessageWithId:
+                                                   from:kind:body:
+                                                   timestampMs:)])
+                    [d courier:client didReceiveMessageWithId:msg.messageId
+                                                         from:msg.peer
+                                                         kind:msg.kind
+                                                         body:msg.body
+                                                  timestampMs:msg.timestampMs];
+            } @catch (NSException *e) {
+                NSLog(@"libcourier: %s raised %@: %@",
+                      rb ? "block onReceive"
+                         : mb ? "block onMessage" : "delegate (message)",
+                      [e name], [e reason]);
+            }
+            CR_BLOCK_RELEASE(rb);
+            CR_BLOCK_RELEASE(mb);
+        }, ^{
+            CR_DROP(msg);
+        });
+    }
+}
+
+static void cr_on_retract(void *ud, const char *peer, const char *msg_id)
+{
+    cr_thread_enter();
+    @autoreleasepool {
+        NSString *i = cr_str(msg_id), *p = cr_str(peer);
         CR_KEEP(i);
         CR_KEEP(p);
-        CR_KEEP(b);
         cr_deliver((CR_BRIDGE CourierClient *)ud, ^(CourierClient *client) {
-            CR_INVOKE(client, CourierMessageHandler, cr_takeOnMessage,
-                      courier:didReceiveMessageWithId:from:kind:body:timestampMs:,
-                      blk(i, p, k, b, ts),
-                      [d courier:client didReceiveMessageWithId:i from:p
-                            kind:k body:b timestampMs:ts]);
+            CR_INVOKE(client, CourierRetractHandler, cr_takeOnRetract,
+                      courier:didRetract:from:, blk(i, p),
+                      [d courier:client didRetract:i from:p]);
         }, ^{
             CR_DROP(i);
             CR_DROP(p);
-            CR_DROP(b);
         });
     }
 }
@@ -656,6 +898,10 @@ CR_HANDLER_ACCESSORS(CourierLinkHandler, onLink, setOnLink, cr_takeOnLink,
 CR_HANDLER_ACCESSORS(CourierComposingHandler, onComposing, setOnComposing,
                      cr_takeOnComposing, _onComposing)
 CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
+CR_HANDLER_ACCESSORS(CourierReceiveHandler, onReceive, setOnReceive,
+                     cr_takeOnReceive, _onReceive)
+CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
+                     cr_takeOnRetract, _onRetract)
 
 - (CourierCallbackExecutor)callbackExecutor
 {
@@ -740,7 +986,7 @@ CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
     return _gate;
 }
 
-/* All five to nil, and the executor (-close, hence -dealloc). */
+/* All seven to nil, and the executor (-close, hence -dealloc). */
 - (void)cr_dropHandlers
 {
     [self cr_setExecutor:nil queue:nil];
@@ -749,12 +995,18 @@ CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
     CourierLinkHandler l;
     CourierComposingHandler c;
     CourierLogHandler g;
+    CourierReceiveHandler r;
+    CourierRetractHandler x;
     [_handlerLock lock];
     s = _onState;
     m = _onMessage;
     l = _onLink;
     c = _onComposing;
     g = _onLog;
+    r = _onReceive;
+    x = _onRetract;
+    _onReceive = nil;
+    _onRetract = nil;
     _onState = nil;
     _onMessage = nil;
     _onLink = nil;
@@ -766,6 +1018,8 @@ CR_HANDLER_ACCESSORS(CourierLogHandler, onLog, setOnLog, cr_takeOnLog, _onLog)
     CR_BLOCK_RELEASE(l);
     CR_BLOCK_RELEASE(c);
     CR_BLOCK_RELEASE(g);
+    CR_BLOCK_RELEASE(r);
+    CR_BLOCK_RELEASE(x);
 }
 
 + (NSString *)version
@@ -842,11 +1096,12 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
         c.implicit_read = cfg.implicitRead ? 1 : 0;
         c.synchronous_full = cfg.synchronousFull ? 1 : 0;
         c.max_body_bytes = (unsigned)cfg.maxBodyBytes;
+        c.app_confirms = cfg.appConfirms ? 1 : 0;
 
         courier_callbacks_t cb = {
             .on_state = cr_on_state, .on_message = cr_on_message,
             .on_link = cr_on_link, .on_composing = cr_on_composing,
-            .on_log = cr_on_log,
+            .on_log = cr_on_log, .on_retract = cr_on_retract,
         };
         courier_t *h = NULL;
         /* ud = self, not retained: courier_close() in -close/-dealloc
@@ -1117,6 +1372,174 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     int rc = courier_get_link(HANDLE, &l);
     if (outLink)
         *outLink = (CourierLink)l;
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+/* ---- the app's data contract ------------------------------------------------ */
+
+- (nullable NSString *)send:(CourierOutgoing *)message
+                      error:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    if (![message isKindOfClass:[CourierOutgoing class]]) {
+        cr_set(error, COURIER_EINVAL, "message: not a CourierOutgoing");
+        return nil;
+    }
+    courier_outgoing_t m;
+    memset(&m, 0, sizeof m);
+    m.kind = (courier_kind_t)message.kind;
+    m.to = cr_utf8(message.to, "to", error);
+    m.body = m.to ? cr_utf8(message.body, "body", error) : NULL;
+    if (!m.body || !cr_opt(message.messageId, &m.id, "messageId", error) ||
+        !cr_opt(message.meta, &m.meta, "meta", error))
+        return nil;
+    char new_id[COURIER_ID_MAX];
+    int rc = courier_send(HANDLE, &m, new_id);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return nil;
+    }
+    return cr_str(new_id);
+}
+
+/* Walks collect into an NSMutableArray (ud); they run on this thread. */
+static int cr_collect_entry(void *ud, const courier_entry_t *e)
+{
+    CourierEntry *x = [[CourierEntry alloc] initWithCEntry:e];
+    [(CR_BRIDGE NSMutableArray *)ud addObject:x];
+#if !COURIER_ARC
+    [x release];
+#endif
+    return 0;
+}
+
+static int cr_collect_conversation(void *ud, const courier_conversation_t *c)
+{
+    CourierConversation *x =
+        [[CourierConversation alloc] initWithCConversation:c];
+    [(CR_BRIDGE NSMutableArray *)ud addObject:x];
+#if !COURIER_ARC
+    [x release];
+#endif
+    return 0;
+}
+
+/* The walk's result: an immutable copy, or nil and *error. */
+static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
+{
+    if (rc != COURIER_OK) {
+        cr_set(error, rc < 0 ? rc : COURIER_EINVAL, NULL);
+        return nil;
+    }
+    return [NSArray arrayWithArray:rows];
+}
+
+- (nullable NSArray<CourierEntry *> *)historyWithPeer:(nullable NSString *)peer
+                                            beforeSeq:(int64_t)beforeSeq
+                                                limit:(NSUInteger)limit
+                                                error:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    const char *p = NULL;
+    if (!cr_opt(peer, &p, "peer", error))
+        return nil;
+    if (limit > UINT_MAX) {
+        cr_set(error, COURIER_EINVAL, "limit out of range 1..1000");
+        return nil;
+    }
+    NSMutableArray *rows = [NSMutableArray array];
+    int rc = courier_history(HANDLE, p, beforeSeq, (unsigned)limit,
+                             cr_collect_entry, (CR_BRIDGE void *)rows);
+    return cr_walk_result(rc, rows, error);
+}
+
+- (nullable NSArray<CourierEntry *> *)pending:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    NSMutableArray *rows = [NSMutableArray array];
+    int rc = courier_pending(HANDLE, cr_collect_entry, (CR_BRIDGE void *)rows);
+    return cr_walk_result(rc, rows, error);
+}
+
+- (nullable NSArray<CourierConversation *> *)conversations:(NSError **)error
+{
+    CR_OPEN_OR(nil);
+    NSMutableArray *rows = [NSMutableArray array];
+    int rc = courier_conversations(HANDLE, cr_collect_conversation,
+                                   (CR_BRIDGE void *)rows);
+    return cr_walk_result(rc, rows, error);
+}
+
+- (BOOL)cancel:(NSString *)messageId error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *i = cr_utf8(messageId, "id", error);
+    if (!i)
+        return NO;
+    int rc = courier_cancel(HANDLE, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)retract:(NSString *)messageId error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *i = cr_utf8(messageId, "id", error);
+    if (!i)
+        return NO;
+    int rc = courier_retract(HANDLE, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)deleteMessage:(NSString *)messageId
+                 peer:(NSString *)peer
+                error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *p = cr_utf8(peer, "peer", error);
+    const char *i = p ? cr_utf8(messageId, "id", error) : NULL;
+    if (!i)
+        return NO;
+    int rc = courier_delete(HANDLE, p, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)confirm:(NSString *)messageId
+           peer:(NSString *)peer
+          error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *p = cr_utf8(peer, "peer", error);
+    const char *i = p ? cr_utf8(messageId, "id", error) : NULL;
+    if (!i)
+        return NO;
+    int rc = courier_confirm(HANDLE, p, i);
+    if (rc != COURIER_OK) {
+        cr_set(error, rc, NULL);
+        return NO;
+    }
+    return YES;
+}
+
+- (BOOL)erase:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_erase(HANDLE);
     if (rc != COURIER_OK) {
         cr_set(error, rc, NULL);
         return NO;

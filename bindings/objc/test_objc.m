@@ -1281,6 +1281,406 @@ static void testDelegateQueueStub(void)
 }
 #endif
 
+/* ---- the app's data contract (behaviour.md §9) ---------------------------- */
+
+static NSString *errText(NSError *e)
+{
+    return e ? [e localizedDescription] : @"(no error)";
+}
+#define ERRS(e) [errText(e) UTF8String]
+
+static void testDataContractOffline(void)
+{
+    NSString *bob = @"bob@example.test", *carol = @"carol@example.test";
+    CourierConfig *dflt = T_AUTORELEASE([[CourierConfig alloc] init]);
+    CHECK(!dflt.appConfirms, "appConfirms defaults to NO");
+    CourierConfig *fromDict = [CourierConfig configWithDictionary:
+        [NSDictionary dictionaryWithObject:[NSNumber numberWithBool:YES]
+                                    forKey:@"appConfirms"] error:NULL];
+    CHECK(fromDict.appConfirms, "appConfirms from a dictionary");
+    CHECK([(CourierConfig *)T_AUTORELEASE([fromDict copy]) appConfirms],
+          "appConfirms copied");
+
+    NSError *err = nil;
+    CourierClient *c = openOffline(@"dc.db", nil, &err);
+    CHECK(c != nil, "open: %s", ERRS(err));
+    if (!c)
+        return;
+
+    /* The app's own id: returned; a second send with it is State. */
+    CourierOutgoing *m = [CourierOutgoing outgoingTo:bob body:@"first"];
+    m.messageId = @"app-row-1";
+    err = nil;
+    NSString *sent = [c send:m error:&err];
+    CHECK([sent isEqual:@"app-row-1"], "send own id: %s", ERRS(err));
+    CourierOutgoing *again = T_AUTORELEASE([m copy]);
+    again.body = @"second";
+    err = nil;
+    CHECK([c send:again error:&err] == nil && err.code == CourierErrorState
+              && [err.domain isEqual:CourierErrorDomain],
+          "same id twice: %s", ERRS(err));
+
+    /* meta round trip through the history, with a voice message */
+    NSString *meta = @"{\"secs\":12,\"w\":\"你好 👋\"}";
+    CourierOutgoing *v = [CourierOutgoing outgoingTo:bob
+                                                body:@"https://m.example/v.ogg"];
+    v.kind = CourierKindVoice;
+    v.messageId = @"voice-1";
+    v.meta = meta;
+    err = nil;
+    CHECK([[c send:v error:&err] isEqual:@"voice-1"], "send voice: %s",
+          ERRS(err));
+    for (int i = 0; i < 3; i++) {
+        NSString *t = [NSString stringWithFormat:@"t%d", i];
+        CourierOutgoing *o = [CourierOutgoing outgoingTo:bob body:t];
+        err = nil;
+        CHECK([c send:o error:&err] != nil, "send t%d: %s", i, ERRS(err));
+    }
+    err = nil;
+    CHECK([c sendText:@"other peer" to:carol error:&err] != nil, "carol: %s",
+          ERRS(err));
+    err = nil;
+    NSArray<CourierEntry *> *all = [c historyWithPeer:bob beforeSeq:0
+                                                limit:1000 error:&err];
+    CHECK([all count] == 5, "history %s (%s)", [[all description] UTF8String],
+          ERRS(err));
+    for (NSUInteger i = 1; i < [all count]; i++)
+        CHECK([[all objectAtIndex:i - 1] seq] > [[all objectAtIndex:i] seq],
+              "newest first");
+    CourierEntry *ve = [all count] >= 4 ? [all objectAtIndex:3] : nil;
+    CHECK(ve && [ve.messageId isEqual:@"voice-1"]
+              && ve.direction == CourierDirectionOut
+              && [ve.peer isEqual:bob] && ve.kind == CourierKindVoice
+              && [ve.body isEqual:@"https://m.example/v.ogg"]
+              && [ve.meta isEqual:meta] && !ve.retracted
+              && ve.timestampMs > 0,
+          "voice entry %s", [[ve description] UTF8String]);
+    CHECK([all count] && [[[all objectAtIndex:0] meta] isEqual:@""],
+          "no meta: \"\"");
+    /* pages of 2 */
+    NSMutableArray *paged = [NSMutableArray array];
+    int64_t cursor = 0;
+    for (int round = 0; round < 10; round++) {
+        NSArray *page = [c historyWithPeer:bob beforeSeq:cursor limit:2
+                                     error:NULL];
+        if ([page count] == 0)
+            break;
+        [paged addObjectsFromArray:page];
+        cursor = [[page lastObject] seq];
+    }
+    CHECK([paged count] == 5, "paged %lu", (unsigned long)[paged count]);
+    CHECK([[c historyWithPeer:nil beforeSeq:0 limit:100 error:NULL] count]
+              == 6, "every peer");
+    err = nil;
+    CHECK([c historyWithPeer:bob beforeSeq:0 limit:0 error:&err] == nil
+              && err.code == CourierErrorInvalid, "limit 0: %s", ERRS(err));
+    err = nil;
+    CHECK([c historyWithPeer:bob beforeSeq:0 limit:1001 error:&err] == nil
+              && err.code == CourierErrorInvalid, "limit 1001");
+    err = nil;
+    CHECK([c historyWithPeer:@"not a jid" beforeSeq:0 limit:1 error:&err]
+              == nil && err.code == CourierErrorInvalid, "bad peer");
+    err = nil;
+    NSArray<CourierConversation *> *convs = [c conversations:&err];
+    CHECK([convs count] == 2
+              && [[[convs objectAtIndex:0] peer] isEqual:carol]
+              && [[[convs objectAtIndex:1] peer] isEqual:bob]
+              && [[convs objectAtIndex:1] unread] == 0
+              && [[convs objectAtIndex:1] lastSeq] == [[all objectAtIndex:0] seq],
+          "conversations %s (%s)", [[convs description] UTF8String],
+          ERRS(err));
+    /* bad meta */
+    CourierOutgoing *bad = [CourierOutgoing outgoingTo:bob body:@"x"];
+    bad.meta = [@"" stringByPaddingToLength:4097 withString:@"x"
+                            startingAtIndex:0];
+    err = nil;
+    CHECK([c send:bad error:&err] == nil && err.code == CourierErrorInvalid,
+          "meta over 4 KiB: %s", ERRS(err));
+    bad.meta = nil;
+    bad.kind = CourierKindImage;
+    err = nil;
+    CHECK([c send:bad error:&err] == nil && err.code == CourierErrorInvalid,
+          "image without an id: %s", ERRS(err));
+
+    /* cancel: leaves pending */
+    err = nil;
+    NSArray *pend = [c pending:&err];
+    CHECK([pend count] == 6, "pending %lu (%s)", (unsigned long)[pend count],
+          ERRS(err));
+    for (CourierEntry *e in pend) {
+        err = nil;
+        CHECK([c cancel:e.messageId error:&err], "cancel %s: %s",
+              [e.messageId UTF8String], ERRS(err));
+    }
+    err = nil;
+    pend = [c pending:&err];
+    CHECK(pend != nil && [pend count] == 0, "pending after cancel %s",
+          [[pend description] UTF8String]);
+    err = nil;
+    CHECK(![c cancel:@"voice-1" error:&err] && err.code == CourierErrorState,
+          "cancel twice: %s", ERRS(err));
+    err = nil;
+    CHECK(![c cancel:@"no-such-id" error:&err]
+              && err.code == CourierErrorNotFound, "cancel unknown");
+    CourierMessageInfo *mi = [c messageInfo:@"voice-1" error:NULL];
+    CHECK(mi.state == CourierStateFailed && mi.permanent
+              && [mi.reason isEqual:@"cancelled"], "cancelled info %s",
+          [[mi description] UTF8String]);
+
+    /* retract (offline): marked and emptied */
+    NSString *oops = [c send:[CourierOutgoing outgoingTo:bob body:@"oops"]
+                       error:NULL];
+    err = nil;
+    CHECK([c retract:oops error:&err], "retract: %s", ERRS(err));
+    CourierEntry *re = [[c historyWithPeer:bob beforeSeq:0 limit:1 error:NULL]
+        lastObject];
+    CHECK([re.messageId isEqual:oops] && re.retracted
+              && [re.body isEqual:@""] && [re.meta isEqual:@""],
+          "retracted entry %s", [[re description] UTF8String]);
+    err = nil;
+    CHECK(![c retract:oops error:&err] && err.code == CourierErrorState,
+          "retract twice: %s", ERRS(err));
+    err = nil;
+    CHECK(![c retract:@"no-such-id" error:&err]
+              && err.code == CourierErrorNotFound, "retract unknown");
+
+    /* delete: gone from the history, the id kept */
+    err = nil;
+    CHECK(![c deleteMessage:@"voice-1" peer:carol error:&err]
+              && err.code == CourierErrorNotFound, "delete, wrong peer: %s",
+          ERRS(err));
+    err = nil;
+    CHECK([c deleteMessage:@"voice-1" peer:bob error:&err], "delete: %s",
+          ERRS(err));
+    BOOL still = NO;
+    for (CourierEntry *e in [c historyWithPeer:bob beforeSeq:0 limit:100
+                                         error:NULL])
+        if ([e.messageId isEqual:@"voice-1"])
+            still = YES;
+    CHECK(!still, "deleted entry still in the history");
+    CourierOutgoing *reuse = [CourierOutgoing outgoingTo:bob body:@"again"];
+    reuse.messageId = @"voice-1";
+    err = nil;
+    CHECK([c send:reuse error:&err] == nil && err.code == CourierErrorState,
+          "deleted id reused: %s", ERRS(err));
+
+    /* confirm without appConfirms: State */
+    err = nil;
+    CHECK(![c confirm:@"no-such-id" peer:bob error:&err]
+              && err.code == CourierErrorState, "confirm, appConfirms off: %s",
+          ERRS(err));
+
+    /* erase: refused while started; then an empty, usable store */
+    CHECK([c start:&err], "start: %s", ERRS(err));
+    err = nil;
+    CHECK(![c erase:&err] && err.code == CourierErrorState,
+          "erase while started: %s", ERRS(err));
+    CHECK([c stop:&err], "stop: %s", ERRS(err));
+    err = nil;
+    CHECK([c erase:&err], "erase: %s", ERRS(err));
+    CHECK([[c historyWithPeer:nil beforeSeq:0 limit:1000 error:NULL] count]
+              == 0 && [[c pending:NULL] count] == 0
+              && [[c conversations:NULL] count] == 0, "empty after erase");
+    err = nil;
+    NSString *after = [c send:[CourierOutgoing outgoingTo:bob body:@"after"]
+                        error:&err];
+    CHECK(after != nil, "send after erase: %s", ERRS(err));
+
+    [c close];
+    err = nil;
+    CHECK([c historyWithPeer:nil beforeSeq:0 limit:1 error:&err] == nil
+              && err.code == CourierErrorClosed, "history after close");
+    err = nil;
+    CHECK(![c erase:&err] && err.code == CourierErrorClosed,
+          "erase after close");
+
+    /* appConfirms on: an unknown message is NotFound */
+    CourierConfig *ac = T_AUTORELEASE([[CourierConfig alloc]
+        initWithJID:@"alice@example.test" password:@"pw"
+             dbPath:dbPath(@"dc-confirm.db")]);
+    ac.host = @"127.0.0.1";
+    ac.port = 1;
+    ac.appConfirms = YES;
+    err = nil;
+    CourierClient *d = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:ac delegate:nil error:&err]);
+    CHECK(d != nil, "open appConfirms: %s", ERRS(err));
+    err = nil;
+    CHECK(d && ![d confirm:@"no-such-id" peer:bob error:&err]
+              && err.code == CourierErrorNotFound, "confirm unknown: %s",
+          ERRS(err));
+    [d close];
+}
+
+/* Dave's delegate: the CourierMessage form (meta) and confirms each
+ * message from the callback. */
+@interface MetaRecorder : NSObject <CourierClientDelegate>
+{
+    NSMutableArray *_got, *_confirmErrors;
+}
+- (NSArray *)got;
+- (NSArray *)confirmErrors;
+@end
+
+@implementation MetaRecorder
+- (instancetype)init
+{
+    if ((self = [super init])) {
+        _got = [[NSMutableArray alloc] init];
+        _confirmErrors = [[NSMutableArray alloc] init];
+    }
+    return self;
+}
+#if !T_ARC
+- (void)dealloc
+{
+    [_got release];
+    [_confirmErrors release];
+    [super dealloc];
+}
+#endif
+- (void)courier:(CourierClient *)client
+    didReceiveMessage:(CourierMessage *)message
+{
+    NSError *e = nil;
+    BOOL ok = [client confirm:message.messageId peer:message.peer error:&e];
+    @synchronized(self) {
+        [_got addObject:message];
+        if (!ok)
+            [_confirmErrors addObject:errText(e)];
+    }
+}
+/* must not be called: the CourierMessage form wins */
+- (void)courier:(CourierClient *)client
+    didReceiveMessageWithId:(NSString *)messageId
+                       from:(NSString *)peer
+                       kind:(CourierKind)kind
+                       body:(NSString *)body
+                timestampMs:(int64_t)timestampMs
+{
+    @synchronized(self) {
+        [_confirmErrors addObject:@"the old message method was called"];
+    }
+}
+- (NSArray *)got
+{
+    @synchronized(self) {
+        return T_AUTORELEASE([_got copy]);
+    }
+}
+- (NSArray *)confirmErrors
+{
+    @synchronized(self) {
+        return T_AUTORELEASE([_confirmErrors copy]);
+    }
+}
+@end
+
+/* carol sends dave a message with meta and retracts it: dave (appConfirms,
+ * a delegate with -courier:didReceiveMessage:, an onRetract block) gets the
+ * meta, confirms it, then onRetract fires and his history entry is
+ * retracted. */
+static void testDataContractLive(void)
+{
+    if (!liveEnv()) {
+        printf("live test skipped (COURIER_TEST_* not set)\n");
+        return;
+    }
+    NSString *carolJid = liveJid(@"carol"), *daveJid = liveJid(@"dave");
+    MetaRecorder *mr = T_AUTORELEASE([[MetaRecorder alloc] init]);
+    Recorder *rc = T_AUTORELEASE([[Recorder alloc] init]);
+    CourierConfig *dcfg = liveConfig(@"dave", @"objc-dc-dave.db");
+    dcfg.appConfirms = YES;
+    NSError *err = nil;
+    CourierClient *dave = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:dcfg delegate:mr error:&err]);
+    CHECK(dave != nil, "open dave: %s", ERRS(err));
+    CourierClient *carol = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:liveConfig(@"carol", @"objc-dc-carol.db")
+                     delegate:rc error:&err]);
+    CHECK(carol != nil, "open carol: %s", ERRS(err));
+    if (!dave || !carol)
+        return;
+    NSMutableArray *retracts = [NSMutableArray array];
+    dave.onRetract = ^(NSString *msgId, NSString *peer) {
+        add(retracts, [NSArray arrayWithObjects:msgId, peer, nil]);
+    };
+    CHECK([dave start:&err] && [carol start:&err], "start: %s", ERRS(err));
+
+    NSString *meta = @"{\"secs\":7,\"t\":\"你好 👋\"}";
+    CourierOutgoing *m = [CourierOutgoing outgoingTo:daveJid body:@"你好 👋"];
+    m.messageId = [NSString stringWithFormat:@"objc-retract-%d", (int)getpid()];
+    m.meta = meta;
+    err = nil;
+    NSString *msgId = [carol send:m error:&err];
+    CHECK([msgId isEqual:m.messageId], "send: %s", ERRS(err));
+    CHECK(WAIT_FOR([[mr got] count] > 0, 30), "dave got nothing");
+    NSArray *got = [mr got];
+    if ([got count]) {
+        CourierMessage *g = [got objectAtIndex:0];
+        CHECK([got count] == 1 && [g.messageId isEqual:msgId]
+                  && [g.peer isEqual:carolJid] && [g.body isEqual:@"你好 👋"]
+                  && [g.meta isEqual:meta] && g.kind == CourierKindText,
+              "dave got %s", [[got description] UTF8String]);
+    }
+    NSNumber *delivered = [NSNumber numberWithInteger:CourierStateDelivered];
+    CHECK(WAIT_FOR([[rc statesOf:msgId] containsObject:delivered], 30),
+          "carol: no DELIVERED (%s)",
+          [[[rc statesOf:msgId] description] UTF8String]);
+    CourierEntry *in = [[dave historyWithPeer:carolJid beforeSeq:0 limit:1
+                                        error:&err] lastObject];
+    CHECK(in.direction == CourierDirectionIn && [in.meta isEqual:meta]
+              && !in.retracted, "dave's entry %s (%s)",
+          [[in description] UTF8String], ERRS(err));
+
+    err = nil;
+    CHECK([carol retract:msgId error:&err], "retract: %s", ERRS(err));
+    CHECK(WAIT_FOR([snap(retracts) count] > 0, 30), "dave: no onRetract");
+    NSArray *r = [snap(retracts) count] ? [snap(retracts) objectAtIndex:0]
+                                        : nil;
+    CHECK(r && [[r objectAtIndex:0] isEqual:msgId]
+              && [[r objectAtIndex:1] isEqual:carolJid],
+          "onRetract %s", [[r description] UTF8String]);
+    CourierEntry *after = [[dave historyWithPeer:carolJid beforeSeq:0 limit:1
+                                           error:&err] lastObject];
+    CHECK([after.messageId isEqual:msgId] && after.retracted
+              && [after.body isEqual:@""] && [after.meta isEqual:@""],
+          "dave's entry after %s", [[after description] UTF8String]);
+    CourierEntry *mine = [[carol historyWithPeer:daveJid beforeSeq:0 limit:1
+                                           error:&err] lastObject];
+    CHECK(mine.retracted, "carol's entry %s", [[mine description] UTF8String]);
+    CHECK([[mr confirmErrors] count] == 0, "confirm: %s",
+          [[[mr confirmErrors] description] UTF8String]);
+    /* onReceive, once set, wins over the delegate's methods */
+    NSMutableArray *blockGot = [NSMutableArray array];
+    T_WEAK CourierClient *weakDave = dave;
+    dave.onReceive = ^(CourierMessage *msg) {
+        add(blockGot, msg);
+        [weakDave confirm:msg.messageId peer:msg.peer error:NULL];
+    };
+    CourierOutgoing *m2 = [CourierOutgoing outgoingTo:daveJid body:@"two"];
+    m2.meta = @"m2";
+    err = nil;
+    NSString *id2 = [carol send:m2 error:&err];
+    CHECK(id2 != nil, "send 2: %s", ERRS(err));
+    CHECK(WAIT_FOR([snap(blockGot) count] > 0, 30), "onReceive: nothing");
+    if ([snap(blockGot) count]) {
+        CourierMessage *g = [snap(blockGot) objectAtIndex:0];
+        CHECK([g.messageId isEqual:id2] && [g.meta isEqual:@"m2"]
+                  && [g.body isEqual:@"two"], "onReceive got %s",
+              [[g description] UTF8String]);
+    }
+    usleep(300000);
+    CHECK([[mr got] count] == 1 && [snap(retracts) count] == 1,
+          "exactly once: %lu messages, %lu retractions",
+          (unsigned long)[[mr got] count],
+          (unsigned long)[snap(retracts) count]);
+    [carol stop:NULL];
+    [dave stop:NULL];
+    [carol close];
+    [dave close];
+}
+
 int main(void)
 {
     @autoreleasepool {
@@ -1304,6 +1704,8 @@ int main(void)
         testExecutorAfterClose();
         testErrorsInfoStats();
         testRunOnce();
+        testDataContractOffline();
+        testDataContractLive();
 
         [[NSFileManager defaultManager] removeItemAtPath:tmpDir error:NULL];
         T_RELEASE(tmpDir);

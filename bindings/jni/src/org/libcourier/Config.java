@@ -38,13 +38,19 @@ public final class Config {
     /** SQLite synchronous=FULL. */
     public boolean synchronousFull;
     public int maxBodyBytes;
+    /** true: an incoming message counts as handed only once the app calls
+     *  {@link Courier#confirm} (after writing it to its own database);
+     *  until then it is handed again at every open. false (the default):
+     *  when {@link Listener#onMessage} returns. */
+    public boolean appConfirms;
 
     // Order of the numbers exchanged with the glue (courier_jni.c, N_*).
     private static final int N_PORT = 0, N_ALLOW_PLAINTEXT = 1,
         N_ACK_TIMEOUT = 2, N_RESEND_GRACE = 3, N_PING_INTERVAL = 4,
         N_PING_TIMEOUT = 5, N_RECONNECT_MIN = 6, N_RECONNECT_MAX = 7,
         N_MAX_IN_FLIGHT = 8, N_MAX_AGE = 9, N_IMPLICIT_READ = 10,
-        N_SYNCHRONOUS_FULL = 11, N_MAX_BODY = 12, N_COUNT = 13;
+        N_SYNCHRONOUS_FULL = 11, N_MAX_BODY = 12, N_APP_CONFIRMS = 13,
+        N_COUNT = 14;
 
     /** The defaults of courier_config_init(); strings null. */
     public Config() {
@@ -62,6 +68,7 @@ public final class Config {
         implicitRead = v[N_IMPLICIT_READ] != 0;
         synchronousFull = v[N_SYNCHRONOUS_FULL] != 0;
         maxBodyBytes = (int) v[N_MAX_BODY];
+        appConfirms = v[N_APP_CONFIRMS] != 0;
     }
 
     @NotNull
@@ -80,6 +87,7 @@ public final class Config {
         v[N_IMPLICIT_READ] = implicitRead ? 1 : 0;
         v[N_SYNCHRONOUS_FULL] = synchronousFull ? 1 : 0;
         v[N_MAX_BODY] = maxBodyBytes;
+        v[N_APP_CONFIRMS] = appConfirms ? 1 : 0;
         return v;
     }
 }

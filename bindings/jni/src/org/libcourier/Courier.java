@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 package org.libcourier;
 
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -30,9 +33,12 @@ import org.jetbrains.annotations.Nullable;
  *     current store work): {@link #start()}, {@link #getStats()},
  *     {@link #getLink()}.</li>
  * <li>Read the SQLite store: {@link #getState}, {@link #getInfo},
- *     {@link #setComposing}.</li>
+ *     {@link #setComposing}, {@link #history}, {@link #pending},
+ *     {@link #conversations}.</li>
  * <li>Write and commit the store before returning: {@link #sendText},
- *     {@link #sendMedia}, {@link #markDisplayed}, {@link #retry}.</li>
+ *     {@link #sendMedia}, {@link #send}, {@link #markDisplayed},
+ *     {@link #retry}, {@link #cancel}, {@link #retract}, {@link #delete},
+ *     {@link #confirm}; {@link #erase} also rewrites the whole file.</li>
  * <li>Can take long: {@link #open} (opens, migrates and after a crash
  *     checks the store), {@link #stop()} and {@link #close()} (a goodbye
  *     of up to ~2.5 s, commits), {@link #runOnce} (a turn of the loop:
@@ -162,6 +168,160 @@ public final class Courier implements AutoCloseable {
         nativeSendMedia(handle.get(), to, kind.code(), mediaId, body);
     }
 
+    // ---- the app's data contract (courier.h, behaviour.md §9) ----------
+
+    /**
+     * The general send (courier_send): store {@code m} and queue it;
+     * returns its id once it is durable. With {@link Outgoing#id} set, an
+     * id that already names a message (in any state, deleted ones
+     * included) is ESTATE and changes nothing: write your own row first,
+     * send with the same id, and repeat the send after a crash without
+     * doubling the message. {@link Outgoing#meta} reaches the peer's
+     * {@link Listener#onMessage(String, String, Kind, String, long, String)}
+     * and both sides' history.
+     * Any thread. Disk I/O: an INSERT and a COMMIT, waited for (as
+     * {@link #sendText}): not on the main thread (StrictMode).
+     * @return the message id (the app's own, or the one made)
+     * @throws CourierException EINVAL (bad JID, body or kind, an invalid
+     *         id, VOICE/IMAGE without an id, meta over 4 KiB or with a
+     *         control character, U+0000 in a string), ESTATE (the id
+     *         exists), ESTORE, ECLOSED
+     */
+    @NotNull
+    public String send(@NotNull Outgoing m) {
+        if (m == null)
+            throw new NullPointerException("m");
+        return nativeSend(handle.get(), m.to, m.kind.code(), m.body, m.id,
+                          m.meta);
+    }
+
+    /**
+     * A page of the history (courier_history), newest first: the entries
+     * with {@code peer} ({@code null}: every peer) whose seq is below
+     * {@code beforeSeq} (0: from the newest), at most {@code limit}
+     * (1..1000). Deleted entries are left out. Pass the smallest seq of a
+     * page ({@code page.get(page.size() - 1).seq}) as the next page's
+     * {@code beforeSeq}; an empty list is the end. A page costs the same
+     * whatever the size of the store.
+     * Any thread, listener callbacks included. Disk I/O: SQLite reads (not
+     * on the main thread: StrictMode).
+     * @return an unmodifiable list, newest first
+     * @throws CourierException EINVAL (bad JID, limit 0 or over 1000),
+     *         ESTORE, ECLOSED
+     */
+    @NotNull
+    public List<Entry> history(@Nullable String peer, long beforeSeq,
+                               int limit) {
+        List<Entry> out = new ArrayList<>();
+        nativeHistory(handle.get(), peer, beforeSeq, limit, out);
+        return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * The outgoing messages no device has confirmed yet (QUEUED, SENT,
+     * OFFLINE, FAILED) and the app did not cancel, oldest first
+     * (courier_pending): what an app shows as "sending" or "failed, tap to
+     * retry" at start-up.
+     * Any thread. Disk I/O: SQLite reads (not on the main thread).
+     * @return an unmodifiable list, oldest first
+     * @throws CourierException ESTORE, ECLOSED
+     */
+    @NotNull
+    public List<Entry> pending() {
+        List<Entry> out = new ArrayList<>();
+        nativePending(handle.get(), out);
+        return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * The conversations, the most recent first, with unread counts
+     * (courier_conversations): one per peer with at least one entry.
+     * Any thread. Disk I/O: SQLite reads, a few index seeks per peer (not
+     * on the main thread).
+     * @return an unmodifiable list, the most recent first
+     * @throws CourierException ESTORE, ECLOSED
+     */
+    @NotNull
+    public List<Conversation> conversations() {
+        List<Conversation> out = new ArrayList<>();
+        nativeConversations(handle.get(), out);
+        return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * Give up on outgoing message {@code id} that is QUEUED or FAILED
+     * (courier_cancel): it is never written again, {@link #getInfo} says
+     * FAILED, permanent, reason "cancelled", and it leaves
+     * {@link #pending}. {@link Listener#onState} reports FAILED if it was
+     * not already. A copy already on its way that the server or peer then
+     * confirms still moves it on.
+     * Any thread. Disk I/O: one transaction, committed before it returns.
+     * @throws CourierException ENOTFOUND (no outgoing message {@code id}),
+     *         ESTATE (SENT or beyond: use {@link #retract}; or already
+     *         cancelled), EINVAL, ESTORE, ECLOSED
+     */
+    public void cancel(@NotNull String id) { nativeCancel(handle.get(), id); }
+
+    /**
+     * Retract outgoing message {@code id} (courier_retract, XEP-0424 with a
+     * fallback body): stored and sent until the server has it; the history
+     * entry is marked retracted and its body and meta dropped; a message
+     * not yet confirmed is also cancelled. The peer's library marks its
+     * entry and calls {@link Listener#onRetract}.
+     * Any thread. Disk I/O: one transaction, committed before it returns;
+     * the stanza leaves from the loop thread.
+     * @throws CourierException ENOTFOUND (no outgoing message {@code id}:
+     *         only its sender can retract a message), ESTATE (already
+     *         retracted, or deleted), EINVAL, ESTORE, ECLOSED
+     */
+    public void retract(@NotNull String id) {
+        nativeRetract(handle.get(), id);
+    }
+
+    /**
+     * Remove message {@code id} exchanged with {@code peer} from this
+     * device's history, either direction (courier_delete; an unconfirmed
+     * outgoing one is cancelled first). Body and meta are dropped; the id
+     * stays known (a duplicate is never handed again, an app id never
+     * reused). Nothing is sent.
+     * Any thread. Disk I/O: one transaction, committed before it returns.
+     * @throws CourierException ENOTFOUND (no message {@code id} with
+     *         {@code peer}), EINVAL, ESTORE, ECLOSED
+     */
+    public void delete(@NotNull String peer, @NotNull String id) {
+        nativeDelete(handle.get(), peer, id);
+    }
+
+    /**
+     * With {@link Config#appConfirms}: incoming message {@code id} from
+     * {@code peer} is safely in the app's own database (courier_confirm);
+     * until then it is handed again at every open. Calling it again is
+     * harmless.
+     * Any thread, listener callbacks included (with an executor: from the
+     * task, once the app's write is done). Disk I/O: one UPDATE, committed
+     * before it returns.
+     * @throws CourierException ENOTFOUND (no such incoming message),
+     *         ESTATE (appConfirms is off), EINVAL, ESTORE, ECLOSED
+     */
+    public void confirm(@NotNull String peer, @NotNull String id) {
+        nativeConfirm(handle.get(), peer, id);
+    }
+
+    /**
+     * Erase this account's store (courier_erase, logout): every message,
+     * owed receipt and retraction and every mark; then the file is rebuilt
+     * so no message text is left in it or its journal. The Courier stays
+     * open with an empty store. It must be stopped ({@link #stop()}) and
+     * not driven by {@link #runOnce}.
+     * Any thread but the library's loop thread (not from a listener
+     * without an executor). Disk I/O: deletes, VACUUM (rewrites the file:
+     * time in proportion to the store) and a WAL checkpoint: not on the
+     * main thread.
+     * @throws CourierException ESTATE (started or being driven), ESTORE,
+     *         ECLOSED
+     */
+    public void erase() { nativeErase(handle.get()); }
+
     /** Tell {@code peer} that their message {@code id} was shown.
      *  Disk I/O: one transaction, committed before it returns.
      *  @throws CourierException EINVAL, ENOTFOUND, ESTORE, ECLOSED */
@@ -285,6 +445,20 @@ public final class Courier implements AutoCloseable {
     private static native String nativeVersion();
     private static native String nativeDisplayStatus(int state);
     private static native void nativeNetworkChanged(long h);
+    private static native String nativeSend(long h, String to, int kind,
+                                            String body, String id,
+                                            String meta);
+    private static native void nativeHistory(long h, String peer,
+                                             long beforeSeq, int limit,
+                                             List<Entry> out);
+    private static native void nativePending(long h, List<Entry> out);
+    private static native void nativeConversations(long h,
+                                                   List<Conversation> out);
+    private static native void nativeCancel(long h, String id);
+    private static native void nativeRetract(long h, String id);
+    private static native void nativeDelete(long h, String peer, String id);
+    private static native void nativeConfirm(long h, String peer, String id);
+    private static native void nativeErase(long h);
 
     // Test hooks: string conversion both ways, global refs held.
     static native String echoForTest(String s);

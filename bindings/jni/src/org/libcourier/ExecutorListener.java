@@ -44,6 +44,18 @@ final class ExecutorListener implements Listener {
     }
 
     @Override
+    public void onMessage(@NotNull String id, @NotNull String peer,
+                          @NotNull Kind kind, @NotNull String body,
+                          long timestampMs, @NotNull String meta) {
+        post(() -> app.onMessage(id, peer, kind, body, timestampMs, meta));
+    }
+
+    @Override
+    public void onRetract(@NotNull String peer, @NotNull String id) {
+        post(() -> app.onRetract(peer, id));
+    }
+
+    @Override
     public void onLink(@NotNull Link link) {
         post(() -> app.onLink(link));
     }

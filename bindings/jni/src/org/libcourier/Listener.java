@@ -27,10 +27,31 @@ public interface Listener {
                          @NotNull State state) {}
 
     /** An incoming message, handed over exactly once per (peer, id);
-     *  {@code timestampMs} is the original send time (Unix ms). */
+     *  {@code timestampMs} is the original send time (Unix ms). Called by
+     *  the default of the six-argument form below: override that one to
+     *  get the message's {@code meta}. */
     default void onMessage(@NotNull String id, @NotNull String peer,
                            @NotNull Kind kind, @NotNull String body,
                            long timestampMs) {}
+
+    /** An incoming message with the app data its sender attached
+     *  ({@code meta}, "" if none; {@link Outgoing#meta}). The library
+     *  calls this form; its default calls the five-argument one, so a
+     *  listener written before meta existed still gets every message.
+     *  With {@link Config#appConfirms} the message is handed again at
+     *  every open until {@link Courier#confirm} (so one queued to the
+     *  app's own thread is not lost if the process dies first). */
+    default void onMessage(@NotNull String id, @NotNull String peer,
+                           @NotNull Kind kind, @NotNull String body,
+                           long timestampMs, @NotNull String meta) {
+        onMessage(id, peer, kind, body, timestampMs);
+    }
+
+    /** {@code peer} retracted its message {@code id} (XEP-0424): the
+     *  history entry is marked retracted and its body and meta are gone
+     *  (remove them from the app's own copy too). Once per message; never
+     *  for a message that was not handed to {@link #onMessage}. */
+    default void onRetract(@NotNull String peer, @NotNull String id) {}
 
     /** The link to the server changed. */
     default void onLink(@NotNull Link link) {}

@@ -713,6 +713,244 @@ public class CourierTest {
         assertNotNull(Courier.version());
     }
 
+    // ---- the app's data contract (behaviour.md §9) ------------------------------
+
+    @Test
+    public void configAppConfirmsDefaultsOff() {
+        assertFalse(new Config().appConfirms);
+    }
+
+    /** The app's own id: returned as is; a second send with it is ESTATE
+     *  and changes nothing. */
+    @Test
+    public void sendWithOwnIdTwiceIsEstate() {
+        Courier c = open(offlineConfig("dc-id"), null);
+        Outgoing m = Outgoing.builder(BOB, "first").id("app-row-1").build();
+        assertEquals("app-row-1", c.send(m));
+        CourierException e = null;
+        try {
+            c.send(Outgoing.builder(BOB, "second").id("app-row-1").build());
+        } catch (CourierException x) {
+            e = x;
+        }
+        assertNotNull("second send with the same id accepted", e);
+        assertEquals(CourierException.Code.ESTATE, e.getCode());
+        assertEquals(-4, e.getErrorCode());
+        List<Entry> h = c.history(BOB, 0, 50);
+        assertEquals(h.toString(), 1, h.size());
+        assertEquals("first", h.get(0).body);
+        // no id: one is made
+        String made = c.send(Outgoing.builder(BOB, "made").build());
+        assertFalse(made.isEmpty());
+        // bad input: EINVAL from the library or the glue
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.send(
+            Outgoing.builder(BOB, "v").kind(Kind.VOICE).build())));
+        StringBuilder big = new StringBuilder();
+        for (int i = 0; i < 4097; i++)
+            big.append('x');
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.send(
+            Outgoing.builder(BOB, "m").meta(big.toString()).build())));
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.send(
+            Outgoing.builder(BOB, "m").meta("a\u0000b").build())));
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.send(
+            Outgoing.builder("not a jid", "m").build())));
+        try {
+            c.send(null);
+            fail("send(null)");
+        } catch (NullPointerException expected) {
+            // as documented by @NotNull
+        }
+    }
+
+    /** meta and every field of an entry survive the store; paging by seq
+     *  and its bounds. */
+    @Test
+    public void metaRoundTripThroughHistory() {
+        Courier c = open(offlineConfig("dc-hist"), null);
+        String meta = "{\"secs\":12,\"w\":\"" + HELLO + "\"}";
+        long before = System.currentTimeMillis();
+        String v = c.send(Outgoing.builder(BOB, "https://m.example/v.ogg")
+                           .kind(Kind.VOICE).id("voice-1").meta(meta)
+                           .build());
+        assertEquals("voice-1", v);
+        for (int i = 0; i < 5; i++)
+            c.send(Outgoing.builder(BOB, "t" + i).build());
+        c.sendText("carol@example.com", "other peer");
+        List<Entry> all = c.history(BOB, 0, 1000);
+        assertEquals(all.toString(), 6, all.size());
+        for (int i = 1; i < all.size(); i++)
+            assertTrue(all.toString(), all.get(i - 1).seq > all.get(i).seq);
+        Entry e = all.get(all.size() - 1); // oldest: the voice message
+        assertEquals(e.toString(), "voice-1", e.id);
+        assertEquals(Direction.OUT, e.dir);
+        assertEquals(BOB, e.peer);
+        assertEquals(Kind.VOICE, e.kind);
+        assertEquals("https://m.example/v.ogg", e.body);
+        assertEquals(meta, e.meta);
+        assertFalse(e.retracted);
+        assertTrue(e.toString(), e.timestampMs >= before - 1000
+                   && e.timestampMs <= System.currentTimeMillis() + 1000);
+        assertEquals("", all.get(0).meta); // none given
+        // pages of 2: 2 + 2 + 2, then empty
+        List<Entry> paged = new ArrayList<>();
+        long cursor = 0;
+        for (int round = 0; round < 10; round++) {
+            List<Entry> page = c.history(BOB, cursor, 2);
+            if (page.isEmpty())
+                break;
+            assertTrue(page.size() <= 2);
+            paged.addAll(page);
+            cursor = page.get(page.size() - 1).seq;
+        }
+        assertEquals(6, paged.size());
+        for (int i = 0; i < 6; i++)
+            assertEquals(all.get(i).id, paged.get(i).id);
+        assertEquals(7, c.history(null, 0, 100).size()); // every peer
+        try {
+            all.add(e);
+            fail("history list is modifiable");
+        } catch (UnsupportedOperationException expected) {
+            // immutable
+        }
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.history(BOB, 0, 0)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.history(BOB, 0, 1001)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.history(BOB, 0, -1)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.history("not a jid", 0, 10)));
+        List<Conversation> convs = c.conversations();
+        assertEquals(convs.toString(), 2, convs.size());
+        assertEquals("carol@example.com", convs.get(0).peer); // most recent
+        assertEquals(BOB, convs.get(1).peer);
+        assertEquals(all.get(0).seq, convs.get(1).lastSeq);
+        assertEquals(0, convs.get(1).unread);
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.history(BOB, 0, 10)));
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::pending));
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::conversations));
+    }
+
+    /** A cancelled message leaves pending() and is FAILED, permanent,
+     *  "cancelled"; cancelling again is ESTATE, an unknown id ENOTFOUND. */
+    @Test
+    public void cancelThenPendingIsEmpty() throws Exception {
+        Recorder r = new Recorder();
+        Courier c = open(offlineConfig("dc-cancel"), r);
+        String id = c.send(Outgoing.builder(BOB, "never mind").build());
+        List<Entry> p = c.pending();
+        assertEquals(p.toString(), 1, p.size());
+        assertEquals(id, p.get(0).id);
+        c.cancel(id);
+        assertTrue(c.pending().toString(), c.pending().isEmpty());
+        MessageInfo mi = c.getInfo(id);
+        assertEquals(mi.toString(), State.FAILED, mi.state);
+        assertTrue(mi.toString(), mi.permanent);
+        assertEquals("cancelled", mi.reason);
+        assertEquals(CourierException.Code.ESTATE, codeOf(() -> c.cancel(id)));
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.cancel("no-such-id")));
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.cancel("")));
+        // still in the history, as FAILED
+        assertEquals(State.FAILED, c.history(BOB, 0, 10).get(0).state);
+    }
+
+    @Test
+    public void deleteRemovesFromHistoryAndKeepsTheId() {
+        Courier c = open(offlineConfig("dc-del"), null);
+        String keep = c.send(Outgoing.builder(BOB, "keep").build());
+        String gone = c.send(Outgoing.builder(BOB, "gone").id("del-1")
+                              .meta("m").build());
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.delete("carol@example.com", gone)));
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.delete(BOB, "no-such-id")));
+        c.delete(BOB, gone);
+        List<Entry> h = c.history(BOB, 0, 10);
+        assertEquals(h.toString(), 1, h.size());
+        assertEquals(keep, h.get(0).id);
+        assertFalse(c.pending().toString(),
+                    c.pending().stream().anyMatch(e -> e.id.equals(gone)));
+        // an app id is never reused
+        assertEquals(CourierException.Code.ESTATE, codeOf(() -> c.send(
+            Outgoing.builder(BOB, "again").id("del-1").build())));
+    }
+
+    /** Retraction offline: stored, the entry marked and emptied; again is
+     *  ESTATE; an unknown (or incoming) id is ENOTFOUND. */
+    @Test
+    public void retractMarksTheEntry() {
+        Courier c = open(offlineConfig("dc-retract"), null);
+        String id = c.send(Outgoing.builder(BOB, "oops").meta("x").build());
+        c.retract(id);
+        Entry e = c.history(BOB, 0, 10).get(0);
+        assertEquals(e.toString(), id, e.id);
+        assertTrue(e.toString(), e.retracted);
+        assertEquals("", e.body);
+        assertEquals("", e.meta);
+        assertEquals(CourierException.Code.ESTATE, codeOf(() -> c.retract(id)));
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.retract("no-such-id")));
+        assertTrue(c.pending().toString(), c.pending().isEmpty());
+    }
+
+    @Test
+    public void confirmNeedsAppConfirms() {
+        Courier c = open(offlineConfig("dc-confirm"), null);
+        assertEquals(CourierException.Code.ESTATE,
+                     codeOf(() -> c.confirm(BOB, "no-such-id")));
+        c.close();
+        Config cfg = offlineConfig("dc-confirm2");
+        cfg.appConfirms = true;
+        Courier d = open(cfg, null);
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> d.confirm(BOB, "no-such-id")));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> d.confirm("not a jid", "x")));
+    }
+
+    /** erase: every entry gone, the Courier usable; refused while started. */
+    @Test
+    public void eraseEmptiesTheStore() {
+        Courier c = open(offlineConfig("dc-erase"), null);
+        for (int i = 0; i < 20; i++)
+            c.send(Outgoing.builder(BOB, "secret " + i).meta("m" + i).build());
+        c.send(Outgoing.builder("carol@example.com", "x").id("erase-me")
+               .build());
+        c.start();
+        assertEquals(CourierException.Code.ESTATE, codeOf(c::erase));
+        c.stop();
+        c.erase();
+        assertTrue(c.history(null, 0, 1000).isEmpty());
+        assertTrue(c.pending().isEmpty());
+        assertTrue(c.conversations().isEmpty());
+        // usable afterwards; the erased app id is free again or refused:
+        // either way no crash, and a new message is stored
+        String id = c.send(Outgoing.builder(BOB, "after").build());
+        assertEquals(id, c.history(BOB, 0, 10).get(0).id);
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::erase));
+    }
+
+    /** A listener written before meta existed still gets messages: the
+     *  six-argument default calls the five-argument form. */
+    @Test
+    public void oldListenerStillGetsMessages() {
+        List<String> got = new ArrayList<>();
+        Listener old = new Listener() {
+            @Override
+            public void onMessage(String id, String peer, Kind kind,
+                                  String body, long ts) {
+                got.add(id + "/" + body);
+            }
+        };
+        old.onMessage("i1", BOB, Kind.TEXT, "b", 1L, "meta");
+        old.onRetract(BOB, "i1"); // default: nothing
+        assertEquals(Collections.singletonList("i1/b"), got);
+    }
+
     // ---- live, against the local Prosody of tests/integration/prosody.sh -------
 
     @Test
@@ -769,6 +1007,104 @@ public class CourierTest {
         assertTrue(bs.toString(), bs.received >= 1 && bs.linksUp >= 1);
         alice.stop();
         bob.stop();
+    }
+
+    /** carol sends dave a message with meta and retracts it: dave (app
+     *  confirms, events on an executor) gets the meta in onMessage,
+     *  confirms it, then onRetract fires and his history entry is
+     *  retracted; carol's history says so too. */
+    @Test
+    public void liveMetaAndRetraction() throws Exception {
+        String port = System.getenv("COURIER_TEST_PORT");
+        String ca = System.getenv("COURIER_TEST_CA");
+        String domain = System.getenv("COURIER_TEST_DOMAIN");
+        String tdir = System.getenv("COURIER_TEST_DIR");
+        boolean have = port != null && ca != null && domain != null;
+        if ("1".equals(System.getenv("COURIER_JNI_LIVE")))
+            assertTrue("COURIER_TEST_* missing", have);
+        Assume.assumeTrue("no COURIER_TEST_* (run under prosody.sh)", have);
+        String base = tdir != null ? tdir : dir.getPath();
+        String carolJid = "carol@" + domain, daveJid = "dave@" + domain;
+
+        ExecutorService ex = Executors.newSingleThreadExecutor(
+            r -> new Thread(r, "dave-executor"));
+        try {
+            BlockingQueue<String[]> daveGot = new LinkedBlockingQueue<>();
+            BlockingQueue<String[]> daveRetracted = new LinkedBlockingQueue<>();
+            Set<String> threads = ConcurrentHashMap.newKeySet();
+            AtomicReference<Courier> daveRef = new AtomicReference<>();
+            List<String> confirmErrors = new CopyOnWriteArrayList<>();
+            Listener daveEvents = new Listener() {
+                @Override
+                public void onMessage(String id, String peer, Kind kind,
+                                      String body, long ts, String meta) {
+                    threads.add(Thread.currentThread().getName());
+                    daveGot.add(new String[] { id, peer, body, meta });
+                    try {
+                        daveRef.get().confirm(peer, id); // "written": confirm
+                    } catch (CourierException e) {
+                        confirmErrors.add(e.getMessage());
+                    }
+                }
+
+                @Override
+                public void onRetract(String peer, String id) {
+                    threads.add(Thread.currentThread().getName());
+                    daveRetracted.add(new String[] { peer, id });
+                }
+            };
+            Config dc = live("dave", domain, port, ca, base);
+            dc.appConfirms = true;
+            Courier dave = open(dc, daveEvents, ex);
+            daveRef.set(dave);
+            Recorder carolEvents = new Recorder();
+            Courier carol = open(live("carol", domain, port, ca, base),
+                                 carolEvents);
+            dave.start();
+            carol.start();
+
+            String meta = "{\"secs\":7,\"t\":\"" + HELLO + "\"}";
+            String id = carol.send(Outgoing.builder(daveJid, HELLO)
+                                   .id("live-retract-1").meta(meta).build());
+            assertEquals("live-retract-1", id);
+            String[] m = daveGot.poll(30, TimeUnit.SECONDS);
+            assertNotNull("dave got nothing", m);
+            assertEquals(id, m[0]);
+            assertEquals(carolJid, m[1]);
+            assertEquals(HELLO, m[2]);
+            assertEquals(meta, m[3]);
+            assertTrue("DELIVERED",
+                       carolEvents.waitFor(id, State.DELIVERED, 30000));
+            Entry before = dave.history(carolJid, 0, 10).get(0);
+            assertEquals(before.toString(), Direction.IN, before.dir);
+            assertEquals(meta, before.meta);
+            assertFalse(before.retracted);
+            List<Conversation> dconv = dave.conversations();
+            assertEquals(dconv.toString(), 1, dconv.size());
+            assertEquals(1, dconv.get(0).unread);
+
+            carol.retract(id);
+            String[] r = daveRetracted.poll(30, TimeUnit.SECONDS);
+            assertNotNull("dave: no onRetract", r);
+            assertEquals(carolJid, r[0]);
+            assertEquals(id, r[1]);
+            Entry after = dave.history(carolJid, 0, 10).get(0);
+            assertEquals(after.toString(), id, after.id);
+            assertTrue(after.toString(), after.retracted);
+            assertEquals("", after.body);
+            assertEquals("", after.meta);
+            Entry mine = carol.history(daveJid, 0, 10).get(0);
+            assertTrue(mine.toString(), mine.retracted);
+            assertEquals(Collections.singleton("dave-executor"), threads);
+            assertTrue(confirmErrors.toString(), confirmErrors.isEmpty());
+            assertNull("exactly once", daveGot.poll(300, TimeUnit.MILLISECONDS));
+            assertNull("one onRetract",
+                       daveRetracted.poll(300, TimeUnit.MILLISECONDS));
+            carol.stop();
+            dave.stop();
+        } finally {
+            ex.shutdown();
+        }
     }
 
     private static Config live(String who, String domain, String port,
