@@ -915,6 +915,16 @@ static int check_peer(const char *jid, char *bare, size_t size)
     return COURIER_OK;
 }
 
+/* A (peer, id) pair from the app: the peer's bare JID into `bare`. */
+static int check_peer_id(const char *peer, const char *id, char *bare,
+                         size_t size)
+{
+    int rc = check_peer(peer, bare, size);
+    if (rc == COURIER_OK && !util_id_valid(id))
+        rc = util_set_error(COURIER_EINVAL, "invalid id");
+    return rc;
+}
+
 /* A new message: the core decides first, and its decision on the message
  * itself (FAILED "offline", or the first transmission's attempts and
  * time) goes into the INSERT, so a send is one statement; the rest of the
@@ -1264,11 +1274,9 @@ int engine_retract(engine_t *e, const char *id)
 int engine_delete(engine_t *e, const char *peer, const char *id)
 {
     char bare[COURIER_JID_MAX];
-    int rc = check_peer(peer, bare, sizeof(bare));
+    int rc = check_peer_id(peer, id, bare, sizeof(bare));
     if (rc != COURIER_OK)
         return rc;
-    if (!util_id_valid(id))
-        return util_set_error(COURIER_EINVAL, "invalid id");
     core_row_t row;
     txn_t t;
     int found = 0;
@@ -1302,11 +1310,9 @@ int engine_delete(engine_t *e, const char *peer, const char *id)
 int engine_confirm(engine_t *e, const char *peer, const char *id)
 {
     char bare[COURIER_JID_MAX];
-    int rc = check_peer(peer, bare, sizeof(bare));
+    int rc = check_peer_id(peer, id, bare, sizeof(bare));
     if (rc != COURIER_OK)
         return rc;
-    if (!util_id_valid(id))
-        return util_set_error(COURIER_EINVAL, "invalid id");
     if (!e->cfg.app_confirms)
         return util_set_error(COURIER_ESTATE, "app_confirms is off: a "
                               "message counts as handed when on_message "
@@ -1353,11 +1359,9 @@ int engine_read(engine_t *e, engine_read_fn fn, void *ud)
 int engine_mark_displayed(engine_t *e, const char *peer, const char *id)
 {
     char bare[COURIER_JID_MAX];
-    int rc = check_peer(peer, bare, sizeof(bare));
+    int rc = check_peer_id(peer, id, bare, sizeof(bare));
     if (rc != COURIER_OK)
         return rc;
-    if (!util_id_valid(id))
-        return util_set_error(COURIER_EINVAL, "invalid id");
     store_in_t in;
     txn_t t;
     app_lock(e);
