@@ -77,6 +77,15 @@ static void cr_set(NSError **out, int code, const char *detail)
         *out = cr_error(code, detail);
 }
 
+/* YES for COURIER_OK; else NO with `*error` set from `rc`. */
+static BOOL cr_done(int rc, NSError **error)
+{
+    if (rc == COURIER_OK)
+        return YES;
+    cr_set(error, rc, NULL);
+    return NO;
+}
+
 /* NSString -> borrowed UTF-8 (autoreleased). NULL + EINVAL for nil, a
  * non-string, an embedded U+0000 (C would cut the string there) or a lone
  * surrogate (not convertible to UTF-8). */
@@ -1174,22 +1183,14 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
 {
     CR_OPEN_OR(NO);
     int rc = courier_start(HANDLE);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)stop:(NSError **)error
 {
     CR_OPEN_OR(NO);
     int rc = courier_stop(HANDLE);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (nullable NSString *)sendText:(NSString *)body
@@ -1223,11 +1224,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     if (!b)
         return NO;
     int rc = courier_send_media(HANDLE, to, (courier_kind_t)kind, mid, b);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)markDisplayed:(NSString *)messageId
@@ -1240,11 +1237,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     if (!i)
         return NO;
     int rc = courier_mark_displayed(HANDLE, p, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)setComposing:(BOOL)composing
@@ -1256,11 +1249,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     if (!p)
         return NO;
     int rc = courier_set_composing(HANDLE, p, composing ? 1 : 0);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)retry:(NSString *)messageId error:(NSError **)error
@@ -1270,22 +1259,14 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     if (!i)
         return NO;
     int rc = courier_retry(HANDLE, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)networkChanged:(NSError **)error
 {
     CR_OPEN_OR(NO);
     int rc = courier_network_changed(HANDLE);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (CourierState)stateOf:(NSString *)messageId error:(NSError **)error
@@ -1358,11 +1339,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     /* A callback may -close (and release) the client: nothing of self is
      * touched after the call. */
     int rc = courier_run_once(HANDLE, (unsigned)timeoutMs);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)link:(CourierLink *)outLink error:(NSError **)error
@@ -1372,11 +1349,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     int rc = courier_get_link(HANDLE, &l);
     if (outLink)
         *outLink = (CourierLink)l;
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 /* ---- the app's data contract ------------------------------------------------ */
@@ -1481,11 +1454,7 @@ static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
     if (!i)
         return NO;
     int rc = courier_cancel(HANDLE, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)retract:(NSString *)messageId error:(NSError **)error
@@ -1495,11 +1464,7 @@ static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
     if (!i)
         return NO;
     int rc = courier_retract(HANDLE, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)deleteMessage:(NSString *)messageId
@@ -1512,11 +1477,7 @@ static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
     if (!i)
         return NO;
     int rc = courier_delete(HANDLE, p, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)confirm:(NSString *)messageId
@@ -1529,22 +1490,14 @@ static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
     if (!i)
         return NO;
     int rc = courier_confirm(HANDLE, p, i);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 - (BOOL)erase:(NSError **)error
 {
     CR_OPEN_OR(NO);
     int rc = courier_erase(HANDLE);
-    if (rc != COURIER_OK) {
-        cr_set(error, rc, NULL);
-        return NO;
-    }
-    return YES;
+    return cr_done(rc, error);
 }
 
 @end
