@@ -590,37 +590,34 @@ static void n_close(JNIEnv *env, jclass cls, jlong h)
         free_handle_refs(env, jc);
 }
 
-static void n_start(JNIEnv *env, jclass cls, jlong h)
+/* A call that takes only the handle: a negative code becomes an
+ * exception. */
+static void n_handle_call(JNIEnv *env, jlong h, int (*fn)(courier_t *))
 {
-    (void)cls;
     jc_t *jc = handle_of(env, h);
     if (!jc)
         return;
-    int rc = courier_start(jc->c);
+    int rc = fn(jc->c);
     if (rc < 0)
         throw_code(env, rc);
+}
+
+static void n_start(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    n_handle_call(env, h, courier_start);
 }
 
 static void n_stop(JNIEnv *env, jclass cls, jlong h)
 {
     (void)cls;
-    jc_t *jc = handle_of(env, h);
-    if (!jc)
-        return;
-    int rc = courier_stop(jc->c);
-    if (rc < 0)
-        throw_code(env, rc);
+    n_handle_call(env, h, courier_stop);
 }
 
 static void n_network_changed(JNIEnv *env, jclass cls, jlong h)
 {
     (void)cls;
-    jc_t *jc = handle_of(env, h);
-    if (!jc)
-        return;
-    int rc = courier_network_changed(jc->c);
-    if (rc < 0)
-        throw_code(env, rc);
+    n_handle_call(env, h, courier_network_changed);
 }
 
 static jstring n_send_text(JNIEnv *env, jclass cls, jlong h, jstring jto,
@@ -1031,12 +1028,7 @@ static void n_confirm(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
 static void n_erase(JNIEnv *env, jclass cls, jlong h)
 {
     (void)cls;
-    jc_t *jc = handle_of(env, h);
-    if (!jc)
-        return;
-    int rc = courier_erase(jc->c);
-    if (rc < 0)
-        throw_code(env, rc);
+    n_handle_call(env, h, courier_erase);
 }
 
 /* Test hooks: Java -> UTF-8 -> Java, UTF-8 bytes both ways, and the count
