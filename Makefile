@@ -145,7 +145,7 @@ check-chaos: $(CHAOS_BIN) check-chaos-once
 	CHAOS_N=$${CHAOS_N:-1000} tests/integration/prosody.sh -- $(CHAOS_BIN)
 
 check-chaos-once: $(ONCE_BIN)
-	ONCE_N=$${ONCE_N:-200} tests/integration/prosody.sh -- $(ONCE_BIN)
+	ONCE_N=$${ONCE_N:-800} tests/integration/prosody.sh -- $(ONCE_BIN)
 
 chaos: deps
 	$(MAKE) all $(CHAOS_BIN) $(ONCE_BIN)
