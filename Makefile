@@ -150,7 +150,7 @@ check-chaos-once: $(ONCE_BIN)
 chaos: deps
 	$(MAKE) all $(CHAOS_BIN) $(ONCE_BIN)
 	CHAOS_N=10000 tests/integration/prosody.sh -- $(CHAOS_BIN)
-	ONCE_N=3000 ONCE_KILL_PM=5 tests/integration/prosody.sh -- $(ONCE_BIN)
+	ONCE_N=10000 ONCE_KILL_PM=5 tests/integration/prosody.sh -- $(ONCE_BIN)
 
 check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -47,7 +47,8 @@
  *   no-confirms    app_confirms = 0, dave's writes queued to a thread
  *   send-first     carol sends before writing its row
  *
- * Run by tests/integration/prosody.sh. ONCE_N (default 200; make check-chaos-once runs 800), CHAOS_SEED.
+ * Run by tests/integration/prosody.sh. ONCE_N messages (default 200;
+ * make check-chaos-once runs 800), CHAOS_SEED for the random choices.
  * Prints its figures and a closing "N passed, N failed" line.
  */
 #include <errno.h>
@@ -1047,7 +1048,7 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     int snd_ok = s_rows == n && s_twice == 0 && settled == s_rows &&
                  rows == s_rows && snd.unknown == 0 && unknown == 0 &&
-                 converged && snd.bad_exits == 0;
+                 snd.bad_exits == 0;
     int rcv_ok = lost == 0 && twice == 0 && mangled == 0 &&
                  unconfirmed == 0 && after == 0 && again_in_run == 0 &&
                  unmarked <= rcv.kp[2] + rcv.ext_kills && converged &&
