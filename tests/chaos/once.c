@@ -1072,6 +1072,9 @@ int main(int argc, char **argv)
            "from outside; %d generations (%d writing on an app thread); "
            "%d handings for %ld messages\n", rcv.kp[0], rcv.kp[1], rcv.kp[2],
            rcv.ext_kills, rcv.gen + 1, rcv.threaded_runs, rcv.handed, s_rows);
+    if (broken == BROKEN_CONFIRM_FIRST)
+        printf("(confirm-first: r1 falls between courier_confirm and the "
+               "row)\n");
     printf("faults: %d cuts, %d blackholes, %d delays; sending took %.1f s, "
            "converged %.1f s after the faults stopped%s\n", cuts, holes,
            delays, (double)(t_sent - t0) / 1000.0,
