@@ -46,7 +46,7 @@ UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
 	check-integration-nosm check-integration-tls11 check-fuzz-tree \
-	check-valgrind check-portable check-chaos chaos asan valgrind examples fuzz \
+	check-valgrind check-portable check-chaos check-chaos-once chaos asan valgrind examples fuzz \
 	bench demo install uninstall clean deps
 all: $(SHARED) $(STATIC) $(OUT)/courier.pc
 
@@ -141,13 +141,24 @@ $(CHAOS_BIN): $(BUILD)/tests/chaos/chaos.o \
 		$(BUILD)/tests/integration/spawn.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS)
 
+# Exactly-once at the app's seams (own ids, app_confirms) under kills.
+ONCE_BIN := $(BUILD)/tests/chaos_once
+$(ONCE_BIN): $(BUILD)/tests/chaos/once.o \
+		$(BUILD)/tests/integration/relay.o \
+		$(BUILD)/tests/integration/spawn.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS)
+
 # Faults at random through relays of our own: short form in make check.
-check-chaos: $(CHAOS_BIN)
+check-chaos: $(CHAOS_BIN) check-chaos-once
 	CHAOS_N=$${CHAOS_N:-1000} tests/integration/prosody.sh -- $(CHAOS_BIN)
 
+check-chaos-once: $(ONCE_BIN)
+	ONCE_N=$${ONCE_N:-800} tests/integration/prosody.sh -- $(ONCE_BIN)
+
 chaos: deps
-	$(MAKE) all $(CHAOS_BIN)
+	$(MAKE) all $(CHAOS_BIN) $(ONCE_BIN)
 	CHAOS_N=10000 tests/integration/prosody.sh -- $(CHAOS_BIN)
+	ONCE_N=10000 ONCE_KILL_PM=5 tests/integration/prosody.sh -- $(ONCE_BIN)
 
 check-unit: $(UNIT_BINS) $(BUILD)/tests/fuzz_replay $(BUILD)/tests/abi_old_program
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
