@@ -666,6 +666,10 @@ typedef struct {
 static int page_entry(void *ud, const courier_entry_t *e)
 {
     page_t *p = ud;
+    /* the server may hand over messages earlier tests left offline: the
+     * page is judged by this test's own ids only */
+    if (strncmp(e->id, "app-t14-", 8) != 0)
+        return 0;
     if (p->n < 8) {
         snprintf(p->ids[p->n], COURIER_ID_MAX, "%s", e->id);
         snprintf(p->metas[p->n], 64, "%s", e->meta);
@@ -698,7 +702,7 @@ static void test_meta_retraction_and_history_through_server(void **st)
     start(b);
     wait_online(a);
     wait_online(b);
-    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    char ids[2][COURIER_ID_MAX];
     courier_outgoing_t m = { .to = bob_jid, .kind = COURIER_TEXT,
                              .body = "see the photo", .id = "app-t14-1",
                              .meta = "{\"reply_to\":\"x\"}" };
@@ -713,7 +717,7 @@ static void test_meta_retraction_and_history_through_server(void **st)
     expect_all(a, ids, 2, COURIER_DELIVERED, 30000);
     expect_received_once(b, ids, 2);
     page_t p = { .n = 0 };
-    assert_int_equal(courier_history(b->c, alice_jid, 0, 10, page_entry, &p),
+    assert_int_equal(courier_history(b->c, alice_jid, 0, 100, page_entry, &p),
                      COURIER_OK);
     assert_int_equal(p.n, 2);
     assert_string_equal(p.ids[0], "app-t14-2");
@@ -734,18 +738,17 @@ static void test_meta_retraction_and_history_through_server(void **st)
     client_free(b);
     b = client_new("bob", "t14", 0, NULL);
     p.n = 0;
-    assert_int_equal(courier_history(b->c, alice_jid, 0, 10, page_entry, &p),
+    assert_int_equal(courier_history(b->c, alice_jid, 0, 100, page_entry, &p),
                      COURIER_OK);
     assert_int_equal(p.n, 2);
     assert_string_equal(p.ids[0], "app-t14-2");
     assert_int_equal(p.retracted[0], 1);
     assert_int_equal(p.retracted[1], 0);
     p.n = 0;
-    assert_int_equal(courier_history(a->c, bob_jid, 0, 10, page_entry, &p),
+    assert_int_equal(courier_history(a->c, bob_jid, 0, 100, page_entry, &p),
                      COURIER_OK);
     assert_int_equal(p.retracted[0], 1);
     assert_int_equal(b->n_retracted, 0); /* once: not again at the open */
-    free(ids);
     client_free(a);
     client_free(b);
 }
