@@ -74,9 +74,9 @@ extern "C" {
 #endif
 
 #define COURIER_VERSION_MAJOR 0
-#define COURIER_VERSION_MINOR 1
+#define COURIER_VERSION_MINOR 2
 #define COURIER_VERSION_PATCH 0
-#define COURIER_VERSION "0.1.0"
+#define COURIER_VERSION "0.2.0"
 
 #if defined(_WIN32)
 #define COURIER_API
@@ -242,15 +242,20 @@ typedef struct courier courier_t;     /**< one account */
  * no expiry, implicit read on, app_confirms off) and stamp its version.
  * Strings are set to NULL. NULL-safe. Any thread; allocates nothing, no
  * I/O, never blocks.
- * In C and Objective-C this name is a macro for
- * courier_config_init_size(cfg, sizeof *cfg), so the library knows how
- * large the caller's struct is. The function of the same name, which
- * programs built against the 0.1 header call, fills only the version-1
- * members (it cannot know the struct is larger). Languages that cannot
- * expand C macros (Swift, a JNI or FFI binding written by hand) call
+ * In this header courier_config_init() is a static inline function that
+ * calls courier_config_init_size(cfg, sizeof *cfg), so the library knows
+ * how large the caller's struct is; C, Objective-C and Swift (which imports
+ * static inline functions) all get it. The exported symbol of the same
+ * name, which programs built against the 0.1 header call, fills only the
+ * version-1 members (it cannot know the struct is larger). A binding that
+ * calls into the shared library by symbol (an FFI written by hand) calls
  * courier_config_init_size() with the struct's size.
  */
+#ifndef COURIER_BUILDING_LIBRARY
+static inline void courier_config_init(courier_config_t *cfg);
+#else
 COURIER_API void courier_config_init(courier_config_t *cfg);
+#endif
 
 /**
  * As courier_config_init(), for a struct of `size` bytes: the version
@@ -260,9 +265,11 @@ COURIER_API void courier_config_init(courier_config_t *cfg);
  */
 COURIER_API void courier_config_init_size(courier_config_t *cfg,
                                           size_t size);
-#ifndef COURIER_NO_INIT_MACRO
-#define courier_config_init(cfg) \
-    courier_config_init_size((cfg), sizeof *(cfg))
+#ifndef COURIER_BUILDING_LIBRARY
+static inline void courier_config_init(courier_config_t *cfg)
+{
+    courier_config_init_size(cfg, sizeof *cfg);
+}
 #endif
 
 /**
@@ -508,7 +515,7 @@ COURIER_API const char *courier_strerror(int code);
  */
 COURIER_API const char *courier_last_error(void);
 
-/** Library version string, e.g. "0.1.0". Static; any thread; no I/O. */
+/** Library version string, e.g. "0.2.0". Static; any thread; no I/O. */
 COURIER_API const char *courier_version(void);
 
 /**

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Public entry points: validate, record the error, forward. */
+/* the exported courier_config_init of the 0.1 ABI, not the header's inline */
+#define COURIER_BUILDING_LIBRARY
 #include "courier.h"
 
 #include <pthread.h>
@@ -63,7 +65,6 @@ static void config_defaults(courier_config_t *cfg)
 
 /* The function programs built against the 0.1 header call: their struct
  * ends before app_confirms, so only that much is written. */
-#undef courier_config_init
 void courier_config_init(courier_config_t *cfg)
 {
     courier_config_init_size(cfg, CONFIG_V1_SIZE);

@@ -191,7 +191,7 @@ static void testDefaults(void)
     CHECK(!c.allowPlaintext, "allowPlaintext");
     CHECK(c.port == 0 && c.jid == nil && c.host == nil, "strings/port");
     CHECK(c.maxBodyBytes == 64 * 1024, "maxBody");
-    CHECK([[CourierClient version] isEqual:@"0.1.0"], "version %s",
+    CHECK([[CourierClient version] isEqual:@"0.2.0"], "version %s",
           [[CourierClient version] UTF8String]);
     CHECK([[CourierClient nameOfState:CourierStateDelivered]
               isEqual:@"DELIVERED"], "state name");

@@ -192,6 +192,20 @@ static void test_config_init_defaults_match_spec(void **st)
     courier_config_init(NULL); /* NULL-safe */
 }
 
+/* A caller that cannot expand C macros (Swift imports functions, not
+ * function-like macros) names courier_config_init itself: it must still
+ * get this header's version, or app_confirms and on_retract would be
+ * silently ignored. (courier_config_init) is such a call in C. */
+static void test_config_init_without_macros_gets_this_headers_version(void **st)
+{
+    (void)st;
+    courier_config_t c;
+    memset(&c, 0xAB, sizeof(c));
+    (courier_config_init)(&c);
+    assert_int_equal(c.version, COURIER_CONFIG_VERSION);
+    assert_int_equal(c.app_confirms, 0);
+}
+
 static void test_open_names_the_bad_field(void **st)
 {
     fx_t *f = *st;
@@ -1608,6 +1622,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         cmocka_unit_test(test_config_init_defaults_match_spec),
+        cmocka_unit_test(test_config_init_without_macros_gets_this_headers_version),
         T(test_open_names_the_bad_field),
         T(test_open_max_in_flight_bounded_by_the_queue),
         cmocka_unit_test(test_strerror_and_display_status),

@@ -407,7 +407,7 @@ public final class Courier implements AutoCloseable {
      */
     public void networkChanged() { nativeNetworkChanged(handle.get()); }
 
-    /** The native library's version, e.g. "0.1.0". Never blocks. */
+    /** The native library's version, e.g. "0.2.0". Never blocks. */
     @NotNull
     public static String version() { return nativeVersion(); }
 

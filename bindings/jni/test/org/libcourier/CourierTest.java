@@ -166,7 +166,7 @@ public class CourierTest {
         assertTrue(c.implicitRead);
         assertFalse(c.synchronousFull);
         assertEquals(64 * 1024, c.maxBodyBytes);
-        assertEquals("0.1.0", Courier.version());
+        assertEquals("0.2.0", Courier.version());
     }
 
     // ---- lifecycle ---------------------------------------------------------
