@@ -228,9 +228,13 @@ typedef struct {
     void (*on_log)(void *ud, int level, const char *line);
     /* Version 2 (behaviour.md §9). */
     /** `peer` retracted its message `id` (XEP-0424): the history entry is
-     *  marked retracted and its body and meta are gone. Once per message;
-     *  never for a message the app was not handed (one retracted before it
-     *  arrived is never handed). */
+     *  marked retracted and its body and meta are gone. Owed like
+     *  on_message: it counts as handed when this returns (with
+     *  `app_confirms`: at a courier_confirm(peer, id) after this call),
+     *  and a process that ends before that gets it again at the next open.
+     *  Never for one retracted before it arrived; it may name a message
+     *  on_message never gave this process (stored, then retracted before
+     *  its hand-over: it is then never handed): ignore an unknown id. */
     void (*on_retract)(void *ud, const char *peer, const char *id);
 } courier_callbacks_t;
 
@@ -698,7 +702,9 @@ COURIER_API int courier_delete(courier_t *c, const char *peer,
  * With `app_confirms` set: incoming message `id` from `peer` is safely in
  * the app's own database; until this call it is handed again at every
  * open (so neither a crash nor a callback that only queued the work loses
- * it). Calling it again is harmless.
+ * it). Calling it again is harmless. After on_retract named `id`, the
+ * same call confirms that the app applied the retraction; before that, a
+ * retracted message stays owed to on_retract whatever is confirmed.
  * Any thread, callbacks included. Disk I/O: one UPDATE, committed before
  * it returns.
  * @return COURIER_OK; COURIER_ENOTFOUND (no such incoming message),

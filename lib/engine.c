@@ -78,6 +78,8 @@ struct engine {
     item_t *head, *tail;
     size_t pending;
     item_t *unmarked;            /* handed, but the store's mark failed */
+    item_t *retract_shown;       /* app_confirms: on_retract ran, owed a
+                                    courier_confirm (behaviour.md §9) */
     int muted;                   /* courier_close: no more app callbacks */
     atomic_int net_changed;      /* courier_network_changed, not yet fed */
     int wake_fd;                 /* readable while items are queued */
@@ -234,7 +236,7 @@ static void drop_store_items_after(engine_t *e, item_t *mark)
     while (*link) {
         item_t *it = *link;
         int drop = it->type == ITEM_STATE || it->type == ITEM_MESSAGE ||
-                   it->type == ITEM_SEND_CHAT ||
+                   it->type == ITEM_RETRACT || it->type == ITEM_SEND_CHAT ||
                    it->type == ITEM_SEND_RECEIPT;
         if (drop) {
             *link = it->next;
@@ -702,6 +704,10 @@ static int validate(const courier_config_t *c, char *self, size_t self_size)
 static int queue_unhanded(void *ud, const store_in_t *m, const char *body)
 {
     engine_t *e = ud;
+    /* retracted since it was stored: what the app is owed is on_retract
+     * (it may have kept the message before a crash took the mark) */
+    if (m->retracted)
+        return enqueue(e, item_new(ITEM_RETRACT, m->id, m->peer));
     item_t *it = item_new(ITEM_MESSAGE, m->id, m->peer);
     if (!it)
         return COURIER_ENOMEM;
@@ -797,15 +803,24 @@ out:
  * record that, the mark is retried at every dispatch and at close; only a
  * process that ends before it succeeds hands it again at the next open,
  * and the log says so. Gone from the inbox (deleted) counts as done. */
-static void mark_handed_locked(engine_t *e, const char *peer, const char *id)
+static int set_handed(engine_t *e, int type, const char *peer,
+                      const char *id)
 {
-    int rc = store_in_set_handed(e->store, peer, id);
+    return type == ITEM_RETRACT
+               ? store_in_set_retract_handed(e->store, peer, id)
+               : store_in_set_handed(e->store, peer, id);
+}
+
+static void mark_handed_locked(engine_t *e, int type, const char *peer,
+                               const char *id)
+{
+    int rc = set_handed(e, type, peer, id);
     if (rc == COURIER_OK || rc == COURIER_ENOTFOUND)
         return;
     log_locked(e, COURIER_LOG_ERROR, "marking %s handed: %s; retried, and "
                "handed again at the next open if it never succeeds", id,
                store_errmsg(e->store));
-    item_t *it = item_new(ITEM_MESSAGE, id, peer);
+    item_t *it = item_new(type, id, peer);
     if (it) {
         it->next = e->unmarked;
         e->unmarked = it;
@@ -817,7 +832,7 @@ static void retry_handed_locked(engine_t *e)
     item_t **link = &e->unmarked;
     while (*link) {
         item_t *it = *link;
-        int rc = store_in_set_handed(e->store, it->peer, it->id);
+        int rc = set_handed(e, it->type, it->peer, it->id);
         if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
             *link = it->next;
             item_free(it);
@@ -840,6 +855,11 @@ void engine_close(engine_t *e)
     while (e->unmarked) {
         item_t *it = e->unmarked;
         e->unmarked = it->next;
+        item_free(it);
+    }
+    while (e->retract_shown) {
+        item_t *it = e->retract_shown;
+        e->retract_shown = it->next;
         item_free(it);
     }
     core_free(e->core);
@@ -1307,6 +1327,24 @@ int engine_delete(engine_t *e, const char *peer, const char *id)
     return app_end(e, &t, rc, "delete", found);
 }
 
+static int confirm_retraction_locked(engine_t *e, const char *peer,
+                                     const char *id)
+{
+    for (item_t **link = &e->retract_shown; *link; link = &(*link)->next) {
+        item_t *w = *link;
+        if (strcmp(w->id, id) != 0 || strcmp(w->peer, peer) != 0)
+            continue;
+        int rc = store_in_set_retract_handed(e->store, peer, id);
+        if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
+            *link = w->next;
+            item_free(w);
+            rc = COURIER_OK;
+        }
+        return rc;
+    }
+    return COURIER_OK;
+}
+
 int engine_confirm(engine_t *e, const char *peer, const char *id)
 {
     char bare[COURIER_JID_MAX];
@@ -1320,8 +1358,15 @@ int engine_confirm(engine_t *e, const char *peer, const char *id)
     store_in_t in;
     app_lock(e);
     rc = store_in_get(e->store, bare, id, &in);
-    if (rc == COURIER_OK && !in.handed)
+    if (rc == COURIER_OK && !in.handed && !in.retracted) {
         rc = store_in_set_handed(e->store, bare, id);
+        if (rc == COURIER_ENOTFOUND) /* retracted meanwhile: still owed */
+            rc = COURIER_OK;
+    } else if (rc == COURIER_OK && !in.handed) {
+        /* a retraction is confirmed only after on_retract named it; a
+         * confirm of the message itself leaves it owed */
+        rc = confirm_retraction_locked(e, bare, id);
+    }
     if (rc == COURIER_ENOTFOUND)
         util_set_error(rc, "no message '%s' from %s", id, bare);
     else if (rc != COURIER_OK)
@@ -1734,7 +1779,7 @@ static void run_item(engine_t *e, item_t *it)
         /* behaviour.md §9: with app_confirms, courier_confirm marks it */
         if (!e->cfg.app_confirms) {
             engine_lock(e);
-            mark_handed_locked(e, it->peer, it->id);
+            mark_handed_locked(e, ITEM_MESSAGE, it->peer, it->id);
             pthread_mutex_unlock(&e->mu);
         }
         break;
@@ -1742,6 +1787,18 @@ static void run_item(engine_t *e, item_t *it)
     case ITEM_RETRACT:
         if (cb->on_retract)
             cb->on_retract(e->ud, it->peer, it->id);
+        engine_lock(e);
+        if (!e->cfg.app_confirms) {
+            mark_handed_locked(e, ITEM_RETRACT, it->peer, it->id);
+        } else {
+            /* owed until courier_confirm names it after this call */
+            item_t *w = item_new(ITEM_RETRACT, it->id, it->peer);
+            if (w) {
+                w->next = e->retract_shown;
+                e->retract_shown = w;
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
         break;
     case ITEM_LINK:
         if (cb->on_link)

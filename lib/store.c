@@ -223,6 +223,7 @@ enum {
     ST_IN_HANDED,
     ST_IN_DISPLAYED,
     ST_IN_UNHANDED,
+    ST_IN_RETRACT_HANDED,
     ST_IN_LAST,
     ST_OUT_APP_MARK,
     ST_IN_RETRACT,
@@ -314,7 +315,11 @@ static const char *const sql[ST_COUNT] = {
     [ST_IN_GET] = "SELECT " IN_COLS " FROM inbox WHERE peer = ? AND id = ?",
     [ST_IN_LAST] = "SELECT id, asked FROM inbox INDEXED BY inbox_peer_seq"
                    " WHERE peer = ? ORDER BY seq DESC LIMIT 1",
+    /* the message was handed; a retraction since is still owed */
     [ST_IN_HANDED] =
+        "UPDATE inbox SET handed = 1 WHERE peer = ? AND id = ?"
+        " AND retracted = 0",
+    [ST_IN_RETRACT_HANDED] =
         "UPDATE inbox SET handed = 1 WHERE peer = ? AND id = ?",
     [ST_IN_DISPLAYED] =
         "UPDATE inbox SET displayed = 1 WHERE peer = ? AND id = ?",
@@ -327,14 +332,18 @@ static const char *const sql[ST_COUNT] = {
     [ST_OUT_APP_MARK] =
         "UPDATE outbox SET retracted = retracted OR ?, deleted = deleted OR ?,"
         " body = '', meta = '' WHERE id = ?",
+    /* handed = 0 makes the retraction owed to the app (behaviour.md §9):
+     * on_retract, not on_message, at the next open until marked */
     [ST_IN_RETRACT] =
-        "UPDATE inbox SET retracted = 1, body = '', meta = ''"
-        " WHERE peer = ? AND id = ? AND retracted = 0",
-    /* a retraction that arrives before its message: the message, when it
-     * comes, is a duplicate and never handed */
+        "UPDATE inbox SET retracted = 1, handed = 0, body = '', meta = ''"
+        " WHERE peer = ? AND id = ? AND retracted = 0 AND deleted = 0",
+    /* a retraction that arrives before its message (or after the app
+     * deleted it): the message, when it comes, is a duplicate and never
+     * handed; deleted = 1 keeps the tombstone out of every list */
     [ST_IN_TOMBSTONE] =
         "INSERT OR IGNORE INTO inbox(seq, peer, id, kind, ts_ms, received_ms,"
-        " body, handed, retracted) VALUES(" NEXT_SEQ ", ?, ?, 0, ?, ?, '', 1, 1)",
+        " body, handed, retracted, deleted)"
+        " VALUES(" NEXT_SEQ ", ?, ?, 0, ?, ?, '', 1, 1, 1)",
     [ST_IN_DELETE] =
         "UPDATE inbox SET deleted = 1, handed = 1, body = '', meta = ''"
         " WHERE peer = ? AND id = ?",
@@ -1200,6 +1209,12 @@ int store_in_insert(store_t *s, const store_in_t *msg, const char *body,
 int store_in_set_handed(store_t *s, const char *peer, const char *id)
 {
     return in_key_run(s, ST_IN_HANDED, peer, id, "mark handed");
+}
+
+int store_in_set_retract_handed(store_t *s, const char *peer, const char *id)
+{
+    return in_key_run(s, ST_IN_RETRACT_HANDED, peer, id, "mark retraction "
+                      "handed");
 }
 
 int store_in_set_displayed(store_t *s, const char *peer, const char *id)

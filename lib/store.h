@@ -124,8 +124,13 @@ int store_in_get(store_t *s, const char *peer, const char *id,
 int store_in_last_id(store_t *s, const char *peer, char id[COURIER_ID_MAX],
                      unsigned *asked);
 
-/* on_message returned for it. */
+/* on_message returned for it (or the app confirmed it). Not for a
+ * retracted message: its retraction is still owed (COURIER_ENOTFOUND). */
 int store_in_set_handed(store_t *s, const char *peer, const char *id);
+
+/* on_retract returned for it (or the app confirmed that). */
+int store_in_set_retract_handed(store_t *s, const char *peer,
+                                const char *id);
 
 /* The app marked it displayed. COURIER_ENOTFOUND when absent. */
 int store_in_set_displayed(store_t *s, const char *peer, const char *id);
@@ -214,9 +219,11 @@ int store_conversations(store_t *s, store_conv_t **out, size_t *n);
  * back) and drop its body and meta. COURIER_ENOTFOUND when absent. */
 int store_out_mark(store_t *s, const char *id, int retracted, int deleted);
 
-/* The sender `peer` retracted its message `id`: mark it and drop its
- * content (`*existed` = 1: it was stored and not yet retracted), or, if
- * it is not here yet, store a tombstone so that it is never handed. */
+/* The sender `peer` retracted its message `id`: mark it, drop its
+ * content and make the retraction owed to the app (handed = 0;
+ * `*existed` = 1: it was stored, not deleted and not yet retracted), or,
+ * if it is not here yet, store a hidden tombstone (deleted) so that it is
+ * never handed. */
 int store_in_retract(store_t *s, const char *peer, const char *id,
                      int64_t now_ms, int *existed);
 

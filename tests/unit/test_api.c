@@ -23,6 +23,7 @@
 
 #include "courier.h"
 #include "engine.h"
+#include "history.h"
 #include "util.h"
 
 #define BOB "bob@example.com"
@@ -904,6 +905,136 @@ static void test_incoming_retract_from_sender_once(void **st)
     engine_close(e);
 }
 
+static codec_msg_t retraction_from(const char *from, const char *id)
+{
+    codec_msg_t r;
+    memset(&r, 0, sizeof(r));
+    r.cls = CODEC_RETRACT;
+    r.composing = -1;
+    snprintf(r.from, sizeof(r.from), "%s", from);
+    snprintf(r.retract_id, sizeof(r.retract_id), "%s", id);
+    return r;
+}
+
+static int count_entry(void *ud, const courier_entry_t *en)
+{
+    (void)en;
+    ++*(int *)ud;
+    return 0;
+}
+
+static int count_conversation(void *ud, const courier_conversation_t *cv)
+{
+    (void)cv;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* A retraction the app was owed is stored as owed: a process that ends
+ * before on_retract ran fires it at the next open, once. */
+static void test_retraction_owed_to_the_app_survives_a_crash(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "oops", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    codec_msg_t r = retraction_from(BOB, "m1");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    engine_close(e); /* killed before the dispatch */
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1); /* the message is not handed again */
+    assert_int_equal(f->n_retracted, 1);
+    assert_string_equal(f->retracted[0], "m1");
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 1);
+    engine_close(e);
+}
+
+/* Stored, not handed yet, then retracted: the next open never hands an
+ * empty message; it tells the app of the retraction instead (the app may
+ * have stored the message before a crash took the handed mark). */
+static void test_retracted_before_handed_is_not_handed_empty(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "oops", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    codec_msg_t r = retraction_from(BOB, "m1");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    engine_close(e); /* killed before any dispatch */
+    e = open_engine(f);
+    engine_dispatch(e);
+    for (size_t i = 0; i < f->n_msgs; i++)
+        assert_string_not_equal(f->bodies[i], "");
+    assert_int_equal(f->n_msgs, 0);
+    assert_int_equal(f->n_retracted, 1);
+    engine_close(e);
+}
+
+/* app_confirms: a confirm of the message that races the retraction does
+ * not settle the retraction; it is owed until confirmed after on_retract. */
+static void test_app_confirms_retraction_owed_until_confirmed(void **st)
+{
+    fx_t *f = *st;
+    f->cfg.app_confirms = 1;
+    engine_t *e = open_engine(f);
+    codec_msg_t m = chat_from(BOB, "m1", "oops", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 1);
+    codec_msg_t r = retraction_from(BOB, "m1");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    /* the app confirms the message it was handed; on_retract not run yet */
+    assert_int_equal(engine_confirm(e, BOB, "m1"), COURIER_OK);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 1);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e); /* on_retract ran, not confirmed: owed again */
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 2);
+    assert_int_equal(engine_confirm(e, BOB, "m1"), COURIER_OK);
+    engine_close(e);
+    e = open_engine(f);
+    engine_dispatch(e);
+    assert_int_equal(f->n_retracted, 2);
+    assert_int_equal(f->n_msgs, 1);
+    engine_close(e);
+}
+
+/* A retraction of a message never received leaves no visible entry: not
+ * in the history, not a conversation (a peer cannot fill the app's list
+ * with phantom chats); the message, if it comes, is never handed. */
+static void test_retraction_of_unknown_id_leaves_no_entry(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    codec_msg_t r = retraction_from("mallory@example.com", "x1");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    r = retraction_from(BOB, "x2");
+    assert_int_equal(engine_incoming(e, &r), COURIER_OK);
+    int n = 0;
+    assert_int_equal(history_page(e, BOB, 0, 10, count_entry, &n), COURIER_OK);
+    assert_int_equal(n, 0);
+    n = 0;
+    assert_int_equal(history_conversations(e, count_conversation, &n),
+                     COURIER_OK);
+    assert_int_equal(n, 0);
+    codec_msg_t m = chat_from(BOB, "x2", "late", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_msgs, 0);
+    assert_int_equal(f->n_retracted, 0);
+    engine_close(e);
+}
+
 /* app_confirms: handed again at every open until courier_confirm. */
 static void test_app_confirms_hands_again_until_confirmed(void **st)
 {
@@ -1657,6 +1788,10 @@ int main(void)
         T(test_cancel_never_written_again),
         T(test_retract_is_owed_until_acked),
         T(test_incoming_retract_from_sender_once),
+        T(test_retraction_owed_to_the_app_survives_a_crash),
+        T(test_retracted_before_handed_is_not_handed_empty),
+        T(test_app_confirms_retraction_owed_until_confirmed),
+        T(test_retraction_of_unknown_id_leaves_no_entry),
         T(test_app_confirms_hands_again_until_confirmed),
         T(test_delete_keeps_the_id_known),
         T(test_history_walks_and_erase),
