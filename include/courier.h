@@ -687,16 +687,28 @@ COURIER_API int courier_retract(courier_t *c, const char *id);
 
 /**
  * Remove message `id` exchanged with `peer` from this device's history
- * (both directions; an unconfirmed outgoing one is cancelled first). Its
+ * (sent or received; an unconfirmed outgoing one is cancelled first). Its
  * body and meta are dropped; the id stays known, so a duplicate of an
  * incoming message is never handed again and an app id is never reused.
- * Nothing is sent.
+ * Nothing is sent. The peer chooses the ids of its messages, so one may
+ * equal the id of one of ours: then nothing is deleted and the call says
+ * COURIER_ESTATE; courier_delete_entry() names the direction.
  * Any thread. Disk I/O: one transaction, committed before it returns.
  * @return COURIER_OK; COURIER_ENOTFOUND (no message `id` with `peer`),
+ *         COURIER_ESTATE (`id` names an entry in each direction),
  *         COURIER_EINVAL, COURIER_ESTORE, COURIER_ECLOSED.
  */
 COURIER_API int courier_delete(courier_t *c, const char *peer,
                                const char *id);
+
+/**
+ * As courier_delete(), for the entry of direction `dir` only (the `dir` of
+ * its courier_entry_t).
+ * @return as courier_delete(), never COURIER_ESTATE; COURIER_EINVAL for a
+ *         `dir` that is no courier_dir_t.
+ */
+COURIER_API int courier_delete_entry(courier_t *c, const char *peer,
+                                     const char *id, courier_dir_t dir);
 
 /**
  * With `app_confirms` set: incoming message `id` from `peer` is safely in

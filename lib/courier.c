@@ -326,7 +326,14 @@ int courier_retract(courier_t *c, const char *id)
 int courier_delete(courier_t *c, const char *peer, const char *id)
 {
     CHECK_HANDLE(c);
-    return engine_delete(c->engine, peer, id);
+    return engine_delete(c->engine, peer, id, ENGINE_DIR_ANY);
+}
+
+int courier_delete_entry(courier_t *c, const char *peer, const char *id,
+                         courier_dir_t dir)
+{
+    CHECK_HANDLE(c);
+    return engine_delete(c->engine, peer, id, (int)dir);
 }
 
 int courier_confirm(courier_t *c, const char *peer, const char *id)

@@ -1291,34 +1291,56 @@ int engine_retract(engine_t *e, const char *id)
     return app_end(e, &t, rc, "retract", 1);
 }
 
-int engine_delete(engine_t *e, const char *peer, const char *id)
+int engine_delete(engine_t *e, const char *peer, const char *id, int dir)
 {
     char bare[COURIER_JID_MAX];
     int rc = check_peer_id(peer, id, bare, sizeof(bare));
     if (rc != COURIER_OK)
         return rc;
+    if (dir != ENGINE_DIR_ANY && dir != COURIER_DIR_OUT &&
+        dir != COURIER_DIR_IN)
+        return util_set_error(COURIER_EINVAL, "dir: %d is no direction", dir);
     core_row_t row;
+    store_in_t in;
     txn_t t;
-    int found = 0;
     app_lock(e);
     txn_begin(e, &t);
+    /* the peer chose its ids: one may equal one of ours; then the app
+     * must say which entry it means */
+    int out_found = 0, in_found = 0, out_live = 0, in_live = 0;
     rc = store_out_get(e->store, id, &row, NULL, NULL);
     if (rc == COURIER_OK && strcmp(row.peer, bare) == 0) {
-        found = 1;
+        out_found = dir != COURIER_DIR_IN;
+        out_live = out_found && !row.deleted;
+    }
+    if (rc == COURIER_OK || rc == COURIER_ENOTFOUND)
+        rc = store_in_get(e->store, bare, id, &in);
+    if (rc == COURIER_OK) {
+        in_found = dir != COURIER_DIR_OUT;
+        in_live = in_found && !in.deleted;
+    }
+    if (rc == COURIER_ENOTFOUND)
+        rc = COURIER_OK;
+    /* deleting again is harmless; a deleted side is not a candidate */
+    if (out_live && !in_live)
+        in_found = 0;
+    else if (in_live && !out_live)
+        out_found = 0;
+    if (rc == COURIER_OK && out_live && in_live) {
+        rc = util_set_error(COURIER_ESTATE, "'%s' names a message in each "
+                            "direction with %s: use courier_delete_entry",
+                            id, bare);
+        return app_end(e, &t, rc, "delete", 0);
+    }
+    if (rc == COURIER_OK && out_found) {
         if (unconfirmed(&row) && !row.cancelled)
             rc = cancel_locked(e, &row, 1);
         if (rc == COURIER_OK)
             rc = store_out_mark(e->store, id, 0, 1);
-    } else if (rc == COURIER_OK || rc == COURIER_ENOTFOUND) {
-        rc = COURIER_OK; /* another peer's message: not this one */
-    }
-    if (rc == COURIER_OK) {
+    } else if (rc == COURIER_OK && in_found) {
         rc = store_in_delete(e->store, bare, id);
-        if (rc == COURIER_OK)
-            found = 1;
-        else if (rc == COURIER_ENOTFOUND)
-            rc = COURIER_OK;
     }
+    int found = out_found || in_found;
     if (rc == COURIER_OK && !found)
         rc = util_set_error(COURIER_ENOTFOUND, "no message '%s' with %s", id,
                             bare);

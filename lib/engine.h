@@ -78,7 +78,10 @@ int engine_send(engine_t *e, const char *to, courier_kind_t kind,
                 char id_out[COURIER_ID_MAX]);
 int engine_cancel(engine_t *e, const char *id);
 int engine_retract(engine_t *e, const char *id);
-int engine_delete(engine_t *e, const char *peer, const char *id);
+/* `dir`: COURIER_DIR_OUT, COURIER_DIR_IN or ENGINE_DIR_ANY (ESTATE when
+ * the id names an entry in each direction). */
+#define ENGINE_DIR_ANY (-1)
+int engine_delete(engine_t *e, const char *peer, const char *id, int dir);
 int engine_confirm(engine_t *e, const char *peer, const char *id);
 /* Erase the store; the caller makes sure no loop runs (courier_erase). */
 int engine_erase(engine_t *e);

@@ -1075,21 +1075,52 @@ static void test_delete_keeps_the_id_known(void **st)
     codec_msg_t m = chat_from(BOB, "m1", "one", 0);
     assert_int_equal(engine_incoming(e, &m), COURIER_OK);
     engine_dispatch(e);
-    assert_int_equal(engine_delete(e, "carol@example.com", "m1"),
+    assert_int_equal(engine_delete(e, "carol@example.com", "m1", ENGINE_DIR_ANY),
                      COURIER_ENOTFOUND);
-    assert_int_equal(engine_delete(e, BOB, "m1"), COURIER_OK);
+    assert_int_equal(engine_delete(e, BOB, "m1", ENGINE_DIR_ANY), COURIER_OK);
     assert_int_equal(engine_incoming(e, &m), COURIER_OK);
     engine_dispatch(e);
     assert_int_equal(f->n_msgs, 1);
     char a[COURIER_ID_MAX];
     assert_int_equal(engine_send(e, BOB, COURIER_TEXT, NULL, "x", NULL, a),
                      COURIER_OK);
-    assert_int_equal(engine_delete(e, BOB, a), COURIER_OK);
+    assert_int_equal(engine_delete(e, BOB, a, ENGINE_DIR_ANY), COURIER_OK);
     assert_int_equal(engine_feed(e, CORE_EV_LINK_UP), COURIER_OK);
     engine_dispatch(e);
     assert_int_equal(f->n_sent, 0);
-    assert_int_equal(engine_delete(e, BOB, "bad\x01id"), COURIER_EINVAL);
-    assert_int_equal(engine_delete(e, "not a jid", "m1"), COURIER_EINVAL);
+    assert_int_equal(engine_delete(e, BOB, "bad\x01id", ENGINE_DIR_ANY), COURIER_EINVAL);
+    assert_int_equal(engine_delete(e, "not a jid", "m1", ENGINE_DIR_ANY), COURIER_EINVAL);
+    engine_close(e);
+}
+
+/* The peer chooses its ids: one equal to one of ours must not make a
+ * delete of either remove both. */
+static void test_delete_of_an_id_in_both_directions_is_refused(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    char a[COURIER_ID_MAX];
+    assert_int_equal(engine_send(e, BOB, COURIER_TEXT, "m1", "mine", NULL, a),
+                     COURIER_OK);
+    codec_msg_t m = chat_from(BOB, "m1", "his, same id", 0);
+    assert_int_equal(engine_incoming(e, &m), COURIER_OK);
+    engine_dispatch(e);
+    int n = 0;
+    assert_int_equal(engine_delete(e, BOB, "m1", ENGINE_DIR_ANY),
+                     COURIER_ESTATE);
+    assert_int_equal(history_page(e, BOB, 0, 10, count_entry, &n), COURIER_OK);
+    assert_int_equal(n, 2); /* neither deleted */
+    assert_int_equal(engine_delete(e, BOB, "m1", COURIER_DIR_IN), COURIER_OK);
+    n = 0;
+    assert_int_equal(history_page(e, BOB, 0, 10, count_entry, &n), COURIER_OK);
+    assert_int_equal(n, 1);
+    /* the other one is now the only candidate; deleting again is harmless */
+    assert_int_equal(engine_delete(e, BOB, "m1", ENGINE_DIR_ANY), COURIER_OK);
+    assert_int_equal(engine_delete(e, BOB, "m1", ENGINE_DIR_ANY), COURIER_OK);
+    n = 0;
+    assert_int_equal(history_page(e, BOB, 0, 10, count_entry, &n), COURIER_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(engine_delete(e, BOB, "m1", 7), COURIER_EINVAL);
     engine_close(e);
 }
 
@@ -1792,6 +1823,7 @@ int main(void)
         T(test_retracted_before_handed_is_not_handed_empty),
         T(test_app_confirms_retraction_owed_until_confirmed),
         T(test_retraction_of_unknown_id_leaves_no_entry),
+        T(test_delete_of_an_id_in_both_directions_is_refused),
         T(test_app_confirms_hands_again_until_confirmed),
         T(test_delete_keeps_the_id_known),
         T(test_history_walks_and_erase),
