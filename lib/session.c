@@ -63,6 +63,10 @@ struct session {
     int ack_poisoned;       /* a counted message was not stored: never
                                acknowledge this stream again */
     uint64_t inbound;       /* stanzas handled, to spot TLS-buffered input */
+    int in_handlers;        /* our handlers of one whole stanza are running */
+    uint32_t trip_in_h;     /* in_h when the parser's memory bound tripped */
+    int trip_in_handlers;   /* ...and whether that stanza was whole (and so
+                               counted) by then */
     unsigned ping_n;
     out_entry_t *outq;      /* ring */
     size_t outq_head, outq_len;
@@ -85,6 +89,7 @@ struct session {
 };
 
 static void *guard_main(void *arg);
+static void on_trip(void *ud, hostile_reason_t why);
 
 /* libstrophe's sockopt callback gets no user data: sessions are found by
  * their connection in this registry (the only process-wide state). */
@@ -432,6 +437,7 @@ static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     session_t *s = ud;
     const char *name = xmpp_stanza_get_name(st);
     s->inbound++;
+    s->in_handlers = 1; /* the first handler; damage_handler is the last */
     hostile_stanza_done(&s->hx);
     engine_feed(s->e, CORE_EV_INBOUND); /* behaviour.md §4: any data answers */
     if (s->sm && name && (strcmp(name, "message") == 0 ||
@@ -581,7 +587,9 @@ static int damage_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     (void)conn;
     (void)st;
-    hostile_clear_damage(&((session_t *)ud)->hx);
+    session_t *s = ud;
+    hostile_clear_damage(&s->hx);
+    s->in_handlers = 0;
     return 1;
 }
 
@@ -605,6 +613,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->outq_head = s->outq_len = 0;
         s->ackping_pending = 0;
         s->ack_poisoned = 0;
+        s->in_handlers = 0;
         s->sm = 0;
         /* Damage from a stanza before login is not the next message's
          * (hostile_set_fd clears it per socket too). libstrophe 0.12 runs
@@ -693,12 +702,20 @@ int session_new(session_t **out, engine_t *e)
     s->log.userdata = s;
     hostile_init(&s->hx);
     hostile_set_body_max(&s->hx, engine_config(e)->max_body_bytes);
+    s->hx.on_trip = on_trip;
+    s->hx.on_trip_ud = s;
+    s->hx.defer_memory_cut = 1;
     s->mem = (xmpp_mem_t){ hostile_alloc, hostile_free, hostile_realloc,
                            &s->hx };
     strophe_lock();
     s->ctx = s->outq ? xmpp_ctx_new(&s->mem, &s->log) : NULL;
+    hostile_watch_begin(&s->hx);
     s->conn = s->ctx ? xmpp_conn_new(s->ctx) : NULL;
+    int stoppable = s->conn && hostile_find_parser(&s->hx, s->ctx, s->conn);
     strophe_unlock();
+    if (s->conn && !stoppable)
+        engine_log(e, COURIER_LOG_INFO, "libstrophe's expat parser not found:"
+                   " a bound that trips cuts the link one read later");
     if (!s->conn) {
         session_free(s);
         return COURIER_ENOMEM;
@@ -807,6 +824,52 @@ static void guard_arm(session_t *s, int on)
     pthread_mutex_unlock(&s->guard_mu);
 }
 
+/* Inside the allocator, at a trip: note where the stream was. */
+static void on_trip(void *ud, hostile_reason_t why)
+{
+    session_t *s = ud;
+    (void)why;
+    s->trip_in_h = s->in_h;
+    s->trip_in_handlers = s->in_handlers;
+}
+
+/* behaviour.md §11, review H2: a peer reaches the parser's memory bound
+ * through a stock server (libstrophe copies an element's namespace into
+ * every element: ~1 300 empty children under a 100 KB xmlns). Cut with the
+ * stanza unacknowledged, the server would send it again at every login
+ * and cut the link each time. So the stanza is acknowledged first: h
+ * counts it (it was whole and counted, or it is the one being parsed),
+ * what h covers before it is committed first, and the <a/> is written
+ * before the socket is shut. expat is stopped (suspended) already, so
+ * libstrophe has sent nothing after it. The stanza itself is lost: the
+ * sender is not told (its id and sender are in the part never parsed). */
+static void ack_poisoned_then_cut(session_t *s)
+{
+    if (s->streaming && s->sm && !s->ack_poisoned) {
+        uint32_t h = s->trip_in_handlers || s->in_h != s->trip_in_h
+                         ? s->in_h
+                         : s->trip_in_h + 1;
+        int rc = engine_batch_flush(s->e);
+        if (rc != COURIER_OK) {
+            poison_acks(s, rc);
+        } else {
+            s->in_h = h;
+            xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
+                                 "'/>", h);
+            engine_log(s->e, COURIER_LOG_WARN, "acknowledged the stanza past "
+                       "the parser's memory bound (h=%" PRIu32 ") before "
+                       "the cut, so the server does not send it again", h);
+            /* Writing comes first in a libstrophe turn; what it reads
+             * then is a parse error (expat is suspended), harmless. */
+            for (int i = 0; i < 4 && s->hx.cut_pending &&
+                            xmpp_conn_send_queue_len(s->conn) > 0;
+                 i++)
+                xmpp_run_once(s->ctx, 0);
+        }
+    }
+    hostile_cut(&s->hx);
+}
+
 /* One libstrophe turn; the caller holds strophe_lock(). Any turn may
  * read and so run the STARTTLS handshake, which blocks inside libstrophe:
  * before the stream is up the stall guard watches it. */
@@ -818,6 +881,8 @@ static void strophe_turn_locked(session_t *s)
     xmpp_run_once(s->ctx, 0);
     if (guarded)
         guard_arm(s, 0);
+    if (s->hx.cut_pending)
+        ack_poisoned_then_cut(s);
     hostile_reason_t why = hostile_turn_end(&s->hx);
     if (why != HOSTILE_NONE)
         engine_log(s->e, COURIER_LOG_WARN, "the server sent %s: dropping "

@@ -392,6 +392,7 @@ static void test_server_deeper_than_budget_cut(void **st)
 typedef struct {
     pthread_mutex_t mu;
     int online, onlines, messages;
+    int poisoned; /* messages whose id begins with "poison" */
     int64_t offline_at; /* the client reported the link lost */
 } watch_t;
 
@@ -410,10 +411,11 @@ static void w_on_link(void *ud, courier_link_t l)
 
 static void w_on_message(void *ud, const courier_message_t *m)
 {
-    (void)m;
     watch_t *w = ud;
     pthread_mutex_lock(&w->mu);
     w->messages++;
+    if (strncmp(m->id, "poison", 6) == 0)
+        w->poisoned++;
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -429,7 +431,8 @@ static void w_on_log(void *ud, int level, const char *line)
 {
     (void)ud;
     if (getenv("COURIER_TEST_VERBOSE"))
-        fprintf(stderr, "[%d] %s\n", level, line);
+        fprintf(stderr, "%lld [%d] %s\n", (long long)(fake_now_ms() % 100000),
+                level, line);
 }
 
 static courier_t *fake_client(fakesrv_t *f, const char *tag, watch_t *w)
@@ -876,6 +879,71 @@ static void test_peer_text_cannot_fake_a_refused_login(void **st)
     assert_int_equal(onlines, 2);
 }
 
+
+/* Review H2: libstrophe copies an element's namespace URI into every
+ * element, so a stanza of ~105 KB that Prosody relays (1 400 empty
+ * children under a 120 000-byte xmlns) costs ~168 MB of parser memory and
+ * trips the 128 MiB bound. The link was cut with the stanza unacknowledged;
+ * the server stored it again and sent it at the next login, which cut
+ * again, for ever: the user was kept offline. Now the stanza is
+ * acknowledged (XEP-0198) before the cut: bob is cut at most once, comes
+ * back, gets the next message, never the poisoned one, and a fresh login
+ * later is not cut either. */
+static void test_namespace_copies_cut_at_most_once(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-nscopies.db", tmp_dir);
+    watch_t w = { 0 };
+    courier_t *c = prosody_client(bob, "pw-bob", db, server_port_env(), 0, &w);
+    size_t ns_len = 120000, kids = 1400;
+    char *big = malloc(ns_len + kids * 4 + 512), *p = big;
+    assert_non_null(big);
+    p += sprintf(p, "<message to='%s' type='chat' id='poison-ns'><body>p"
+                 "</body><x xmlns='urn:p:", bob);
+    memset(p, 'n', ns_len);
+    p += ns_len;
+    p += sprintf(p, "'>");
+    for (size_t i = 0; i < kids; i++, p += 4)
+        memcpy(p, "<a/>", 4);
+    strcpy(p, "</x></message>");
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-ns'><body>still online?</body></message>", bob);
+    const char *raw[] = { big, after, NULL };
+    raw_send("alice", raw);
+    free(big);
+    int64_t until = fake_now_ms() + 20000LL * scale();
+    while (w_get(&w, &w.messages) < 1 && fake_now_ms() < until)
+        usleep(10000);
+    /* Settled: no cut in the next 3 s. */
+    int settled = w_get(&w, &w.onlines);
+    usleep(3000000);
+    int onlines = w_get(&w, &w.onlines), messages = w_get(&w, &w.messages);
+    int poisoned = w_get(&w, &w.poisoned);
+    courier_close(c);
+    pthread_mutex_destroy(&w.mu);
+    fprintf(stderr, "    namespace copies: %d logins, %d messages (%d "
+            "poisoned)\n", onlines, messages, poisoned);
+    assert_int_equal(messages, 1); /* after-ns */
+    assert_int_equal(poisoned, 0);
+    assert_true(onlines <= 2);     /* cut at most once */
+    assert_int_equal(onlines, settled);
+    /* A fresh login: nothing poisoned waits at the server. */
+    watch_t w2 = { 0 };
+    c = prosody_client(bob, "pw-bob", db, server_port_env(), 0, &w2);
+    usleep(3000000);
+    onlines = w_get(&w2, &w2.onlines);
+    poisoned = w_get(&w2, &w2.poisoned);
+    courier_close(c);
+    pthread_mutex_destroy(&w2.mu);
+    assert_int_equal(poisoned, 0);
+    assert_int_equal(onlines, 1);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -898,6 +966,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
         cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
         cmocka_unit_test(test_costly_text_refused_fails_sender),
+        cmocka_unit_test(test_namespace_copies_cut_at_most_once),
         cmocka_unit_test(test_damage_before_login_not_carried_over),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
