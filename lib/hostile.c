@@ -87,7 +87,7 @@ void hostile_set_fd(hostile_t *h, int fd)
     h->boundary = 0;
     h->realloc_work = 0;
     h->text_refused = h->damaged = 0;
-    h->refused_block = h->text_block = NULL;
+    h->text_block = NULL;
     h->base = h->turn_start = 0;
     h->counting = fd >= 0 && rx_consumed(fd, &h->base) == 0;
     h->turn_start = h->base;
@@ -212,7 +212,6 @@ void hostile_stanza_done(hostile_t *h)
     h->boundary = 1;
     h->realloc_work = 0;
     h->text_refused = 0;
-    h->refused_block = NULL;
 }
 
 int hostile_damaged(const hostile_t *h)
@@ -274,8 +273,6 @@ void hostile_free(void *ptr, void *ud)
     hostile_t *h = ud;
     if (!ptr)
         return;
-    if (ptr == h->refused_block)
-        h->refused_block = NULL; /* its address may serve expat next */
     if (ptr == h->text_block)
         h->text_block = NULL;
     if (h->watching)
@@ -311,40 +308,42 @@ static int beyond_wire(hostile_t *h, size_t size)
 
 /* libstrophe 0.12 joins text (parser_expat.c, _characters) by growing one
  * block with realloc, from NULL for each new text; refused, it frees the
- * block and starts from NULL at the next piece. Once the work bound trips,
- * that block and every block realloc would make from NULL are refused, so
- * the stanza's text stops costing anything; the other reallocs (expat's
- * buffers for the process's first context: namespace bindings, long
- * names, its pools; rendering) go on, since expat reads a NULL as out of
- * memory, a parse error that would cut the link. (expat makes one block
- * from NULL, its prefixed-attribute table, the first time a stanza has
- * prefixed attributes: refused during such a stanza, that is a cut.) */
+ * block and starts from NULL at the next piece. Only that is text joining:
+ * a block realloc makes from NULL, and its growth (text_block). Its work is
+ * counted; past the bound, and after a trip, every such realloc is
+ * refused, so the stanza's text stops costing anything. Every other
+ * realloc goes on, never counted: rendering (xmpp_stanza_to_text allocs
+ * 1024 bytes, then reallocs: review M2, an outgoing stanza must never fail
+ * to render for an incoming one's sake) and expat's buffers for the
+ * process's first context (a NULL there is "out of memory", a parse error
+ * that would cut the link). (expat makes one block from NULL, its
+ * prefixed-attribute table, the first time a stanza has prefixed
+ * attributes: refused during such a stanza, that is a cut.) */
 void *hostile_realloc(void *ptr, size_t size, void *ud)
 {
     hostile_t *h = ud;
-    if (h->tripped)
-        return NULL;
-    if (h->text_refused) {
-        if (!ptr || ptr == h->refused_block)
+    int text = !ptr || ptr == h->text_block;
+    if (text) {
+        if (h->tripped || h->text_refused)
             return NULL;
-    } else {
         h->realloc_work += size;
         if (h->realloc_work > h->work_max) {
             h->text_refused = h->damaged = 1;
-            h->refused_block = ptr;
             return NULL;
         }
     }
-    if (!ptr)
-        return hostile_alloc(size, ud);
+    if (!ptr) {
+        void *p = hostile_alloc(size, ud);
+        h->text_block = p;
+        return p;
+    }
     if (size > SIZE_MAX - HDR)
         return NULL;
     unsigned char *p = (unsigned char *)ptr - HDR;
     size_t old;
     memcpy(&old, p, sizeof(old));
-    /* xmpp_stanza_to_text renders into 1024 bytes, then reallocs to the
-     * stanza's size: escaping may take it beyond the wire. Not text. */
-    if (old != 1024 && beyond_wire(h, size)) {
+    /* Rendering may take a stanza beyond its wire (escaping): only text. */
+    if (text && beyond_wire(h, size)) {
         hostile_trip(h, HOSTILE_ENTITIES);
         return NULL;
     }
@@ -353,6 +352,8 @@ void *hostile_realloc(void *ptr, size_t size, void *ud)
         return NULL;
     memcpy(n, &size, sizeof(size));
     h->live = h->live - old + size;
+    if (ptr == h->text_block)
+        h->text_block = n + HDR;
     if (h->watching)
         for (size_t i = 0; i < sizeof(h->watched) / sizeof(h->watched[0]);
              i++)

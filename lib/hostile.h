@@ -32,7 +32,8 @@
 /* Slack of the wire accounting: one 4 KiB read past the check, a TLS
  * record and a read buffered at the previous stanza's end. */
 #define HOSTILE_STANZA_SLACK ((uint64_t)24 << 10)
-/* Bytes reallocated while one stanza is parsed. libstrophe grows a text
+/* Bytes reallocated to join text while one stanza is parsed (nothing else
+ * counts: rendering and expat's buffers never do). libstrophe grows a text
  * node piece by piece (expat hands over each line and each entity
  * reference on its own; strncat rescans from the start each time): this
  * is its cost, quadratic. Past the bound the stanza's text is refused
@@ -83,7 +84,6 @@ typedef struct {
     uint64_t realloc_work;
     uint64_t work_max;      /* HOSTILE_REALLOC_WORK_MAX or more */
     int text_refused;       /* this stanza's text is past the work bound */
-    void *refused_block;    /* the text block that was growing then */
     int damaged;            /* ...so the stanza is incomplete: drop it */
     void *text_block;       /* the text block being joined (the last one
                                a realloc made from NULL, as it grows) */

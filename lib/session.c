@@ -256,8 +256,21 @@ static int send_stanza(session_t *s, xmpp_stanza_t *st, out_kind_t kind,
         xmpp_stanza_release(st);
         return COURIER_ENOTCONN;
     }
+    /* Review M2: xmpp_send renders the stanza and, if that fails (no
+     * memory), only logs it. Counted anyway, the server's h would lag ours
+     * by one from here on and acknowledge a message that never left: it
+     * counts only if it was queued (libstrophe 0.12 queues, writing
+     * happens in xmpp_run_once). */
+    int before = xmpp_conn_send_queue_len(s->conn);
     xmpp_send(s->conn, st);
+    int queued = xmpp_conn_send_queue_len(s->conn) > before;
     xmpp_stanza_release(st);
+    if (!queued) {
+        engine_log(s->e, COURIER_LOG_WARN, "a stanza failed to render: not "
+                   "sent%s", kind == OUT_MSG ? " (the message waits for its "
+                   "ack timer or the next link)" : "");
+        return COURIER_ENOMEM;
+    }
     outq_push(s, kind, id, rid);
     return COURIER_OK;
 }
