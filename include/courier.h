@@ -520,7 +520,9 @@ COURIER_API const char *courier_version(void);
  * gone never answers); a link that is down reconnects now instead of
  * waiting out its backoff, which starts over from `reconnect_min_ms`; a
  * connect attempt under way runs on, and if it fails the next one goes at
- * once. On a handle that is not started, or whose login the server
+ * once. The backoff is skipped at most once per skip period (doubling from
+ * `reconnect_min_ms` to `reconnect_max_ms` until a link holds 10 s), so
+ * calls in a loop make no reconnect storm. On a handle that is not started, or whose login the server
  * refused, it does nothing.
  * Any thread, callbacks included. Never blocks: it stores nothing, does
  * no disk or network I/O and takes no lock that is held across I/O or
