@@ -53,6 +53,7 @@ struct session {
     int features_seen;      /* this connection's stream features logged */
     int sm_offered;         /* the last of them offered XEP-0198 */
     int auth_refused;       /* libstrophe logged an authentication failure */
+    int debug_strophe;      /* COURIER_DEBUG_STROPHE, read once at open */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
     uint32_t r_asked_at;    /* out_h when we last sent <r/> */
@@ -184,7 +185,7 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
         s->features_seen = 1;
         s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
     }
-    if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
+    if (level < XMPP_LEVEL_WARN && !s->debug_strophe)
         return; /* libstrophe's debug output includes raw stanzas */
     int lvl = level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN : COURIER_LOG_DEBUG;
     if (shows_credentials(msg)) {
@@ -706,6 +707,9 @@ int session_new(session_t **out, engine_t *e)
         return COURIER_ENOMEM;
     s->e = e;
     s->fd = -1;
+    /* Review L5: read once, on the app's thread in courier_open, never on
+     * the loop thread (getenv is not safe against the app's setenv). */
+    s->debug_strophe = getenv("COURIER_DEBUG_STROPHE") != NULL;
     atomic_store(&s->fd_shared, -1);
     pthread_mutex_init(&s->guard_mu, NULL);
     pthread_cond_init(&s->guard_cv, NULL);
