@@ -732,8 +732,9 @@ COURIER_API int courier_erase(courier_t *c);
 /**
  * Stack a thread needs to call courier_run_once() whatever a server sends
  * (behaviour.md §11 "Hostile input"); the thread of courier_start() gets this much
- * of its own, and courier_close() frees libstrophe's state on such a
- * thread too, so those two need nothing from the caller.
+ * of its own, and courier_stop() and courier_close() run libstrophe (the
+ * close's last reads, freeing its state) on such a thread too, so those
+ * need nothing from the caller: only courier_run_once() does.
  * Why: libstrophe 0.12 renders every received stanza recursively, once per
  * nesting level (~96 bytes a level on x86_64), whatever the log level.
  * The library bounds one stanza (4 MiB on the wire, 128 MiB of parser

@@ -1083,10 +1083,11 @@ int session_running(const session_t *s)
     return s->has_thread;
 }
 
-void session_close_link(session_t *s)
+/* The libstrophe part of a close: it reads, so it may parse (and render,
+ * and free) the rest of a deep stanza. */
+static void close_strophe(void *arg)
 {
-    s->driven_started = 0;
-    engine_feed(s->e, CORE_EV_STOP);
+    session_t *s = arg;
     strophe_lock();
     if (s->streaming) {
         /* behaviour.md §3: acknowledge everything stored so the server does not
@@ -1116,5 +1117,19 @@ void session_close_link(session_t *s)
         }
     }
     strophe_unlock();
+}
+
+void session_close_link(session_t *s)
+{
+    s->driven_started = 0;
+    engine_feed(s->e, CORE_EV_STOP);
+    /* behaviour.md §11: the loop thread has the stack for a hostile
+     * stanza; courier_stop and courier_close of a courier_run_once handle
+     * run on any thread of the app, so libstrophe runs on one of ours
+     * (callbacks still run here, in engine_dispatch). */
+    if (session_is_loop_thread(s) || (!s->streaming && !s->connecting))
+        close_strophe(s);
+    else
+        hostile_on_big_stack(close_strophe, s);
     engine_dispatch(s->e);
 }
