@@ -101,10 +101,11 @@ $(BUILD)/tests/test_codec: $(BUILD)/tests/unit/test_codec.o \
 		$(BUILD)/lib/codec.o $(BUILD)/lib/util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
-# test_wire: the wire accounting of lib/hostile.c alone, on real loopback sockets.
+# test_wire: lib/hostile.c alone: the wire accounting on real loopback
+# sockets, the allocator under libstrophe's rendering.
 $(BUILD)/tests/test_wire: $(BUILD)/tests/unit/test_wire.o \
 		$(BUILD)/lib/hostile.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread -lcmocka
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka

@@ -531,7 +531,9 @@ COURIER_API const char *courier_version(void);
  * gone never answers); a link that is down reconnects now instead of
  * waiting out its backoff, which starts over from `reconnect_min_ms`; a
  * connect attempt under way runs on, and if it fails the next one goes at
- * once. On a handle that is not started, or whose login the server
+ * once. The backoff is skipped at most once per skip period (doubling from
+ * `reconnect_min_ms` to `reconnect_max_ms` until a link holds 10 s), so
+ * calls in a loop make no reconnect storm. On a handle that is not started, or whose login the server
  * refused, it does nothing.
  * Any thread, callbacks included. Never blocks: it stores nothing, does
  * no disk or network I/O and takes no lock that is held across I/O or
@@ -755,8 +757,9 @@ COURIER_API int courier_erase(courier_t *c);
 /**
  * Stack a thread needs to call courier_run_once() whatever a server sends
  * (behaviour.md §11 "Hostile input"); the thread of courier_start() gets this much
- * of its own, and courier_close() frees libstrophe's state on such a
- * thread too, so those two need nothing from the caller.
+ * of its own, and courier_stop() and courier_close() run libstrophe (the
+ * close's last reads, freeing its state) on such a thread too, so those
+ * need nothing from the caller: only courier_run_once() does.
  * Why: libstrophe 0.12 renders every received stanza recursively, once per
  * nesting level (~96 bytes a level on x86_64), whatever the log level.
  * The library bounds one stanza (4 MiB on the wire, 128 MiB of parser

@@ -57,6 +57,11 @@ struct core {
     int64_t reconnect_at;       /* mono, -1 none */
     int64_t online_since;       /* mono of the last LINK_UP */
     unsigned backoff_ms;
+    /* behaviour.md §10, review L3: a network change skips the backoff at
+     * most once per skip period, which grows like the backoff until a
+     * link holds (0: no skip since). */
+    unsigned skip_gap_ms;
+    int64_t skip_until;         /* mono */
     uint64_t rng;
     core_stats_t stats;
 };
@@ -466,8 +471,11 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
     int rc = COURIER_OK;
     /* behaviour.md §4 reset on success; §11: only for a link that held */
     if (k->link == COURIER_LINK_ONLINE &&
-        now.mono_ms - k->online_since >= STABLE_LINK_MS)
+        now.mono_ms - k->online_since >= STABLE_LINK_MS) {
         k->backoff_ms = k->lim.reconnect_min_ms;
+        k->skip_gap_ms = 0;
+        k->skip_until = 0;
+    }
     if (k->link != COURIER_LINK_OFFLINE)
         rc = emit_link(k, COURIER_LINK_OFFLINE, out);
     k->dropping = 0;
@@ -494,6 +502,26 @@ static int on_link_down(core_t *k, core_now_t now, core_out_t *out,
 
 static int on_tick(core_t *k, core_now_t now, core_out_t *out);
 
+/* May a network change skip the backoff now? Then the next may only
+ * after the skip period, which doubles from reconnect_min_ms up to
+ * reconnect_max_ms: an app (or a flapping network) that reports changes
+ * in a loop cannot make a reconnect storm against a server that cuts
+ * every link (review L3). Returns 2 for the first skip since a link held
+ * (the backoff may start over), 1 for a later one, 0 for none. */
+static int take_skip(core_t *k, core_now_t now)
+{
+    if (k->skip_gap_ms && now.mono_ms < k->skip_until)
+        return 0;
+    int first = k->skip_gap_ms == 0;
+    unsigned g = k->skip_gap_ms;
+    k->skip_gap_ms = !g ? k->lim.reconnect_min_ms
+                        : g >= k->lim.reconnect_max_ms / 2
+                              ? k->lim.reconnect_max_ms
+                              : g * 2;
+    k->skip_until = now.mono_ms + k->skip_gap_ms;
+    return first ? 2 : 1;
+}
+
 /* behaviour.md §10: the OS reports that connectivity changed. */
 static int on_network_changed(core_t *k, core_now_t now, core_out_t *out)
 {
@@ -515,14 +543,26 @@ static int on_network_changed(core_t *k, core_now_t now, core_out_t *out)
     case COURIER_LINK_CONNECTING:
         /* Let the attempt run (a burst of OS reports must not churn it);
          * if it fails, the next one goes at once. */
+        if (!k->reconnect_now && !take_skip(k, now)) {
+            k->ignored = "network change within the skip period";
+            return COURIER_OK;
+        }
         k->reconnect_now = 1;
         return COURIER_OK;
-    case COURIER_LINK_OFFLINE:
-        /* The backoff grew on the old network: connect now, and start it
-         * over from reconnect_min_ms. */
-        k->backoff_ms = k->lim.reconnect_min_ms;
+    case COURIER_LINK_OFFLINE: {
+        /* The backoff grew on the old network: connect now, and (the
+         * first time since a link held) start it over from
+         * reconnect_min_ms. */
+        int skip = take_skip(k, now);
+        if (!skip) {
+            k->ignored = "network change within the skip period";
+            return COURIER_OK;
+        }
+        if (skip == 2)
+            k->backoff_ms = k->lim.reconnect_min_ms;
         k->reconnect_at = now.mono_ms;
         return on_tick(k, now, out);
+    }
     }
     return COURIER_OK;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "hostile.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,10 @@ static int rx_consumed(int fd, uint64_t *out)
 #endif
 }
 
+#define HDR_BYTES 16 /* the allocator's size header: keeps malloc's
+                        16-byte alignment */
+#define HDR HDR_BYTES
+
 /* Bytes from `from` to `to` of the consumed count, 0 if it went back. */
 static uint64_t since(uint64_t from, uint64_t to)
 {
@@ -74,14 +79,84 @@ void hostile_set_fd(hostile_t *h, int fd)
 {
     h->fd = fd;
     h->tripped = HOSTILE_NONE;
+    h->cut_pending = 0;
+    /* A tree cut half-way on the last socket is freed only when
+     * libstrophe resets its parser, after this: not this socket's. */
+    h->held = fd >= 0 ? h->live : 0;
     h->reported = 0;
     h->boundary = 0;
     h->realloc_work = 0;
     h->text_refused = h->damaged = 0;
-    h->refused_block = NULL;
+    h->text_block = NULL;
     h->base = h->turn_start = 0;
     h->counting = fd >= 0 && rx_consumed(fd, &h->base) == 0;
     h->turn_start = h->base;
+}
+
+/* ---- stopping expat ---------------------------------------------------- */
+
+typedef int (*stop_fn_t)(void *parser, unsigned char resumable);
+static stop_fn_t stop_fn;
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
+
+static void stop_lookup(void)
+{
+    /* libstrophe's expat, already loaded with it; absent from a static
+     * build that does not export it: then no stop, the cut still holds. */
+    void *sym = dlsym(RTLD_DEFAULT, "XML_StopParser");
+    memcpy(&stop_fn, &sym, sizeof(stop_fn));
+}
+
+void hostile_watch_begin(hostile_t *h)
+{
+    memset(h->watched, 0, sizeof(h->watched));
+    h->watching = 1;
+}
+
+/* The parser object still holds its expat parser, and that parser's user
+ * data (expat's XML_GetUserData: its first word) still points back. */
+static int parser_holds(const hostile_t *h)
+{
+    void *const *b = h->parser_block;
+    return b && b[1] == h->xml_parser && h->xml_parser &&
+           *(void *const *)h->xml_parser == h->parser_block;
+}
+
+int hostile_find_parser(hostile_t *h, const void *ctx, const void *conn)
+{
+    h->watching = 0;
+    h->parser_block = h->xml_parser = NULL;
+    for (size_t i = 0; i < sizeof(h->watched) / sizeof(h->watched[0]); i++) {
+        void **b = h->watched[i];
+        size_t size;
+        if (!b)
+            continue;
+        memcpy(&size, (unsigned char *)b - HDR_BYTES, sizeof(size));
+        /* ctx, expat, three callbacks, userdata (the connection), ... */
+        if (size < 6 * sizeof(void *) || size > 256 || b[0] != ctx ||
+            b[5] != conn || !b[1])
+            continue;
+        h->parser_block = b;
+        h->xml_parser = b[1];
+        if (parser_holds(h))
+            break;
+        h->parser_block = h->xml_parser = NULL;
+    }
+    memset(h->watched, 0, sizeof(h->watched));
+    if (!h->xml_parser)
+        return 0;
+    pthread_once(&stop_once, stop_lookup);
+    return stop_fn != NULL;
+}
+
+/* Suspend expat: XML_Parse returns at the end of the handler running now
+ * (libstrophe reads "suspended" as success, so it sends no stream error
+ * before the session's acknowledgement); whatever it reads later is a
+ * parse error, and the next connection resets the parser. */
+static void stop_parser(hostile_t *h)
+{
+    if (stop_fn && parser_holds(h))
+        stop_fn(h->xml_parser, 1);
 }
 
 void hostile_trip(hostile_t *h, hostile_reason_t why)
@@ -89,7 +164,21 @@ void hostile_trip(hostile_t *h, hostile_reason_t why)
     if (h->tripped)
         return;
     h->tripped = why;
+    stop_parser(h);
+    if (h->on_trip)
+        h->on_trip(h->on_trip_ud, why);
+    if (why == HOSTILE_MEMORY && h->defer_memory_cut && h->fd >= 0) {
+        h->cut_pending = 1;
+        return;
+    }
     /* libstrophe sees EOF on its next read and disconnects. */
+    if (h->fd >= 0)
+        shutdown(h->fd, SHUT_RDWR);
+}
+
+void hostile_cut(hostile_t *h)
+{
+    h->cut_pending = 0;
     if (h->fd >= 0)
         shutdown(h->fd, SHUT_RDWR);
 }
@@ -123,7 +212,6 @@ void hostile_stanza_done(hostile_t *h)
     h->boundary = 1;
     h->realloc_work = 0;
     h->text_refused = 0;
-    h->refused_block = NULL;
 }
 
 int hostile_damaged(const hostile_t *h)
@@ -157,7 +245,6 @@ const char *hostile_reason_text(hostile_reason_t why)
 
 /* ---- the context's allocator: a size header in front of each block ---- */
 
-#define HDR 16 /* keeps malloc's 16-byte alignment */
 
 void *hostile_alloc(size_t size, void *ud)
 {
@@ -169,7 +256,14 @@ void *hostile_alloc(size_t size, void *ud)
         return NULL;
     memcpy(p, &size, sizeof(size));
     h->live += size;
-    if (h->live > HOSTILE_LIVE_MAX)
+    if (h->watching)
+        for (size_t i = 0; i < sizeof(h->watched) / sizeof(h->watched[0]);
+             i++)
+            if (!h->watched[i]) {
+                h->watched[i] = p + HDR;
+                break;
+            }
+    if (h->live > HOSTILE_LIVE_MAX + h->held)
         hostile_trip(h, HOSTILE_MEMORY); /* the block is still given */
     return p + HDR;
 }
@@ -179,12 +273,19 @@ void hostile_free(void *ptr, void *ud)
     hostile_t *h = ud;
     if (!ptr)
         return;
-    if (ptr == h->refused_block)
-        h->refused_block = NULL; /* its address may serve expat next */
+    if (ptr == h->text_block)
+        h->text_block = NULL;
+    if (h->watching)
+        for (size_t i = 0; i < sizeof(h->watched) / sizeof(h->watched[0]);
+             i++)
+            if (h->watched[i] == ptr)
+                h->watched[i] = NULL;
     unsigned char *p = (unsigned char *)ptr - HDR;
     size_t size;
     memcpy(&size, p, sizeof(size));
     h->live -= size;
+    if (h->held && h->live <= HOSTILE_LIVE_MAX / 2)
+        h->held = 0;
     free(p);
 }
 
@@ -207,40 +308,42 @@ static int beyond_wire(hostile_t *h, size_t size)
 
 /* libstrophe 0.12 joins text (parser_expat.c, _characters) by growing one
  * block with realloc, from NULL for each new text; refused, it frees the
- * block and starts from NULL at the next piece. Once the work bound trips,
- * that block and every block realloc would make from NULL are refused, so
- * the stanza's text stops costing anything; the other reallocs (expat's
- * buffers for the process's first context: namespace bindings, long
- * names, its pools; rendering) go on, since expat reads a NULL as out of
- * memory, a parse error that would cut the link. (expat makes one block
- * from NULL, its prefixed-attribute table, the first time a stanza has
- * prefixed attributes: refused during such a stanza, that is a cut.) */
+ * block and starts from NULL at the next piece. Only that is text joining:
+ * a block realloc makes from NULL, and its growth (text_block). Its work is
+ * counted; past the bound, and after a trip, every such realloc is
+ * refused, so the stanza's text stops costing anything. Every other
+ * realloc goes on, never counted: rendering (xmpp_stanza_to_text allocs
+ * 1024 bytes, then reallocs: review M2, an outgoing stanza must never fail
+ * to render for an incoming one's sake) and expat's buffers for the
+ * process's first context (a NULL there is "out of memory", a parse error
+ * that would cut the link). (expat makes one block from NULL, its
+ * prefixed-attribute table, the first time a stanza has prefixed
+ * attributes: refused during such a stanza, that is a cut.) */
 void *hostile_realloc(void *ptr, size_t size, void *ud)
 {
     hostile_t *h = ud;
-    if (h->tripped)
-        return NULL;
-    if (h->text_refused) {
-        if (!ptr || ptr == h->refused_block)
+    int text = !ptr || ptr == h->text_block;
+    if (text) {
+        if (h->tripped || h->text_refused)
             return NULL;
-    } else {
         h->realloc_work += size;
         if (h->realloc_work > h->work_max) {
             h->text_refused = h->damaged = 1;
-            h->refused_block = ptr;
             return NULL;
         }
     }
-    if (!ptr)
-        return hostile_alloc(size, ud);
+    if (!ptr) {
+        void *p = hostile_alloc(size, ud);
+        h->text_block = p;
+        return p;
+    }
     if (size > SIZE_MAX - HDR)
         return NULL;
     unsigned char *p = (unsigned char *)ptr - HDR;
     size_t old;
     memcpy(&old, p, sizeof(old));
-    /* xmpp_stanza_to_text renders into 1024 bytes, then reallocs to the
-     * stanza's size: escaping may take it beyond the wire. Not text. */
-    if (old != 1024 && beyond_wire(h, size)) {
+    /* Rendering may take a stanza beyond its wire (escaping): only text. */
+    if (text && beyond_wire(h, size)) {
         hostile_trip(h, HOSTILE_ENTITIES);
         return NULL;
     }
@@ -249,7 +352,14 @@ void *hostile_realloc(void *ptr, size_t size, void *ud)
         return NULL;
     memcpy(n, &size, sizeof(size));
     h->live = h->live - old + size;
-    if (h->live > HOSTILE_LIVE_MAX)
+    if (ptr == h->text_block)
+        h->text_block = n + HDR;
+    if (h->watching)
+        for (size_t i = 0; i < sizeof(h->watched) / sizeof(h->watched[0]);
+             i++)
+            if (h->watched[i] == ptr)
+                h->watched[i] = n + HDR;
+    if (h->live > HOSTILE_LIVE_MAX + h->held)
         hostile_trip(h, HOSTILE_MEMORY);
     return n + HDR;
 }

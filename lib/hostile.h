@@ -11,7 +11,11 @@
  *    one stanza (text joining: that stanza is dropped, the link kept);
  *    refused reallocs make libstrophe drop the text, cheaply;
  *  - a parse error (libstrophe only logs it) cuts the link.
- * A trip shuts the socket down: libstrophe sees EOF and disconnects. */
+ * A trip stops expat (when its parser could be found: hostile_find_parser)
+ * and shuts the socket down: libstrophe sees EOF and disconnects. A trip
+ * of the memory bound, the one a peer can reach through a stock server,
+ * may leave the cut to the session (defer_memory_cut), which first
+ * acknowledges the stanza so the server does not send it again. */
 #ifndef COURIER_HOSTILE_H
 #define COURIER_HOSTILE_H
 
@@ -28,7 +32,8 @@
 /* Slack of the wire accounting: one 4 KiB read past the check, a TLS
  * record and a read buffered at the previous stanza's end. */
 #define HOSTILE_STANZA_SLACK ((uint64_t)24 << 10)
-/* Bytes reallocated while one stanza is parsed. libstrophe grows a text
+/* Bytes reallocated to join text while one stanza is parsed (nothing else
+ * counts: rendering and expat's buffers never do). libstrophe grows a text
  * node piece by piece (expat hands over each line and each entity
  * reference on its own; strncat rescans from the start each time): this
  * is its cost, quadratic. Past the bound the stanza's text is refused
@@ -79,9 +84,24 @@ typedef struct {
     uint64_t realloc_work;
     uint64_t work_max;      /* HOSTILE_REALLOC_WORK_MAX or more */
     int text_refused;       /* this stanza's text is past the work bound */
-    void *refused_block;    /* the text block that was growing then */
     int damaged;            /* ...so the stanza is incomplete: drop it */
+    void *text_block;       /* the text block being joined (the last one
+                               a realloc made from NULL, as it grows) */
     size_t live;
+    size_t held;            /* live when this socket began (a tree cut
+                               half-way stays until libstrophe resets its
+                               parser): the bound counts on top of it */
+    /* libstrophe's parser object and its expat parser (found once). */
+    void *parser_block;
+    void *xml_parser;
+    int watching;           /* hostile_watch_begin .. hostile_find_parser */
+    void *watched[32];
+    /* A memory trip: the session acknowledges, then calls hostile_cut. */
+    int defer_memory_cut;
+    int cut_pending;
+    void (*on_trip)(void *ud, hostile_reason_t why); /* at the trip, inside
+                               the allocator: record, nothing more */
+    void *on_trip_ud;
 } hostile_t;
 
 void hostile_init(hostile_t *h);
@@ -101,6 +121,17 @@ void hostile_stanza_done(hostile_t *h);
 int hostile_damaged(const hostile_t *h);
 void hostile_clear_damage(hostile_t *h);
 void hostile_trip(hostile_t *h, hostile_reason_t why);
+/* The cut a deferred memory trip left (cut_pending): shut the socket. */
+void hostile_cut(hostile_t *h);
+/* Around xmpp_conn_new: the allocator notes the blocks made meanwhile and
+ * hostile_find_parser picks libstrophe's parser object among them (its
+ * first word the context, its sixth the connection, its second an expat
+ * parser whose user data points back at it: libstrophe 0.9 to 0.14), so
+ * that a trip can stop expat at once (XML_StopParser, found with dlsym)
+ * instead of letting it build the rest of what it has read. Returns 1 if
+ * found. Without it a trip still cuts, one read later. */
+void hostile_watch_begin(hostile_t *h);
+int hostile_find_parser(hostile_t *h, const void *ctx, const void *conn);
 const char *hostile_reason_text(hostile_reason_t why);
 
 /* The allocator handed to xmpp_ctx_new (userdata: the hostile_t). */

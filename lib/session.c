@@ -53,6 +53,7 @@ struct session {
     int features_seen;      /* this connection's stream features logged */
     int sm_offered;         /* the last of them offered XEP-0198 */
     int auth_refused;       /* libstrophe logged an authentication failure */
+    int debug_strophe;      /* COURIER_DEBUG_STROPHE, read once at open */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
     uint32_t r_asked_at;    /* out_h when we last sent <r/> */
@@ -63,6 +64,10 @@ struct session {
     int ack_poisoned;       /* a counted message was not stored: never
                                acknowledge this stream again */
     uint64_t inbound;       /* stanzas handled, to spot TLS-buffered input */
+    int in_handlers;        /* our handlers of one whole stanza are running */
+    uint32_t trip_in_h;     /* in_h when the parser's memory bound tripped */
+    int trip_in_handlers;   /* ...and whether that stanza was whole (and so
+                               counted) by then */
     unsigned ping_n;
     out_entry_t *outq;      /* ring */
     size_t outq_head, outq_len;
@@ -85,6 +90,7 @@ struct session {
 };
 
 static void *guard_main(void *arg);
+static void on_trip(void *ud, hostile_reason_t why);
 
 /* libstrophe's sockopt callback gets no user data: sessions are found by
  * their connection in this registry (the only process-wide state). */
@@ -179,7 +185,7 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
         s->features_seen = 1;
         s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
     }
-    if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
+    if (level < XMPP_LEVEL_WARN && !s->debug_strophe)
         return; /* libstrophe's debug output includes raw stanzas */
     int lvl = level == XMPP_LEVEL_ERROR ? COURIER_LOG_WARN : COURIER_LOG_DEBUG;
     if (shows_credentials(msg)) {
@@ -251,8 +257,21 @@ static int send_stanza(session_t *s, xmpp_stanza_t *st, out_kind_t kind,
         xmpp_stanza_release(st);
         return COURIER_ENOTCONN;
     }
+    /* Review M2: xmpp_send renders the stanza and, if that fails (no
+     * memory), only logs it. Counted anyway, the server's h would lag ours
+     * by one from here on and acknowledge a message that never left: it
+     * counts only if it was queued (libstrophe 0.12 queues, writing
+     * happens in xmpp_run_once). */
+    int before = xmpp_conn_send_queue_len(s->conn);
     xmpp_send(s->conn, st);
+    int queued = xmpp_conn_send_queue_len(s->conn) > before;
     xmpp_stanza_release(st);
+    if (!queued) {
+        engine_log(s->e, COURIER_LOG_WARN, "a stanza failed to render: not "
+                   "sent%s", kind == OUT_MSG ? " (the message waits for its "
+                   "ack timer or the next link)" : "");
+        return COURIER_ENOMEM;
+    }
     outq_push(s, kind, id, rid);
     return COURIER_OK;
 }
@@ -432,6 +451,7 @@ static int count_inbound(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
     session_t *s = ud;
     const char *name = xmpp_stanza_get_name(st);
     s->inbound++;
+    s->in_handlers = 1; /* the first handler; damage_handler is the last */
     hostile_stanza_done(&s->hx);
     engine_feed(s->e, CORE_EV_INBOUND); /* behaviour.md §4: any data answers */
     if (s->sm && name && (strcmp(name, "message") == 0 ||
@@ -581,7 +601,9 @@ static int damage_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
     (void)conn;
     (void)st;
-    hostile_clear_damage(&((session_t *)ud)->hx);
+    session_t *s = ud;
+    hostile_clear_damage(&s->hx);
+    s->in_handlers = 0;
     return 1;
 }
 
@@ -605,6 +627,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
         s->outq_head = s->outq_len = 0;
         s->ackping_pending = 0;
         s->ack_poisoned = 0;
+        s->in_handlers = 0;
         s->sm = 0;
         /* Damage from a stanza before login is not the next message's
          * (hostile_set_fd clears it per socket too). libstrophe 0.12 runs
@@ -684,6 +707,9 @@ int session_new(session_t **out, engine_t *e)
         return COURIER_ENOMEM;
     s->e = e;
     s->fd = -1;
+    /* Review L5: read once, on the app's thread in courier_open, never on
+     * the loop thread (getenv is not safe against the app's setenv). */
+    s->debug_strophe = getenv("COURIER_DEBUG_STROPHE") != NULL;
     atomic_store(&s->fd_shared, -1);
     pthread_mutex_init(&s->guard_mu, NULL);
     pthread_cond_init(&s->guard_cv, NULL);
@@ -693,12 +719,20 @@ int session_new(session_t **out, engine_t *e)
     s->log.userdata = s;
     hostile_init(&s->hx);
     hostile_set_body_max(&s->hx, engine_config(e)->max_body_bytes);
+    s->hx.on_trip = on_trip;
+    s->hx.on_trip_ud = s;
+    s->hx.defer_memory_cut = 1;
     s->mem = (xmpp_mem_t){ hostile_alloc, hostile_free, hostile_realloc,
                            &s->hx };
     strophe_lock();
     s->ctx = s->outq ? xmpp_ctx_new(&s->mem, &s->log) : NULL;
+    hostile_watch_begin(&s->hx);
     s->conn = s->ctx ? xmpp_conn_new(s->ctx) : NULL;
+    int stoppable = s->conn && hostile_find_parser(&s->hx, s->ctx, s->conn);
     strophe_unlock();
+    if (s->conn && !stoppable)
+        engine_log(e, COURIER_LOG_INFO, "libstrophe's expat parser not found:"
+                   " a bound that trips cuts the link one read later");
     if (!s->conn) {
         session_free(s);
         return COURIER_ENOMEM;
@@ -807,6 +841,52 @@ static void guard_arm(session_t *s, int on)
     pthread_mutex_unlock(&s->guard_mu);
 }
 
+/* Inside the allocator, at a trip: note where the stream was. */
+static void on_trip(void *ud, hostile_reason_t why)
+{
+    session_t *s = ud;
+    (void)why;
+    s->trip_in_h = s->in_h;
+    s->trip_in_handlers = s->in_handlers;
+}
+
+/* behaviour.md §11, review H2: a peer reaches the parser's memory bound
+ * through a stock server (libstrophe copies an element's namespace into
+ * every element: ~1 300 empty children under a 100 KB xmlns). Cut with the
+ * stanza unacknowledged, the server would send it again at every login
+ * and cut the link each time. So the stanza is acknowledged first: h
+ * counts it (it was whole and counted, or it is the one being parsed),
+ * what h covers before it is committed first, and the <a/> is written
+ * before the socket is shut. expat is stopped (suspended) already, so
+ * libstrophe has sent nothing after it. The stanza itself is lost: the
+ * sender is not told (its id and sender are in the part never parsed). */
+static void ack_poisoned_then_cut(session_t *s)
+{
+    if (s->streaming && s->sm && !s->ack_poisoned) {
+        uint32_t h = s->trip_in_handlers || s->in_h != s->trip_in_h
+                         ? s->in_h
+                         : s->trip_in_h + 1;
+        int rc = engine_batch_flush(s->e);
+        if (rc != COURIER_OK) {
+            poison_acks(s, rc);
+        } else {
+            s->in_h = h;
+            xmpp_send_raw_string(s->conn, "<a xmlns='" NS_SM "' h='%" PRIu32
+                                 "'/>", h);
+            engine_log(s->e, COURIER_LOG_WARN, "acknowledged the stanza past "
+                       "the parser's memory bound (h=%" PRIu32 ") before "
+                       "the cut, so the server does not send it again", h);
+            /* Writing comes first in a libstrophe turn; what it reads
+             * then is a parse error (expat is suspended), harmless. */
+            for (int i = 0; i < 4 && s->hx.cut_pending &&
+                            xmpp_conn_send_queue_len(s->conn) > 0;
+                 i++)
+                xmpp_run_once(s->ctx, 0);
+        }
+    }
+    hostile_cut(&s->hx);
+}
+
 /* One libstrophe turn; the caller holds strophe_lock(). Any turn may
  * read and so run the STARTTLS handshake, which blocks inside libstrophe:
  * before the stream is up the stall guard watches it. */
@@ -818,6 +898,8 @@ static void strophe_turn_locked(session_t *s)
     xmpp_run_once(s->ctx, 0);
     if (guarded)
         guard_arm(s, 0);
+    if (s->hx.cut_pending)
+        ack_poisoned_then_cut(s);
     hostile_reason_t why = hostile_turn_end(&s->hx);
     if (why != HOSTILE_NONE)
         engine_log(s->e, COURIER_LOG_WARN, "the server sent %s: dropping "
@@ -1001,10 +1083,11 @@ int session_running(const session_t *s)
     return s->has_thread;
 }
 
-void session_close_link(session_t *s)
+/* The libstrophe part of a close: it reads, so it may parse (and render,
+ * and free) the rest of a deep stanza. */
+static void close_strophe(void *arg)
 {
-    s->driven_started = 0;
-    engine_feed(s->e, CORE_EV_STOP);
+    session_t *s = arg;
     strophe_lock();
     if (s->streaming) {
         /* behaviour.md §3: acknowledge everything stored so the server does not
@@ -1034,5 +1117,19 @@ void session_close_link(session_t *s)
         }
     }
     strophe_unlock();
+}
+
+void session_close_link(session_t *s)
+{
+    s->driven_started = 0;
+    engine_feed(s->e, CORE_EV_STOP);
+    /* behaviour.md §11: the loop thread has the stack for a hostile
+     * stanza; courier_stop and courier_close of a courier_run_once handle
+     * run on any thread of the app, so libstrophe runs on one of ours
+     * (callbacks still run here, in engine_dispatch). */
+    if (session_is_loop_thread(s) || (!s->streaming && !s->connecting))
+        close_strophe(s);
+    else
+        hostile_on_big_stack(close_strophe, s);
     engine_dispatch(s->e);
 }

@@ -100,6 +100,59 @@ static int child_client(char **a)
     return 0;
 }
 
+/* A courier_run_once handle: a thread with COURIER_RUN_ONCE_STACK_BYTES
+ * of stack drives it until stdin says "stop"; then, on "close", the main
+ * thread (1 MiB: RLIMIT_STACK) closes it. argv: db jid password port. */
+static courier_t *driven_c;
+static volatile int driven_stop;
+
+static void *driven_main(void *arg)
+{
+    (void)arg;
+    while (!driven_stop)
+        courier_run_once(driven_c, 50);
+    return NULL;
+}
+
+static int child_driven(char **a)
+{
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.db_path = a[0];
+    cfg.jid = a[1];
+    cfg.password = a[2];
+    cfg.host = "127.0.0.1";
+    cfg.port = (unsigned short)atoi(a[3]);
+    cfg.allow_plaintext = 1;
+    cfg.reconnect_min_ms = 5000;
+    cfg.reconnect_max_ms = 10000;
+    courier_callbacks_t cb = { .on_link = child_on_link,
+                               .on_message = child_on_message,
+                               .on_log = child_on_log };
+    if (courier_open(&driven_c, &cfg, &cb, NULL) != COURIER_OK)
+        return 2;
+    pthread_attr_t at;
+    pthread_t th;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, COURIER_RUN_ONCE_STACK_BYTES);
+    if (pthread_create(&th, &at, driven_main, NULL) != 0)
+        return 3;
+    pthread_attr_destroy(&at);
+    char line[64];
+    while (fgets(line, sizeof(line), stdin) && strcmp(line, "stop\n") != 0)
+        ;
+    driven_stop = 1;
+    pthread_join(th, NULL);
+    printf("stopped\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin) && strcmp(line, "close\n") != 0)
+        ;
+    courier_close(driven_c);
+    printf("closed\n");
+    fflush(stdout);
+    return 0;
+}
+
 typedef struct {
     pid_t pid;
     int to, from;
@@ -392,6 +445,7 @@ static void test_server_deeper_than_budget_cut(void **st)
 typedef struct {
     pthread_mutex_t mu;
     int online, onlines, messages;
+    int poisoned; /* messages whose id begins with "poison" */
     int64_t offline_at; /* the client reported the link lost */
 } watch_t;
 
@@ -410,10 +464,11 @@ static void w_on_link(void *ud, courier_link_t l)
 
 static void w_on_message(void *ud, const courier_message_t *m)
 {
-    (void)m;
     watch_t *w = ud;
     pthread_mutex_lock(&w->mu);
     w->messages++;
+    if (strncmp(m->id, "poison", 6) == 0)
+        w->poisoned++;
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -429,7 +484,8 @@ static void w_on_log(void *ud, int level, const char *line)
 {
     (void)ud;
     if (getenv("COURIER_TEST_VERBOSE"))
-        fprintf(stderr, "[%d] %s\n", level, line);
+        fprintf(stderr, "%lld [%d] %s\n", (long long)(fake_now_ms() % 100000),
+                level, line);
 }
 
 static courier_t *fake_client(fakesrv_t *f, const char *tag, watch_t *w)
@@ -876,11 +932,158 @@ static void test_peer_text_cannot_fake_a_refused_login(void **st)
     assert_int_equal(onlines, 2);
 }
 
+
+/* Review H2: libstrophe copies an element's namespace URI into every
+ * element, so a stanza of ~105 KB that Prosody relays (1 400 empty
+ * children under a 120 000-byte xmlns) costs ~168 MB of parser memory and
+ * trips the 128 MiB bound. The link was cut with the stanza unacknowledged;
+ * the server stored it again and sent it at the next login, which cut
+ * again, for ever: the user was kept offline. Now the stanza is
+ * acknowledged (XEP-0198) before the cut: bob is cut at most once, comes
+ * back, gets the next message, never the poisoned one, and a fresh login
+ * later is not cut either. */
+static void test_namespace_copies_cut_at_most_once(void **st)
+{
+    (void)st;
+    if (!have_prosody())
+        return;
+    char bob[128], db[512];
+    snprintf(bob, sizeof(bob), "bob@%s", getenv("COURIER_TEST_DOMAIN"));
+    snprintf(db, sizeof(db), "%s/hostile-bob-nscopies.db", tmp_dir);
+    watch_t w = { 0 };
+    courier_t *c = prosody_client(bob, "pw-bob", db, server_port_env(), 0, &w);
+    size_t ns_len = 120000, kids = 1400;
+    char *big = malloc(ns_len + kids * 4 + 512), *p = big;
+    assert_non_null(big);
+    p += sprintf(p, "<message to='%s' type='chat' id='poison-ns'><body>p"
+                 "</body><x xmlns='urn:p:", bob);
+    memset(p, 'n', ns_len);
+    p += ns_len;
+    p += sprintf(p, "'>");
+    for (size_t i = 0; i < kids; i++, p += 4)
+        memcpy(p, "<a/>", 4);
+    strcpy(p, "</x></message>");
+    char after[256];
+    snprintf(after, sizeof(after), "<message to='%s' type='chat' id='"
+             "after-ns'><body>still online?</body></message>", bob);
+    const char *raw[] = { big, after, NULL };
+    raw_send("alice", raw);
+    free(big);
+    int64_t until = fake_now_ms() + 20000LL * scale();
+    while (w_get(&w, &w.messages) < 1 && fake_now_ms() < until)
+        usleep(10000);
+    /* Settled: no cut in the next 3 s. */
+    int settled = w_get(&w, &w.onlines);
+    usleep(3000000);
+    int onlines = w_get(&w, &w.onlines), messages = w_get(&w, &w.messages);
+    int poisoned = w_get(&w, &w.poisoned);
+    courier_close(c);
+    pthread_mutex_destroy(&w.mu);
+    fprintf(stderr, "    namespace copies: %d logins, %d messages (%d "
+            "poisoned)\n", onlines, messages, poisoned);
+    assert_int_equal(messages, 1); /* after-ns */
+    assert_int_equal(poisoned, 0);
+    assert_true(onlines <= 2);     /* cut at most once */
+    assert_int_equal(onlines, settled);
+    /* A fresh login: nothing poisoned waits at the server. */
+    watch_t w2 = { 0 };
+    c = prosody_client(bob, "pw-bob", db, server_port_env(), 0, &w2);
+    usleep(3000000);
+    onlines = w_get(&w2, &w2.onlines);
+    poisoned = w_get(&w2, &w2.poisoned);
+    courier_close(c);
+    pthread_mutex_destroy(&w2.mu);
+    assert_int_equal(poisoned, 0);
+    assert_int_equal(onlines, 1);
+}
+
+/* Review (README "known and not closed"): with courier_run_once, stop and
+ * close ran libstrophe on the caller's stack. The app's run_once thread
+ * has the stack it needs, but it closes from another thread (here the
+ * main thread, 1 MiB). The close's last turns read what was still on the
+ * socket: a 100 000-deep stanza (700 KB, under the bounds), rendered and
+ * freed recursively by libstrophe (~9.6 MB of stack). */
+static volatile int deep_release;
+
+static int gen_deep_on_release(int fd, void *ud)
+{
+    while (!deep_release)
+        usleep(5000);
+    return fake_write_all(fd, ud, strlen(ud));
+}
+
+static void test_driven_close_from_a_small_stack(void **st)
+{
+    (void)st;
+    char *deep = deep_message("alice@courier.test", "deep-close", 100000);
+    deep_release = 0;
+    fake_script_t sc = { .gen = gen_deep_on_release, .gen_ud = deep };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    char db[512], port[16];
+    snprintf(db, sizeof(db), "%s/hostile-driven-close.db", tmp_dir);
+    snprintf(port, sizeof(port), "%u", fakesrv_port(f));
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    child_t ch;
+    memset(&ch, 0, sizeof(ch));
+    ch.pid = fork();
+    assert_true(ch.pid >= 0);
+    if (ch.pid == 0) {
+        struct rlimit rl = { PHONE_STACK, PHONE_STACK };
+        setrlimit(RLIMIT_STACK, &rl);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self_path, self_path, "--child-driven", db,
+              "alice@courier.test", "pw", port, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    ch.to = in[1];
+    ch.from = out[0];
+    int online = child_expect(&ch, "online", 15000);
+    assert_int_equal(write(ch.to, "stop\n", 5), 5);
+    int stopped = child_expect(&ch, "stopped", 10000);
+    deep_release = 1; /* on the socket now, read by the close */
+    usleep(300000);
+    assert_int_equal(write(ch.to, "close\n", 6), 6);
+    int closed = child_expect(&ch, "closed", 20000);
+    int alive_or_exited = 1;
+    int stat = 0;
+    int64_t until = fake_now_ms() + 10000LL * scale();
+    pid_t r;
+    while ((r = waitpid(ch.pid, &stat, WNOHANG)) == 0 &&
+           fake_now_ms() < until)
+        usleep(10000);
+    if (r == 0) {
+        kill(ch.pid, SIGKILL);
+        waitpid(ch.pid, &stat, 0);
+        alive_or_exited = 0;
+    }
+    close(ch.to);
+    close(ch.from);
+    deep_release = 1;
+    fakesrv_stop(f);
+    free(deep);
+    assert_true(online);
+    assert_true(stopped);
+    if (WIFSIGNALED(stat))
+        fail_msg("the close on a 1 MiB stack died by signal %d",
+                 WTERMSIG(stat));
+    assert_true(alive_or_exited);
+    assert_true(closed);
+    assert_true(WIFEXITED(stat) && WEXITSTATUS(stat) == 0);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
     if (argc == 9 && strcmp(argv[1], "--child-client") == 0)
         return child_client(argv + 2);
+    if (argc == 6 && strcmp(argv[1], "--child-driven") == 0)
+        return child_driven(argv + 2);
     signal(SIGPIPE, SIG_IGN);
     const char *dir = getenv("COURIER_TEST_DIR");
     if (dir) {
@@ -898,9 +1101,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_costly_text_through_prosody_keeps_the_link),
         cmocka_unit_test(test_costly_text_then_long_namespace_keeps_the_link),
         cmocka_unit_test(test_costly_text_refused_fails_sender),
+        cmocka_unit_test(test_namespace_copies_cut_at_most_once),
         cmocka_unit_test(test_damage_before_login_not_carried_over),
         cmocka_unit_test(test_server_deep_200000_no_crash),
         cmocka_unit_test(test_server_deeper_than_budget_cut),
+        cmocka_unit_test(test_driven_close_from_a_small_stack),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
         cmocka_unit_test(test_classic_billion_laughs_cut_within_1s),
         cmocka_unit_test(test_billion_laughs_cut_within_1s),

@@ -1246,6 +1246,68 @@ static void test_network_change_while_connecting_retries_at_once(void **st)
     assert_true(core_next_deadline(f->k, at(60)) > 60);
 }
 
+/* Connects in 60 s against a server that cuts every attempt at once, with
+ * a courier_network_changed every `every_ms` (0: never). */
+static size_t connects_in_a_minute(fx_t *f, int64_t every_ms)
+{
+    size_t connects = 0;
+    feed(f, ev_type(CORE_EV_START), 0);
+    for (int64_t t = 0; t <= 60000; t += 50) {
+        if (t > 0)
+            feed(f, ev_type(CORE_EV_TICK), t);
+        size_t c = count(f, CORE_ACT_CONNECT);
+        if (!c && every_ms && t % every_ms == 0) {
+            feed(f, ev_type(CORE_EV_NETWORK_CHANGED), t);
+            c = count(f, CORE_ACT_CONNECT);
+        }
+        connects += c;
+        if (c)
+            feed(f, ev_type(CORE_EV_LINK_DOWN), t); /* cut at once */
+    }
+    return connects;
+}
+
+/* Review L3: each network change skipped the backoff, so an app (or a
+ * flapping network) calling courier_network_changed in a loop made a
+ * reconnect storm against a server that cuts every link. The backoff is
+ * skipped at most once per skip period, which grows like the backoff
+ * (reconnect_min_ms doubling to reconnect_max_ms) until a link holds. */
+static void test_network_change_loop_makes_no_reconnect_storm(void **st)
+{
+    fx_t *f = *st;
+    size_t looped = connects_in_a_minute(f, 50);
+    fx_t *g;
+    setup((void **)&g);
+    size_t quiet = connects_in_a_minute(g, 0);
+    teardown((void **)&g);
+    print_message("connects in 60 s: %zu with a network change every 50 ms, "
+                  "%zu without\n", looped, quiet);
+    assert_true(quiet >= 5 && quiet <= 8);
+    assert_true(looped <= 2 * quiet + 8);
+}
+
+/* A link that held resets the skip period: the next change skips at
+ * once again. */
+static void test_network_change_skips_again_after_a_stable_link(void **st)
+{
+    fx_t *f = *st;
+    feed(f, ev_type(CORE_EV_START), 0);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 10);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 20);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), 30);
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), 40); /* within the period */
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 0);
+    int64_t t = core_next_deadline(f->k, at(40));
+    assert_true(t > 40);
+    feed(f, ev_type(CORE_EV_TICK), t);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+    online(f, t + 10);
+    feed(f, ev_type(CORE_EV_LINK_DOWN), t + 10 + 20000); /* it held */
+    feed(f, ev_type(CORE_EV_NETWORK_CHANGED), t + 10 + 20010);
+    assert_int_equal(count(f, CORE_ACT_CONNECT), 1);
+}
+
 /* Stopped, or the login refused: a network change connects nothing. */
 static void test_network_change_stopped_or_refused_does_nothing(void **st)
 {
@@ -1528,6 +1590,8 @@ int main(void)
         T(test_network_change_keeps_earlier_ping_deadline),
         T(test_network_change_offline_reconnects_now),
         T(test_network_change_while_connecting_retries_at_once),
+        T(test_network_change_loop_makes_no_reconnect_storm),
+        T(test_network_change_skips_again_after_a_stable_link),
         T(test_network_change_stopped_or_refused_does_nothing),
         T(test_load_adopts_unsettled_only_and_resends),
         T(test_memory_bounded_by_unsettled),

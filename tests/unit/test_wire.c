@@ -17,6 +17,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <strophe.h>
+
 #include "hostile.h"
 
 typedef struct {
@@ -145,11 +147,56 @@ static void test_endless_stanza_trips_the_bound(void **st)
     assert_true(got <= HOSTILE_STANZA_MAX + HOSTILE_STANZA_SLACK + 65536);
 }
 
+
+/* Review M2: the bound on text joining counted every realloc of the
+ * context, rendering included: an outgoing stanza over 1 KiB rendered
+ * while an incoming stanza's text neared the bound took the realloc that
+ * crossed it, failed to render (xmpp_send drops it silently) and was
+ * counted as sent. Only text joining (a block realloc makes from NULL and
+ * grows) is counted and refused now. */
+static void test_rendering_never_refused_by_the_text_bound(void **st)
+{
+    (void)st;
+    hostile_t h;
+    hostile_init(&h);
+    xmpp_mem_t mem = { hostile_alloc, hostile_free, hostile_realloc, &h };
+    xmpp_initialize();
+    xmpp_ctx_t *ctx = xmpp_ctx_new(&mem, NULL);
+    assert_non_null(ctx);
+    /* an incoming text being joined, its work just under the bound */
+    char *text = hostile_realloc(NULL, 64, &h);
+    assert_non_null(text);
+    h.realloc_work = h.work_max - 16;
+    /* our own stanza of 2 KiB, rendered in that window */
+    xmpp_stanza_t *m = xmpp_message_new(ctx, "chat", "bob@example.com", "x1");
+    char body[2048];
+    memset(body, 'b', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    assert_int_equal(xmpp_message_set_body(m, body), XMPP_EOK);
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = xmpp_stanza_to_text(m, &buf, &len);
+    if (rc == XMPP_EOK)
+        xmpp_free(ctx, buf);
+    xmpp_stanza_release(m);
+    /* the text itself is still refused past the bound */
+    char *grown = hostile_realloc(text, 4096, &h);
+    if (grown)
+        text = grown;
+    hostile_free(text, &h);
+    xmpp_ctx_free(ctx);
+    assert_int_equal(rc, XMPP_EOK);
+    assert_true(len > 2047);
+    assert_null(grown);
+    assert_int_equal(h.text_refused, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_busy_stream_of_small_stanzas_never_trips),
         cmocka_unit_test(test_endless_stanza_trips_the_bound),
+        cmocka_unit_test(test_rendering_never_refused_by_the_text_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
