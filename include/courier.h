@@ -97,7 +97,8 @@ extern "C" {
  * the library which members the caller's structs have: 1 = up to
  * max_body_bytes in courier_config_t and up to on_log in
  * courier_callbacks_t (a program built against the 0.1 header);
- * 2 = app_confirms and on_retract appended (docs/behaviour.md §9).
+ * 2 = app_confirms, ca_path and on_retract, on_certificate appended
+ * (docs/behaviour.md §9, §10).
  */
 #define COURIER_CONFIG_VERSION 2
 /** Size of a meta buffer: at most 4 KiB of app data, plus the NUL. */
@@ -181,6 +182,10 @@ typedef struct {
                                           handed only at courier_confirm();
                                           default 0: when on_message
                                           returns */
+    const char *ca_path;             /**< optional: a directory of hashed
+                                          CA files (OpenSSL's c_rehash
+                                          layout), trusted as ca_file is
+                                          (behaviour.md §10) */
 } courier_config_t;
 
 /** "Why is this message where it is" (courier_get_info). */
@@ -232,6 +237,23 @@ typedef struct {
      *  never for a message the app was not handed (one retracted before it
      *  arrived is never handed). */
     void (*on_retract)(void *ud, const char *peer, const char *id);
+    /** Platform trust (behaviour.md §10): OpenSSL could not verify the
+     *  server's certificate with its default paths, `ca_file` and
+     *  `ca_path`; the app decides with the platform's trust store
+     *  (Android's TrustManager, iOS's SecTrust). `host` is the JID's
+     *  domain the certificate must match; `pem_chain` the certificates
+     *  the server presented, as PEM, leaf first (see TLS below for what
+     *  libstrophe lets the library see of it). Return non-zero to accept.
+     *  A certificate whose name does not match `host` is refused by the
+     *  library before this is asked (X509_check_host), whatever the app
+     *  would say. NULL: an unverifiable certificate is refused.
+     *  Runs on the loop thread during the login, before any credential is
+     *  sent; the link waits for it (and, through libstrophe's lock, the
+     *  other handles' loops too): answer quickly, and within
+     *  `ping_timeout_ms`, after which the stall guard cuts the connection
+     *  and the next attempt asks again. Must not block on the app's UI
+     *  thread. */
+    int (*on_certificate)(void *ud, const char *host, const char *pem_chain);
 } courier_callbacks_t;
 
 typedef struct courier courier_t;     /**< one account */
@@ -717,10 +739,18 @@ COURIER_API int courier_erase(courier_t *c);
 /*
  * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the
  * certificate is verified against the JID's domain. The trusted CAs are
- * OpenSSL's default paths plus `ca_file`. On a phone the default paths
- * usually hold nothing (a directory fixed when OpenSSL was built, absent
- * on the device), so apps pass a CA bundle in `ca_file`, not only for a
- * private CA; a callback to the platform's trust store is not built yet.
+ * OpenSSL's default paths plus `ca_file` and `ca_path`. On a phone the
+ * default paths usually hold nothing (a directory fixed when OpenSSL was
+ * built, absent on the device): apps hand the check to the platform's
+ * trust store through on_certificate, and use `ca_file`/`ca_path` only for
+ * a private CA. What on_certificate gets: libstrophe 0.12 shows the
+ * library only the leaf and the certificates OpenSSL reported as failing,
+ * not the whole chain the server sent; so `pem_chain` is the leaf, then
+ * the reported ones in issuer order. For the usual chain (leaf + one
+ * intermediate, or a self-signed leaf) that is the whole chain; an
+ * intermediate OpenSSL verified between two it could not may be missing.
+ * The name check is the library's own (X509_check_host, no partial
+ * wildcards) and is never handed to the app.
  * TLS 1.2 as the minimum is enforced by OpenSSL 3 at its default security
  * level (>= 1); libstrophe 0.12.2 offers no way to set or read the version.
  * With OpenSSL 1.1.x, or an OpenSSL configuration at security level 0,

@@ -652,6 +652,7 @@ static void free_cfg_strings(courier_config_t *c)
     util_free((void *)c->host);
     util_free((void *)c->db_path);
     util_free((void *)c->ca_file);
+    util_free((void *)c->ca_path);
 }
 
 static int validate(const courier_config_t *c, char *self, size_t self_size)
@@ -738,11 +739,12 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
     e->clock = default_clock;
     e->cfg = *cfg;
     e->cfg.jid = e->cfg.password = e->cfg.host = NULL;
-    e->cfg.db_path = e->cfg.ca_file = NULL;
+    e->cfg.db_path = e->cfg.ca_file = e->cfg.ca_path = NULL;
     if (copy_str(&e->cfg.jid, cfg->jid) || copy_str(&e->cfg.password,
         cfg->password) || copy_str(&e->cfg.host, cfg->host) ||
         copy_str(&e->cfg.db_path, cfg->db_path) ||
-        copy_str(&e->cfg.ca_file, cfg->ca_file)) {
+        copy_str(&e->cfg.ca_file, cfg->ca_file) ||
+        copy_str(&e->cfg.ca_path, cfg->ca_path)) {
         rc = util_set_error(COURIER_ENOMEM, "out of memory");
         goto out;
     }
@@ -1464,6 +1466,21 @@ courier_link_t engine_link(engine_t *e, int *auth_failed)
         *auth_failed = core_auth_failed(e->core);
     pthread_mutex_unlock(&e->mu);
     return l;
+}
+
+int engine_wants_certificates(engine_t *e)
+{
+    return e->cb.on_certificate != NULL;
+}
+
+int engine_ask_certificate(engine_t *e, const char *host, const char *pem)
+{
+    engine_lock(e);
+    int muted = e->muted;
+    pthread_mutex_unlock(&e->mu);
+    if (muted || !e->cb.on_certificate)
+        return 0; /* nobody left to ask: refused */
+    return e->cb.on_certificate(e->ud, host, pem) != 0;
 }
 
 void engine_mute(engine_t *e)

@@ -94,6 +94,11 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out);
 void engine_get_stats(engine_t *e, courier_stats_t *out);
 /* Link state; `*auth_failed` (may be NULL) = the last login was refused. */
 courier_link_t engine_link(engine_t *e, int *auth_failed);
+/* Platform trust (behaviour.md §10): 1 if the app gave on_certificate. */
+int engine_wants_certificates(engine_t *e);
+/* Ask the app's on_certificate now, on the calling (loop) thread, with no
+ * engine lock held: 1 accepts; 0 refuses (also after engine_mute). */
+int engine_ask_certificate(engine_t *e, const char *host, const char *pem);
 /* No app callback runs after this (courier_close); transport items do. */
 void engine_mute(engine_t *e);
 

@@ -20,6 +20,7 @@
 
 #include "codec.h"
 #include "hostile.h"
+#include "trust.h"
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
@@ -53,6 +54,8 @@ struct session {
     int features_seen;      /* this connection's stream features logged */
     int sm_offered;         /* the last of them offered XEP-0198 */
     int auth_refused;       /* libstrophe logged an authentication failure */
+    trust_t trust;          /* behaviour.md §10: certificate failures of
+                               this handshake, for on_certificate */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
     uint32_t r_asked_at;    /* out_h when we last sent <r/> */
@@ -153,6 +156,34 @@ static int shows_credentials(const char *msg)
            strncmp(msg + 6, "<features", 9) != 0;
 }
 
+static int ask_app(void *ud, const char *host, const char *pem_chain)
+{
+    session_t *s = ud;
+    return engine_ask_certificate(s->e, host, pem_chain);
+}
+
+/* The handshake is over and its certificate failed OpenSSL's checks (the
+ * certfail handler let it go on): on_certificate decides, the name checked
+ * first by trust.c. Refused: the socket is shut, so what libstrophe queues
+ * next (its <auth/>) never leaves the machine. */
+static void trust_gate(session_t *s)
+{
+    char why[sizeof(s->trust.why)];
+    util_strlcpy(why, s->trust.why, sizeof(why));
+    xmpp_tlscert_t *leaf = xmpp_conn_get_peer_cert(s->conn);
+    const char *host = util_jid_domain(engine_self(s->e));
+    trust_verdict_t v = trust_decide(&s->trust,
+                                     leaf ? xmpp_tlscert_get_pem(leaf) : NULL,
+                                     host, ask_app, s);
+    if (leaf)
+        xmpp_tlscert_free(leaf);
+    engine_log(s->e, v == TRUST_ACCEPT ? COURIER_LOG_INFO : COURIER_LOG_WARN,
+               "certificate of %s not verified by OpenSSL (%s): %s", host,
+               why, trust_verdict_text(v));
+    if (v != TRUST_ACCEPT && s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+}
+
 static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
@@ -176,6 +207,12 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
      * connect callback tell whether XEP-0198 is offered. */
     if (!s->streaming && strcmp(area, "xmpp") == 0 &&
         strncmp(msg, "RECV: <features ", 16) == 0) {
+        /* behaviour.md §10: the first features after a handshake whose
+         * certificate OpenSSL could not verify: decide now, before
+         * libstrophe's SASL handler writes the credentials (it runs
+         * after this line is logged, in this same turn). */
+        if (trust_pending(&s->trust))
+            trust_gate(s);
         s->features_seen = 1;
         s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
     }
@@ -355,6 +392,7 @@ static void tp_connect_locked(void *ud)
         return;
     s->auth_refused = 0;
     s->features_seen = s->sm_offered = 0;
+    trust_reset(&s->trust);
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
@@ -600,6 +638,17 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
 {
     (void)conn;
     session_t *s = ud;
+    if (ev == XMPP_CONN_CONNECT && trust_pending(&s->trust)) {
+        /* Cannot happen (the gate runs at the features before login);
+         * if it did, a link whose certificate was never judged is not
+         * used. */
+        engine_log(s->e, COURIER_LOG_ERROR, "logged in over a certificate "
+                   "never judged: dropping the link");
+        trust_reset(&s->trust);
+        if (s->fd >= 0)
+            shutdown(s->fd, SHUT_RDWR);
+        return;
+    }
     if (ev == XMPP_CONN_CONNECT) {
         s->out_h = s->in_h = s->r_asked_at = 0;
         s->outq_head = s->outq_len = 0;
@@ -673,6 +722,24 @@ static int sockopt_cb(xmpp_conn_t *conn, void *sock)
     return xmpp_sockopt_cb_keepalive(conn, sock);
 }
 
+/* libstrophe's certfail handler: OpenSSL could not verify `cert` during
+ * the handshake. Noted, and the handshake goes on: the verdict comes at
+ * the end of it (trust_gate), with the leaf. Only installed when the app
+ * gave on_certificate: without it libstrophe refuses as before. */
+static _Thread_local session_t *tl_turn; /* inside its xmpp_run_once */
+
+static int certfail_cb(const xmpp_tlscert_t *cert, const char *errormsg)
+{
+    /* libstrophe 0.12.2 leaves the certificate's connection unset
+     * (xmpp_tlscert_get_conn gives NULL): the session is the one whose
+     * turn this thread is running. */
+    session_t *s = tl_turn;
+    if (!s)
+        return 0;
+    trust_note(&s->trust, xmpp_tlscert_get_pem(cert), errormsg);
+    return 1;
+}
+
 /* ---- lifecycle ------------------------------------------------------ */
 
 int session_new(session_t **out, engine_t *e)
@@ -692,6 +759,7 @@ int session_new(session_t **out, engine_t *e)
     s->log.handler = strophe_log;
     s->log.userdata = s;
     hostile_init(&s->hx);
+    trust_init(&s->trust);
     hostile_set_body_max(&s->hx, engine_config(e)->max_body_bytes);
     s->mem = (xmpp_mem_t){ hostile_alloc, hostile_free, hostile_realloc,
                            &s->hx };
@@ -709,6 +777,10 @@ int session_new(session_t **out, engine_t *e)
     xmpp_conn_set_pass(s->conn, cfg->password);
     if (cfg->ca_file)
         xmpp_conn_set_cafile(s->conn, cfg->ca_file);
+    if (cfg->ca_path)
+        xmpp_conn_set_capath(s->conn, cfg->ca_path);
+    if (engine_wants_certificates(e))
+        xmpp_conn_set_certfail_handler(s->conn, certfail_cb);
     xmpp_conn_set_sockopt_callback(s->conn, sockopt_cb);
     xmpp_handler_add(s->conn, count_inbound, NULL, NULL, NULL, s);
     xmpp_handler_add(s->conn, sm_handler, NS_SM, NULL, NULL, s);
@@ -756,6 +828,7 @@ void session_free(session_t *s)
     /* behaviour.md §11: a stanza cut half-way is still in libstrophe's parser,
      * freed recursively with the connection: not on the app's stack. */
     hostile_on_big_stack(release_strophe, s);
+    trust_reset(&s->trust);
     util_free(s->outq);
     util_free(s);
 }
@@ -815,7 +888,10 @@ static void strophe_turn_locked(session_t *s)
     int guarded = s->connecting && !s->streaming;
     if (guarded)
         guard_arm(s, 1);
+    session_t *outer = tl_turn;
+    tl_turn = s;
     xmpp_run_once(s->ctx, 0);
+    tl_turn = outer;
     if (guarded)
         guard_arm(s, 0);
     hostile_reason_t why = hostile_turn_end(&s->hx);

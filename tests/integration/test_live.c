@@ -12,11 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <strophe.h>
 
 #include <sqlite3.h>
@@ -202,8 +206,19 @@ static void track(client_t *cl, int add)
 
 typedef void (*tweak_fn)(courier_config_t *cfg);
 
+static client_t *client_new_cb(const char *name, const char *tag,
+                               unsigned short port, tweak_fn tweak,
+                               const courier_callbacks_t *cbs);
+
 static client_t *client_new(const char *name, const char *tag,
                             unsigned short port, tweak_fn tweak)
+{
+    return client_new_cb(name, tag, port, tweak, &callbacks);
+}
+
+static client_t *client_new_cb(const char *name, const char *tag,
+                               unsigned short port, tweak_fn tweak,
+                               const courier_callbacks_t *cbs)
 {
     client_t *cl = calloc(1, sizeof(*cl));
     assert_non_null(cl);
@@ -226,7 +241,7 @@ static client_t *client_new(const char *name, const char *tag,
     cfg.reconnect_max_ms = 1000;
     if (tweak)
         tweak(&cfg);
-    int rc = courier_open(&cl->c, &cfg, &callbacks, cl);
+    int rc = courier_open(&cl->c, &cfg, cbs, cl);
     if (rc != COURIER_OK)
         fail_msg("open %s: %s", name, courier_last_error());
     track(cl, 1);
@@ -1707,6 +1722,236 @@ static void test_network_change_reconnects_without_waiting_backoff(void **st)
     relay_stop(r);
 }
 
+
+/* ---- platform trust (behaviour.md §10) -------------------------------- */
+
+typedef enum { CERT_VERIFY, CERT_YES, CERT_NO } cert_mode_t;
+
+static struct {
+    pthread_mutex_t mu;
+    cert_mode_t mode;
+    int calls, verified, certs;
+    char host[128];
+} certq = { PTHREAD_MUTEX_INITIALIZER, CERT_VERIFY, 0, 0, 0, "" };
+
+/* What a phone app does in on_certificate with the platform's store: here
+ * OpenSSL with the test CA as the only anchor, checking the chain it was
+ * given (leaf first, the rest untrusted) and the host. */
+static int verify_chain(const char *host, const char *pem_chain, int *ncerts)
+{
+    const char *ca = getenv("COURIER_TEST_CA");
+    BIO *b = BIO_new_mem_buf(pem_chain, -1);
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509 *x;
+    while (b && chain && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+        sk_X509_push(chain, x);
+    BIO_free(b);
+    *ncerts = chain ? sk_X509_num(chain) : 0;
+    int ok = 0;
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (*ncerts > 0 && ca && store && ctx &&
+        X509_STORE_load_file(store, ca) == 1 &&
+        X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain) == 1 &&
+        X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(ctx), host,
+                                    0) == 1)
+        ok = X509_verify_cert(ctx) == 1;
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    sk_X509_pop_free(chain, X509_free);
+    return ok;
+}
+
+static int on_certificate(void *ud, const char *host, const char *pem_chain)
+{
+    (void)ud;
+    int n = 0;
+    int ok = verify_chain(host, pem_chain, &n);
+    pthread_mutex_lock(&certq.mu);
+    certq.calls++;
+    certq.verified += ok;
+    certq.certs = n;
+    snprintf(certq.host, sizeof(certq.host), "%s", host);
+    cert_mode_t mode = certq.mode;
+    pthread_mutex_unlock(&certq.mu);
+    return mode == CERT_YES ? 1 : mode == CERT_NO ? 0 : ok;
+}
+
+static const courier_callbacks_t cert_callbacks = {
+    .on_state = on_state, .on_message = on_message, .on_link = on_link,
+    .on_log = on_log, .on_retract = on_retract,
+    .on_certificate = on_certificate,
+};
+
+static void cert_mode(cert_mode_t m)
+{
+    pthread_mutex_lock(&certq.mu);
+    certq.mode = m;
+    certq.calls = certq.verified = certq.certs = 0;
+    certq.host[0] = '\0';
+    pthread_mutex_unlock(&certq.mu);
+}
+
+static int cert_calls(void)
+{
+    pthread_mutex_lock(&certq.mu);
+    int n = certq.calls;
+    pthread_mutex_unlock(&certq.mu);
+    return n;
+}
+
+static int cert_asked(void *arg)
+{
+    (void)arg;
+    return cert_calls() > 0;
+}
+
+/* A phone: OpenSSL's default paths find nothing (behaviour.md §10). */
+static int no_platform_cas(void **st)
+{
+    (void)st;
+    char file[512], dir[512];
+    snprintf(file, sizeof(file), "%s/no-such-bundle.pem",
+             env("COURIER_TEST_DIR"));
+    snprintf(dir, sizeof(dir), "%s/empty-certs", env("COURIER_TEST_DIR"));
+    mkdir(dir, 0755);
+    setenv("SSL_CERT_FILE", file, 1);
+    setenv("SSL_CERT_DIR", dir, 1);
+    return 0;
+}
+
+static int platform_cas_back(void **st)
+{
+    close_leftovers(st);
+    unsetenv("SSL_CERT_FILE");
+    unsetenv("SSL_CERT_DIR");
+    return 0;
+}
+
+static void no_ca(courier_config_t *cfg)
+{
+    cfg->ca_file = NULL;
+}
+
+static void ca_dir_only(courier_config_t *cfg)
+{
+    cfg->ca_file = NULL;
+    cfg->ca_path = getenv("COURIER_TEST_CA_DIR");
+}
+
+static char wrong_jid[128];
+
+static void wrong_host_no_ca(courier_config_t *cfg)
+{
+    snprintf(wrong_jid, sizeof(wrong_jid), "alice@%s",
+             env("COURIER_TEST_WRONG_DOMAIN"));
+    cfg->jid = wrong_jid;
+    cfg->ca_file = NULL;
+}
+
+static void wrong_host_with_ca(courier_config_t *cfg)
+{
+    wrong_host_no_ca(cfg);
+    cfg->ca_file = getenv("COURIER_TEST_CA");
+}
+
+/* Without on_certificate an unverifiable certificate is refused, as
+ * before. */
+static void test_unverifiable_cert_refused_without_on_certificate(void **st)
+{
+    (void)st;
+    int before = prosody_log_count("Authenticated as alice@");
+    client_t *a = client_new("alice", "t23", 0, no_ca);
+    start(a);
+    assert_false(wait_for(is_online, a, 3000));
+    assert_int_equal(prosody_log_count("Authenticated as alice@"), before);
+    client_free(a);
+}
+
+/* on_certificate gets the chain, leaf first, and the JID's domain; the
+ * test verifies it against the test CA as a platform would: accepted,
+ * the link works. */
+static void test_on_certificate_verified_chain_accepted(void **st)
+{
+    (void)st;
+    cert_mode(CERT_VERIFY);
+    client_t *a = client_new_cb("alice", "t24", 0, no_ca, &cert_callbacks);
+    client_t *b = client_new("bob", "t24", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    pthread_mutex_lock(&certq.mu);
+    int calls = certq.calls, verified = certq.verified, n = certq.certs;
+    char host[128];
+    snprintf(host, sizeof(host), "%s", certq.host);
+    pthread_mutex_unlock(&certq.mu);
+    assert_true(calls >= 1);
+    assert_int_equal(verified, calls);
+    assert_true(n >= 1);
+    assert_string_equal(host, env("COURIER_TEST_DOMAIN"));
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "over platform trust");
+    expect_all(a, ids, 1, COURIER_DELIVERED, 15000);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* The app says no: never logged in (the server saw no authentication). */
+static void test_on_certificate_no_refuses(void **st)
+{
+    (void)st;
+    cert_mode(CERT_NO);
+    int before = prosody_log_count("Authenticated as alice@");
+    client_t *a = client_new_cb("alice", "t25", 0, no_ca, &cert_callbacks);
+    start(a);
+    if (!wait_for(cert_asked, NULL, 20000))
+        fail_msg("on_certificate was never asked");
+    assert_false(wait_for(is_online, a, 3000));
+    assert_int_equal(prosody_log_count("Authenticated as alice@"), before);
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->online_count, 0);
+    pthread_mutex_unlock(&a->mu);
+    client_free(a);
+}
+
+/* A certificate that does not name the JID's domain is refused by the
+ * library even when the app accepts everything: with no CA (OpenSSL
+ * cannot verify at all) and with the right CA (only the name is wrong).
+ * The app is not even asked. */
+static void wrong_name_refused(tweak_fn tweak, const char *tag)
+{
+    cert_mode(CERT_YES);
+    char who[160];
+    snprintf(who, sizeof(who), "Authenticated as alice@%s",
+             env("COURIER_TEST_WRONG_DOMAIN"));
+    int before = prosody_log_count(who);
+    client_t *a = client_new_cb("alice", tag, 0, tweak, &cert_callbacks);
+    start(a);
+    assert_false(wait_for(is_online, a, 4000));
+    assert_int_equal(prosody_log_count(who), before);
+    assert_int_equal(cert_calls(), 0);
+    client_free(a);
+}
+
+static void test_wrong_host_name_refused_whatever_the_app_says(void **st)
+{
+    (void)st;
+    wrong_name_refused(wrong_host_no_ca, "t26a");
+    wrong_name_refused(wrong_host_with_ca, "t26b");
+}
+
+/* ca_path: a directory of hashed CA files is trusted like ca_file. */
+static void test_ca_path_directory_trusted(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t27", 0, ca_dir_only);
+    start(a);
+    wait_online(a);
+    client_free(a);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1755,6 +2000,19 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(
             test_network_change_reconnects_without_waiting_backoff,
             close_leftovers),
+        cmocka_unit_test_setup_teardown(
+            test_unverifiable_cert_refused_without_on_certificate,
+            no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(
+            test_on_certificate_verified_chain_accepted, no_platform_cas,
+            platform_cas_back),
+        cmocka_unit_test_setup_teardown(test_on_certificate_no_refuses,
+                                        no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(
+            test_wrong_host_name_refused_whatever_the_app_says,
+            no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(test_ca_path_directory_trusted,
+                                        no_platform_cas, platform_cas_back),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }
