@@ -32,8 +32,9 @@
  *
  * Threads, blocking and disk I/O at a glance (each function's comment has
  * the detail; see docs/behaviour.md §5, §7 and §10 for the reasons):
- *  - Never block, no disk: courier_network_changed() (any thread, a UI
- *    thread included), courier_config_init(), courier_display_status(),
+ *  - Never block, no disk: courier_network_changed() and
+ *    courier_set_active() (any thread, a UI thread included),
+ *    courier_config_init(), courier_display_status(),
  *    courier_state_name(), courier_strerror(), courier_last_error(),
  *    courier_version().
  *  - No disk I/O of their own: courier_start() (its loop thread does the
@@ -435,7 +436,8 @@ COURIER_API int courier_mark_displayed(courier_t *c, const char *peer,
 
 /**
  * Send a composing (on != 0) or active (on == 0) notification to `peer`.
- * Not stored: a lost one is harmless.
+ * Not stored: a lost one is harmless. In background (courier_set_active
+ * 0) nothing is sent and it returns COURIER_OK.
  * Any thread. Disk I/O: reads SQLite (the last message from `peer`, whose
  * id XEP-0022 composing names); writes nothing. The stanza leaves from the
  * loop thread.
@@ -554,6 +556,23 @@ COURIER_API const char *courier_version(void);
  *         from a callback).
  */
 COURIER_API int courier_network_changed(courier_t *c);
+
+/**
+ * The app went to the background (`active` 0) or came back (non-zero)
+ * (behaviour.md §10): call it from Android's ProcessLifecycleOwner
+ * (onStop / onStart) or iOS's scene phase. When the server's stream
+ * features offer XEP-0352 Client State Indication the library sends
+ * <inactive/> or <active/>, now if the link is up, and again after every
+ * login while in background (remembered across reconnects, in memory for
+ * the handle's life; a new handle starts in foreground). The server may
+ * then hold back presence and chat states; messages still arrive. In
+ * background courier_set_composing() sends nothing (and returns
+ * COURIER_OK). A server without CSI is told nothing.
+ * Any thread. Never blocks, no disk I/O, no lock held across I/O: it
+ * marks the state and wakes the loop, which sends it at its next turn.
+ * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED.
+ */
+COURIER_API int courier_set_active(courier_t *c, int active);
 
 /* ---- the app's data contract (behaviour.md §9) ---------------------- */
 

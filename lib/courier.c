@@ -378,6 +378,12 @@ int courier_network_changed(courier_t *c)
     return engine_network_changed(c->engine);
 }
 
+int courier_set_active(courier_t *c, int active)
+{
+    CHECK_HANDLE(c);
+    return engine_set_active(c->engine, active);
+}
+
 int courier_get_state(courier_t *c, const char *id, courier_state_t *out)
 {
     courier_info_t info;

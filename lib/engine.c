@@ -80,6 +80,7 @@ struct engine {
     item_t *unmarked;            /* handed, but the store's mark failed */
     int muted;                   /* courier_close: no more app callbacks */
     atomic_int net_changed;      /* courier_network_changed, not yet fed */
+    atomic_int active;           /* courier_set_active (XEP-0352) */
     int wake_fd;                 /* readable while items are queued */
     int wake_wr;                 /* its write end (= wake_fd: eventfd) */
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
@@ -737,6 +738,7 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
     pthread_cond_init(&e->group_cv, NULL);
     pthread_cond_init(&e->sendq_cv, NULL);
     e->clock = default_clock;
+    atomic_store(&e->active, 1);
     e->cfg = *cfg;
     e->cfg.jid = e->cfg.password = e->cfg.host = NULL;
     e->cfg.db_path = e->cfg.ca_file = e->cfg.ca_path = NULL;
@@ -1396,6 +1398,8 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     app_lock(e);
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
+    } else if (!atomic_load(&e->active)) {
+        /* behaviour.md §10: in background no chat state leaves */
     } else {
         /* behaviour.md §3: XEP-0022 composing names the peer's last message. */
         char last[COURIER_ID_MAX] = "";
@@ -1684,6 +1688,18 @@ int engine_network_changed(engine_t *e)
     atomic_store(&e->net_changed, 1);
     wake(e);
     return COURIER_OK;
+}
+
+int engine_set_active(engine_t *e, int active)
+{
+    atomic_store(&e->active, active != 0);
+    wake(e);
+    return COURIER_OK;
+}
+
+int engine_is_active(const engine_t *e)
+{
+    return atomic_load(&((engine_t *)e)->active);
 }
 
 int engine_tick(engine_t *e)

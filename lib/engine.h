@@ -134,6 +134,12 @@ int engine_incoming(engine_t *e, const codec_msg_t *m);
  * takes no lock and writes nothing: it sets a flag and wakes the loop,
  * and the next engine_tick feeds CORE_EV_NETWORK_CHANGED. */
 int engine_network_changed(engine_t *e);
+/* Foreground (1) or background (0), behaviour.md §10: any thread, no
+ * lock, no store; wakes the loop, whose session tells the server
+ * (XEP-0352) after every login. In background engine_set_composing sends
+ * nothing. */
+int engine_set_active(engine_t *e, int active);
+int engine_is_active(const engine_t *e);
 /* Feed CORE_EV_NETWORK_CHANGED if one was reported, then CORE_EV_TICK if
  * a timer is due. */
 int engine_tick(engine_t *e);

@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
+#define NS_CSI "urn:xmpp:csi:0"
 #define OUTQ_MAX ENGINE_OUTQ_MAX /* written, not yet acked, per stream */
 #define CLOSE_WAIT_MS 2000
 #define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
@@ -53,6 +54,8 @@ struct session {
     int sm_pending;         /* <enable/> sent, no answer yet */
     int features_seen;      /* this connection's stream features logged */
     int sm_offered;         /* the last of them offered XEP-0198 */
+    int csi_offered;        /* ... and XEP-0352 */
+    int csi_sent;           /* state told this stream: 1, 0; -1 none */
     int auth_refused;       /* libstrophe logged an authentication failure */
     trust_t trust;          /* behaviour.md §10: certificate failures of
                                this handshake, for on_certificate */
@@ -215,6 +218,7 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
             trust_gate(s);
         s->features_seen = 1;
         s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
+        s->csi_offered = strstr(msg, "xmlns=\"" NS_CSI "\"") != NULL;
     }
     if (level < XMPP_LEVEL_WARN && !getenv("COURIER_DEBUG_STROPHE"))
         return; /* libstrophe's debug output includes raw stanzas */
@@ -316,6 +320,23 @@ static void ask_ack(session_t *s)
     }
 }
 
+/* behaviour.md §10: tell the server the app's state (XEP-0352) when it
+ * changed, and again after every login (a new stream starts active, so
+ * only background needs saying then). A nonza: not counted by SM. */
+static void csi_sync(session_t *s)
+{
+    if (!s->online || !s->csi_offered)
+        return;
+    int want = engine_is_active(s->e);
+    if (s->csi_sent == want || (s->csi_sent < 0 && want))
+        return;
+    xmpp_send_raw_string(s->conn, want ? "<active xmlns='" NS_CSI "'/>"
+                                       : "<inactive xmlns='" NS_CSI "'/>");
+    s->csi_sent = want;
+    engine_log(s->e, COURIER_LOG_DEBUG, "client state sent: %s (XEP-0352)",
+               want ? "active" : "inactive");
+}
+
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
 
 static void tp_send_chat_locked(void *ud, const core_row_t *row,
@@ -391,7 +412,8 @@ static void tp_connect_locked(void *ud)
     if (s->connecting)
         return;
     s->auth_refused = 0;
-    s->features_seen = s->sm_offered = 0;
+    s->features_seen = s->sm_offered = s->csi_offered = 0;
+    s->csi_sent = -1;
     trust_reset(&s->trust);
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
@@ -929,6 +951,7 @@ int session_step(session_t *s, unsigned timeout_ms)
         go_online(s);
     }
     ask_ack(s);
+    csi_sync(s);
     int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
     strophe_unlock();
 
@@ -973,6 +996,7 @@ int session_step(session_t *s, unsigned timeout_ms)
     engine_dispatch(e);
     strophe_lock();
     ask_ack(s);
+    csi_sync(s);
     strophe_turn_locked(s); /* flush what the dispatch queued */
     strophe_unlock();
     return COURIER_OK;

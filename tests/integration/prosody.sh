@@ -81,7 +81,7 @@ authentication = "internal_hashed"
 limits = { }
 modules_enabled = {
     "roster"; "saslauth"; "tls"; "disco"; "ping"; $SMACKS "offline";
-    "posix";
+    "posix"; "csi_simple"; "admin_shell";
 }
 modules_disabled = { "s2s" }
 smacks_hibernation_time = 5

@@ -54,6 +54,8 @@ typedef struct {
     char last_meta[128];      /* meta of the last on_message */
     char retracted[COURIER_ID_MAX]; /* id of the last on_retract */
     int n_retracted;
+    int composing_on;         /* on_composing(…, 1) calls */
+    int csi_inactive_sent;    /* log lines: <inactive/> written */
 } client_t;
 
 static const char *env(const char *k)
@@ -143,6 +145,15 @@ static void on_retract(void *ud, const char *peer, const char *id)
     pthread_mutex_unlock(&cl->mu);
 }
 
+static void on_composing(void *ud, const char *peer, int on)
+{
+    (void)peer;
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    cl->composing_on += on != 0;
+    pthread_mutex_unlock(&cl->mu);
+}
+
 static void on_link(void *ud, courier_link_t l)
 {
     client_t *cl = ud;
@@ -162,6 +173,11 @@ static void on_log(void *ud, int level, const char *line)
         pthread_mutex_lock(&cl->mu);
         if (strstr(line, "refused"))
             cl->auth_errors++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (strstr(line, "client state sent: inactive")) {
+        pthread_mutex_lock(&cl->mu);
+        cl->csi_inactive_sent++;
         pthread_mutex_unlock(&cl->mu);
     }
     if (strstr(line, "acks by ping")) {
@@ -188,7 +204,7 @@ static void on_log(void *ud, int level, const char *line)
 
 static const courier_callbacks_t callbacks = {
     .on_state = on_state, .on_message = on_message, .on_link = on_link,
-    .on_log = on_log, .on_retract = on_retract,
+    .on_log = on_log, .on_retract = on_retract, .on_composing = on_composing,
 };
 
 /* Clients still open when a test fails are closed by its teardown, so no
@@ -1938,6 +1954,11 @@ static void wrong_name_refused(tweak_fn tweak, const char *tag)
 static void test_wrong_host_name_refused_whatever_the_app_says(void **st)
 {
     (void)st;
+    if (!getenv("COURIER_TEST_WRONG_DOMAIN")) {
+        fprintf(stderr, "  (no wrong-name host on this server: prosody.sh "
+                "has one)\n");
+        skip();
+    }
     wrong_name_refused(wrong_host_no_ca, "t26a");
     wrong_name_refused(wrong_host_with_ca, "t26b");
 }
@@ -1950,6 +1971,122 @@ static void test_ca_path_directory_trusted(void **st)
     start(a);
     wait_online(a);
     client_free(a);
+}
+
+/* ---- background: XEP-0352 (behaviour.md §10) -------------------------- */
+
+static int csi_count(client_t *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    int n = cl->csi_inactive_sent;
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}
+
+static int csi_once(void *arg)
+{
+    return csi_count(arg) >= 1;
+}
+
+static int csi_twice(void *arg)
+{
+    return csi_count(arg) >= 2;
+}
+
+/* Prosody's own view of alice's sessions' CSI state (mod_admin_shell's
+ * c2s:show): 1 if one shows `state`, 0 if none, -1 when this is not the
+ * suite's Prosody. */
+static int prosody_csi_is(const char *state)
+{
+    char cmd[1024], line[512];
+    const char *dir = env("COURIER_TEST_DIR");
+    snprintf(cmd, sizeof(cmd), "test -f %s/prosody.cfg.lua && prosodyctl "
+             "--config %s/prosody.cfg.lua shell \"c2s:show(nil, 'jid csi')\" "
+             "2>/dev/null", dir, dir);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    int seen = 0, any = 0;
+    while (fgets(line, sizeof(line), p)) {
+        any |= strstr(line, "CSI State") != NULL;
+        if (strstr(line, "alice@") && strstr(line, state))
+            seen = 1;
+    }
+    pclose(p);
+    return any ? seen : -1;
+}
+
+typedef struct {
+    const char *state;
+} csi_want_t;
+
+static int prosody_shows(void *arg)
+{
+    return prosody_csi_is(((csi_want_t *)arg)->state) == 1;
+}
+
+/* Background is remembered across a reconnect: <inactive/> is written
+ * again after the new login and the server (Prosody: its own session
+ * table) sees the new session inactive; messages still arrive, and no
+ * composing leaves while in background (it does again in foreground). */
+static void test_background_survives_reconnect(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t28", relay_port(r), NULL);
+    client_t *b = client_new("bob", "t28", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    int prosody = prosody_csi_is("inactive") >= 0;
+    assert_int_equal(courier_set_active(a->c, 0), COURIER_OK);
+    if (!wait_for(csi_once, a, 10000))
+        fail_msg("no <inactive/> written (does the server offer CSI?)");
+    csi_want_t inactive = { "inactive" };
+    if (prosody && !wait_for(prosody_shows, &inactive, 10000))
+        fail_msg("Prosody does not see alice inactive");
+    mark_offline_count(a);
+    relay_cut(r);
+    if (!wait_for(online_twice, a, 30000))
+        fail_msg("alice did not come back");
+    if (!wait_for(csi_twice, a, 10000))
+        fail_msg("background not told again after the reconnect");
+    if (prosody && !wait_for(prosody_shows, &inactive, 10000))
+        fail_msg("Prosody does not see the new session inactive");
+    /* messages still flow, both ways; no composing from a background app */
+    assert_int_equal(courier_set_composing(a->c, bob_jid, 1), COURIER_OK);
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    send_n(b, alice_jid, ids, 1, "to a phone in a pocket");
+    expect_received_once(a, ids, 1);
+    send_n(a, bob_jid, ids + 1, 1, "from a phone in a pocket");
+    expect_received_once(b, ids + 1, 1);
+    pthread_mutex_lock(&b->mu);
+    assert_int_equal(b->composing_on, 0);
+    pthread_mutex_unlock(&b->mu);
+    /* foreground again: the server is told, composing flows */
+    assert_int_equal(courier_set_active(a->c, 1), COURIER_OK);
+    csi_want_t active = { "active" };
+    if (prosody) {
+        if (!wait_for(prosody_shows, &active, 10000))
+            fail_msg("Prosody does not see alice active again");
+        assert_int_equal(prosody_csi_is("inactive"), 0);
+    }
+    assert_int_equal(courier_set_composing(a->c, bob_jid, 1), COURIER_OK);
+    int64_t until = now_ms() + 10000 * scale();
+    int seen = 0;
+    while (!seen && now_ms() < until) {
+        pthread_mutex_lock(&b->mu);
+        seen = b->composing_on > 0;
+        pthread_mutex_unlock(&b->mu);
+        usleep(10000);
+    }
+    assert_true(seen);
+    free(ids);
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
 }
 
 int main(int argc, char **argv)
@@ -2013,6 +2150,8 @@ int main(int argc, char **argv)
             no_platform_cas, platform_cas_back),
         cmocka_unit_test_setup_teardown(test_ca_path_directory_trusted,
                                         no_platform_cas, platform_cas_back),
+        cmocka_unit_test_teardown(test_background_survives_reconnect,
+                                  close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }
