@@ -49,8 +49,8 @@
  *    rewrites the whole file: VACUUM).
  *  - Can take long: courier_open() (opens, migrates and, after an unclean
  *    close, checks the store), courier_stop() and courier_close() (wait for
- *    the loop to end after a goodbye of up to ~2.5 s; not bounded in every
- *    case), courier_run_once() (a turn of the caller's loop).
+ *    the loop to end after a goodbye of up to ~2 s, whatever the server
+ *    does), courier_run_once() (a turn of the caller's loop).
  *  - The calls that touch the store, and courier_get_stats() and
  *    courier_get_link(), take the handle's lock: they can wait while the
  *    loop thread does the store work of one event (a commit included). The
@@ -352,7 +352,7 @@ COURIER_API int courier_start(courier_t *c);
  * Disconnect and end the loop: the loop thread finishes its current turn
  * (callbacks included), acknowledges what it stored (XEP-0198), closes the
  * stream
- * (waits up to 2 s for the server, then cuts the socket and waits up to
+ * (waits up to 1.5 s for the server, then cuts the socket and waits up to
  * 0.5 s more), runs the callbacks this causes, and is joined. Stored
  * messages are kept; those not yet confirmed go out again at the next
  * start. Returns COURIER_OK when there is nothing to stop.
@@ -360,11 +360,15 @@ COURIER_API int courier_start(courier_t *c);
  * and the loop ends after the callback returns. With courier_run_once (its
  * callbacks included), or on a handle never started, the link is closed on
  * the calling thread, which then runs the callbacks still queued.
- * Blocks usually up to ~2.5 s, but is not bounded in every case
- * (docs/behaviour.md §10): the turn it waits for may be in libstrophe's
- * name lookup (synchronous, as long as the system resolver takes) or in a
- * TLS handshake (cut after ping_timeout_ms). Disk I/O: commits to SQLite
- * (the turn's writes, the stop, the states the lost link changes).
+ * Blocks up to ~2 s for the goodbye whatever the server does (docs/
+ * behaviour.md §10): a server that stalls the TLS handshake or never
+ * answers is cut, not waited for. Beyond that it waits only for work on
+ * this machine: the loop's current turn (its SQLite commit, a callback
+ * that is running) and libstrophe's name lookup when a connect is just
+ * resolving the server's name (synchronous, as long as the system
+ * resolver takes; not with `host` set to an address). Disk I/O: commits
+ * to SQLite (the turn's writes, the stop, the states the lost link
+ * changes).
  * @return COURIER_OK, COURIER_ESTATE (another thread is inside
  *         courier_run_once), COURIER_ECLOSED, COURIER_EINVAL.
  */

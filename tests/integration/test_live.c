@@ -2089,6 +2089,70 @@ static void test_background_survives_reconnect(void **st)
     relay_stop(r);
 }
 
+/* ---- bounded courier_stop (behaviour.md §10) ------------------------------ */
+
+/* Long enough that the stall guard's own cut (ping_timeout_ms) cannot be
+ * what ends a stop. */
+static void slow_guard(courier_config_t *cfg)
+{
+    cfg->ping_interval_ms = 60000 * scale();
+    cfg->ping_timeout_ms = 90000 * scale();
+}
+
+static int relay_has_one(void *arg)
+{
+    return relay_accepted(arg) >= 1;
+}
+
+/* The promised goodbye: 1.5 s for the server, 0.5 s more after the cut. */
+#define STOP_BOUND_MS 2000
+
+/* A server that stalls the TLS handshake: courier_stop cuts it at once
+ * instead of waiting for the stall guard (90 s here). */
+static void test_stop_bounded_during_stalled_handshake(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    relay_stall_after(r, "<proceed");
+    client_t *a = client_new("alice", "t29", relay_port(r), slow_guard);
+    start(a);
+    if (!wait_for(relay_has_one, r, 10000))
+        fail_msg("no connection reached the relay");
+    usleep(1000000 * scale()); /* into the handshake, stalled */
+    int64_t t = now_ms();
+    assert_int_equal(courier_stop(a->c), COURIER_OK);
+    int64_t took = now_ms() - t;
+    fprintf(stderr, "  stop took %lld ms\n", (long long)took);
+    assert_true(took < STOP_BOUND_MS + 500 * scale());
+    client_free(a);
+    relay_stop(r);
+}
+
+/* A server that never answers once logged in (a blackholed link): the
+ * goodbye waits its 2 s for the stream's close, then cuts. */
+static void test_stop_bounded_on_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t30", relay_port(r), slow_guard);
+    start(a);
+    wait_online(a);
+    relay_blackhole(r);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "into the void");
+    usleep(200000 * scale());
+    int64_t t = now_ms();
+    assert_int_equal(courier_stop(a->c), COURIER_OK);
+    int64_t took = now_ms() - t;
+    fprintf(stderr, "  stop took %lld ms\n", (long long)took);
+    assert_true(took < STOP_BOUND_MS + 500 * scale());
+    free(ids);
+    client_free(a);
+    relay_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -2151,6 +2215,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_ca_path_directory_trusted,
                                         no_platform_cas, platform_cas_back),
         cmocka_unit_test_teardown(test_background_survives_reconnect,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_stop_bounded_during_stalled_handshake,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_stop_bounded_on_silent_server,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
