@@ -47,7 +47,8 @@
  *    courier_retry(), courier_cancel(), courier_retract(),
  *    courier_delete(), courier_confirm(), courier_erase() (which also
  *    rewrites the whole file: VACUUM).
- *  - Can take long: courier_open() (opens, migrates and, after an unclean
+ *  - Can take long: courier_sync() (up to its timeout),
+ *    courier_open() (opens, migrates and, after an unclean
  *    close, checks the store), courier_stop() and courier_close() (wait for
  *    the loop to end after a goodbye of up to ~2 s, whatever the server
  *    does), courier_run_once() (a turn of the caller's loop).
@@ -119,7 +120,8 @@ typedef enum {
     COURIER_ECORRUPT = -7,  /**< store unreadable or of a newer schema */
     COURIER_ECLOSED = -8,   /**< handle stopping or closed */
     COURIER_EAUTH = -9,     /**< the server refused the login */
-    COURIER_ENOTSUP = -10   /**< not available in this build */
+    COURIER_ENOTSUP = -10,  /**< not available in this build */
+    COURIER_ETIMEDOUT = -11 /**< courier_sync: its time ran out first */
 } courier_error_t;
 
 /** Outgoing message states (behaviour.md §1). Values are ABI. */
@@ -560,6 +562,33 @@ COURIER_API const char *courier_version(void);
  *         from a callback).
  */
 COURIER_API int courier_network_changed(courier_t *c);
+
+/**
+ * For a run woken by a push or a background task (behaviour.md §10):
+ * connect if needed (courier_start() on a handle not started; a link that
+ * is down reconnects now instead of waiting out its backoff), send what is
+ * owed, receive what is waiting, and return once nothing is left in
+ * flight: every pending message written and acknowledged by the server
+ * (SENT or beyond; what waits for the peer's receipt is the server's
+ * business now), every owed receipt and retraction taken by the server,
+ * and everything the server had waiting for this account (offline
+ * storage, held messages: a round trip after the login proves it sent
+ * them all) stored and handed to on_message (returned). Messages that
+ * keep arriving meanwhile are handled too but not waited for.
+ * Then the link stays as it is: started and connected (courier_stop() to
+ * close it, e.g. before the OS suspends the app), and it returns.
+ * Any thread but the loop's (not from a callback). Blocks up to
+ * `timeout_ms` (checking every few ms; the loop thread does the network
+ * and disk work). Not with courier_run_once: that handle gives
+ * COURIER_ESTATE.
+ * @return COURIER_OK; COURIER_ETIMEDOUT (something was still in flight at
+ *         `timeout_ms`: a server that does not answer, no network; the
+ *         loop goes on), COURIER_EAUTH (the server refused the login),
+ *         COURIER_ESTATE (driven by courier_run_once, or called from a
+ *         callback), COURIER_ECLOSED (closed, or stopped by another thread
+ *         meanwhile), COURIER_ENOMEM (no loop thread), COURIER_EINVAL.
+ */
+COURIER_API int courier_sync(courier_t *c, unsigned timeout_ms);
 
 /**
  * The app went to the background (`active` 0) or came back (non-zero)

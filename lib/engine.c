@@ -79,6 +79,7 @@ struct engine {
     size_t pending;
     item_t *unmarked;            /* handed, but the store's mark failed */
     int muted;                   /* courier_close: no more app callbacks */
+    int running_item;            /* engine_dispatch is running one */
     atomic_int net_changed;      /* courier_network_changed, not yet fed */
     atomic_int active;           /* courier_set_active (XEP-0352) */
     int wake_fd;                 /* readable while items are queued */
@@ -1858,12 +1859,16 @@ size_t engine_dispatch(engine_t *e)
             if (!e->head)
                 e->tail = NULL;
             e->pending--;
+            e->running_item = 1;
         }
         pthread_mutex_unlock(&e->mu);
         if (!it)
             break;
         run_item(e, it); /* no lock held: callbacks may call the API */
         item_free(it);
+        engine_lock(e);
+        e->running_item = 0;
+        pthread_mutex_unlock(&e->mu);
         n++;
     }
     return n;
@@ -1872,6 +1877,26 @@ size_t engine_dispatch(engine_t *e)
 void engine_wake(engine_t *e)
 {
     wake(e);
+}
+
+static int count_rcpt(void *ud, const store_rcpt_t *r)
+{
+    (void)r;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+int engine_quiet(engine_t *e)
+{
+    size_t owed = 0;
+    engine_lock(e);
+    int quiet = core_link_up(e->core) && !core_owes_writes(e->core) &&
+                e->rcpt_out == 0 && e->pending == 0 && !e->running_item;
+    if (quiet && (store_rcpt_each_after(e->store, 0, 1, count_rcpt,
+                                        &owed) != COURIER_OK || owed > 0))
+        quiet = 0;
+    pthread_mutex_unlock(&e->mu);
+    return quiet;
 }
 
 size_t engine_pending(engine_t *e)

@@ -156,6 +156,10 @@ void engine_wake(engine_t *e);
 /* Loop thread: run queued callbacks and transport calls, in order.
  * Returns the number of items run. */
 size_t engine_dispatch(engine_t *e);
+/* courier_sync: the link is up, no message waits to be written or for the
+ * server's ack, no receipt is owed (stored or unacknowledged), and no
+ * callback waits or runs. Any thread. */
+int engine_quiet(engine_t *e);
 /* Items waiting for engine_dispatch(). */
 size_t engine_pending(engine_t *e);
 

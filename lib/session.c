@@ -62,6 +62,9 @@ struct session {
     int sm_offered;         /* the last of them offered XEP-0198 */
     int csi_offered;        /* ... and XEP-0352 */
     int csi_sent;           /* state told this stream: 1, 0; -1 none */
+    atomic_uint sync_req;   /* courier_sync round trips asked for */
+    atomic_uint sync_done;  /* ... the last one answered */
+    unsigned sync_sent;     /* ... the last one written on this stream */
     int auth_refused;       /* libstrophe logged an authentication failure */
     trust_t trust;          /* behaviour.md §10: certificate failures of
                                this handshake, for on_certificate */
@@ -341,6 +344,35 @@ static void csi_sync(session_t *s)
     s->csi_sent = want;
     engine_log(s->e, COURIER_LOG_DEBUG, "client state sent: %s (XEP-0352)",
                want ? "active" : "inactive");
+}
+
+/* courier_sync: one ping per request, written once online; its answer
+ * comes after everything the server had for us (offline storage is
+ * flushed at our initial presence, which went before it). */
+static void sync_ping(session_t *s)
+{
+    unsigned want = atomic_load(&s->sync_req);
+    if (!s->online || s->sync_sent == want)
+        return;
+    char id[32];
+    snprintf(id, sizeof(id), "sync-%u", want);
+    if (send_stanza(s, codec_build_ping(s->ctx,
+                                        util_jid_domain(engine_self(s->e)),
+                                        id),
+                    OUT_OTHER, NULL, 0) == COURIER_OK)
+        s->sync_sent = want;
+}
+
+unsigned session_sync_request(session_t *s)
+{
+    unsigned n = atomic_fetch_add(&s->sync_req, 1) + 1;
+    engine_wake(s->e);
+    return n;
+}
+
+int session_sync_done(session_t *s, unsigned n)
+{
+    return (int)(atomic_load(&s->sync_done) - n) >= 0;
 }
 
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
@@ -634,6 +666,13 @@ static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         xmpp_stanza_t *reply = codec_build_iq_reply(s->ctx, st);
         if (reply)
             send_stanza(s, reply, OUT_OTHER, NULL, 0);
+    } else if (id && strncmp(id, "sync-", 5) == 0 && from_our_server(s, st)) {
+        char *end = NULL;
+        unsigned long n = strtoul(id + 5, &end, 10);
+        if (end && *end == '\0' && n <= UINT32_MAX &&
+            (int)((unsigned)n - atomic_load(&s->sync_done)) > 0 &&
+            (int)((unsigned)n - s->sync_sent) <= 0)
+            atomic_store(&s->sync_done, (unsigned)n);
     } else if (id && s->ackping_pending &&
                strcmp(id, s->ackping_id) == 0 && from_our_server(s, st)) {
         s->ackping_pending = 0;
@@ -713,6 +752,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     s->online = s->streaming = 0;
     s->connecting = 0;
     s->sm = s->sm_pending = 0;
+    s->sync_sent = atomic_load(&s->sync_done); /* ask again when back */
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     hostile_set_fd(&s->hx, -1);
@@ -962,6 +1002,7 @@ int session_step(session_t *s, unsigned timeout_ms)
     }
     ask_ack(s);
     csi_sync(s);
+    sync_ping(s);
     int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
     strophe_unlock();
 
@@ -1007,6 +1048,7 @@ int session_step(session_t *s, unsigned timeout_ms)
     strophe_lock();
     ask_ack(s);
     csi_sync(s);
+    sync_ping(s);
     strophe_turn_locked(s); /* flush what the dispatch queued */
     strophe_unlock();
     return COURIER_OK;

@@ -2153,6 +2153,86 @@ static void test_stop_bounded_on_silent_server(void **st)
     relay_stop(r);
 }
 
+/* ---- courier_sync (behaviour.md §10) ---------------------------------- */
+
+static int received_now(client_t *cl, char (*ids)[COURIER_ID_MAX], size_t n)
+{
+    got_t g = { cl, ids, n };
+    return got_all(&g);
+}
+
+/* A push wakes the app: from a cold handle, courier_sync sends what is
+ * owed and returns only once the server has it; the peer's cold handle
+ * gets what waited offline, handed before it returns, and the receipts
+ * it owes are taken by the server. Checked the moment it returns. */
+static void test_sync_from_cold_handle_settles_everything(void **st)
+{
+    (void)st;
+    size_t n = 5;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n + 1);
+    client_t *a = client_new("alice", "t31", 0, short_grace);
+    send_n(a, bob_jid, ids, n, "while you slept");
+    int rc = courier_sync(a->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("alice sync: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    all_state_t sent = { a, ids, n, COURIER_SENT };
+    assert_true(all_reached(&sent)); /* no waiting: acked when it returned */
+    courier_link_t l;
+    assert_int_equal(courier_get_link(a->c, &l), COURIER_OK);
+    assert_int_equal(l, COURIER_LINK_ONLINE); /* left up */
+
+    client_t *b = client_new("bob", "t31", 0, NULL);
+    rc = courier_sync(b->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("bob sync: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    assert_true(received_now(b, ids, n));
+    assert_int_equal(owed_receipts(b, OWED_ALL), 0);
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+
+    /* a receipt owed from a stopped handle goes with the next sync */
+    assert_int_equal(courier_stop(b->c), COURIER_OK);
+    assert_int_equal(courier_mark_displayed(b->c, alice_jid, ids[n - 1]),
+                     COURIER_OK);
+    assert_true(owed_receipts(b, OWED_ALL) > 0);
+    rc = courier_sync(b->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("bob sync 2: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    assert_int_equal(owed_receipts(b, OWED_ALL), 0);
+    expect_all(a, ids + n - 1, 1, COURIER_DISPLAYED, 30000);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* A server that stops answering (blackholed link): courier_sync returns
+ * COURIER_ETIMEDOUT at its timeout, not later. */
+static void test_sync_times_out_against_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t32", relay_port(r), slow_guard);
+    start(a);
+    wait_online(a);
+    relay_blackhole(r);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "into the void");
+    int timeout = 2000 * scale();
+    int64_t t = now_ms();
+    assert_int_equal(courier_sync(a->c, (unsigned)timeout),
+                     COURIER_ETIMEDOUT);
+    int64_t took = now_ms() - t;
+    assert_true(took >= timeout);
+    assert_true(took < timeout + 500 * scale());
+    assert_string_equal(courier_strerror(COURIER_ETIMEDOUT), "timed out");
+    free(ids);
+    client_free(a);
+    relay_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -2219,6 +2299,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_stop_bounded_during_stalled_handshake,
                                   close_leftovers),
         cmocka_unit_test_teardown(test_stop_bounded_on_silent_server,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(
+            test_sync_from_cold_handle_settles_everything, close_leftovers),
+        cmocka_unit_test_teardown(test_sync_times_out_against_silent_server,
                                   close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
