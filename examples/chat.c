@@ -418,7 +418,8 @@ static void redraw_locked(chat_t *a)
 
     rule(&b, cols);
     sb_text(&b, "Enter sends · /cancel /retract /delete #N · /history [N] · "
-            "/retry · /read · /net off|on · /netchange · /quit", cols);
+            "/retry · /read · /net off|on · /netchange · /background "
+            "/foreground · /quit", cols);
     sb_add(&b, "\n", 1);
     sb_text(&b, a->status, cols);
     sb_add(&b, "\n> ", 3);
@@ -1063,6 +1064,23 @@ static void do_net(chat_t *a, int on)
 }
 
 /* What an app calls from the OS's network callback (behaviour.md §10). */
+/* What an app calls from its lifecycle callbacks (behaviour.md §10):
+ * XEP-0352 CSI, remembered across reconnects; no composing in background. */
+static void do_active(chat_t *a, int active)
+{
+    int rc = courier_set_active(a->c, active);
+    if (rc != COURIER_OK) {
+        call_failed(a, active ? "foreground" : "background", rc);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    status_locked(a, active ? "foreground: the server is told <active/>"
+                            : "background: the server is told <inactive/> "
+                              "(again after every login); no composing "
+                              "is sent");
+    pthread_mutex_unlock(&a->mu);
+}
+
 static void do_netchange(chat_t *a)
 {
     int rc = courier_network_changed(a->c);
@@ -1103,6 +1121,10 @@ static int handle_line(chat_t *a, char *line)
         do_net(a, 1);
     } else if (strcmp(line, "/netchange") == 0) {
         do_netchange(a);
+    } else if (strcmp(line, "/background") == 0) {
+        do_active(a, 0);
+    } else if (strcmp(line, "/foreground") == 0) {
+        do_active(a, 1);
     } else if (strncmp(line, "/cancel", 7) == 0 && (!line[7] || line[7] == ' ')) {
         do_cancel(a, line + 7);
     } else if (strncmp(line, "/retract", 8) == 0 &&

@@ -32,8 +32,9 @@
  *
  * Threads, blocking and disk I/O at a glance (each function's comment has
  * the detail; see docs/behaviour.md §5, §7 and §10 for the reasons):
- *  - Never block, no disk: courier_network_changed() (any thread, a UI
- *    thread included), courier_config_init(), courier_display_status(),
+ *  - Never block, no disk: courier_network_changed() and
+ *    courier_set_active() (any thread, a UI thread included),
+ *    courier_config_init(), courier_display_status(),
  *    courier_state_name(), courier_strerror(), courier_last_error(),
  *    courier_version().
  *  - No disk I/O of their own: courier_start() (its loop thread does the
@@ -46,10 +47,11 @@
  *    courier_retry(), courier_cancel(), courier_retract(),
  *    courier_delete(), courier_confirm(), courier_erase() (which also
  *    rewrites the whole file: VACUUM).
- *  - Can take long: courier_open() (opens, migrates and, after an unclean
+ *  - Can take long: courier_sync() (up to its timeout),
+ *    courier_open() (opens, migrates and, after an unclean
  *    close, checks the store), courier_stop() and courier_close() (wait for
- *    the loop to end after a goodbye of up to ~2.5 s; not bounded in every
- *    case), courier_run_once() (a turn of the caller's loop).
+ *    the loop to end after a goodbye of up to ~2 s, whatever the server
+ *    does), courier_run_once() (a turn of the caller's loop).
  *  - The calls that touch the store, and courier_get_stats() and
  *    courier_get_link(), take the handle's lock: they can wait while the
  *    loop thread does the store work of one event (a commit included). The
@@ -97,7 +99,8 @@ extern "C" {
  * the library which members the caller's structs have: 1 = up to
  * max_body_bytes in courier_config_t and up to on_log in
  * courier_callbacks_t (a program built against the 0.1 header);
- * 2 = app_confirms and on_retract appended (docs/behaviour.md §9).
+ * 2 = app_confirms, ca_path and on_retract, on_certificate appended
+ * (docs/behaviour.md §9, §10).
  */
 #define COURIER_CONFIG_VERSION 2
 /** Size of a meta buffer: at most 4 KiB of app data, plus the NUL. */
@@ -117,7 +120,8 @@ typedef enum {
     COURIER_ECORRUPT = -7,  /**< store unreadable or of a newer schema */
     COURIER_ECLOSED = -8,   /**< handle stopping or closed */
     COURIER_EAUTH = -9,     /**< the server refused the login */
-    COURIER_ENOTSUP = -10   /**< not available in this build */
+    COURIER_ENOTSUP = -10,  /**< not available in this build */
+    COURIER_ETIMEDOUT = -11 /**< courier_sync: its time ran out first */
 } courier_error_t;
 
 /** Outgoing message states (behaviour.md §1). Values are ABI. */
@@ -181,6 +185,10 @@ typedef struct {
                                           handed only at courier_confirm();
                                           default 0: when on_message
                                           returns */
+    const char *ca_path;             /**< optional: a directory of hashed
+                                          CA files (OpenSSL's c_rehash
+                                          layout), trusted as ca_file is
+                                          (behaviour.md §10) */
 } courier_config_t;
 
 /** "Why is this message where it is" (courier_get_info). */
@@ -236,6 +244,23 @@ typedef struct {
      *  on_message never gave this process (stored, then retracted before
      *  its hand-over: it is then never handed): ignore an unknown id. */
     void (*on_retract)(void *ud, const char *peer, const char *id);
+    /** Platform trust (behaviour.md §10): OpenSSL could not verify the
+     *  server's certificate with its default paths, `ca_file` and
+     *  `ca_path`; the app decides with the platform's trust store
+     *  (Android's TrustManager, iOS's SecTrust). `host` is the JID's
+     *  domain the certificate must match; `pem_chain` the certificates
+     *  the server presented, as PEM, leaf first (see TLS below for what
+     *  libstrophe lets the library see of it). Return non-zero to accept.
+     *  A certificate whose name does not match `host` is refused by the
+     *  library before this is asked (X509_check_host), whatever the app
+     *  would say. NULL: an unverifiable certificate is refused.
+     *  Runs on the loop thread during the login, before any credential is
+     *  sent; the link waits for it (and, through libstrophe's lock, the
+     *  other handles' loops too): answer quickly, and within
+     *  `ping_timeout_ms`, after which the stall guard cuts the connection
+     *  and the next attempt asks again. Must not block on the app's UI
+     *  thread. */
+    int (*on_certificate)(void *ud, const char *host, const char *pem_chain);
 } courier_callbacks_t;
 
 typedef struct courier courier_t;     /**< one account */
@@ -340,7 +365,7 @@ COURIER_API int courier_start(courier_t *c);
  * Disconnect and end the loop: the loop thread finishes its current turn
  * (callbacks included), acknowledges what it stored (XEP-0198), closes the
  * stream
- * (waits up to 2 s for the server, then cuts the socket and waits up to
+ * (waits up to 1.5 s for the server, then cuts the socket and waits up to
  * 0.5 s more), runs the callbacks this causes, and is joined. Stored
  * messages are kept; those not yet confirmed go out again at the next
  * start. Returns COURIER_OK when there is nothing to stop.
@@ -348,11 +373,15 @@ COURIER_API int courier_start(courier_t *c);
  * and the loop ends after the callback returns. With courier_run_once (its
  * callbacks included), or on a handle never started, the link is closed on
  * the calling thread, which then runs the callbacks still queued.
- * Blocks usually up to ~2.5 s, but is not bounded in every case
- * (docs/behaviour.md §10): the turn it waits for may be in libstrophe's
- * name lookup (synchronous, as long as the system resolver takes) or in a
- * TLS handshake (cut after ping_timeout_ms). Disk I/O: commits to SQLite
- * (the turn's writes, the stop, the states the lost link changes).
+ * Blocks up to ~2 s for the goodbye whatever the server does (docs/
+ * behaviour.md §10): a server that stalls the TLS handshake or never
+ * answers is cut, not waited for. Beyond that it waits only for work on
+ * this machine: the loop's current turn (its SQLite commit, a callback
+ * that is running) and libstrophe's name lookup when a connect is just
+ * resolving the server's name (synchronous, as long as the system
+ * resolver takes; not with `host` set to an address). Disk I/O: commits
+ * to SQLite (the turn's writes, the stop, the states the lost link
+ * changes).
  * @return COURIER_OK, COURIER_ESTATE (another thread is inside
  *         courier_run_once), COURIER_ECLOSED, COURIER_EINVAL.
  */
@@ -424,7 +453,8 @@ COURIER_API int courier_mark_displayed(courier_t *c, const char *peer,
 
 /**
  * Send a composing (on != 0) or active (on == 0) notification to `peer`.
- * Not stored: a lost one is harmless.
+ * Not stored: a lost one is harmless. In background (courier_set_active
+ * 0) nothing is sent and it returns COURIER_OK.
  * Any thread. Disk I/O: reads SQLite (the last message from `peer`, whose
  * id XEP-0022 composing names); writes nothing. The stanza leaves from the
  * loop thread.
@@ -545,6 +575,50 @@ COURIER_API const char *courier_version(void);
  *         from a callback).
  */
 COURIER_API int courier_network_changed(courier_t *c);
+
+/**
+ * For a run woken by a push or a background task (behaviour.md §10):
+ * connect if needed (courier_start() on a handle not started; a link that
+ * is down reconnects now instead of waiting out its backoff), send what is
+ * owed, receive what is waiting, and return once nothing is left in
+ * flight: every pending message written and acknowledged by the server
+ * (SENT or beyond; what waits for the peer's receipt is the server's
+ * business now), every owed receipt and retraction taken by the server,
+ * and everything the server had waiting for this account (offline
+ * storage, held messages: a round trip after the login proves it sent
+ * them all) stored and handed to on_message (returned). Messages that
+ * keep arriving meanwhile are handled too but not waited for.
+ * Then the link stays as it is: started and connected (courier_stop() to
+ * close it, e.g. before the OS suspends the app), and it returns.
+ * Any thread but the loop's (not from a callback). Blocks up to
+ * `timeout_ms` (checking every few ms; the loop thread does the network
+ * and disk work). Not with courier_run_once: that handle gives
+ * COURIER_ESTATE.
+ * @return COURIER_OK; COURIER_ETIMEDOUT (something was still in flight at
+ *         `timeout_ms`: a server that does not answer, no network; the
+ *         loop goes on), COURIER_EAUTH (the server refused the login),
+ *         COURIER_ESTATE (driven by courier_run_once, or called from a
+ *         callback), COURIER_ECLOSED (closed, or stopped by another thread
+ *         meanwhile), COURIER_ENOMEM (no loop thread), COURIER_EINVAL.
+ */
+COURIER_API int courier_sync(courier_t *c, unsigned timeout_ms);
+
+/**
+ * The app went to the background (`active` 0) or came back (non-zero)
+ * (behaviour.md §10): call it from Android's ProcessLifecycleOwner
+ * (onStop / onStart) or iOS's scene phase. When the server's stream
+ * features offer XEP-0352 Client State Indication the library sends
+ * <inactive/> or <active/>, now if the link is up, and again after every
+ * login while in background (remembered across reconnects, in memory for
+ * the handle's life; a new handle starts in foreground). The server may
+ * then hold back presence and chat states; messages still arrive. In
+ * background courier_set_composing() sends nothing (and returns
+ * COURIER_OK). A server without CSI is told nothing.
+ * Any thread. Never blocks, no disk I/O, no lock held across I/O: it
+ * marks the state and wakes the loop, which sends it at its next turn.
+ * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED.
+ */
+COURIER_API int courier_set_active(courier_t *c, int active);
 
 /* ---- the app's data contract (behaviour.md §9) ---------------------- */
 
@@ -744,10 +818,18 @@ COURIER_API int courier_erase(courier_t *c);
 /*
  * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the
  * certificate is verified against the JID's domain. The trusted CAs are
- * OpenSSL's default paths plus `ca_file`. On a phone the default paths
- * usually hold nothing (a directory fixed when OpenSSL was built, absent
- * on the device), so apps pass a CA bundle in `ca_file`, not only for a
- * private CA; a callback to the platform's trust store is not built yet.
+ * OpenSSL's default paths plus `ca_file` and `ca_path`. On a phone the
+ * default paths usually hold nothing (a directory fixed when OpenSSL was
+ * built, absent on the device): apps hand the check to the platform's
+ * trust store through on_certificate, and use `ca_file`/`ca_path` only for
+ * a private CA. What on_certificate gets: libstrophe 0.12 shows the
+ * library only the leaf and the certificates OpenSSL reported as failing,
+ * not the whole chain the server sent; so `pem_chain` is the leaf, then
+ * the reported ones in issuer order. For the usual chain (leaf + one
+ * intermediate, or a self-signed leaf) that is the whole chain; an
+ * intermediate OpenSSL verified between two it could not may be missing.
+ * The name check is the library's own (X509_check_host, no partial
+ * wildcards) and is never handed to the app.
  * TLS 1.2 as the minimum is enforced by OpenSSL 3 at its default security
  * level (>= 1); libstrophe 0.12.2 offers no way to set or read the version.
  * With OpenSSL 1.1.x, or an OpenSSL configuration at security level 0,

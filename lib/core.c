@@ -1064,6 +1064,11 @@ size_t core_in_flight(const core_t *k)
     return k->in_flight;
 }
 
+int core_owes_writes(const core_t *k)
+{
+    return !list_empty(&k->sendq) || k->in_flight > 0;
+}
+
 courier_link_t core_link(const core_t *k)
 {
     return k->link;

@@ -207,6 +207,9 @@ void core_get_stats(const core_t *k, core_stats_t *out);
 const core_row_t *core_find(const core_t *k, const char *id);
 size_t core_unsettled(const core_t *k);
 size_t core_in_flight(const core_t *k);
+/* 1 while a message waits to be written or is written and not yet
+ * acknowledged by the server (courier_sync). */
+int core_owes_writes(const core_t *k);
 courier_link_t core_link(const core_t *k);
 int core_link_up(const core_t *k);
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "history.h"
@@ -386,6 +387,56 @@ int courier_network_changed(courier_t *c)
     return engine_network_changed(c->engine);
 }
 
+int courier_sync(courier_t *c, unsigned timeout_ms)
+{
+    CHECK_HANDLE(c);
+    if (in_loop_thread(c))
+        return util_set_error(COURIER_ESTATE, "courier_sync from a "
+                              "callback would wait for itself");
+    int64_t until = util_mono_ms() + (int64_t)timeout_ms;
+    int locked = life_lock(c);
+    pthread_mutex_lock(&c->mu);
+    int driving = c->driving || session_driven(c->session);
+    pthread_mutex_unlock(&c->mu);
+    int rc = COURIER_OK;
+    if (driving)
+        rc = util_set_error(COURIER_ESTATE, "courier_run_once drives this "
+                            "handle: courier_sync needs courier_start's "
+                            "loop");
+    else if (!session_running(c->session))
+        rc = session_start(c->session); /* connect if needed */
+    else if (engine_link(c->engine, NULL) != COURIER_LINK_ONLINE)
+        engine_network_changed(c->engine); /* now, not after the backoff */
+    life_unlock(c, locked);
+    if (rc != COURIER_OK)
+        return rc;
+    unsigned n = session_sync_request(c->session);
+    for (;;) {
+        int refused = 0;
+        engine_link(c->engine, &refused);
+        if (refused)
+            return util_set_error(COURIER_EAUTH, "the server refused the "
+                                  "login for this account");
+        if (!session_running(c->session) || closing(c))
+            return util_set_error(COURIER_ECLOSED, "stopped during "
+                                  "courier_sync");
+        if (session_sync_done(c->session, n) && engine_quiet(c->engine))
+            return COURIER_OK;
+        int64_t left = until - util_mono_ms();
+        if (left <= 0)
+            return util_set_error(COURIER_ETIMEDOUT, "courier_sync: "
+                                  "something still in flight after %u ms",
+                                  timeout_ms);
+        usleep(left < 5 ? (useconds_t)left * 1000 : 5000);
+    }
+}
+
+int courier_set_active(courier_t *c, int active)
+{
+    CHECK_HANDLE(c);
+    return engine_set_active(c->engine, active);
+}
+
 int courier_get_state(courier_t *c, const char *id, courier_state_t *out)
 {
     courier_info_t info;
@@ -466,6 +517,7 @@ const char *courier_strerror(int code)
     case COURIER_ECLOSED: return "handle closed";
     case COURIER_EAUTH: return "login refused by the server";
     case COURIER_ENOTSUP: return "not supported by this build";
+    case COURIER_ETIMEDOUT: return "timed out";
     }
     return "unknown error code";
 }

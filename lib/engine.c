@@ -81,7 +81,9 @@ struct engine {
     item_t *retract_shown;       /* app_confirms: on_retract ran, owed a
                                     courier_confirm (behaviour.md §9) */
     int muted;                   /* courier_close: no more app callbacks */
+    int running_item;            /* engine_dispatch is running one */
     atomic_int net_changed;      /* courier_network_changed, not yet fed */
+    atomic_int active;           /* courier_set_active (XEP-0352) */
     int wake_fd;                 /* readable while items are queued */
     int wake_wr;                 /* its write end (= wake_fd: eventfd) */
     const codec_msg_t *incoming; /* context of CORE_ACT_DELIVER */
@@ -654,6 +656,7 @@ static void free_cfg_strings(courier_config_t *c)
     util_free((void *)c->host);
     util_free((void *)c->db_path);
     util_free((void *)c->ca_file);
+    util_free((void *)c->ca_path);
 }
 
 static int validate(const courier_config_t *c, char *self, size_t self_size)
@@ -742,13 +745,15 @@ int engine_open(engine_t **out, const courier_config_t *cfg,
     pthread_cond_init(&e->group_cv, NULL);
     pthread_cond_init(&e->sendq_cv, NULL);
     e->clock = default_clock;
+    atomic_store(&e->active, 1);
     e->cfg = *cfg;
     e->cfg.jid = e->cfg.password = e->cfg.host = NULL;
-    e->cfg.db_path = e->cfg.ca_file = NULL;
+    e->cfg.db_path = e->cfg.ca_file = e->cfg.ca_path = NULL;
     if (copy_str(&e->cfg.jid, cfg->jid) || copy_str(&e->cfg.password,
         cfg->password) || copy_str(&e->cfg.host, cfg->host) ||
         copy_str(&e->cfg.db_path, cfg->db_path) ||
-        copy_str(&e->cfg.ca_file, cfg->ca_file)) {
+        copy_str(&e->cfg.ca_file, cfg->ca_file) ||
+        copy_str(&e->cfg.ca_path, cfg->ca_path)) {
         rc = util_set_error(COURIER_ENOMEM, "out of memory");
         goto out;
     }
@@ -1461,6 +1466,8 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     app_lock(e);
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
+    } else if (!atomic_load(&e->active)) {
+        /* behaviour.md §10: in background no chat state leaves */
     } else {
         /* behaviour.md §3: XEP-0022 composing names the peer's last message. */
         char last[COURIER_ID_MAX] = "";
@@ -1531,6 +1538,21 @@ courier_link_t engine_link(engine_t *e, int *auth_failed)
         *auth_failed = core_auth_failed(e->core);
     pthread_mutex_unlock(&e->mu);
     return l;
+}
+
+int engine_wants_certificates(engine_t *e)
+{
+    return e->cb.on_certificate != NULL;
+}
+
+int engine_ask_certificate(engine_t *e, const char *host, const char *pem)
+{
+    engine_lock(e);
+    int muted = e->muted;
+    pthread_mutex_unlock(&e->mu);
+    if (muted || !e->cb.on_certificate)
+        return 0; /* nobody left to ask: refused */
+    return e->cb.on_certificate(e->ud, host, pem) != 0;
 }
 
 void engine_mute(engine_t *e)
@@ -1736,6 +1758,18 @@ int engine_network_changed(engine_t *e)
     return COURIER_OK;
 }
 
+int engine_set_active(engine_t *e, int active)
+{
+    atomic_store(&e->active, active != 0);
+    wake(e);
+    return COURIER_OK;
+}
+
+int engine_is_active(const engine_t *e)
+{
+    return atomic_load(&((engine_t *)e)->active);
+}
+
 int engine_tick(engine_t *e)
 {
     int rc = COURIER_OK;
@@ -1904,12 +1938,16 @@ size_t engine_dispatch(engine_t *e)
             if (!e->head)
                 e->tail = NULL;
             e->pending--;
+            e->running_item = 1;
         }
         pthread_mutex_unlock(&e->mu);
         if (!it)
             break;
         run_item(e, it); /* no lock held: callbacks may call the API */
         item_free(it);
+        engine_lock(e);
+        e->running_item = 0;
+        pthread_mutex_unlock(&e->mu);
         n++;
     }
     return n;
@@ -1918,6 +1956,26 @@ size_t engine_dispatch(engine_t *e)
 void engine_wake(engine_t *e)
 {
     wake(e);
+}
+
+static int count_rcpt(void *ud, const store_rcpt_t *r)
+{
+    (void)r;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+int engine_quiet(engine_t *e)
+{
+    size_t owed = 0;
+    engine_lock(e);
+    int quiet = core_link_up(e->core) && !core_owes_writes(e->core) &&
+                e->rcpt_out == 0 && e->pending == 0 && !e->running_item;
+    if (quiet && (store_rcpt_each_after(e->store, 0, 1, count_rcpt,
+                                        &owed) != COURIER_OK || owed > 0))
+        quiet = 0;
+    pthread_mutex_unlock(&e->mu);
+    return quiet;
 }
 
 size_t engine_pending(engine_t *e)

@@ -97,6 +97,11 @@ int engine_get_info(engine_t *e, const char *id, courier_info_t *out);
 void engine_get_stats(engine_t *e, courier_stats_t *out);
 /* Link state; `*auth_failed` (may be NULL) = the last login was refused. */
 courier_link_t engine_link(engine_t *e, int *auth_failed);
+/* Platform trust (behaviour.md §10): 1 if the app gave on_certificate. */
+int engine_wants_certificates(engine_t *e);
+/* Ask the app's on_certificate now, on the calling (loop) thread, with no
+ * engine lock held: 1 accepts; 0 refuses (also after engine_mute). */
+int engine_ask_certificate(engine_t *e, const char *host, const char *pem);
 /* No app callback runs after this (courier_close); transport items do. */
 void engine_mute(engine_t *e);
 
@@ -132,6 +137,12 @@ int engine_incoming(engine_t *e, const codec_msg_t *m);
  * takes no lock and writes nothing: it sets a flag and wakes the loop,
  * and the next engine_tick feeds CORE_EV_NETWORK_CHANGED. */
 int engine_network_changed(engine_t *e);
+/* Foreground (1) or background (0), behaviour.md §10: any thread, no
+ * lock, no store; wakes the loop, whose session tells the server
+ * (XEP-0352) after every login. In background engine_set_composing sends
+ * nothing. */
+int engine_set_active(engine_t *e, int active);
+int engine_is_active(const engine_t *e);
 /* Feed CORE_EV_NETWORK_CHANGED if one was reported, then CORE_EV_TICK if
  * a timer is due. */
 int engine_tick(engine_t *e);
@@ -148,6 +159,10 @@ void engine_wake(engine_t *e);
 /* Loop thread: run queued callbacks and transport calls, in order.
  * Returns the number of items run. */
 size_t engine_dispatch(engine_t *e);
+/* courier_sync: the link is up, no message waits to be written or for the
+ * server's ack, no receipt is owed (stored or unacknowledged), and no
+ * callback waits or runs. Any thread. */
+int engine_quiet(engine_t *e);
 /* Items waiting for engine_dispatch(). */
 size_t engine_pending(engine_t *e);
 

@@ -20,11 +20,19 @@
 
 #include "codec.h"
 #include "hostile.h"
+#include "trust.h"
 #include "util.h"
 
 #define NS_SM "urn:xmpp:sm:3"
+#define NS_CSI "urn:xmpp:csi:0"
 #define OUTQ_MAX ENGINE_OUTQ_MAX /* written, not yet acked, per stream */
-#define CLOSE_WAIT_MS 2000
+/* The goodbye waits this long for the server's </stream>, then cuts the
+ * socket. Below libstrophe 0.12's own 2 s disconnect timeout: when that
+ * fires on a server that stopped answering, its TLS close waits on the
+ * socket again (~0.8 s more, measured); a socket we shut down first
+ * fails at once (behaviour.md §10: courier_stop is bounded). */
+#define CLOSE_WAIT_MS 1500
+#define CUT_WAIT_MS 500
 #define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
 
 /* One stanza of ours written to the current stream (XEP-0198 counting). */
@@ -52,8 +60,15 @@ struct session {
     int sm_pending;         /* <enable/> sent, no answer yet */
     int features_seen;      /* this connection's stream features logged */
     int sm_offered;         /* the last of them offered XEP-0198 */
+    int csi_offered;        /* ... and XEP-0352 */
+    int csi_sent;           /* state told this stream: 1, 0; -1 none */
+    atomic_uint sync_req;   /* courier_sync round trips asked for */
+    atomic_uint sync_done;  /* ... the last one answered */
+    unsigned sync_sent;     /* ... the last one written on this stream */
     int auth_refused;       /* libstrophe logged an authentication failure */
     int debug_strophe;      /* COURIER_DEBUG_STROPHE, read once at open */
+    trust_t trust;          /* behaviour.md §10: certificate failures of
+                               this handshake, for on_certificate */
     uint32_t out_h;         /* our stanzas since <enable/> */
     uint32_t in_h;          /* the server's stanzas since <enabled/> */
     uint32_t r_asked_at;    /* out_h when we last sent <r/> */
@@ -159,6 +174,34 @@ static int shows_credentials(const char *msg)
            strncmp(msg + 6, "<features", 9) != 0;
 }
 
+static int ask_app(void *ud, const char *host, const char *pem_chain)
+{
+    session_t *s = ud;
+    return engine_ask_certificate(s->e, host, pem_chain);
+}
+
+/* The handshake is over and its certificate failed OpenSSL's checks (the
+ * certfail handler let it go on): on_certificate decides, the name checked
+ * first by trust.c. Refused: the socket is shut, so what libstrophe queues
+ * next (its <auth/>) never leaves the machine. */
+static void trust_gate(session_t *s)
+{
+    char why[sizeof(s->trust.why)];
+    util_strlcpy(why, s->trust.why, sizeof(why));
+    xmpp_tlscert_t *leaf = xmpp_conn_get_peer_cert(s->conn);
+    const char *host = util_jid_domain(engine_self(s->e));
+    trust_verdict_t v = trust_decide(&s->trust,
+                                     leaf ? xmpp_tlscert_get_pem(leaf) : NULL,
+                                     host, ask_app, s);
+    if (leaf)
+        xmpp_tlscert_free(leaf);
+    engine_log(s->e, v == TRUST_ACCEPT ? COURIER_LOG_INFO : COURIER_LOG_WARN,
+               "certificate of %s not verified by OpenSSL (%s): %s", host,
+               why, trust_verdict_text(v));
+    if (v != TRUST_ACCEPT && s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+}
+
 static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
@@ -182,8 +225,15 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
      * connect callback tell whether XEP-0198 is offered. */
     if (!s->streaming && strcmp(area, "xmpp") == 0 &&
         strncmp(msg, "RECV: <features ", 16) == 0) {
+        /* behaviour.md §10: the first features after a handshake whose
+         * certificate OpenSSL could not verify: decide now, before
+         * libstrophe's SASL handler writes the credentials (it runs
+         * after this line is logged, in this same turn). */
+        if (trust_pending(&s->trust))
+            trust_gate(s);
         s->features_seen = 1;
         s->sm_offered = strstr(msg, "xmlns=\"" NS_SM "\"") != NULL;
+        s->csi_offered = strstr(msg, "xmlns=\"" NS_CSI "\"") != NULL;
     }
     if (level < XMPP_LEVEL_WARN && !s->debug_strophe)
         return; /* libstrophe's debug output includes raw stanzas */
@@ -298,6 +348,52 @@ static void ask_ack(session_t *s)
     }
 }
 
+/* behaviour.md §10: tell the server the app's state (XEP-0352) when it
+ * changed, and again after every login (a new stream starts active, so
+ * only background needs saying then). A nonza: not counted by SM. */
+static void csi_sync(session_t *s)
+{
+    if (!s->online || !s->csi_offered)
+        return;
+    int want = engine_is_active(s->e);
+    if (s->csi_sent == want || (s->csi_sent < 0 && want))
+        return;
+    xmpp_send_raw_string(s->conn, want ? "<active xmlns='" NS_CSI "'/>"
+                                       : "<inactive xmlns='" NS_CSI "'/>");
+    s->csi_sent = want;
+    engine_log(s->e, COURIER_LOG_DEBUG, "client state sent: %s (XEP-0352)",
+               want ? "active" : "inactive");
+}
+
+/* courier_sync: one ping per request, written once online; its answer
+ * comes after everything the server had for us (offline storage is
+ * flushed at our initial presence, which went before it). */
+static void sync_ping(session_t *s)
+{
+    unsigned want = atomic_load(&s->sync_req);
+    if (!s->online || s->sync_sent == want)
+        return;
+    char id[32];
+    snprintf(id, sizeof(id), "sync-%u", want);
+    if (send_stanza(s, codec_build_ping(s->ctx,
+                                        util_jid_domain(engine_self(s->e)),
+                                        id),
+                    OUT_OTHER, NULL, 0) == COURIER_OK)
+        s->sync_sent = want;
+}
+
+unsigned session_sync_request(session_t *s)
+{
+    unsigned n = atomic_fetch_add(&s->sync_req, 1) + 1;
+    engine_wake(s->e);
+    return n;
+}
+
+int session_sync_done(session_t *s, unsigned n)
+{
+    return (int)(atomic_load(&s->sync_done) - n) >= 0;
+}
+
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
 
 static void tp_send_chat_locked(void *ud, const core_row_t *row,
@@ -373,7 +469,9 @@ static void tp_connect_locked(void *ud)
     if (s->connecting)
         return;
     s->auth_refused = 0;
-    s->features_seen = s->sm_offered = 0;
+    s->features_seen = s->sm_offered = s->csi_offered = 0;
+    s->csi_sent = -1;
+    trust_reset(&s->trust);
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
@@ -588,6 +686,13 @@ static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         xmpp_stanza_t *reply = codec_build_iq_reply(s->ctx, st);
         if (reply)
             send_stanza(s, reply, OUT_OTHER, NULL, 0);
+    } else if (id && strncmp(id, "sync-", 5) == 0 && from_our_server(s, st)) {
+        char *end = NULL;
+        unsigned long n = strtoul(id + 5, &end, 10);
+        if (end && *end == '\0' && n <= UINT32_MAX &&
+            (int)((unsigned)n - atomic_load(&s->sync_done)) > 0 &&
+            (int)((unsigned)n - s->sync_sent) <= 0)
+            atomic_store(&s->sync_done, (unsigned)n);
     } else if (id && s->ackping_pending &&
                strcmp(id, s->ackping_id) == 0 && from_our_server(s, st)) {
         s->ackping_pending = 0;
@@ -622,6 +727,17 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
 {
     (void)conn;
     session_t *s = ud;
+    if (ev == XMPP_CONN_CONNECT && trust_pending(&s->trust)) {
+        /* Cannot happen (the gate runs at the features before login);
+         * if it did, a link whose certificate was never judged is not
+         * used. */
+        engine_log(s->e, COURIER_LOG_ERROR, "logged in over a certificate "
+                   "never judged: dropping the link");
+        trust_reset(&s->trust);
+        if (s->fd >= 0)
+            shutdown(s->fd, SHUT_RDWR);
+        return;
+    }
     if (ev == XMPP_CONN_CONNECT) {
         s->out_h = s->in_h = s->r_asked_at = 0;
         s->outq_head = s->outq_len = 0;
@@ -659,6 +775,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     s->online = s->streaming = 0;
     s->connecting = 0;
     s->sm = s->sm_pending = 0;
+    s->sync_sent = atomic_load(&s->sync_done); /* ask again when back */
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     hostile_set_fd(&s->hx, -1);
@@ -696,6 +813,24 @@ static int sockopt_cb(xmpp_conn_t *conn, void *sock)
     return xmpp_sockopt_cb_keepalive(conn, sock);
 }
 
+/* libstrophe's certfail handler: OpenSSL could not verify `cert` during
+ * the handshake. Noted, and the handshake goes on: the verdict comes at
+ * the end of it (trust_gate), with the leaf. Only installed when the app
+ * gave on_certificate: without it libstrophe refuses as before. */
+static _Thread_local session_t *tl_turn; /* inside its xmpp_run_once */
+
+static int certfail_cb(const xmpp_tlscert_t *cert, const char *errormsg)
+{
+    /* libstrophe 0.12.2 leaves the certificate's connection unset
+     * (xmpp_tlscert_get_conn gives NULL): the session is the one whose
+     * turn this thread is running. */
+    session_t *s = tl_turn;
+    if (!s)
+        return 0;
+    trust_note(&s->trust, xmpp_tlscert_get_pem(cert), errormsg);
+    return 1;
+}
+
 /* ---- lifecycle ------------------------------------------------------ */
 
 int session_new(session_t **out, engine_t *e)
@@ -718,6 +853,7 @@ int session_new(session_t **out, engine_t *e)
     s->log.handler = strophe_log;
     s->log.userdata = s;
     hostile_init(&s->hx);
+    trust_init(&s->trust);
     hostile_set_body_max(&s->hx, engine_config(e)->max_body_bytes);
     s->hx.on_trip = on_trip;
     s->hx.on_trip_ud = s;
@@ -743,6 +879,10 @@ int session_new(session_t **out, engine_t *e)
     xmpp_conn_set_pass(s->conn, cfg->password);
     if (cfg->ca_file)
         xmpp_conn_set_cafile(s->conn, cfg->ca_file);
+    if (cfg->ca_path)
+        xmpp_conn_set_capath(s->conn, cfg->ca_path);
+    if (engine_wants_certificates(e))
+        xmpp_conn_set_certfail_handler(s->conn, certfail_cb);
     xmpp_conn_set_sockopt_callback(s->conn, sockopt_cb);
     xmpp_handler_add(s->conn, count_inbound, NULL, NULL, NULL, s);
     xmpp_handler_add(s->conn, sm_handler, NS_SM, NULL, NULL, s);
@@ -790,6 +930,7 @@ void session_free(session_t *s)
     /* behaviour.md §11: a stanza cut half-way is still in libstrophe's parser,
      * freed recursively with the connection: not on the app's stack. */
     hostile_on_big_stack(release_strophe, s);
+    trust_reset(&s->trust);
     util_free(s->outq);
     util_free(s);
 }
@@ -811,7 +952,11 @@ static void *guard_main(void *arg)
             continue;
         }
         int64_t since = s->busy_since;
-        int64_t due = since + engine_config(s->e)->ping_timeout_ms;
+        /* behaviour.md §10: a stop does not wait for the stall to time
+         * out (courier_stop is bounded whatever the server does). */
+        int64_t due = atomic_load(&s->stop)
+                          ? since
+                          : since + engine_config(s->e)->ping_timeout_ms;
         int64_t now = util_mono_ms();
         if (now < due) {
             struct timespec ts;
@@ -895,7 +1040,10 @@ static void strophe_turn_locked(session_t *s)
     int guarded = s->connecting && !s->streaming;
     if (guarded)
         guard_arm(s, 1);
+    session_t *outer = tl_turn;
+    tl_turn = s;
     xmpp_run_once(s->ctx, 0);
+    tl_turn = outer;
     if (guarded)
         guard_arm(s, 0);
     if (s->hx.cut_pending)
@@ -935,6 +1083,8 @@ int session_step(session_t *s, unsigned timeout_ms)
         go_online(s);
     }
     ask_ack(s);
+    csi_sync(s);
+    sync_ping(s);
     int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
     strophe_unlock();
 
@@ -979,6 +1129,8 @@ int session_step(session_t *s, unsigned timeout_ms)
     engine_dispatch(e);
     strophe_lock();
     ask_ack(s);
+    csi_sync(s);
+    sync_ping(s);
     strophe_turn_locked(s); /* flush what the dispatch queued */
     strophe_unlock();
     return COURIER_OK;
@@ -1073,6 +1225,11 @@ int session_stop(session_t *s)
     }
     atomic_store(&s->stop, 1);
     engine_wake(s->e);
+    /* A turn stuck in the TLS handshake of a server that stalls is cut
+     * now by the guard, not after ping_timeout_ms. */
+    pthread_mutex_lock(&s->guard_mu);
+    pthread_cond_signal(&s->guard_cv);
+    pthread_mutex_unlock(&s->guard_mu);
     pthread_join(s->thread, NULL);
     s->has_thread = 0;
     return COURIER_OK;
@@ -1108,7 +1265,7 @@ static void close_strophe(void *arg)
     }
     if (s->connecting) {
         tp_drop_link(s);
-        int64_t until = util_mono_ms() + 500;
+        int64_t until = util_mono_ms() + CUT_WAIT_MS;
         while (s->connecting && util_mono_ms() < until) {
             strophe_turn_locked(s);
             strophe_unlock();

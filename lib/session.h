@@ -36,6 +36,13 @@ int session_driven(const session_t *s);
  * most `timeout_ms` for the socket, the wake-up fd or a timer. */
 int session_step(session_t *s, unsigned timeout_ms);
 
+/* courier_sync: ask for a round trip to the server once online (a ping
+ * written after login and presence: its answer comes after what the
+ * server had waiting for us). Returns the request's number; any thread. */
+unsigned session_sync_request(session_t *s);
+/* 1 once the answer to request `n` (or a later one) came. */
+int session_sync_done(session_t *s, unsigned n);
+
 /* Close the link politely now (used by courier_run_once users on close). */
 void session_close_link(session_t *s);
 

@@ -10,7 +10,8 @@
 # (c2s, STARTTLS required), COURIER_TEST_API_PORT (mod_http_api on
 # 127.0.0.1, POST /api/send_message), COURIER_TEST_CA (CA that signed the
 # server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
-# COURIER_TEST_DIR (scratch space), COURIER_TEST_HARNESS_PID (SIGUSR1
+# COURIER_TEST_DIR (scratch space), COURIER_TEST_CA_DIR (the CA as a hashed
+# directory, for ca_path), COURIER_TEST_HARNESS_PID (SIGUSR1
 # restarts the server on the same port and data), COURIER_TEST_EJABBERDCTL
 # (an ejabberdctl command line bound to this node). Accounts: alice bob
 # carol dave ärger, each with password "pw-<name>".
@@ -57,6 +58,9 @@ openssl x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" \
     -CAcreateserial -days 2 -extfile "$DIR/san.ext" -out "$DIR/server.crt" 2>/dev/null
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=other CA" \
     -keyout "$DIR/bad.key" -out "$DIR/bad-ca.pem" 2>/dev/null
+# ca_path: the CA under its subject hash (OpenSSL's c_rehash layout).
+mkdir -p "$DIR/cadir"
+cp "$DIR/ca.pem" "$DIR/cadir/$(openssl x509 -hash -noout -in "$DIR/ca.pem").0"
 # ejabberd wants the chain and the key in one file.
 cat "$DIR/server.crt" "$DIR/ca.pem" "$DIR/server.key" > "$DIR/server.pem"
 chmod 600 "$DIR/server.pem"
@@ -149,7 +153,7 @@ export COURIER_TEST_SERVER=ejabberd COURIER_TEST_DOMAIN=$DOMAIN \
     COURIER_TEST_PORT=$PORT COURIER_TEST_API_PORT=$API_PORT \
     COURIER_TEST_CA=$DIR/ca.pem COURIER_TEST_BAD_CA=$DIR/bad-ca.pem \
     COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$ \
-    COURIER_TEST_EJABBERDCTL="$CTL"
+    COURIER_TEST_EJABBERDCTL="$CTL" COURIER_TEST_CA_DIR=$DIR/cadir
 [ "${1:-}" = "--" ] && shift
 # In the background so that the USR1 trap runs while the command does; the
 # command keeps the terminal's stdin when there is one.

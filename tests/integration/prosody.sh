@@ -7,8 +7,11 @@
 #
 # Sets: COURIER_TEST_DOMAIN, COURIER_TEST_PORT, COURIER_TEST_CA (CA that
 # signed the server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
-# COURIER_TEST_DIR (scratch space). Accounts: alice bob carol dave ärger,
-# each with password "pw-<name>".
+# COURIER_TEST_DIR (scratch space), COURIER_TEST_CA_DIR (the CA as a
+# hashed directory, for ca_path), COURIER_TEST_WRONG_DOMAIN (a second
+# virtual host served with the first one's certificate: a name mismatch).
+# Accounts: alice bob carol dave ärger, each with password "pw-<name>";
+# alice also on the wrong-name host.
 # COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198;
 # COURIER_TEST_TLS11=1 makes c2s speak TLS 1.1 only (security level 0).
 # Both reach the command too, so tests can tell.
@@ -48,6 +51,10 @@ openssl x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" \
     -CAcreateserial -days 2 -extfile "$DIR/san.ext" -out "$DIR/server.crt" 2>/dev/null
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=other CA" \
     -keyout "$DIR/bad.key" -out "$DIR/bad-ca.pem" 2>/dev/null
+# ca_path: the CA under its subject hash (OpenSSL's c_rehash layout).
+mkdir -p "$DIR/cadir"
+cp "$DIR/ca.pem" "$DIR/cadir/$(openssl x509 -hash -noout -in "$DIR/ca.pem").0"
+WRONG=wrong.test
 
 PORT=$(free_port)
 mkdir -p "$DIR/data"
@@ -74,12 +81,15 @@ authentication = "internal_hashed"
 limits = { }
 modules_enabled = {
     "roster"; "saslauth"; "tls"; "disco"; "ping"; $SMACKS "offline";
-    "posix";
+    "posix"; "csi_simple"; "admin_shell";
 }
 modules_disabled = { "s2s" }
 smacks_hibernation_time = 5
 ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt"; $SSL_EXTRA }
 VirtualHost "$DOMAIN"
+-- A host whose certificate names $DOMAIN, not $WRONG (trust tests).
+VirtualHost "$WRONG"
+    ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt"; }
 CFG
 chown -R prosody:prosody "$DIR" 2>/dev/null || true
 chmod 755 "$DIR"
@@ -88,6 +98,8 @@ for u in alice bob carol dave ärger; do
     prosodyctl --config "$DIR/prosody.cfg.lua" register "$u" "$DOMAIN" "pw-$u" \
         >/dev/null 2>&1
 done
+prosodyctl --config "$DIR/prosody.cfg.lua" register alice "$WRONG" pw-alice \
+    >/dev/null 2>&1
 
 start_server() {
     prosody --config "$DIR/prosody.cfg.lua" >>"$DIR/stdout.log" 2>&1 &
@@ -125,7 +137,8 @@ restart_server() {
 start_server
 export COURIER_TEST_DOMAIN=$DOMAIN COURIER_TEST_PORT=$PORT \
     COURIER_TEST_CA=$DIR/ca.pem COURIER_TEST_BAD_CA=$DIR/bad-ca.pem \
-    COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$
+    COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$ \
+    COURIER_TEST_CA_DIR=$DIR/cadir COURIER_TEST_WRONG_DOMAIN=$WRONG
 [ "${1:-}" = "--" ] && shift
 # In the background so that the USR1 trap runs while the command does; the
 # command keeps the terminal's stdin when there is one.

@@ -12,11 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <strophe.h>
 
 #include <sqlite3.h>
@@ -50,6 +54,8 @@ typedef struct {
     char last_meta[128];      /* meta of the last on_message */
     char retracted[COURIER_ID_MAX]; /* id of the last on_retract */
     int n_retracted;
+    int composing_on;         /* on_composing(…, 1) calls */
+    int csi_inactive_sent;    /* log lines: <inactive/> written */
 } client_t;
 
 static const char *env(const char *k)
@@ -139,6 +145,15 @@ static void on_retract(void *ud, const char *peer, const char *id)
     pthread_mutex_unlock(&cl->mu);
 }
 
+static void on_composing(void *ud, const char *peer, int on)
+{
+    (void)peer;
+    client_t *cl = ud;
+    pthread_mutex_lock(&cl->mu);
+    cl->composing_on += on != 0;
+    pthread_mutex_unlock(&cl->mu);
+}
+
 static void on_link(void *ud, courier_link_t l)
 {
     client_t *cl = ud;
@@ -158,6 +173,11 @@ static void on_log(void *ud, int level, const char *line)
         pthread_mutex_lock(&cl->mu);
         if (strstr(line, "refused"))
             cl->auth_errors++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (strstr(line, "client state sent: inactive")) {
+        pthread_mutex_lock(&cl->mu);
+        cl->csi_inactive_sent++;
         pthread_mutex_unlock(&cl->mu);
     }
     if (strstr(line, "acks by ping")) {
@@ -184,7 +204,7 @@ static void on_log(void *ud, int level, const char *line)
 
 static const courier_callbacks_t callbacks = {
     .on_state = on_state, .on_message = on_message, .on_link = on_link,
-    .on_log = on_log, .on_retract = on_retract,
+    .on_log = on_log, .on_retract = on_retract, .on_composing = on_composing,
 };
 
 /* Clients still open when a test fails are closed by its teardown, so no
@@ -202,8 +222,19 @@ static void track(client_t *cl, int add)
 
 typedef void (*tweak_fn)(courier_config_t *cfg);
 
+static client_t *client_new_cb(const char *name, const char *tag,
+                               unsigned short port, tweak_fn tweak,
+                               const courier_callbacks_t *cbs);
+
 static client_t *client_new(const char *name, const char *tag,
                             unsigned short port, tweak_fn tweak)
+{
+    return client_new_cb(name, tag, port, tweak, &callbacks);
+}
+
+static client_t *client_new_cb(const char *name, const char *tag,
+                               unsigned short port, tweak_fn tweak,
+                               const courier_callbacks_t *cbs)
 {
     client_t *cl = calloc(1, sizeof(*cl));
     assert_non_null(cl);
@@ -226,7 +257,7 @@ static client_t *client_new(const char *name, const char *tag,
     cfg.reconnect_max_ms = 1000;
     if (tweak)
         tweak(&cfg);
-    int rc = courier_open(&cl->c, &cfg, &callbacks, cl);
+    int rc = courier_open(&cl->c, &cfg, cbs, cl);
     if (rc != COURIER_OK)
         fail_msg("open %s: %s", name, courier_last_error());
     track(cl, 1);
@@ -1710,6 +1741,501 @@ static void test_network_change_reconnects_without_waiting_backoff(void **st)
     relay_stop(r);
 }
 
+
+/* ---- platform trust (behaviour.md §10) -------------------------------- */
+
+typedef enum { CERT_VERIFY, CERT_YES, CERT_NO } cert_mode_t;
+
+static struct {
+    pthread_mutex_t mu;
+    cert_mode_t mode;
+    int calls, verified, certs;
+    char host[128];
+} certq = { PTHREAD_MUTEX_INITIALIZER, CERT_VERIFY, 0, 0, 0, "" };
+
+/* What a phone app does in on_certificate with the platform's store: here
+ * OpenSSL with the test CA as the only anchor, checking the chain it was
+ * given (leaf first, the rest untrusted) and the host. */
+static int verify_chain(const char *host, const char *pem_chain, int *ncerts)
+{
+    const char *ca = getenv("COURIER_TEST_CA");
+    BIO *b = BIO_new_mem_buf(pem_chain, -1);
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509 *x;
+    while (b && chain && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+        sk_X509_push(chain, x);
+    BIO_free(b);
+    *ncerts = chain ? sk_X509_num(chain) : 0;
+    int ok = 0;
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (*ncerts > 0 && ca && store && ctx &&
+        X509_STORE_load_file(store, ca) == 1 &&
+        X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain) == 1 &&
+        X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(ctx), host,
+                                    0) == 1)
+        ok = X509_verify_cert(ctx) == 1;
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    sk_X509_pop_free(chain, X509_free);
+    return ok;
+}
+
+static int on_certificate(void *ud, const char *host, const char *pem_chain)
+{
+    (void)ud;
+    int n = 0;
+    int ok = verify_chain(host, pem_chain, &n);
+    pthread_mutex_lock(&certq.mu);
+    certq.calls++;
+    certq.verified += ok;
+    certq.certs = n;
+    snprintf(certq.host, sizeof(certq.host), "%s", host);
+    cert_mode_t mode = certq.mode;
+    pthread_mutex_unlock(&certq.mu);
+    return mode == CERT_YES ? 1 : mode == CERT_NO ? 0 : ok;
+}
+
+static const courier_callbacks_t cert_callbacks = {
+    .on_state = on_state, .on_message = on_message, .on_link = on_link,
+    .on_log = on_log, .on_retract = on_retract,
+    .on_certificate = on_certificate,
+};
+
+static void cert_mode(cert_mode_t m)
+{
+    pthread_mutex_lock(&certq.mu);
+    certq.mode = m;
+    certq.calls = certq.verified = certq.certs = 0;
+    certq.host[0] = '\0';
+    pthread_mutex_unlock(&certq.mu);
+}
+
+static int cert_calls(void)
+{
+    pthread_mutex_lock(&certq.mu);
+    int n = certq.calls;
+    pthread_mutex_unlock(&certq.mu);
+    return n;
+}
+
+static int cert_asked(void *arg)
+{
+    (void)arg;
+    return cert_calls() > 0;
+}
+
+/* A phone: OpenSSL's default paths find nothing (behaviour.md §10). */
+static int no_platform_cas(void **st)
+{
+    (void)st;
+    char file[512], dir[512];
+    snprintf(file, sizeof(file), "%s/no-such-bundle.pem",
+             env("COURIER_TEST_DIR"));
+    snprintf(dir, sizeof(dir), "%s/empty-certs", env("COURIER_TEST_DIR"));
+    mkdir(dir, 0755);
+    setenv("SSL_CERT_FILE", file, 1);
+    setenv("SSL_CERT_DIR", dir, 1);
+    return 0;
+}
+
+static int platform_cas_back(void **st)
+{
+    close_leftovers(st);
+    unsetenv("SSL_CERT_FILE");
+    unsetenv("SSL_CERT_DIR");
+    return 0;
+}
+
+static void no_ca(courier_config_t *cfg)
+{
+    cfg->ca_file = NULL;
+}
+
+static void ca_dir_only(courier_config_t *cfg)
+{
+    cfg->ca_file = NULL;
+    cfg->ca_path = getenv("COURIER_TEST_CA_DIR");
+}
+
+static char wrong_jid[128];
+
+static void wrong_host_no_ca(courier_config_t *cfg)
+{
+    snprintf(wrong_jid, sizeof(wrong_jid), "alice@%s",
+             env("COURIER_TEST_WRONG_DOMAIN"));
+    cfg->jid = wrong_jid;
+    cfg->ca_file = NULL;
+}
+
+static void wrong_host_with_ca(courier_config_t *cfg)
+{
+    wrong_host_no_ca(cfg);
+    cfg->ca_file = getenv("COURIER_TEST_CA");
+}
+
+/* Without on_certificate an unverifiable certificate is refused, as
+ * before. */
+static void test_unverifiable_cert_refused_without_on_certificate(void **st)
+{
+    (void)st;
+    int before = prosody_log_count("Authenticated as alice@");
+    client_t *a = client_new("alice", "t23", 0, no_ca);
+    start(a);
+    assert_false(wait_for(is_online, a, 3000));
+    assert_int_equal(prosody_log_count("Authenticated as alice@"), before);
+    client_free(a);
+}
+
+/* on_certificate gets the chain, leaf first, and the JID's domain; the
+ * test verifies it against the test CA as a platform would: accepted,
+ * the link works. */
+static void test_on_certificate_verified_chain_accepted(void **st)
+{
+    (void)st;
+    cert_mode(CERT_VERIFY);
+    client_t *a = client_new_cb("alice", "t24", 0, no_ca, &cert_callbacks);
+    client_t *b = client_new("bob", "t24", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    pthread_mutex_lock(&certq.mu);
+    int calls = certq.calls, verified = certq.verified, n = certq.certs;
+    char host[128];
+    snprintf(host, sizeof(host), "%s", certq.host);
+    pthread_mutex_unlock(&certq.mu);
+    assert_true(calls >= 1);
+    assert_int_equal(verified, calls);
+    assert_true(n >= 1);
+    assert_string_equal(host, env("COURIER_TEST_DOMAIN"));
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "over platform trust");
+    expect_all(a, ids, 1, COURIER_DELIVERED, 15000);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* The app says no: never logged in (the server saw no authentication). */
+static void test_on_certificate_no_refuses(void **st)
+{
+    (void)st;
+    cert_mode(CERT_NO);
+    int before = prosody_log_count("Authenticated as alice@");
+    client_t *a = client_new_cb("alice", "t25", 0, no_ca, &cert_callbacks);
+    start(a);
+    if (!wait_for(cert_asked, NULL, 20000))
+        fail_msg("on_certificate was never asked");
+    assert_false(wait_for(is_online, a, 3000));
+    assert_int_equal(prosody_log_count("Authenticated as alice@"), before);
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->online_count, 0);
+    pthread_mutex_unlock(&a->mu);
+    client_free(a);
+}
+
+/* A certificate that does not name the JID's domain is refused by the
+ * library even when the app accepts everything: with no CA (OpenSSL
+ * cannot verify at all) and with the right CA (only the name is wrong).
+ * The app is not even asked. */
+static void wrong_name_refused(tweak_fn tweak, const char *tag)
+{
+    cert_mode(CERT_YES);
+    char who[160];
+    snprintf(who, sizeof(who), "Authenticated as alice@%s",
+             env("COURIER_TEST_WRONG_DOMAIN"));
+    int before = prosody_log_count(who);
+    client_t *a = client_new_cb("alice", tag, 0, tweak, &cert_callbacks);
+    start(a);
+    assert_false(wait_for(is_online, a, 4000));
+    assert_int_equal(prosody_log_count(who), before);
+    assert_int_equal(cert_calls(), 0);
+    client_free(a);
+}
+
+static void test_wrong_host_name_refused_whatever_the_app_says(void **st)
+{
+    (void)st;
+    if (!getenv("COURIER_TEST_WRONG_DOMAIN")) {
+        fprintf(stderr, "  (no wrong-name host on this server: prosody.sh "
+                "has one)\n");
+        skip();
+    }
+    wrong_name_refused(wrong_host_no_ca, "t26a");
+    wrong_name_refused(wrong_host_with_ca, "t26b");
+}
+
+/* ca_path: a directory of hashed CA files is trusted like ca_file. */
+static void test_ca_path_directory_trusted(void **st)
+{
+    (void)st;
+    client_t *a = client_new("alice", "t27", 0, ca_dir_only);
+    start(a);
+    wait_online(a);
+    client_free(a);
+}
+
+/* ---- background: XEP-0352 (behaviour.md §10) -------------------------- */
+
+static int csi_count(client_t *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    int n = cl->csi_inactive_sent;
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}
+
+static int csi_once(void *arg)
+{
+    return csi_count(arg) >= 1;
+}
+
+static int csi_twice(void *arg)
+{
+    return csi_count(arg) >= 2;
+}
+
+/* Prosody's own view of alice's sessions' CSI state (mod_admin_shell's
+ * c2s:show): 1 if one shows `state`, 0 if none, -1 when this is not the
+ * suite's Prosody. */
+static int prosody_csi_is(const char *state)
+{
+    char cmd[1024], line[512];
+    const char *dir = env("COURIER_TEST_DIR");
+    snprintf(cmd, sizeof(cmd), "test -f %s/prosody.cfg.lua && prosodyctl "
+             "--config %s/prosody.cfg.lua shell \"c2s:show(nil, 'jid csi')\" "
+             "2>/dev/null", dir, dir);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    int seen = 0, any = 0;
+    while (fgets(line, sizeof(line), p)) {
+        any |= strstr(line, "CSI State") != NULL;
+        if (strstr(line, "alice@") && strstr(line, state))
+            seen = 1;
+    }
+    pclose(p);
+    return any ? seen : -1;
+}
+
+typedef struct {
+    const char *state;
+} csi_want_t;
+
+static int prosody_shows(void *arg)
+{
+    return prosody_csi_is(((csi_want_t *)arg)->state) == 1;
+}
+
+/* Background is remembered across a reconnect: <inactive/> is written
+ * again after the new login and the server (Prosody: its own session
+ * table) sees the new session inactive; messages still arrive, and no
+ * composing leaves while in background (it does again in foreground). */
+static void test_background_survives_reconnect(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t28", relay_port(r), NULL);
+    client_t *b = client_new("bob", "t28", 0, NULL);
+    start(a);
+    start(b);
+    wait_online(a);
+    wait_online(b);
+    int prosody = prosody_csi_is("inactive") >= 0;
+    assert_int_equal(courier_set_active(a->c, 0), COURIER_OK);
+    if (!wait_for(csi_once, a, 10000))
+        fail_msg("no <inactive/> written (does the server offer CSI?)");
+    csi_want_t inactive = { "inactive" };
+    if (prosody && !wait_for(prosody_shows, &inactive, 10000))
+        fail_msg("Prosody does not see alice inactive");
+    mark_offline_count(a);
+    relay_cut(r);
+    if (!wait_for(online_twice, a, 30000))
+        fail_msg("alice did not come back");
+    if (!wait_for(csi_twice, a, 10000))
+        fail_msg("background not told again after the reconnect");
+    if (prosody && !wait_for(prosody_shows, &inactive, 10000))
+        fail_msg("Prosody does not see the new session inactive");
+    /* messages still flow, both ways; no composing from a background app */
+    assert_int_equal(courier_set_composing(a->c, bob_jid, 1), COURIER_OK);
+    char (*ids)[COURIER_ID_MAX] = new_ids(2);
+    send_n(b, alice_jid, ids, 1, "to a phone in a pocket");
+    expect_received_once(a, ids, 1);
+    send_n(a, bob_jid, ids + 1, 1, "from a phone in a pocket");
+    expect_received_once(b, ids + 1, 1);
+    pthread_mutex_lock(&b->mu);
+    assert_int_equal(b->composing_on, 0);
+    pthread_mutex_unlock(&b->mu);
+    /* foreground again: the server is told, composing flows */
+    assert_int_equal(courier_set_active(a->c, 1), COURIER_OK);
+    csi_want_t active = { "active" };
+    if (prosody) {
+        if (!wait_for(prosody_shows, &active, 10000))
+            fail_msg("Prosody does not see alice active again");
+        assert_int_equal(prosody_csi_is("inactive"), 0);
+    }
+    assert_int_equal(courier_set_composing(a->c, bob_jid, 1), COURIER_OK);
+    int64_t until = now_ms() + 10000 * scale();
+    int seen = 0;
+    while (!seen && now_ms() < until) {
+        pthread_mutex_lock(&b->mu);
+        seen = b->composing_on > 0;
+        pthread_mutex_unlock(&b->mu);
+        usleep(10000);
+    }
+    assert_true(seen);
+    free(ids);
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
+}
+
+/* ---- bounded courier_stop (behaviour.md §10) ------------------------------ */
+
+/* Long enough that the stall guard's own cut (ping_timeout_ms) cannot be
+ * what ends a stop. */
+static void slow_guard(courier_config_t *cfg)
+{
+    cfg->ping_interval_ms = 60000 * scale();
+    cfg->ping_timeout_ms = 90000 * scale();
+}
+
+static int relay_has_one(void *arg)
+{
+    return relay_accepted(arg) >= 1;
+}
+
+/* The promised goodbye: 1.5 s for the server, 0.5 s more after the cut. */
+#define STOP_BOUND_MS 2000
+
+/* A server that stalls the TLS handshake: courier_stop cuts it at once
+ * instead of waiting for the stall guard (90 s here). */
+static void test_stop_bounded_during_stalled_handshake(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    relay_stall_after(r, "<proceed");
+    client_t *a = client_new("alice", "t29", relay_port(r), slow_guard);
+    start(a);
+    if (!wait_for(relay_has_one, r, 10000))
+        fail_msg("no connection reached the relay");
+    usleep(1000000 * scale()); /* into the handshake, stalled */
+    int64_t t = now_ms();
+    assert_int_equal(courier_stop(a->c), COURIER_OK);
+    int64_t took = now_ms() - t;
+    fprintf(stderr, "  stop took %lld ms\n", (long long)took);
+    assert_true(took < STOP_BOUND_MS + 500 * scale());
+    client_free(a);
+    relay_stop(r);
+}
+
+/* A server that never answers once logged in (a blackholed link): the
+ * goodbye waits its 2 s for the stream's close, then cuts. */
+static void test_stop_bounded_on_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t30", relay_port(r), slow_guard);
+    start(a);
+    wait_online(a);
+    relay_blackhole(r);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "into the void");
+    usleep(200000 * scale());
+    int64_t t = now_ms();
+    assert_int_equal(courier_stop(a->c), COURIER_OK);
+    int64_t took = now_ms() - t;
+    fprintf(stderr, "  stop took %lld ms\n", (long long)took);
+    assert_true(took < STOP_BOUND_MS + 500 * scale());
+    free(ids);
+    client_free(a);
+    relay_stop(r);
+}
+
+/* ---- courier_sync (behaviour.md §10) ---------------------------------- */
+
+static int received_now(client_t *cl, char (*ids)[COURIER_ID_MAX], size_t n)
+{
+    got_t g = { cl, ids, n };
+    return got_all(&g);
+}
+
+/* A push wakes the app: from a cold handle, courier_sync sends what is
+ * owed and returns only once the server has it; the peer's cold handle
+ * gets what waited offline, handed before it returns, and the receipts
+ * it owes are taken by the server. Checked the moment it returns. */
+static void test_sync_from_cold_handle_settles_everything(void **st)
+{
+    (void)st;
+    size_t n = 5;
+    char (*ids)[COURIER_ID_MAX] = new_ids(n + 1);
+    client_t *a = client_new("alice", "t31", 0, short_grace);
+    send_n(a, bob_jid, ids, n, "while you slept");
+    int rc = courier_sync(a->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("alice sync: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    all_state_t sent = { a, ids, n, COURIER_SENT };
+    assert_true(all_reached(&sent)); /* no waiting: acked when it returned */
+    courier_link_t l;
+    assert_int_equal(courier_get_link(a->c, &l), COURIER_OK);
+    assert_int_equal(l, COURIER_LINK_ONLINE); /* left up */
+
+    client_t *b = client_new("bob", "t31", 0, NULL);
+    rc = courier_sync(b->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("bob sync: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    assert_true(received_now(b, ids, n));
+    assert_int_equal(owed_receipts(b, OWED_ALL), 0);
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+
+    /* a receipt owed from a stopped handle goes with the next sync */
+    assert_int_equal(courier_stop(b->c), COURIER_OK);
+    assert_int_equal(courier_mark_displayed(b->c, alice_jid, ids[n - 1]),
+                     COURIER_OK);
+    assert_true(owed_receipts(b, OWED_ALL) > 0);
+    rc = courier_sync(b->c, 30000 * scale());
+    if (rc != COURIER_OK)
+        fail_msg("bob sync 2: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    assert_int_equal(owed_receipts(b, OWED_ALL), 0);
+    expect_all(a, ids + n - 1, 1, COURIER_DISPLAYED, 30000);
+    free(ids);
+    client_free(a);
+    client_free(b);
+}
+
+/* A server that stops answering (blackholed link): courier_sync returns
+ * COURIER_ETIMEDOUT at its timeout, not later. */
+static void test_sync_times_out_against_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *a = client_new("alice", "t32", relay_port(r), slow_guard);
+    start(a);
+    wait_online(a);
+    relay_blackhole(r);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, bob_jid, ids, 1, "into the void");
+    int timeout = 2000 * scale();
+    int64_t t = now_ms();
+    assert_int_equal(courier_sync(a->c, (unsigned)timeout),
+                     COURIER_ETIMEDOUT);
+    int64_t took = now_ms() - t;
+    assert_true(took >= timeout);
+    assert_true(took < timeout + 500 * scale());
+    assert_string_equal(courier_strerror(COURIER_ETIMEDOUT), "timed out");
+    free(ids);
+    client_free(a);
+    relay_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1758,6 +2284,29 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(
             test_network_change_reconnects_without_waiting_backoff,
             close_leftovers),
+        cmocka_unit_test_setup_teardown(
+            test_unverifiable_cert_refused_without_on_certificate,
+            no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(
+            test_on_certificate_verified_chain_accepted, no_platform_cas,
+            platform_cas_back),
+        cmocka_unit_test_setup_teardown(test_on_certificate_no_refuses,
+                                        no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(
+            test_wrong_host_name_refused_whatever_the_app_says,
+            no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(test_ca_path_directory_trusted,
+                                        no_platform_cas, platform_cas_back),
+        cmocka_unit_test_teardown(test_background_survives_reconnect,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_stop_bounded_during_stalled_handshake,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(test_stop_bounded_on_silent_server,
+                                  close_leftovers),
+        cmocka_unit_test_teardown(
+            test_sync_from_cold_handle_settles_everything, close_leftovers),
+        cmocka_unit_test_teardown(test_sync_times_out_against_silent_server,
+                                  close_leftovers),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }
