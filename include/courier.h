@@ -312,8 +312,11 @@ COURIER_API int courier_open(courier_t **out, const courier_config_t *cfg,
  * thread after the callback returns (with courier_run_once: before that call
  * returns COURIER_ECLOSED), and calls on it meanwhile give COURIER_ECLOSED.
  * Blocks as courier_stop() does, then joins a short-lived thread that frees
- * libstrophe's state. Disk I/O: the stop's commits, then closing the store,
- * where SQLite checkpoints the WAL into the database file.
+ * libstrophe's state. A store check under way (courier_check_status()) is
+ * interrupted and its thread joined (milliseconds); it stays owed: the
+ * -wal file is kept and the next open checks again. Disk I/O: the stop's
+ * commits, then closing the store, where SQLite checkpoints the WAL into
+ * the database file.
  */
 COURIER_API void courier_close(courier_t *c);
 
@@ -716,7 +719,9 @@ COURIER_API int courier_confirm(courier_t *c, const char *peer,
  * store. The handle must be stopped (courier_stop()) and not driven by
  * courier_run_once.
  * Any thread but the loop's. Disk I/O: deletes, VACUUM (rewrites the
- * file: time in proportion to the store) and a WAL checkpoint.
+ * file: time in proportion to the store) and a WAL checkpoint. A store
+ * check under way is stopped first and, once the store is rewritten, run
+ * again on its thread (courier_check_status()).
  * @return COURIER_OK; COURIER_ESTATE (started or being driven),
  *         COURIER_ESTORE, COURIER_ECLOSED, COURIER_EINVAL.
  */
