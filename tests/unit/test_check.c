@@ -38,7 +38,7 @@ typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* the hook */
-    int block;      /* hold the check at CHECK_EV_READING */
+    int block;      /* hold the first `block` checks at CHECK_EV_READING */
     int released;   /* let it go on */
     int reading;    /* CHECK_EV_READING seen, times */
     int halted;     /* CHECK_EV_HALT seen, times */
@@ -66,7 +66,8 @@ static void hook(void *ud, check_ev_t ev)
     case CHECK_EV_READING:
         f->reading++;
         pthread_cond_broadcast(&f->cv);
-        while (f->block && !f->released && !f->halted && !f->timed_out)
+        while (f->reading <= f->block && !f->released && !f->halted &&
+               !f->timed_out)
             if (pthread_cond_timedwait(&f->cv, &f->mu, &until) == ETIMEDOUT)
                 f->timed_out = 1;
         break;
@@ -411,7 +412,8 @@ static void test_erase_during_check_stops_it_and_checks_again(void **st)
     set_block(f, 1);
     assert_int_equal(courier_open(&f->c, &f->cfg, &callbacks, f), COURIER_OK);
     assert_true(wait_count(f, &f->reading, 1));
-    set_block(f, 0); /* the second check runs through */
+    /* the first check is held until the erase halts it; the second one,
+     * after the erase, runs through */
     assert_int_equal(courier_erase(f->c), COURIER_OK);
     assert_int_equal(count(f, &f->halted), 1);
     assert_true(wait_count(f, &f->done, 2));
