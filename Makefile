@@ -41,7 +41,7 @@ SONAME := libcourier.so.$(VERSION_MAJOR)
 SHARED := $(OUT)/libcourier.so
 STATIC := $(OUT)/libcourier.a
 
-UNIT_TESTS := test_core test_store test_codec test_api test_wire
+UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
@@ -108,6 +108,11 @@ $(BUILD)/tests/test_wire: $(BUILD)/tests/unit/test_wire.o \
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
+
+# test_check: the store check after an unclean close (lib/check.c) and the
+# calls around it, through the static library (its test hook is internal).
+$(BUILD)/tests/test_check: $(BUILD)/tests/unit/test_check.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
 # behaviour.md §9: a program built against the 0.1 header (a copy, in

@@ -55,6 +55,8 @@ int mode_bare_send(int argc, char **argv);
 int mode_bare_recv(int argc, char **argv);
 int mode_open(int argc, char **argv);
 int mode_history(int argc, char **argv);
+int mode_unclean(int argc, char **argv);
+int mode_crash(int argc, char **argv);
 int mode_idle(int argc, char **argv);
 
 #endif /* COURIER_BENCH_H */

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <spawn.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -787,6 +789,98 @@ int mode_open(int argc, char **argv)
            t_open * 1e3, bench_median(t, (size_t)reps) * 1e3, rss1 - rss0,
            heap1 - heap0, sql1 - sql0);
     free(t);
+    return 0;
+}
+
+/* An app killed in the background: a process opens the store, sends one
+ * message and dies without courier_close, so the -wal stays and holds
+ * what SQLite must recover at the next open. */
+int mode_crash(int argc, char **argv)
+{
+    if (argc != 2)
+        bench_die("usage: crash DB");
+    courier_t *h = offline_open(argv[1]);
+    char id[COURIER_ID_MAX];
+    if (courier_send_text(h, "bob@courier.test", "killed", id) != COURIER_OK)
+        _exit(1);
+    _exit(0);
+}
+
+/* posix_spawn, not fork: a fork would leave this process's pages
+ * copy-on-write, and the open timed next would pay their faults. */
+static void crash_child(const char *db)
+{
+    extern char **environ;
+    char *argv[] = { "/proc/self/exe", "crash", (char *)db, NULL };
+    pid_t pid;
+    int st = 0;
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ))
+        bench_die("posix_spawn: %s", strerror(errno));
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+        bench_die("crash child failed");
+}
+
+/* Issue 15 (behaviour.md §10): REPS times, after an unclean exit, the
+ * time courier_open makes its caller wait, the time until the check's
+ * verdict (its thread, PRAGMA quick_check: what open used to wait for),
+ * and, after another unclean exit, the time courier_close takes when it
+ * stops a check under way; then a clean open of the same store, for
+ * reference. Medians, in ms. */
+int mode_unclean(int argc, char **argv)
+{
+    if (argc != 3)
+        bench_die("usage: unclean DB REPS");
+    int reps = parse_int(argv[2], "REPS");
+    if (reps < 1)
+        reps = 1;
+    double *to = calloc((size_t)reps * 4, sizeof(double));
+    if (!to)
+        bench_die("out of memory");
+    double *tv = to + reps, *tc = tv + reps, *tk = tc + reps;
+    for (int i = 0; i < reps; i++) {
+        crash_child(argv[1]);
+        double t0 = bench_mono();
+        courier_t *h = offline_open(argv[1]);
+        to[i] = bench_mono() - t0;
+        courier_check_t v = COURIER_CHECK_RUNNING;
+        while (v == COURIER_CHECK_RUNNING) {
+            struct timespec ms = { 0, 200000 };
+            nanosleep(&ms, NULL);
+            courier_check_status(h, &v);
+        }
+        tv[i] = bench_mono() - t0;
+        if (v != COURIER_CHECK_OK)
+            bench_die("check: %d (%s)", (int)v, courier_last_error());
+        courier_close(h);
+        /* the verdict was ok: this close was clean */
+        t0 = bench_mono();
+        h = offline_open(argv[1]);
+        tk[i] = bench_mono() - t0;
+        courier_check_status(h, &v);
+        if (v != COURIER_CHECK_NONE)
+            bench_die("a check after a clean close: %d", (int)v);
+        courier_close(h);
+        crash_child(argv[1]);
+        h = offline_open(argv[1]);
+        struct timespec ms = { 0, 20000000 }; /* the check is reading */
+        nanosleep(&ms, NULL);
+        t0 = bench_mono();
+        courier_close(h);
+        tc[i] = bench_mono() - t0;
+        h = offline_open(argv[1]); /* owed again: run it out */
+        for (v = COURIER_CHECK_RUNNING; v == COURIER_CHECK_RUNNING;) {
+            nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+            courier_check_status(h, &v);
+        }
+        courier_close(h);
+    }
+    printf("unclean_open_ms %.3f\nverdict_ms %.3f\nclose_in_check_ms %.3f\n"
+           "clean_open_ms %.3f\n",
+           bench_median(to, (size_t)reps) * 1e3,
+           bench_median(tv, (size_t)reps) * 1e3,
+           bench_median(tc, (size_t)reps) * 1e3,
+           bench_median(tk, (size_t)reps) * 1e3);
+    free(to);
     return 0;
 }
 

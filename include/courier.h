@@ -48,10 +48,11 @@
  *    courier_delete(), courier_confirm(), courier_erase() (which also
  *    rewrites the whole file: VACUUM).
  *  - Can take long: courier_sync() (up to its timeout),
- *    courier_open() (opens, migrates and, after an unclean
- *    close, checks the store), courier_stop() and courier_close() (wait for
- *    the loop to end after a goodbye of up to ~2 s, whatever the server
- *    does), courier_run_once() (a turn of the caller's loop).
+ *    courier_open() (opens and migrates the store; its check after an
+ *    unclean close runs on a thread of its own), courier_stop() and
+ *    courier_close() (wait for the loop to end after a goodbye of up to
+ *    ~2 s, whatever the server does), courier_run_once() (a turn of the
+ *    caller's loop).
  *  - The calls that touch the store, and courier_get_stats() and
  *    courier_get_link(), take the handle's lock: they can wait while the
  *    loop thread does the store work of one event (a commit included). The
@@ -63,7 +64,12 @@
  *  - Threads of the library's own, per handle: the loop thread of
  *    courier_start() (COURIER_RUN_ONCE_STACK_BYTES of stack), and a
  *    stall-guard thread from courier_open() that sleeps except while a
- *    connection is being set up (TLS handshake, login).
+ *    connection is being set up (TLS handshake, login), and, after an
+ *    unclean close only, the store-check thread from courier_open() (a
+ *    read-only SQLite connection running PRAGMA quick_check; it ends by
+ *    itself, and courier_close() and courier_erase() stop it, interrupted
+ *    within milliseconds, and join it). courier_check_status() never
+ *    blocks.
  */
 #ifndef COURIER_H
 #define COURIER_H
@@ -315,14 +321,16 @@ static inline void courier_config_init(courier_config_t *cfg)
  * copies a table or rebuilds an index takes time in proportion to it), and
  * reads the unsettled outbox and the unhanded inbox. After an unclean close
  * (the file's -wal left behind: a crash, or another connection still open)
- * it first runs PRAGMA quick_check, which reads every page: about 0.35 s
- * per million messages where it was measured, so long on a big store (see
- * docs/behaviour.md §5, §10). Also starts the handle's stall-guard thread.
+ * SQLite recovers the WAL here (time in proportion to the WAL, not to the
+ * store), and the check of every page that is then owed runs on a thread
+ * of the library's own, after open returns (courier_check_status(),
+ * docs/behaviour.md §10). Also starts the handle's stall-guard thread.
  * @return COURIER_OK and `*out` set; or COURIER_EINVAL (`out` or `cfg`
  *         NULL, a config not from courier_config_init(), a bad field, named
  *         in courier_last_error()), COURIER_ENOMEM, COURIER_ESTORE (cannot
  *         open or write the file, or it stayed locked), COURIER_ECORRUPT (not
- *         a store, written by a newer version, or quick_check failed). On
+ *         a store, written by a newer version, or a damaged page among
+ *         those open reads; damage elsewhere is the check's to find). On
  *         error `*out` is NULL.
  */
 COURIER_API int courier_open(courier_t **out, const courier_config_t *cfg,
@@ -340,8 +348,11 @@ COURIER_API int courier_open(courier_t **out, const courier_config_t *cfg,
  * thread after the callback returns (with courier_run_once: before that call
  * returns COURIER_ECLOSED), and calls on it meanwhile give COURIER_ECLOSED.
  * Blocks as courier_stop() does, then joins a short-lived thread that frees
- * libstrophe's state. Disk I/O: the stop's commits, then closing the store,
- * where SQLite checkpoints the WAL into the database file.
+ * libstrophe's state. A store check under way (courier_check_status()) is
+ * interrupted and its thread joined (milliseconds); it stays owed: the
+ * -wal file is kept and the next open checks again. Disk I/O: the stop's
+ * commits, then closing the store, where SQLite checkpoints the WAL into
+ * the database file.
  */
 COURIER_API void courier_close(courier_t *c);
 
@@ -809,11 +820,51 @@ COURIER_API int courier_confirm(courier_t *c, const char *peer,
  * store. The handle must be stopped (courier_stop()) and not driven by
  * courier_run_once.
  * Any thread but the loop's. Disk I/O: deletes, VACUUM (rewrites the
- * file: time in proportion to the store) and a WAL checkpoint.
+ * file: time in proportion to the store) and a WAL checkpoint. A store
+ * check under way is stopped first and, once the store is rewritten, run
+ * again on its thread (courier_check_status()).
  * @return COURIER_OK; COURIER_ESTATE (started or being driven),
  *         COURIER_ESTORE, COURIER_ECLOSED, COURIER_EINVAL.
  */
 COURIER_API int courier_erase(courier_t *c);
+
+/**
+ * Where the check of the store owed after an unclean close stands
+ * (behaviour.md §10). A store whose last close was not clean (the app was
+ * killed, the process crashed) may have damaged pages; PRAGMA quick_check
+ * reads every page to find them, which takes 0.2-0.4 s per million
+ * messages on a desktop and more on a phone, so courier_open() does not
+ * wait for it: it starts the check on a thread of the library's own, on a
+ * read-only SQLite connection of its own, and returns. The handle works
+ * meanwhile (sends are stored and committed as always; a page SQLite finds
+ * damaged while reading gives COURIER_ECORRUPT, as at any time).
+ */
+typedef enum {
+    COURIER_CHECK_NONE = 0,    /**< nothing owed: the last close was clean */
+    COURIER_CHECK_RUNNING = 1, /**< owed, under way on the check thread */
+    COURIER_CHECK_OK = 2,      /**< ran to the end: no damage found */
+    COURIER_CHECK_DAMAGED = 3, /**< ran to the end: the store is damaged */
+    COURIER_CHECK_FAILED = 4   /**< could not run (I/O error, out of
+                                    memory): owed again at the next open */
+} courier_check_t;
+
+/**
+ * The state of the store check (see courier_check_t) in `*out`. The
+ * verdict is also logged once through on_log: COURIER_LOG_INFO for OK,
+ * COURIER_LOG_ERROR for DAMAGED, COURIER_LOG_WARN for FAILED. A store found
+ * damaged is what courier_open() refused with COURIER_ECORRUPT before the
+ * check moved off its caller's thread: show the user, keep what can still
+ * be read (courier_history() reads the pages that are intact), then
+ * courier_erase() or delete the files. Until a check has found no damage
+ * it stays owed: a handle closed while it runs, or after damage was found,
+ * leaves the -wal file and the next open checks again. courier_erase()
+ * stops a check under way and checks the rewritten store again.
+ * Any thread, never blocks, no disk I/O.
+ * @return COURIER_OK; COURIER_ECORRUPT when `*out` is
+ *         COURIER_CHECK_DAMAGED (courier_last_error(): SQLite's first
+ *         finding); COURIER_EINVAL (`out` NULL), COURIER_ECLOSED.
+ */
+COURIER_API int courier_check_status(courier_t *c, courier_check_t *out);
 
 /*
  * TLS (behaviour.md §6, §10): TLS is required unless allow_plaintext, and the

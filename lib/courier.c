@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "engine.h"
 #include "history.h"
 #include "session.h"
@@ -18,6 +19,7 @@
 struct courier {
     engine_t *engine;
     session_t *session;
+    check_t *check;         /* the store check after an unclean close */
     pthread_mutex_t life;   /* start/stop/close from app threads */
     pthread_mutex_t mu;     /* guards the fields below */
     int driving;            /* a thread is inside courier_run_once */
@@ -85,6 +87,37 @@ void courier_config_init_size(courier_config_t *cfg, size_t size)
     }
 }
 
+static int read_check_owed(store_t *s, void *ud)
+{
+    *(int *)ud = store_check_owed(s);
+    return COURIER_OK;
+}
+
+static int keep_check_owed(store_t *s, void *ud)
+{
+    (void)ud;
+    store_keep_check_owed(s);
+    return COURIER_OK;
+}
+
+/* On the check thread: the verdict goes to on_log (loop thread). */
+static void check_report(void *ud, courier_check_t v, const char *detail)
+{
+    courier_t *c = ud;
+    const char *path = engine_config(c->engine)->db_path;
+    if (v == COURIER_CHECK_OK)
+        engine_log(c->engine, COURIER_LOG_INFO, "store %s: check after an "
+                   "unclean close: ok", path);
+    else if (v == COURIER_CHECK_DAMAGED)
+        engine_log(c->engine, COURIER_LOG_ERROR, "store %s is damaged (%s): "
+                   "courier_check_status() says COURIER_CHECK_DAMAGED",
+                   path, detail);
+    else
+        engine_log(c->engine, COURIER_LOG_WARN, "store %s: the check after "
+                   "an unclean close could not run (%s); owed again at the "
+                   "next open", path, detail);
+}
+
 int courier_open(courier_t **out, const courier_config_t *cfg,
                  const courier_callbacks_t *cb, void *ud)
 {
@@ -121,9 +154,28 @@ int courier_open(courier_t **out, const courier_config_t *cfg,
         util_free(c);
         return util_set_error(rc, "cannot create the XMPP session");
     }
+    rc = check_new(&c->check, engine_config(c->engine)->db_path,
+                   check_report, c);
+    if (rc != COURIER_OK) {
+        session_free(c->session);
+        engine_close(c->engine);
+        util_free(c);
+        return util_set_error(rc, "out of memory");
+    }
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->life, NULL);
     session_set_exit_hook(c->session, loop_exit_hook, c);
+    /* behaviour.md §10: after an unclean close the check of every page
+     * runs on a thread of its own; open has done what must come first
+     * (WAL recovery, schema) and returns. */
+    int owed = 0;
+    engine_read(c->engine, read_check_owed, &owed);
+    if (owed) {
+        engine_log(c->engine, COURIER_LOG_INFO, "store %s was not closed "
+                   "cleanly: checking it on a thread of its own",
+                   engine_config(c->engine)->db_path);
+        check_begin(c->check);
+    }
     *out = c;
     return COURIER_OK;
 }
@@ -139,8 +191,12 @@ static int in_loop_thread(courier_t *c)
 
 static void destroy(courier_t *c)
 {
+    check_halt(c->check); /* joined: the store's last reader is gone */
     session_free(c->session); /* stops the loop, closes the link */
+    if (check_owed(c->check)) /* no verdict, or damage: check again */
+        engine_read(c->engine, keep_check_owed, NULL);
     engine_close(c->engine);
+    check_free(c->check);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->life);
     util_free(c);
@@ -354,13 +410,33 @@ int courier_erase(courier_t *c)
     int driving = c->driving;
     pthread_mutex_unlock(&c->mu);
     int rc;
-    if (session_running(c->session) || driving)
+    if (session_running(c->session) || driving) {
         rc = util_set_error(COURIER_ESTATE, "the handle is started: "
                             "courier_stop() first");
-    else
+    } else {
+        /* A check holding its snapshot would keep the WAL from being
+         * truncated: stop it, erase, and check the rewritten store again
+         * if the old one still owed it. */
+        check_halt(c->check);
+        int owed = check_owed(c->check);
         rc = engine_erase(c->engine);
+        if (owed)
+            check_begin(c->check);
+    }
     life_unlock(c, locked);
     return rc;
+}
+
+int courier_check_status(courier_t *c, courier_check_t *out)
+{
+    char detail[256];
+    CHECK_HANDLE(c);
+    if (!out)
+        return util_set_error(COURIER_EINVAL, "out is NULL");
+    *out = check_status(c->check, detail, sizeof(detail));
+    if (*out == COURIER_CHECK_DAMAGED)
+        return util_set_error(COURIER_ECORRUPT, "store check: %s", detail);
+    return COURIER_OK;
 }
 
 int courier_mark_displayed(courier_t *c, const char *peer, const char *id)

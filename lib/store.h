@@ -34,12 +34,23 @@ typedef struct {
 } store_opts_t;
 
 /* Open or create (mode 0600) the store at `path`, set WAL, migrate.
- * Returns COURIER_OK, COURIER_ENOMEM, COURIER_ESTORE (cannot open/write),
+ * After an unclean close SQLite recovers the WAL here (cheap); the check
+ * of every page is left to the caller (store_check_owed). Returns COURIER_OK, COURIER_ENOMEM, COURIER_ESTORE (cannot open/write),
  * COURIER_ECORRUPT (not a database, or a schema newer than this code).
  * On error `*out` is NULL and `err` (if not NULL) holds the reason. */
 int store_open(store_t **out, const char *path, const store_opts_t *opts,
                char *err, size_t err_size);
 void store_close(store_t *s); /* NULL-safe */
+
+/* 1 if the store was not closed cleanly before this open (its -wal file
+ * was left: a crash, or another connection still open), so a check of
+ * every page is owed (lib/check.c); open itself no longer runs it. */
+int store_check_owed(const store_t *s);
+
+/* Make store_close() leave the -wal file (checkpointed, so nothing is
+ * lost), so that the next open owes the check again: for a close that
+ * comes before the check's verdict, or after it found damage. */
+void store_keep_check_owed(store_t *s);
 
 /* Detail of the last failure on this store (static or inside `s`). */
 const char *store_errmsg(const store_t *s);
