@@ -111,8 +111,10 @@ static const char migrate_v5[] =
  * 1 + the largest seq of both (rows are never removed, only marked, so
  * seqs only grow). Existing rows are numbered by time: outgoing by
  * created_ms (never decreasing along their old seq, so resends keep their
- * order), incoming by arrival. The inbox gets a rowid (its seq) so the
- * largest is one seek; (peer, id) stays unique. New columns: meta (app
+ * order), incoming by arrival, and those that arrived in the same
+ * millisecond (a burst of offline messages) by the sender's timestamp.
+ * The inbox gets a rowid (its seq) so the largest is one seek; (peer, id)
+ * stays unique. New columns: meta (app
  * data sent with the message), cancelled (the app gave up), retracted
  * (XEP-0424), deleted (gone from this device's history; the row stays so
  * a duplicate is still recognised). outbox_peer_state becomes
@@ -120,12 +122,14 @@ static const char migrate_v5[] =
  * candidates): a state change no longer moves an index entry. */
 static const char migrate_v6[] =
     "CREATE TEMP TABLE v6_order AS"
-    " SELECT dir, k1, k2, row_number() OVER (ORDER BY t, dir, o) AS seq"
-    " FROM (SELECT 0 AS dir, id AS k1, '' AS k2, o, max(created_ms) OVER"
-    "        (ORDER BY seq ROWS UNBOUNDED PRECEDING) AS t"
+    " SELECT dir, k1, k2,"
+    "  row_number() OVER (ORDER BY t, dir, o, ts, k1, k2) AS seq"
+    " FROM (SELECT 0 AS dir, id AS k1, '' AS k2, o, 0 AS ts,"
+    "        max(created_ms) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING)"
+    "        AS t"
     "       FROM (SELECT seq, seq AS o, id, created_ms FROM outbox)"
     "       UNION ALL"
-    "       SELECT 1, peer, id, 0, received_ms FROM inbox);"
+    "       SELECT 1, peer, id, 0, ts_ms, received_ms FROM inbox);"
     "CREATE TABLE outbox_v6("
     " seq INTEGER PRIMARY KEY,"
     " id TEXT NOT NULL UNIQUE,"

@@ -1457,6 +1457,27 @@ static void test_migrate_v5_file_interleaves_history(void **st)
     assert_string_equal(check, "ok");
 }
 
+/* Two incoming messages that arrived in the same millisecond (a burst of
+ * offline messages) keep the sender's order through the v5 -> v6
+ * migration: the sender's timestamp breaks the tie, not the old table's
+ * key order (peer, id). */
+static void test_migrate_v5_same_ms_incoming_keep_sender_order(void **st)
+{
+    fx_t *f = *st;
+    char err[256];
+    copy_fixture(f, "store_v5_history.db");
+    raw_exec(f->path,
+             "INSERT INTO inbox(peer, id, kind, body, ts_ms, received_ms,"
+             " handed) VALUES"
+             " ('dave@example.com', 'z-sent-first', 0, 'a', 100, 5000, 1),"
+             " ('dave@example.com', 'm-sent-second', 0, 'b', 200, 5000, 1),"
+             " ('dave@example.com', 'a-sent-third', 0, 'c', 300, 5000, 1);");
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    history_of(f, "dave@example.com", 0, 50,
+               "<a-sent-third <m-sent-second <z-sent-first");
+}
+
 /* Issue 17: no statement of the store builds a temporary b-tree or an
  * ephemeral table (a constant IN list of three or more, UPDATE ...
  * RETURNING, a sort or DISTINCT without an index). Each is built and freed
@@ -1847,6 +1868,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_migrate_v5_file_interleaves_history, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v5_same_ms_incoming_keep_sender_order, setup_dir,
+            teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_ecorrupt,
                                         setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_pages_ecorrupt_when_read,
