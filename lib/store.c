@@ -262,12 +262,17 @@ enum {
     "1 + max((SELECT coalesce(max(seq), 0) FROM outbox),"                \
     " (SELECT coalesce(max(seq), 0) FROM inbox))"
 /* A history entry: seq, id, peer, kind, state, timestamp, retracted,
- * body, meta (store_entry_t). Incoming state: DELIVERED or DISPLAYED. */
+ * body, meta (store_entry_t). Incoming state: DELIVERED or DISPLAYED;
+ * displayed is cumulative (XEP-0333): an entry at or before the peer's
+ * read mark (the newest marked displayed) was shown too. One seek of
+ * inbox_read per row. */
 #define HIST_OUT_COLS \
     "seq, id, peer, kind, state, created_ms, retracted, body, meta"
-#define HIST_IN_COLS                                                     \
-    "seq, id, peer, kind, CASE WHEN displayed THEN 4 ELSE 3 END, ts_ms," \
-    " retracted, body, meta"
+#define HIST_IN_COLS                                                      \
+    "seq, id, peer, kind,"                                                \
+    " CASE WHEN displayed OR seq <= (SELECT max(r.seq) FROM inbox AS r"   \
+    "  INDEXED BY inbox_read WHERE r.peer = inbox.peer AND r.displayed = 1)" \
+    " THEN 4 ELSE 3 END, ts_ms, retracted, body, meta"
 
 static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",

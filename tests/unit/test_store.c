@@ -1364,6 +1364,17 @@ static void test_pending_and_conversations(void **state)
     assert_int_equal(c[1].unread, 1);
     util_free(c);
     history_of(f, BOB, 0, 3, "<b3 <b2 <b1");
+    /* the entries say so too: b1 was shown with b2, b3 not yet */
+    assert_int_equal(store_history(f->s, BOB, 0, 3, &l), COURIER_OK);
+    assert_int_equal(l.v[0].state, COURIER_DELIVERED);
+    assert_int_equal(l.v[1].state, COURIER_DISPLAYED);
+    assert_int_equal(l.v[2].state, COURIER_DISPLAYED);
+    store_entries_free(&l);
+    assert_int_equal(store_history(f->s, NULL, 0, 50, &l), COURIER_OK);
+    for (size_t i = 0; i < l.len; i++)
+        if (!strcmp(l.v[i].id, "b1"))
+            assert_int_equal(l.v[i].state, COURIER_DISPLAYED);
+    store_entries_free(&l);
     assert_int_equal(store_history(f->s, DAVE, 0, 1, &l), COURIER_OK);
     assert_int_equal(l.v[0].retracted, 1);
     assert_string_equal(l.v[0].body, "");
