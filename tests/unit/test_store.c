@@ -1756,6 +1756,70 @@ out:
     _exit(0);
 }
 
+/* behaviour.md §9: the v5 -> v6 migration rewrites both tables in one
+ * transaction, so it needs free disk of about the store's size. Without
+ * it (a file size limit in a child process stands in for a full disk)
+ * open fails with COURIER_ESTORE and the old store is left whole, still
+ * version 5; with room, the next open migrates it. */
+static void test_migration_without_room_leaves_old_store(void **state)
+{
+    fx_t *f = *state;
+    int fds[2], status = 0;
+    copy_fixture(f, "store_v5_history.db");
+    raw_exec(f->path,
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+             " WHERE i < 3000)"
+             " INSERT INTO inbox(peer, id, kind, body, ts_ms, received_ms,"
+             " handed) SELECT 'dave@example.com', 'pad' || i, 0,"
+             " zeroblob(1000) || 'x', i, i, 1 FROM n;"
+             "PRAGMA wal_checkpoint(TRUNCATE);");
+    assert_true(file_size(f->path) > 3000 * 1000);
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        fill_result_t res;
+        char err[256] = "";
+        store_t *s = NULL;
+        memset(&res, 0, sizeof(res));
+        rlim_t lim = (rlim_t)file_size(f->path) + 64 * 1024;
+        struct rlimit rl = { .rlim_cur = lim, .rlim_max = lim };
+        signal(SIGXFSZ, SIG_IGN);
+        res.rc = setrlimit(RLIMIT_FSIZE, &rl) != 0
+                     ? 1
+                     : store_open(&s, f->path, NULL, err, sizeof(err));
+        snprintf(res.msg, sizeof(res.msg), "%s", err);
+        store_close(s);
+        if (write(fds[1], &res, sizeof(res)) != (ssize_t)sizeof(res))
+            _exit(3);
+        _exit(0);
+    }
+    close(fds[1]);
+    fill_result_t res;
+    ssize_t got = read(fds[0], &res, sizeof(res));
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(got, (ssize_t)sizeof(res));
+    if (res.rc != COURIER_ESTORE)
+        fail_msg("open without room: rc %d: %s", res.rc, res.msg);
+    assert_true(res.msg[0] != '\0');
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 3004);
+    char err[256];
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 3004);
+    history_of(f, BOB, 0, 2, "o7-queued <i4-unhanded");
+}
+
 static void test_disk_full_leaves_store_intact(void **state)
 {
     fx_t *f = *state;
@@ -1893,6 +1957,9 @@ int main(void)
                                         setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full_leaves_store_intact,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migration_without_room_leaves_old_store, setup_dir,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
