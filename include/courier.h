@@ -343,8 +343,11 @@ COURIER_API int courier_open(courier_t **out, const courier_config_t *cfg,
  * `ud` is not touched.
  * NULL-safe. Stored messages are kept; messages not yet handed to
  * on_message are handed at the next open.
- * Any thread, but nothing else may be using `c`, or use it afterwards.
- * From a callback it returns at once: the handle is freed on the loop
+ * Any thread, but nothing else may be using `c`, or use it afterwards;
+ * one exception: a courier_sync() waiting on another thread (an iOS
+ * background task's expiry handler closing the handle) returns
+ * COURIER_ECLOSED within milliseconds, and the handle is freed after it
+ * has returned. From a callback it returns at once: the handle is freed on the loop
  * thread after the callback returns (with courier_run_once: before that call
  * returns COURIER_ECLOSED), and calls on it meanwhile give COURIER_ECLOSED.
  * Blocks as courier_stop() does, then joins a short-lived thread that frees
@@ -609,8 +612,10 @@ COURIER_API int courier_network_changed(courier_t *c);
  *         `timeout_ms`: a server that does not answer, no network; the
  *         loop goes on), COURIER_EAUTH (the server refused the login),
  *         COURIER_ESTATE (driven by courier_run_once, or called from a
- *         callback), COURIER_ECLOSED (closed, or stopped by another thread
- *         meanwhile), COURIER_ENOMEM (no loop thread), COURIER_EINVAL.
+ *         callback), COURIER_ECLOSED (closed, or stopped meanwhile by
+ *         another thread or a callback: courier_close() of the handle on
+ *         another thread waits for this call to return before freeing it),
+ *         COURIER_ENOMEM (no loop thread), COURIER_EINVAL.
  */
 COURIER_API int courier_sync(courier_t *c, unsigned timeout_ms);
 

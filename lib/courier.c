@@ -25,9 +25,24 @@ struct courier {
     int driving;            /* a thread is inside courier_run_once */
     pthread_t driver;
     int close_pending;      /* courier_close from a callback */
+    int shutting;           /* courier_close under way: no new sync */
+    int syncing;            /* threads inside courier_sync */
+    pthread_cond_t sync_gone; /* signalled when syncing drops to 0 */
 };
 
 static void destroy(courier_t *c);
+
+/* courier_close while another thread waits in courier_sync: the waiter
+ * sees `shutting` (or close_pending) within its 5 ms poll and leaves;
+ * the handle is freed only after the last one has. */
+static void wait_syncs_gone(courier_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->shutting = 1;
+    while (c->syncing > 0)
+        pthread_cond_wait(&c->sync_gone, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
 
 /* The loop thread ends after a courier_close from one of its callbacks:
  * it frees the handle itself, as nobody is left to join it. */
@@ -38,6 +53,7 @@ static void loop_exit_hook(void *ud)
     int close_now = c->close_pending;
     pthread_mutex_unlock(&c->mu);
     if (close_now) {
+        wait_syncs_gone(c);
         pthread_detach(pthread_self());
         destroy(c);
     }
@@ -164,6 +180,7 @@ int courier_open(courier_t **out, const courier_config_t *cfg,
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->life, NULL);
+    pthread_cond_init(&c->sync_gone, NULL);
     session_set_exit_hook(c->session, loop_exit_hook, c);
     /* behaviour.md §10: after an unclean close the check of every page
      * runs on a thread of its own; open has done what must come first
@@ -197,6 +214,7 @@ static void destroy(courier_t *c)
         engine_read(c->engine, keep_check_owed, NULL);
     engine_close(c->engine);
     check_free(c->check);
+    pthread_cond_destroy(&c->sync_gone);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->life);
     util_free(c);
@@ -215,6 +233,7 @@ void courier_close(courier_t *c)
             session_request_stop(c->session);
         return;
     }
+    wait_syncs_gone(c);
     destroy(c);
 }
 
@@ -229,7 +248,7 @@ void courier_close(courier_t *c)
 static int closing(courier_t *c)
 {
     pthread_mutex_lock(&c->mu);
-    int yes = c->close_pending;
+    int yes = c->close_pending || c->shutting;
     pthread_mutex_unlock(&c->mu);
     return yes;
 }
@@ -270,7 +289,8 @@ int courier_stop(courier_t *c)
     CHECK_HANDLE(c);
     int locked = life_lock(c);
     int rc = COURIER_OK;
-    if (session_running(c->session)) {
+    if (session_running(c->session) ||
+        session_is_loop_thread(c->session)) {
         rc = session_stop(c->session);
     } else {
         pthread_mutex_lock(&c->mu);
@@ -463,12 +483,33 @@ int courier_network_changed(courier_t *c)
     return engine_network_changed(c->engine);
 }
 
+static int sync_wait(courier_t *c, unsigned timeout_ms);
+
 int courier_sync(courier_t *c, unsigned timeout_ms)
 {
     CHECK_HANDLE(c);
     if (in_loop_thread(c))
         return util_set_error(COURIER_ESTATE, "courier_sync from a "
                               "callback would wait for itself");
+    pthread_mutex_lock(&c->mu);
+    int gone = c->shutting || c->close_pending;
+    if (!gone)
+        c->syncing++;
+    pthread_mutex_unlock(&c->mu);
+    if (gone)
+        return util_set_error(COURIER_ECLOSED, "handle is closing");
+    int rc = sync_wait(c, timeout_ms);
+    pthread_mutex_lock(&c->mu);
+    if (--c->syncing == 0)
+        pthread_cond_broadcast(&c->sync_gone);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* courier_sync's work, counted in c->syncing so a courier_close on
+ * another thread waits for it to leave before freeing the handle. */
+static int sync_wait(courier_t *c, unsigned timeout_ms)
+{
     int64_t until = util_mono_ms() + (int64_t)timeout_ms;
     int locked = life_lock(c);
     pthread_mutex_lock(&c->mu);
@@ -493,7 +534,7 @@ int courier_sync(courier_t *c, unsigned timeout_ms)
         if (refused)
             return util_set_error(COURIER_EAUTH, "the server refused the "
                                   "login for this account");
-        if (!session_running(c->session) || closing(c))
+        if (session_stop_asked(c->session) || closing(c))
             return util_set_error(COURIER_ECLOSED, "stopped during "
                                   "courier_sync");
         if (session_sync_done(c->session, n) && engine_quiet(c->engine))

@@ -1217,12 +1217,14 @@ int session_start(session_t *s)
 
 int session_stop(session_t *s)
 {
-    if (!s->has_thread)
-        return util_set_error(COURIER_ESTATE, "not started");
-    if (session_is_loop_thread(s)) { /* from a callback: it ends itself */
+    /* From a callback: it ends itself. First: the loop's first callback
+     * can run before session_start has set has_thread. */
+    if (session_is_loop_thread(s)) {
         atomic_store(&s->stop, 1);
         return COURIER_OK;
     }
+    if (!s->has_thread)
+        return util_set_error(COURIER_ESTATE, "not started");
     atomic_store(&s->stop, 1);
     engine_wake(s->e);
     /* A turn stuck in the TLS handshake of a server that stalls is cut
@@ -1238,6 +1240,11 @@ int session_stop(session_t *s)
 int session_running(const session_t *s)
 {
     return s->has_thread;
+}
+
+int session_stop_asked(session_t *s)
+{
+    return atomic_load(&s->stop);
 }
 
 /* The libstrophe part of a close: it reads, so it may parse (and render,

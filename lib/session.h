@@ -25,6 +25,9 @@ int session_running(const session_t *s);
 int session_is_loop_thread(const session_t *s);
 /* Ask the loop thread to end without joining it (from a callback). */
 void session_request_stop(session_t *s);
+/* 1 once a stop was asked (session_stop, session_request_stop) and no
+ * start since: any thread. */
+int session_stop_asked(session_t *s);
 /* Called on the loop thread just before it ends (after the link closed). */
 void session_set_exit_hook(session_t *s, void (*fn)(void *ud), void *ud);
 /* Feed CORE_EV_START once for a caller-driven loop. */

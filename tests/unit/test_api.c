@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,6 +54,7 @@ typedef struct {
     courier_link_t links[16];
     size_t n_links;
     int close_in_callback;
+    int stop_in_link;
     /* fake transport */
     char sent[256][COURIER_ID_MAX];
     char sent_bodies[256][64];
@@ -95,8 +97,12 @@ static void on_message(void *ud, const courier_message_t *m)
 static void on_link(void *ud, courier_link_t l)
 {
     fx_t *f = ud;
+    pthread_mutex_lock(&f->mu);
     if (f->n_links < 16)
         f->links[f->n_links++] = l;
+    pthread_mutex_unlock(&f->mu);
+    if (f->stop_in_link)
+        courier_stop(f->c);
 }
 
 static void on_retract(void *ud, const char *peer, const char *id)
@@ -1124,6 +1130,69 @@ static void test_delete_of_an_id_in_both_directions_is_refused(void **st)
     engine_close(e);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct {
+    fx_t *f;
+    int rc;
+    int64_t ms;
+} sync_run_t;
+
+static void *sync_thread(void *p)
+{
+    sync_run_t *r = p;
+    int64_t t0 = mono_ms();
+    r->rc = courier_sync(r->f->c, 20000);
+    r->ms = mono_ms() - t0;
+    return NULL;
+}
+
+/* behaviour.md §10: courier_close on one thread while courier_sync waits
+ * on another (an iOS background task's expiry handler): the sync leaves
+ * with COURIER_ECLOSED and the handle is freed only after it has (under
+ * ASan the old code read the freed handle). */
+static void test_close_while_sync_waits(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    sync_run_t r = { f, 1, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sync_thread, &r), 0);
+    /* the sync has started the loop (port 1 refuses: never online) */
+    for (int i = 0; i < 20000; i++) {
+        pthread_mutex_lock(&f->mu);
+        size_t n = f->n_links;
+        pthread_mutex_unlock(&f->mu);
+        if (n > 0)
+            break;
+        usleep(1000);
+    }
+    usleep(50 * 1000);
+    courier_close(f->c);
+    f->c = NULL;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.rc, COURIER_ECLOSED);
+    assert_true(r.ms < 15000);
+}
+
+/* A courier_stop from a callback during courier_sync ends the sync with
+ * COURIER_ECLOSED, not after its whole timeout. */
+static void test_stop_from_callback_ends_sync(void **st)
+{
+    fx_t *f = *st;
+    open_handle(f);
+    f->stop_in_link = 1;
+    int64_t t0 = mono_ms();
+    assert_int_equal(courier_sync(f->c, 20000), COURIER_ECLOSED);
+    assert_true(mono_ms() - t0 < 15000);
+    f->stop_in_link = 0;
+}
+
 typedef struct {
     char ids[64][COURIER_ID_MAX];
     int n, stop_at;
@@ -1824,6 +1893,8 @@ int main(void)
         T(test_app_confirms_retraction_owed_until_confirmed),
         T(test_retraction_of_unknown_id_leaves_no_entry),
         T(test_delete_of_an_id_in_both_directions_is_refused),
+        T(test_close_while_sync_waits),
+        T(test_stop_from_callback_ends_sync),
         T(test_app_confirms_hands_again_until_confirmed),
         T(test_delete_keeps_the_id_known),
         T(test_history_walks_and_erase),
