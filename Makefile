@@ -41,7 +41,8 @@ SONAME := libcourier.so.$(VERSION_MAJOR)
 SHARED := $(OUT)/libcourier.so
 STATIC := $(OUT)/libcourier.a
 
-UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check
+UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check \
+	test_trust
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
@@ -110,6 +111,11 @@ $(BUILD)/tests/test_wire: $(BUILD)/tests/unit/test_wire.o \
 $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
+# test_trust: lib/trust.c alone (the name check, the chain for the app).
+$(BUILD)/tests/test_trust: $(BUILD)/tests/unit/test_trust.o \
+		$(BUILD)/lib/trust.o $(BUILD)/lib/util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
 # test_check: the store check after an unclean close (lib/check.c) and the
 # calls around it, through the static library (its test hook is internal).
 $(BUILD)/tests/test_check: $(BUILD)/tests/unit/test_check.o $(STATIC)
@@ -125,7 +131,8 @@ $(BUILD)/tests/abi_old_program: tests/abi/old_program.c tests/abi/v0_1/courier.h
 
 INTEG_BIN := $(BUILD)/tests/test_live
 $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
-		$(BUILD)/tests/integration/relay.o $(STATIC)
+		$(BUILD)/tests/integration/relay.o \
+		$(BUILD)/tests/integration/spawn.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(LIBS) -lcmocka
 
 # A real Prosody on 127.0.0.1, started and stopped by PID by the script.

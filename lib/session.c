@@ -1046,6 +1046,12 @@ static void strophe_turn_locked(session_t *s)
     tl_turn = outer;
     if (guarded)
         guard_arm(s, 0);
+    /* behaviour.md §10: judge a certificate OpenSSL could not verify as
+     * soon as the handshake is over, not only at the next stream
+     * features: a server that sends none gets libstrophe's login after
+     * its 15 s features timeout, with the features from before TLS. */
+    if (trust_pending(&s->trust) && xmpp_conn_is_secured(s->conn))
+        trust_gate(s);
     if (s->hx.cut_pending)
         ack_poisoned_then_cut(s);
     hostile_reason_t why = hostile_turn_end(&s->hx);

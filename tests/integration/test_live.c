@@ -3,6 +3,7 @@
  * two (or three) libcourier clients, a fault relay of our own, and a raw
  * libstrophe client for spoofing. Each test uses fresh stores. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 
 #include "courier.h"
 #include "relay.h"
+#include "spawn.h"
 
 #define MAXMSG 8192
 #define SLOTS 16384 /* open addressing, power of two > 2 * MAXMSG */
@@ -1935,6 +1937,65 @@ static void test_on_certificate_no_refuses(void **st)
     client_free(a);
 }
 
+/* A hostile server (tests/integration/tls_no_features.py) completes the
+ * TLS handshake and then sends no stream features. libstrophe logs in
+ * after 15 s with the features from before TLS; the certificate must be
+ * judged when the handshake ends, not at the features, or the
+ * credentials go to a server nobody trusted. Here the app refuses: the
+ * server must see the client close, never an <auth/>. */
+static unsigned short nofeat_port;
+
+static void to_nofeat_server(courier_config_t *cfg)
+{
+    cfg->ca_file = NULL;
+    cfg->port = nofeat_port;
+}
+
+static void test_certificate_judged_without_features(void **st)
+{
+    (void)st;
+    char cert[512], key[512];
+    snprintf(cert, sizeof(cert), "%s/server.crt", env("COURIER_TEST_DIR"));
+    snprintf(key, sizeof(key), "%s/server.key", env("COURIER_TEST_DIR"));
+    if (access(cert, R_OK) != 0 || access(key, R_OK) != 0)
+        skip(); /* a harness without the test CA's server key */
+    char *argv[] = { "/usr/bin/python3", "tests/integration/tls_no_features.py",
+                     cert, key, NULL };
+    int to_child = -1, from_child = -1;
+    pid_t pid = spawn_piped(argv[0], argv, &to_child, &from_child);
+    assert_true(pid > 0);
+    FILE *out = fdopen(from_child, "r");
+    assert_non_null(out);
+    char line[64] = "";
+    assert_non_null(fgets(line, sizeof(line), out));
+    nofeat_port = (unsigned short)atoi(line);
+    assert_true(nofeat_port > 0);
+    cert_mode(CERT_NO);
+    client_t *a = client_new_cb("alice", "t23n", 0, to_nofeat_server,
+                                &cert_callbacks);
+    start(a);
+    /* libstrophe's own features timeout is 15 s: wait past it */
+    int auth = 0, closed = 0;
+    int64_t until = now_ms() + 20000;
+    while (!closed && !auth && now_ms() < until) {
+        struct pollfd p = { .fd = from_child, .events = POLLIN };
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        if (!fgets(line, sizeof(line), out))
+            break;
+        auth = strncmp(line, "AUTH", 4) == 0;
+        closed = strncmp(line, "EOF", 3) == 0;
+    }
+    client_free(a);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    fclose(out);
+    close(to_child);
+    assert_false(auth);
+    assert_true(closed);
+    assert_int_equal(cert_calls(), 1);
+}
+
 /* A certificate that does not name the JID's domain is refused by the
  * library even when the app accepts everything: with no CA (OpenSSL
  * cannot verify at all) and with the right CA (only the name is wrong).
@@ -2292,6 +2353,9 @@ int main(int argc, char **argv)
             platform_cas_back),
         cmocka_unit_test_setup_teardown(test_on_certificate_no_refuses,
                                         no_platform_cas, platform_cas_back),
+        cmocka_unit_test_setup_teardown(
+            test_certificate_judged_without_features, no_platform_cas,
+            platform_cas_back),
         cmocka_unit_test_setup_teardown(
             test_wrong_host_name_refused_whatever_the_app_says,
             no_platform_cas, platform_cas_back),
