@@ -172,9 +172,10 @@ typedef struct {
     const char *host;                /**< optional; else from the JID (SRV) */
     unsigned short port;             /**< 0 = default */
     const char *db_path;             /**< required: the SQLite file */
-    const char *ca_file;             /**< CA bundle (PEM file) for TLS; a
-                                          phone app needs one (see TLS
-                                          below) */
+    const char *ca_file;             /**< CA bundle (PEM file) for TLS:
+                                          a private CA; a phone app hands
+                                          the public ones to
+                                          on_certificate (see TLS below) */
     int allow_plaintext;             /**< 0 = TLS required */
     unsigned ack_timeout_ms, resend_grace_ms;
     unsigned ping_interval_ms, ping_timeout_ms;
@@ -254,9 +255,10 @@ typedef struct {
      *  server's certificate with its default paths, `ca_file` and
      *  `ca_path`; the app decides with the platform's trust store
      *  (Android's TrustManager, iOS's SecTrust). `host` is the JID's
-     *  domain the certificate must match; `pem_chain` the certificates
-     *  the server presented, as PEM, leaf first (see TLS below for what
-     *  libstrophe lets the library see of it). Return non-zero to accept.
+     *  domain the certificate must match; `pem_chain` the leaf and the
+     *  certificates OpenSSL reported, as PEM, leaf first: not always the
+     *  whole chain the server sent (see TLS below). Return non-zero to
+     *  accept.
      *  A certificate whose name does not match `host` is refused by the
      *  library before this is asked (X509_check_host), whatever the app
      *  would say. NULL: an unverifiable certificate is refused.
@@ -265,7 +267,9 @@ typedef struct {
      *  other handles' loops too): answer quickly, and within
      *  `ping_timeout_ms`, after which the stall guard cuts the connection
      *  and the next attempt asks again. Must not block on the app's UI
-     *  thread. */
+     *  thread, and must not call courier_stop(), courier_close(),
+     *  courier_sync() or courier_erase() on any handle: it runs inside
+     *  libstrophe's process-wide lock, which those wait for. */
     int (*on_certificate)(void *ud, const char *host, const char *pem_chain);
 } courier_callbacks_t;
 
@@ -883,9 +887,17 @@ COURIER_API int courier_check_status(courier_t *c, courier_check_t *out);
  * not the whole chain the server sent; so `pem_chain` is the leaf, then
  * the reported ones in issuer order. For the usual chain (leaf + one
  * intermediate, or a self-signed leaf) that is the whole chain; an
- * intermediate OpenSSL verified between two it could not may be missing.
- * The name check is the library's own (X509_check_host, no partial
- * wildcards) and is never handed to the app.
+ * intermediate OpenSSL verified between two it could not may be missing
+ * (seen with a server that sends its root too: leaf + root reach the
+ * app, and a platform check that needs the intermediate refuses).
+ * The name check is the library's own (X509_check_host on the
+ * subjectAltName names, no partial wildcards, never the subject's CN, as
+ * Android and iOS do) and is never handed to the app. A JID domain
+ * that is not ASCII is compared as it is written, not in its xn-- form:
+ * such a server is refused (not supported yet).
+ * The decision is taken as soon as the TLS handshake is over, before
+ * libstrophe writes any credential, whether or not the server then
+ * sends its stream features.
  * TLS 1.2 as the minimum is enforced by OpenSSL 3 at its default security
  * level (>= 1); libstrophe 0.12.2 offers no way to set or read the version.
  * With OpenSSL 1.1.x, or an OpenSSL configuration at security level 0,
