@@ -416,6 +416,11 @@ COURIER_API int courier_stop(courier_t *c);
  * commit per turn (disk I/O), the callbacks themselves, and while
  * connecting libstrophe's name lookup (synchronous) and TLS handshake (cut
  * after ping_timeout_ms by the stall guard).
+ * Signals: SIGPIPE (a write on a socket that was reset or cut) is blocked
+ * on the calling thread for the length of the call and one raised
+ * meanwhile is discarded; the thread's mask is then restored. The library
+ * installs no signal handler and changes no process-wide setting; its own
+ * threads block SIGPIPE for their life.
  * @return COURIER_OK, COURIER_ESTATE (courier_start() owns the loop,
  *         another thread is inside, or poll() failed), COURIER_ECLOSED
  *         (closed from one of its callbacks: the handle is gone),

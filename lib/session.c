@@ -802,6 +802,10 @@ static int sockopt_cb(xmpp_conn_t *conn, void *sock)
     if (fd >= 1024)
         return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef SO_NOSIGPIPE
+    /* Apple: a write on a dead socket returns EPIPE, no signal */
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
     pthread_mutex_lock(&reg_mu);
     for (session_t *s = reg_head; s; s = s->reg_next)
         if (s->conn == conn) {
@@ -1074,7 +1078,55 @@ static void run_strophe(session_t *s)
     }
 }
 
+/* SIGPIPE: libstrophe writes with write()/SSL_write, and a write on a
+ * socket the peer reset or we shut (a cut) raises SIGPIPE, whose default
+ * ends the process. The loop thread blocks it for its life; an app thread
+ * (courier_run_once) has it blocked around the step, and one that was
+ * raised meanwhile is taken off before the mask is restored. Never a
+ * process-wide setting (the app owns those). */
+typedef struct {
+    sigset_t old;
+    int restore;
+} sigpipe_guard_t;
+
+static void sigpipe_block(sigpipe_guard_t *g)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    g->restore = pthread_sigmask(SIG_BLOCK, &set, &g->old) == 0 &&
+                 !sigismember(&g->old, SIGPIPE);
+}
+
+static void sigpipe_unblock(sigpipe_guard_t *g)
+{
+    if (!g->restore)
+        return;
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    const struct timespec now = { 0, 0 };
+    while (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) &&
+           sigtimedwait(&set, NULL, &now) == SIGPIPE)
+        ;
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+static int step(session_t *s, unsigned timeout_ms);
+
 int session_step(session_t *s, unsigned timeout_ms)
+{
+    if (session_is_loop_thread(s))
+        return step(s, timeout_ms); /* SIGPIPE blocked for good */
+    sigpipe_guard_t g;
+    sigpipe_block(&g);
+    int rc = step(s, timeout_ms);
+    sigpipe_unblock(&g);
+    return rc;
+}
+
+/* One turn of the loop: timers, dispatch, a poll, libstrophe's turn. */
+static int step(session_t *s, unsigned timeout_ms)
 {
     engine_t *e = s->e;
     engine_tick(e);
@@ -1156,7 +1208,7 @@ static void *loop_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     engine_feed(s->e, CORE_EV_START);
     while (!atomic_load(&s->stop))
-        session_step(s, 60000);
+        step(s, 60000);
     session_close_link(s);
     if (s->exit_fn)
         s->exit_fn(s->exit_ud); /* may free the session */

@@ -116,6 +116,9 @@ static void *driven_main(void *arg)
 
 static int child_driven(char **a)
 {
+    /* An app that leaves SIGPIPE at its default (the runner ignores it,
+     * and an ignored signal stays ignored across exec). */
+    signal(SIGPIPE, SIG_DFL);
     courier_config_t cfg;
     courier_config_init(&cfg);
     cfg.db_path = a[0];
@@ -1077,6 +1080,70 @@ static void test_driven_close_from_a_small_stack(void **st)
     assert_true(WIFEXITED(stat) && WEXITSTATUS(stat) == 0);
 }
 
+/* A courier_run_once handle whose link the library cuts (invalid XML):
+ * libstrophe then writes on the socket we shut, and the kernel raises
+ * SIGPIPE on the app's thread. An app that left SIGPIPE at its default
+ * (most do) must not die of it: the library blocks it around its own
+ * libstrophe turns, never process-wide. */
+static void test_driven_cut_without_sigpipe(void **st)
+{
+    (void)st;
+    static char payload[256];
+    int len = snprintf(payload, sizeof(payload), msg_head, "bad");
+    len += snprintf(payload + len, sizeof(payload) - (size_t)len,
+                    "&#x1;</body></message>");
+    fake_script_t sc = { .payload = payload, .payload_len = (size_t)len };
+    fakesrv_t *f = fakesrv_start(&sc);
+    assert_non_null(f);
+    char db[512], port[16];
+    snprintf(db, sizeof(db), "%s/hostile-driven-pipe.db", tmp_dir);
+    snprintf(port, sizeof(port), "%u", fakesrv_port(f));
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    child_t ch;
+    memset(&ch, 0, sizeof(ch));
+    ch.pid = fork();
+    assert_true(ch.pid >= 0);
+    if (ch.pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self_path, self_path, "--child-driven", db,
+              "alice@courier.test", "pw", port, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    ch.to = in[1];
+    ch.from = out[0];
+    int online = child_expect(&ch, "online", 15000);
+    /* the cut, and libstrophe's writes after it */
+    int64_t until = fake_now_ms() + 1500LL * scale();
+    while (fakesrv_closed_at(f) == 0 && fake_now_ms() < until)
+        usleep(10000);
+    int cut = fakesrv_closed_at(f) != 0;
+    usleep(500000);
+    int stat = 0;
+    pid_t r = waitpid(ch.pid, &stat, WNOHANG);
+    if (r == 0) {
+        if (write(ch.to, "stop\n", 5) != 5 ||
+            !child_expect(&ch, "stopped", 10000) ||
+            write(ch.to, "close\n", 6) != 6 ||
+            !child_expect(&ch, "closed", 20000))
+            kill(ch.pid, SIGKILL);
+        r = waitpid(ch.pid, &stat, 0);
+    }
+    close(ch.to);
+    close(ch.from);
+    fakesrv_stop(f);
+    assert_int_equal(r, ch.pid);
+    assert_true(online);
+    assert_true(cut);
+    if (WIFSIGNALED(stat))
+        fail_msg("the driven client died by signal %d", WTERMSIG(stat));
+    assert_true(WIFEXITED(stat) && WEXITSTATUS(stat) == 0);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -1107,6 +1174,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_server_deeper_than_budget_cut),
         cmocka_unit_test(test_driven_close_from_a_small_stack),
         cmocka_unit_test(test_invalid_xml_cut_within_1s),
+        cmocka_unit_test(test_driven_cut_without_sigpipe),
         cmocka_unit_test(test_classic_billion_laughs_cut_within_1s),
         cmocka_unit_test(test_billion_laughs_cut_within_1s),
         cmocka_unit_test(test_300mb_stanza_cut_within_1s),
