@@ -1523,6 +1523,43 @@ public class CourierTest {
         thrower.stop();
     }
 
+    /** A listener that closes its Courier from inside onCertificate (the
+     *  loop thread, inside the login): the close is deferred until the
+     *  callback returns, the login goes no further, and the glue's
+     *  references are released. */
+    @Test
+    public void liveCloseFromOnCertificate() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        long refs = Courier.liveGlobalRefsForTest();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        CountDownLatch asked = new CountDownLatch(1);
+        AtomicInteger calls = new AtomicInteger();
+        Config cfg = live("alice", domain, port, ca, base, "cert-close");
+        cfg.caFile = null;
+        Courier c = Courier.open(cfg, new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pemChain) {
+                calls.incrementAndGet();
+                self.get().close();
+                asked.countDown();
+                return true;
+            }
+        });
+        self.set(c);
+        c.start();
+        assertTrue("onCertificate never asked", asked.await(20, TimeUnit.SECONDS));
+        assertTrue(c.isClosed());
+        long end = System.currentTimeMillis() + 10000;
+        while (Courier.liveGlobalRefsForTest() != refs &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(refs, Courier.liveGlobalRefsForTest());
+        Thread.sleep(300);
+        assertEquals(1, calls.get());
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::checkStatus));
+    }
+
     /** Without caFile and without an onCertificate override the test
      *  server's certificate is refused (the C callback stays unset); with
      *  caPath (a hashed directory holding the test CA) it is trusted. */
