@@ -2042,6 +2042,32 @@ static void testPhoneLifeLive(void)
         [r close];
     }
 
+    /* -close from inside the block (the loop thread, inside the login):
+     * deferred until the block returns; asked once, then nothing. */
+    NSMutableArray *closedIn = [NSMutableArray array];
+    CourierConfig *kc = liveConfig(@"alice", @"objc-cert-close.db");
+    kc.caFile = nil;
+    CourierClient *k = [[CourierClient alloc] initWithConfiguration:kc
+                                                           delegate:nil
+                                                              error:&err];
+    if (k) {
+        T_WEAK CourierClient *weakK = k;
+        k.onCertificate = ^BOOL(NSString *host, NSString *pem) {
+            add(closedIn, host);
+            [weakK close];
+            return YES;
+        };
+        CHECK([k start:&err], "start: %s", ERRS(err));
+        CHECK(WAIT_FOR([snap(closedIn) count] > 0, 20), "block never asked");
+        usleep(300000);
+        err = nil;
+        CHECK([snap(closedIn) count] == 1 && ![k start:&err]
+                  && err.code == CourierErrorClosed && k.onCertificate == nil,
+              "closed from onCertificate: %lu calls, %s",
+              (unsigned long)[snap(closedIn) count], ERRS(err));
+        T_RELEASE(k);
+    }
+
     CourierConfig *zc = liveConfig(@"alice", @"objc-cert-none.db");
     zc.caFile = nil;
     CourierClient *z = T_AUTORELEASE([[CourierClient alloc]
