@@ -27,8 +27,9 @@
  * `delegateQueue` (as XMPPFramework's delegateQueue; e.g. the main
  * queue), and every delegate method and block runs there instead, one task
  * per event, in order on a serial queue; the certificate decision
- * (onCertificate) excepted, which answers on the library's thread. Default (both nil): the library's
- * loop thread, as before. After -close returns no task runs the app's code
+ * (onCertificate) excepted, which answers on the library's thread.
+ * Default (both nil): the library's loop thread, as before. After -close
+ * returns no task runs the app's code
  * (a queued one finds the client closed and does nothing; -close waits for
  * one under way).
  *

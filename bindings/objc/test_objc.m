@@ -1685,7 +1685,7 @@ static void testDataContractLive(void)
     [dave close];
 }
 
-/* ---- issue 15: the phone's life (behaviour.md §10) ----------------------- */
+/* ---- issue 15: the phone's life (behaviour.md §10) --------------------- */
 
 static double nowSecs(void)
 {
@@ -1705,8 +1705,8 @@ static void crashChild(const char *db)
     cfg.port = 1;
     cfg.db_path = db;
     courier_t *c = NULL;
-    courier_outgoing_t m = { .to = "bob@example.test", .body = "before the crash",
-                             .id = "crash-1" };
+    courier_outgoing_t m = { .to = "bob@example.test",
+                             .body = "before the crash", .id = "crash-1" };
     if (courier_open(&c, &cfg, NULL, NULL) != COURIER_OK ||
         courier_send(c, &m, NULL) != COURIER_OK)
         _exit(1);
@@ -1719,8 +1719,8 @@ static __thread int inExecutor;
 static void testPhoneLifeOffline(void)
 {
     NSError *err = nil;
-    CHECK(CourierErrorTimedOut == -11 && CourierErrorTimedOut == COURIER_ETIMEDOUT,
-          "TimedOut");
+    CHECK(CourierErrorTimedOut == -11
+              && CourierErrorTimedOut == COURIER_ETIMEDOUT, "TimedOut");
     CHECK(CourierStoreCheckNone == COURIER_CHECK_NONE
               && CourierStoreCheckRunning == COURIER_CHECK_RUNNING
               && CourierStoreCheckOK == COURIER_CHECK_OK
@@ -2099,7 +2099,8 @@ static void testPhoneLifeLive(void)
                      delegate:bobRec error:&err]);
     CHECK(bob && [bob start:&err], "bob: %s", ERRS(err));
     CHECK(WAIT_FOR(linkOnline(bob), 30), "bob not online");
-    CourierOutgoing *bm = [CourierOutgoing outgoingTo:aliceJid body:@"from bob"];
+    CourierOutgoing *bm = [CourierOutgoing outgoingTo:aliceJid
+                                                 body:@"from bob"];
     bm.messageId = both;
     err = nil;
     CHECK([[bob send:bm error:&err] isEqual:both], "bob send: %s", ERRS(err));
@@ -2116,7 +2117,8 @@ static void testPhoneLifeLive(void)
         return;
     CHECK([alice storeCheck:NULL] == CourierStoreCheckNone, "alice's check");
     CHECK([alice setActive:NO error:&err], "setActive: %s", ERRS(err));
-    CourierOutgoing *am = [CourierOutgoing outgoingTo:bobJid body:@"from alice"];
+    CourierOutgoing *am = [CourierOutgoing outgoingTo:bobJid
+                                                 body:@"from alice"];
     am.messageId = both;
     err = nil;
     CHECK([[alice send:am error:&err] isEqual:both], "alice send: %s",
