@@ -15,7 +15,8 @@
  * Errors: a negative code becomes one CourierException, built at once on
  * the calling thread from courier_strerror() + " : " + courier_last_error().
  * A Java exception thrown by a listener is described and cleared: it never
- * reaches the library and never ends the process. */
+ * reaches the library and never ends the process (from onCertificate it
+ * counts as a refusal). */
 #include <jni.h>
 
 #include <pthread.h>
@@ -54,7 +55,7 @@ static jclass g_exc_class, g_state_class, g_kind_class, g_link_class,
 static jmethodID g_exc_ctor, g_state_of, g_kind_of, g_link_of, g_entry_ctor,
     g_conv_ctor, g_list_add;
 static jmethodID g_on_state, g_on_message, g_on_link, g_on_composing,
-    g_on_log, g_on_retract;
+    g_on_log, g_on_retract, g_on_certificate;
 /* Global refs this file holds for open handles (a test reads it). */
 static atomic_long g_live_refs;
 /* The handle whose callback runs on this thread, if any. */
@@ -315,11 +316,13 @@ static JNIEnv *cb_begin(jc_t *jc, cb_scope_t *sc)
 
 /* Leave it: log and clear whatever the listener threw, drop the frame,
  * and free the handle if the listener closed it. */
-static void cb_end(jc_t *jc, cb_scope_t *sc, const char *what)
+static void cb_end_as(jc_t *jc, cb_scope_t *sc, const char *what,
+                      const char *outcome)
 {
     JNIEnv *env = sc->env;
     if ((*env)->ExceptionCheck(env)) {
-        fprintf(stderr, "courier-jni: Listener.%s threw (ignored):\n", what);
+        fprintf(stderr, "courier-jni: Listener.%s threw (%s):\n", what,
+                outcome);
         (*env)->ExceptionDescribe(env);
         (*env)->ExceptionClear(env);
     }
@@ -328,6 +331,11 @@ static void cb_end(jc_t *jc, cb_scope_t *sc, const char *what)
     if (jc->free_after_cb)
         free_handle_refs(env, jc); /* the library is muted: no callback
                                       touches ud any more */
+}
+
+static void cb_end(jc_t *jc, cb_scope_t *sc, const char *what)
+{
+    cb_end_as(jc, sc, what, "ignored");
 }
 
 static jobject enum_of(JNIEnv *env, jclass cls, jmethodID of, int v)
@@ -384,6 +392,32 @@ static void on_retract(void *ud, const char *peer, const char *id)
     if (jid)
         (*env)->CallVoidMethod(env, jc->listener, g_on_retract, jpeer, jid);
     cb_end(jc, &sc, "onRetract");
+}
+
+/* Platform trust (behaviour.md §10): the listener's answer, now, on the
+ * loop thread (never through the executor: ExecutorListener calls the
+ * app's listener directly). No env, a failed conversion or an exception
+ * refuse the certificate. Only registered when the listener overrides
+ * onCertificate (Courier.decidesCertificates). */
+static int on_certificate(void *ud, const char *host, const char *pem_chain)
+{
+    jc_t *jc = ud;
+    cb_scope_t sc;
+    JNIEnv *env = cb_begin(jc, &sc);
+    if (!env)
+        return 0;
+    jboolean ok = JNI_FALSE;
+    jstring jhost = utf8_to_jstring(env, host ? host : "");
+    jstring jpem = jhost ? utf8_to_jstring(env, pem_chain ? pem_chain : "")
+                         : NULL;
+    if (jpem) {
+        ok = (*env)->CallBooleanMethod(env, jc->listener, g_on_certificate,
+                                       jhost, jpem);
+        if ((*env)->ExceptionCheck(env))
+            ok = JNI_FALSE;
+    }
+    cb_end_as(jc, &sc, "onCertificate", "certificate refused");
+    return ok ? 1 : 0;
 }
 
 static void on_link(void *ud, courier_link_t link)
@@ -480,11 +514,13 @@ static int unsigned_field(JNIEnv *env, const jlong *v, int i, const char *name,
 
 static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
                     jstring jjid, jstring jpw, jstring jhost, jstring jdb,
-                    jstring jca, jlongArray jnums)
+                    jstring jca, jstring jcapath, jboolean certificates,
+                    jlongArray jnums)
 {
     (void)cls;
     jlong h = 0;
-    char *jid = NULL, *pw = NULL, *host = NULL, *db = NULL, *ca = NULL;
+    char *jid = NULL, *pw = NULL, *host = NULL, *db = NULL, *ca = NULL,
+         *capath = NULL;
     jc_t *jc = NULL;
     if (!jnums || (*env)->GetArrayLength(env, jnums) != N_COUNT) {
         throw_glue(env, COURIER_EINVAL, "config numbers");
@@ -498,7 +534,8 @@ static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
         jstring_to_utf8(env, jpw, "password", &pw) < 0 ||
         jstring_to_utf8(env, jhost, "host", &host) < 0 ||
         jstring_to_utf8(env, jdb, "dbPath", &db) < 0 ||
-        jstring_to_utf8(env, jca, "caFile", &ca) < 0)
+        jstring_to_utf8(env, jca, "caFile", &ca) < 0 ||
+        jstring_to_utf8(env, jcapath, "caPath", &capath) < 0)
         goto out;
 
     courier_config_t cfg;
@@ -508,6 +545,7 @@ static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
     cfg.host = host;
     cfg.db_path = db;
     cfg.ca_file = ca;
+    cfg.ca_path = capath;
     unsigned port, max_body;
     if (unsigned_field(env, v, N_PORT, "port", 65535, &port) < 0 ||
         unsigned_field(env, v, N_ACK_TIMEOUT, "ackTimeoutMs", UINT32_MAX,
@@ -558,6 +596,7 @@ static jlong n_open(JNIEnv *env, jclass cls, jobject owner, jobject listener,
         .on_state = on_state, .on_message = on_message, .on_link = on_link,
         .on_composing = on_composing, .on_log = on_log,
         .on_retract = on_retract,
+        .on_certificate = certificates ? on_certificate : NULL,
     };
     int rc = courier_open(&jc->c, &cfg, &cb, jc);
     if (rc < 0) {
@@ -574,6 +613,7 @@ out:
     free(host);
     free(db);
     free(ca);
+    free(capath);
     return h;
 }
 
@@ -618,6 +658,51 @@ static void n_network_changed(JNIEnv *env, jclass cls, jlong h)
 {
     (void)cls;
     n_handle_call(env, h, courier_network_changed);
+}
+
+static void n_set_active(JNIEnv *env, jclass cls, jlong h, jboolean active)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    int rc = courier_set_active(jc->c, active ? 1 : 0);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+/* courier_sync on the calling (Java) thread: it only waits; the loop
+ * thread does the work and runs the callbacks meanwhile. */
+static void n_sync(JNIEnv *env, jclass cls, jlong h, jint timeout_ms)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return;
+    if (timeout_ms < 0) {
+        throw_glue(env, COURIER_EINVAL, "timeoutMs is negative");
+        return;
+    }
+    int rc = courier_sync(jc->c, (unsigned)timeout_ms);
+    if (rc < 0)
+        throw_code(env, rc);
+}
+
+/* The check's state as its C value; DAMAGED comes as ECORRUPT (thrown,
+ * with SQLite's finding in the message), as the C call returns it. */
+static jint n_check_status(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    jc_t *jc = handle_of(env, h);
+    if (!jc)
+        return -1;
+    courier_check_t st = COURIER_CHECK_NONE;
+    int rc = courier_check_status(jc->c, &st);
+    if (rc < 0) {
+        throw_code(env, rc);
+        return -1;
+    }
+    return (jint)st;
 }
 
 static jstring n_send_text(JNIEnv *env, jclass cls, jlong h, jstring jto,
@@ -1018,6 +1103,23 @@ static void n_delete(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
     n_id_call(env, h, jpeer, jid, NULL, courier_delete);
 }
 
+static void n_delete_entry(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
+                           jstring jid, jint dir)
+{
+    (void)cls;
+    char *peer = NULL, *id = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jpeer, "peer", &peer) < 0 ||
+        jstring_to_utf8(env, jid, "id", &id) < 0)
+        goto out;
+    int rc = courier_delete_entry(jc->c, peer, id, (courier_dir_t)dir);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(peer);
+    free(id);
+}
+
 static void n_confirm(JNIEnv *env, jclass cls, jlong h, jstring jpeer,
                       jstring jid)
 {
@@ -1093,7 +1195,7 @@ static const JNINativeMethod g_methods[] = {
     { "nativeDefaults", "()[J", (void *)n_defaults },
     { "nativeOpen",
       "(L" PKG "Courier;L" PKG "Listener;" SIG_S SIG_S SIG_S SIG_S SIG_S
-      "[J)J",
+      SIG_S "Z[J)J",
       (void *)n_open },
     { "nativeClose", "(J)V", (void *)n_close },
     { "nativeStart", "(J)V", (void *)n_start },
@@ -1126,6 +1228,10 @@ static const JNINativeMethod g_methods[] = {
     { "nativeDelete", "(J" SIG_S SIG_S ")V", (void *)n_delete },
     { "nativeConfirm", "(J" SIG_S SIG_S ")V", (void *)n_confirm },
     { "nativeErase", "(J)V", (void *)n_erase },
+    { "nativeDeleteEntry", "(J" SIG_S SIG_S "I)V", (void *)n_delete_entry },
+    { "nativeSetActive", "(JZ)V", (void *)n_set_active },
+    { "nativeSync", "(JI)V", (void *)n_sync },
+    { "nativeCheckStatus", "(J)I", (void *)n_check_status },
 };
 
 /* ---- load / unload ------------------------------------------------------- */
@@ -1194,6 +1300,8 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
     GET(g_on_composing, GetMethodID, listener, "onComposing",
         "(" SIG_S "Z)V");
     GET(g_on_log, GetMethodID, listener, "onLog", "(I" SIG_S ")V");
+    GET(g_on_certificate, GetMethodID, listener, "onCertificate",
+        "(" SIG_S SIG_S ")Z");
 #undef GET
     if ((*env)->RegisterNatives(env, courier, g_methods,
                                 sizeof(g_methods) / sizeof(g_methods[0])) != 0)

@@ -4,7 +4,8 @@
  * Objective-C binding of libcourier (courier.h), one to one.
  *
  * Events: a delegate (CourierClientDelegate) and/or one block per event
- * (onState, onMessage or onReceive, onLink, onComposing, onLog, onRetract).
+ * (onState, onMessage or onReceive, onLink, onComposing, onLog, onRetract,
+ * onCertificate).
  * For each event the block is called when one is set, else the delegate
  * method (never both).
  *
@@ -25,8 +26,10 @@
  * runs the work it is given) or, where libdispatch exists (Apple),
  * `delegateQueue` (as XMPPFramework's delegateQueue; e.g. the main
  * queue), and every delegate method and block runs there instead, one task
- * per event, in order on a serial queue. Default (both nil): the library's
- * loop thread, as before. After -close returns no task runs the app's code
+ * per event, in order on a serial queue; the certificate decision
+ * (onCertificate) excepted, which answers on the library's thread.
+ * Default (both nil): the library's loop thread, as before. After -close
+ * returns no task runs the app's code
  * (a queued one finds the client closed and does nothing; -close waits for
  * one under way).
  *
@@ -39,16 +42,20 @@
  * thread at once.
  *
  * Blocking and disk I/O (see include/courier.h for the detail): never
- * block: -networkChanged:, +version, +nameOfState:,
- * +displayStatusOfState:, the properties. In memory but take the handle's
+ * block: -networkChanged:, -setActive:error:, -checkStatus:error:,
+ * -storeCheck:, +version, +nameOfState:, +displayStatusOfState:, the
+ * properties. In memory but take the handle's
  * lock: -start:, -stats:, -link:error:, -currentLink:. Read SQLite:
  * -stateOf:error:, -messageInfo:error:, -setComposing:peer:error:,
  * -historyWithPeer:beforeSeq:limit:error:, -pending:, -conversations:.
  * Write and commit SQLite: -sendText:to:error:, -sendMedia:..., -send:error:,
  * -markDisplayed:..., -retry:error:, -cancel:error:, -retract:error:,
- * -deleteMessage:peer:error:, -confirm:peer:error:. Can take long: the
- * initializers (open, migrate, check the store), -stop:, -close (a goodbye
- * of up to ~2.5 s), -runOnce:error:, -erase: (rewrites the whole file).
+ * -deleteMessage:peer:error:, -deleteMessage:peer:direction:error:,
+ * -confirm:peer:error:. Can take long: the initializers (open, migrate;
+ * the check owed after a crash runs on a thread of the library's own:
+ * -checkStatus:error:), -sync:error: (up to its timeout), -stop:, -close
+ * (a goodbye of up to ~2 s), -runOnce:error:, -erase: (rewrites the whole
+ * file).
  * Keep every call that touches the disk off the main thread.
  */
 #import <Foundation/Foundation.h>
@@ -144,7 +151,8 @@ typedef NS_ERROR_ENUM(CourierErrorDomain, CourierErrorCode) {
     CourierErrorCorrupt = -7,     /**< COURIER_ECORRUPT */
     CourierErrorClosed = -8,      /**< COURIER_ECLOSED */
     CourierErrorAuth = -9,        /**< COURIER_EAUTH */
-    CourierErrorNotSupported = -10/**< COURIER_ENOTSUP */
+    CourierErrorNotSupported = -10,/**< COURIER_ENOTSUP */
+    CourierErrorTimedOut = -11    /**< COURIER_ETIMEDOUT (-sync:error:) */
 };
 
 /** courier_state_t; CourierStateUnknown (-1) is returned on error only. */
@@ -178,6 +186,20 @@ typedef NS_ENUM(NSInteger, CourierDirection) {
     CourierDirectionIn = 1   /**< received from the peer */
 };
 
+/** courier_check_t: the check of the store owed after an unclean close
+ *  (-checkStatus:error:, behaviour.md §10). CourierStoreCheckUnknown (-1)
+ *  is returned by -storeCheck: on an error other than a damaged store. */
+typedef NS_ENUM(NSInteger, CourierStoreCheck) {
+    CourierStoreCheckUnknown = -1,
+    CourierStoreCheckNone = 0,    /**< nothing owed: the last close was clean */
+    CourierStoreCheckRunning = 1, /**< under way on the library's thread */
+    CourierStoreCheckOK = 2,      /**< ran to the end: no damage found */
+    CourierStoreCheckDamaged = 3, /**< ran to the end: the store is damaged
+                                       (with CourierErrorCorrupt) */
+    CourierStoreCheckFailed = 4   /**< could not run: owed again at the
+                                       next open */
+};
+
 /** courier_log_level_t. */
 typedef NS_ENUM(NSInteger, CourierLogLevel) {
     CourierLogDebug = 0,
@@ -195,7 +217,7 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 {
     /* Explicit ivars: the GNU (fragile ABI) runtime used to test this on
      * Linux cannot synthesize them. */
-    NSString *_jid, *_password, *_host, *_dbPath, *_caFile;
+    NSString *_jid, *_password, *_host, *_dbPath, *_caFile, *_caPath;
     NSUInteger _port, _ackTimeoutMs, _resendGraceMs, _pingIntervalMs,
         _pingTimeoutMs, _reconnectMinMs, _reconnectMaxMs, _maxInFlight,
         _maxBodyBytes;
@@ -207,7 +229,13 @@ typedef NS_ENUM(NSInteger, CourierLogLevel) {
 @property (nonatomic, copy, nullable) NSString *host;       /**< else SRV */
 @property (nonatomic) NSUInteger port;                      /**< 0 = default */
 @property (nonatomic, copy, nullable) NSString *dbPath;     /**< required */
+/** A CA bundle (PEM file) trusted besides OpenSSL's default paths: a
+ *  private CA. On iOS those paths hold nothing: the public CAs come from
+ *  the platform through onCertificate (or a bundle shipped here). */
 @property (nonatomic, copy, nullable) NSString *caFile;
+/** A directory of hashed CA files (OpenSSL's c_rehash layout), trusted as
+ *  caFile is (courier_config_t.ca_path). */
+@property (nonatomic, copy, nullable) NSString *caPath;
 @property (nonatomic) BOOL allowPlaintext;
 @property (nonatomic) NSUInteger ackTimeoutMs, resendGraceMs;
 @property (nonatomic) NSUInteger pingIntervalMs, pingTimeoutMs;
@@ -393,6 +421,15 @@ typedef void (NS_SWIFT_SENDABLE ^CourierReceiveHandler)(
 /** `peer` retracted its message `messageId` (onRetract). */
 typedef void (NS_SWIFT_SENDABLE ^CourierRetractHandler)(NSString *messageId,
                                                         NSString *peer);
+/** Platform trust (onCertificate, behaviour.md §10): OpenSSL could not
+ *  verify the server's certificate; return YES to accept it. `host` is
+ *  the JID's domain (the library has already checked that the leaf names
+ *  it); `pemChain` the certificates the server presented, as PEM, leaf
+ *  first. Runs on the library's loop thread inside the login, whatever
+ *  the callback queue: answer quickly (well within pingTimeoutMs) and
+ *  never wait for the main queue. */
+typedef BOOL (NS_SWIFT_SENDABLE ^CourierCertificateHandler)(
+    NSString *host, NSString *pemChain);
 /** One event's delivery, handed to a callbackExecutor to run once. */
 typedef void (NS_SWIFT_SENDABLE ^CourierCallbackWork)(void);
 /** Runs `work` (once, later or now) on the thread or queue of the app's
@@ -441,6 +478,16 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
 - (void)courier:(CourierClient *)client
      didRetract:(NSString *)messageId
            from:(NSString *)peer;
+/** Platform trust, as the onCertificate block (which wins when set):
+ *  OpenSSL could not verify the server's certificate; return YES to
+ *  accept `pemChain` (PEM, leaf first) for `host` (the JID's domain,
+ *  already checked against the leaf by the library). Called on the
+ *  library's loop thread, never through the callback queue: answer now,
+ *  without waiting for the main queue. Without it (and without the
+ *  block) the certificate is refused. */
+- (BOOL)courier:(CourierClient *)client
+    shouldAcceptCertificateChain:(NSString *)pemChain
+                         forHost:(NSString *)host;
 @end
 
 @interface CourierClient : NSObject
@@ -452,7 +499,7 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
     dispatch_queue_t _Nullable _delegateQueue;
 #endif
     COURIER_IVAR_WEAK id<CourierClientDelegate> _delegate;
-    NSLock *_handlerLock; /* guards the seven blocks (held for a swap) */
+    NSLock *_handlerLock; /* guards the eight blocks (held for a swap) */
     CourierStateHandler _onState;
     CourierMessageHandler _onMessage;
     CourierLinkHandler _onLink;
@@ -460,6 +507,7 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
     CourierLogHandler _onLog;
     CourierReceiveHandler _onReceive;
     CourierRetractHandler _onRetract;
+    CourierCertificateHandler _onCertificate;
 }
 
 @property (nonatomic, COURIER_WEAK, nullable) id<CourierClientDelegate> delegate;
@@ -485,6 +533,26 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
 @property (nonatomic, copy, nullable) CourierReceiveHandler onReceive;
 /** A retraction (as -courier:didRetract:from:). */
 @property (nonatomic, copy, nullable) CourierRetractHandler onRetract;
+/**
+ * Platform trust (courier_callbacks_t.on_certificate, behaviour.md §10):
+ * asked when OpenSSL cannot verify the server's certificate with its
+ * default paths, caFile and caPath (on iOS those paths hold nothing), with
+ * the JID's domain and the chain as PEM, leaf first; return YES to accept
+ * (iOS: SecTrustEvaluateWithError, see the README). The library checks
+ * the host name itself (X509_check_host) before it asks: a certificate
+ * for another name is refused and this is not called. Runs on the
+ * library's loop thread inside the login, before any credential is sent,
+ * even with a callbackExecutor or delegateQueue: the link waits for the
+ * answer (and, through libstrophe's lock, other clients' loops too), and
+ * past pingTimeoutMs the attempt is cut and the next one asks again. An
+ * exception raised here is logged and refuses. nil (and no delegate
+ * method): refused. The C callback is always set, because the block may
+ * be set after init: without a decider the handshake finishes and the
+ * connection is then shut before any credential leaves (the C library
+ * without on_certificate fails the handshake itself; either way no
+ * login).
+ */
+@property (nonatomic, copy, nullable) CourierCertificateHandler onCertificate;
 
 /**
  * Where delegate methods and blocks run: nil (the default) on the
@@ -601,6 +669,46 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
  *  lock). Does nothing on a client that is not started.
  *  CourierErrorClosed after -close. */
 - (BOOL)networkChanged:(NSError **)error;
+/** courier_set_active() (behaviour.md §10): the app went to the background
+ *  (NO) or came back (YES); call it from the scene phase (UIScene
+ *  didEnterBackground / willEnterForeground, SwiftUI scenePhase). When
+ *  the server offers XEP-0352 Client State Indication the library sends
+ *  <inactive/> or <active/> (now if the link is up, and <inactive/> again
+ *  after every login while in background); messages still arrive. In
+ *  background -setComposing:peer:error: sends nothing. Remembered for the
+ *  client's life (a client not started included); a new one starts in
+ *  foreground. Any thread or queue, the main one included; never blocks,
+ *  no disk I/O. CourierErrorClosed after -close. */
+- (BOOL)setActive:(BOOL)active error:(NSError **)error;
+/** courier_sync() (behaviour.md §10): for a run woken by a push or a
+ *  background task. Starts a client that is not started (a link that is
+ *  down reconnects now), sends what is owed, receives what is waiting,
+ *  and returns once nothing is in flight: every pending message
+ *  acknowledged by the server, every owed receipt and retraction taken,
+ *  and what the server held for this account handed to the delegate or
+ *  blocks. The link stays up afterwards (-stop: before the task ends).
+ *  Blocks up to timeoutMs: never on the main thread; not from a callback
+ *  on the library's thread (CourierErrorState). Errors: TimedOut
+ *  (something still in flight at timeoutMs: no network, a server that
+ *  does not answer; the loop goes on), Auth (login refused), State
+ *  (driven by -runOnce:error:, or called from the loop thread), Closed,
+ *  NoMemory, Invalid. Swift: `try client.sync(20000)`. */
+- (BOOL)sync:(NSUInteger)timeoutMs error:(NSError **)error;
+/** courier_check_status() (behaviour.md §10): where the check of the
+ *  store owed after an unclean close stands. After the app was killed the
+ *  library checks every page on a thread of its own once the initializer
+ *  has returned; the client works meanwhile. The verdict is also logged
+ *  once (info ok, error damaged, warn could not run). `*outStatus` is set
+ *  also when the store is damaged: then NO with CourierErrorCorrupt (its
+ *  description carries SQLite's first finding): tell the user, keep what
+ *  -historyWithPeer:... still reads, then -erase: or delete the files.
+ *  Any thread; never blocks, no disk I/O. */
+- (BOOL)checkStatus:(CourierStoreCheck *)outStatus error:(NSError **)error;
+/** -checkStatus:error: as a value (Swift: `try client.storeCheck()`, which
+ *  throws CourierError.corrupt for a damaged store):
+ *  CourierStoreCheckDamaged with CourierErrorCorrupt,
+ *  CourierStoreCheckUnknown and *error on any other error. */
+- (CourierStoreCheck)storeCheck:(NSError **)error COURIER_SWIFT_THROWS;
 
 /* ---- the app's data contract (courier.h, behaviour.md §9) ---- */
 
@@ -651,10 +759,22 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
 - (BOOL)retract:(NSString *)messageId error:(NSError **)error;
 /** courier_delete(): remove message `messageId` exchanged with `peer`
  *  (either direction) from this device's history; nothing is sent; the id
- *  stays known. Writes SQLite. Errors: NotFound, Invalid, Store, Closed.
+ *  stays known. The peer chooses its ids, so one may equal one of ours:
+ *  then nothing is deleted and the error is State; name the direction
+ *  with -deleteMessage:peer:direction:error:. Writes SQLite. Errors:
+ *  NotFound, State (an entry in each direction), Invalid, Store, Closed.
  *  Swift: `try client.deleteMessage(id, peer: peer)`. */
 - (BOOL)deleteMessage:(NSString *)messageId
                  peer:(NSString *)peer
+                error:(NSError **)error;
+/** courier_delete_entry(): as -deleteMessage:peer:error:, for the entry of
+ *  `direction` only (an entry's `direction`); never State. Errors:
+ *  NotFound, Invalid (also a direction that is no CourierDirection),
+ *  Store, Closed. Swift: `try client.deleteMessage(id, peer: peer,
+ *  direction: .in)`. */
+- (BOOL)deleteMessage:(NSString *)messageId
+                 peer:(NSString *)peer
+            direction:(CourierDirection)direction
                 error:(NSError **)error;
 /** courier_confirm(): with appConfirms, incoming message `messageId` from
  *  `peer` is safely in the app's own database (until then it is handed

@@ -125,7 +125,8 @@ static NSString *cr_str(const char *s)
 @implementation CourierConfig
 
 @synthesize jid = _jid, password = _password, host = _host, port = _port,
-    dbPath = _dbPath, caFile = _caFile, allowPlaintext = _allowPlaintext,
+    dbPath = _dbPath, caFile = _caFile, caPath = _caPath,
+    allowPlaintext = _allowPlaintext,
     ackTimeoutMs = _ackTimeoutMs, resendGraceMs = _resendGraceMs,
     pingIntervalMs = _pingIntervalMs, pingTimeoutMs = _pingTimeoutMs,
     reconnectMinMs = _reconnectMinMs, reconnectMaxMs = _reconnectMaxMs,
@@ -176,6 +177,7 @@ static NSString *cr_str(const char *s)
     [_host release];
     [_dbPath release];
     [_caFile release];
+    [_caPath release];
     [super dealloc];
 }
 #endif
@@ -189,6 +191,7 @@ static NSString *cr_str(const char *s)
     c.port = _port;
     c.dbPath = _dbPath;
     c.caFile = _caFile;
+    c.caPath = _caPath;
     c.allowPlaintext = _allowPlaintext;
     c.ackTimeoutMs = _ackTimeoutMs;
     c.resendGraceMs = _resendGraceMs;
@@ -209,7 +212,7 @@ static NSString *cr_str(const char *s)
                                         error:(NSError **)error
 {
     static NSString *const strKeys[] = {
-        @"jid", @"password", @"host", @"dbPath", @"caFile"
+        @"jid", @"password", @"host", @"dbPath", @"caFile", @"caPath"
     };
     static NSString *const numKeys[] = {
         @"port", @"allowPlaintext", @"ackTimeoutMs", @"resendGraceMs",
@@ -664,6 +667,7 @@ static void cr_thread_enter(void) {}
 - (CourierLogHandler)cr_takeOnLog;
 - (CourierReceiveHandler)cr_takeOnReceive;
 - (CourierRetractHandler)cr_takeOnRetract;
+- (CourierCertificateHandler)cr_takeOnCertificate;
 - (CourierCallbackExecutor)cr_takeExecutor;
 - (CRGate *)cr_gate;
 @end
@@ -847,6 +851,40 @@ static void cr_on_log(void *ud, int level, const char *line)
     }
 }
 
+/* Platform trust (behaviour.md §10): the app's answer, now, on the loop
+ * thread; never through the executor (the login waits for it). The block
+ * when set, else the delegate method, else refused. An exception refuses.
+ * courier_close() waits for a call under way, so none runs after -close. */
+static int cr_on_certificate(void *ud, const char *host, const char *pem)
+{
+    cr_thread_enter();
+    BOOL ok = NO;
+    @autoreleasepool {
+        CourierClient *client = (CR_BRIDGE CourierClient *)ud;
+        NSString *h = cr_str(host), *p = cr_str(pem);
+        CourierCertificateHandler blk = [client cr_takeOnCertificate];
+        id<CourierClientDelegate> d = blk ? nil : client.delegate;
+        @try {
+            if (blk)
+                ok = blk(h, p);
+            else if ([d respondsToSelector:@selector(courier:
+                                               shouldAcceptCertificateChain:
+                                               forHost:)])
+                ok = [d courier:client shouldAcceptCertificateChain:p
+                        forHost:h];
+        } @catch (NSException *e) {
+            ok = NO;
+            NSLog(@"libcourier: %s raised %@: %@ (certificate refused)",
+                  blk ? "block onCertificate"
+                      : "delegate courier:shouldAcceptCertificateChain:"
+                        "forHost:",
+                  [e name], [e reason]);
+        }
+        CR_BLOCK_RELEASE(blk);
+    }
+    return ok ? 1 : 0;
+}
+
 /* ---- CourierClient ------------------------------------------------------ */
 
 #define HANDLE ((courier_t *)_handle)
@@ -911,6 +949,8 @@ CR_HANDLER_ACCESSORS(CourierReceiveHandler, onReceive, setOnReceive,
                      cr_takeOnReceive, _onReceive)
 CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
                      cr_takeOnRetract, _onRetract)
+CR_HANDLER_ACCESSORS(CourierCertificateHandler, onCertificate,
+                     setOnCertificate, cr_takeOnCertificate, _onCertificate)
 
 - (CourierCallbackExecutor)callbackExecutor
 {
@@ -995,7 +1035,7 @@ CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
     return _gate;
 }
 
-/* All seven to nil, and the executor (-close, hence -dealloc). */
+/* All eight to nil, and the executor (-close, hence -dealloc). */
 - (void)cr_dropHandlers
 {
     [self cr_setExecutor:nil queue:nil];
@@ -1006,6 +1046,7 @@ CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
     CourierLogHandler g;
     CourierReceiveHandler r;
     CourierRetractHandler x;
+    CourierCertificateHandler t;
     [_handlerLock lock];
     s = _onState;
     m = _onMessage;
@@ -1014,8 +1055,10 @@ CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
     g = _onLog;
     r = _onReceive;
     x = _onRetract;
+    t = _onCertificate;
     _onReceive = nil;
     _onRetract = nil;
+    _onCertificate = nil;
     _onState = nil;
     _onMessage = nil;
     _onLink = nil;
@@ -1029,6 +1072,7 @@ CR_HANDLER_ACCESSORS(CourierRetractHandler, onRetract, setOnRetract,
     CR_BLOCK_RELEASE(g);
     CR_BLOCK_RELEASE(r);
     CR_BLOCK_RELEASE(x);
+    CR_BLOCK_RELEASE(t);
 }
 
 + (NSString *)version
@@ -1083,6 +1127,7 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     ok = ok && cr_opt(cfg.host, &c.host, "host", error);
     ok = ok && cr_opt(cfg.dbPath, &c.db_path, "dbPath", error);
     ok = ok && cr_opt(cfg.caFile, &c.ca_file, "caFile", error);
+    ok = ok && cr_opt(cfg.caPath, &c.ca_path, "caPath", error);
     if (ok && (cfg.port > USHRT_MAX || cfg.ackTimeoutMs > UINT_MAX ||
                cfg.resendGraceMs > UINT_MAX || cfg.pingIntervalMs > UINT_MAX ||
                cfg.pingTimeoutMs > UINT_MAX || cfg.reconnectMinMs > UINT_MAX ||
@@ -1111,6 +1156,8 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
             .on_state = cr_on_state, .on_message = cr_on_message,
             .on_link = cr_on_link, .on_composing = cr_on_composing,
             .on_log = cr_on_log, .on_retract = cr_on_retract,
+            /* always: the block may be set after init (see the header) */
+            .on_certificate = cr_on_certificate,
         };
         courier_t *h = NULL;
         /* ud = self, not retained: courier_close() in -close/-dealloc
@@ -1267,6 +1314,44 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     CR_OPEN_OR(NO);
     int rc = courier_network_changed(HANDLE);
     return cr_done(rc, error);
+}
+
+- (BOOL)setActive:(BOOL)active error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_set_active(HANDLE, active ? 1 : 0);
+    return cr_done(rc, error);
+}
+
+- (BOOL)sync:(NSUInteger)timeoutMs error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    if (timeoutMs > UINT_MAX) {
+        cr_set(error, COURIER_EINVAL, "timeoutMs is too large");
+        return NO;
+    }
+    int rc = courier_sync(HANDLE, (unsigned)timeoutMs);
+    return cr_done(rc, error);
+}
+
+- (BOOL)checkStatus:(CourierStoreCheck *)outStatus error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    courier_check_t st = COURIER_CHECK_NONE;
+    int rc = courier_check_status(HANDLE, &st);
+    /* set also for ECORRUPT: *out is COURIER_CHECK_DAMAGED then */
+    if (outStatus && (rc == COURIER_OK || rc == COURIER_ECORRUPT))
+        *outStatus = (CourierStoreCheck)st;
+    return cr_done(rc, error);
+}
+
+- (CourierStoreCheck)storeCheck:(NSError **)error
+{
+    CourierStoreCheck st = CourierStoreCheckUnknown;
+    if (![self checkStatus:&st error:error] &&
+        st != CourierStoreCheckDamaged)
+        return CourierStoreCheckUnknown;
+    return st;
 }
 
 - (CourierState)stateOf:(NSString *)messageId error:(NSError **)error
@@ -1477,6 +1562,20 @@ static NSArray *cr_walk_result(int rc, NSMutableArray *rows, NSError **error)
     if (!i)
         return NO;
     int rc = courier_delete(HANDLE, p, i);
+    return cr_done(rc, error);
+}
+
+- (BOOL)deleteMessage:(NSString *)messageId
+                 peer:(NSString *)peer
+            direction:(CourierDirection)direction
+                error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *p = cr_utf8(peer, "peer", error);
+    const char *i = p ? cr_utf8(messageId, "id", error) : NULL;
+    if (!i)
+        return NO;
+    int rc = courier_delete_entry(HANDLE, p, i, (courier_dir_t)direction);
     return cr_done(rc, error);
 }
 

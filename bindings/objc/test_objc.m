@@ -10,10 +10,14 @@
  */
 #import "CourierClient.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "courier.h"
 #if !__has_feature(objc_arc)
 #include <Block.h>
 #endif
@@ -1681,6 +1685,482 @@ static void testDataContractLive(void)
     [dave close];
 }
 
+/* ---- issue 15: the phone's life (behaviour.md §10) --------------------- */
+
+static double nowSecs(void)
+{
+    return [[NSDate date] timeIntervalSince1970];
+}
+
+/* The child of the unclean-close test: opens with the C API, sends, and
+ * dies without closing (an app killed in the background). Plain C after
+ * fork: no Objective-C runtime work in the child. */
+static void crashChild(const char *db)
+{
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = "alice@example.test/phone";
+    cfg.password = "pw";
+    cfg.host = "127.0.0.1";
+    cfg.port = 1;
+    cfg.db_path = db;
+    courier_t *c = NULL;
+    courier_outgoing_t m = { .to = "bob@example.test",
+                             .body = "before the crash", .id = "crash-1" };
+    if (courier_open(&c, &cfg, NULL, NULL) != COURIER_OK ||
+        courier_send(c, &m, NULL) != COURIER_OK)
+        _exit(1);
+    _exit(0); /* no courier_close */
+}
+
+/* Thread-local: set while the test's executor runs a unit of work. */
+static __thread int inExecutor;
+
+static void testPhoneLifeOffline(void)
+{
+    NSError *err = nil;
+    CHECK(CourierErrorTimedOut == -11
+              && CourierErrorTimedOut == COURIER_ETIMEDOUT, "TimedOut");
+    CHECK(CourierStoreCheckNone == COURIER_CHECK_NONE
+              && CourierStoreCheckRunning == COURIER_CHECK_RUNNING
+              && CourierStoreCheckOK == COURIER_CHECK_OK
+              && CourierStoreCheckDamaged == COURIER_CHECK_DAMAGED
+              && CourierStoreCheckFailed == COURIER_CHECK_FAILED,
+          "CourierStoreCheck values");
+
+    /* caPath: nil by default, from a dictionary, copied, passed through;
+     * a U+0000 in it is the binding's EINVAL, naming it. */
+    CourierConfig *dflt = T_AUTORELEASE([[CourierConfig alloc] init]);
+    CHECK(dflt.caPath == nil, "caPath defaults to nil");
+    CourierConfig *fromDict = [CourierConfig configWithDictionary:
+        [NSDictionary dictionaryWithObject:tmpDir forKey:@"caPath"]
+                                                         error:NULL];
+    CHECK([fromDict.caPath isEqual:tmpDir], "caPath from a dictionary");
+    CourierConfig *copied = T_AUTORELEASE([fromDict copy]);
+    CHECK([copied.caPath isEqual:tmpDir], "caPath copied");
+    CourierConfig *cfg = T_AUTORELEASE([[CourierConfig alloc]
+        initWithJID:@"alice@example.test" password:@"pw"
+             dbPath:dbPath(@"phone.db")]);
+    cfg.host = @"127.0.0.1";
+    cfg.port = 1;
+    cfg.caPath = tmpDir;
+    CourierClient *c = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:cfg delegate:nil error:&err]);
+    CHECK(c != nil, "open with caPath: %s", ERRS(err));
+    CourierConfig *bad = T_AUTORELEASE([cfg copy]);
+    bad.caPath = @"/tmp/a\0b";
+    err = nil;
+    CourierClient *none = [[CourierClient alloc]
+        initWithConfiguration:bad delegate:nil error:&err];
+    CHECK(none == nil && err.code == CourierErrorInvalid
+              && [[err localizedDescription] rangeOfString:@"caPath"].location
+                     != NSNotFound, "caPath with U+0000: %s", ERRS(err));
+    if (!c)
+        return;
+
+    /* checkStatus: a fresh store owes nothing */
+    CourierStoreCheck sc = CourierStoreCheckUnknown;
+    err = nil;
+    CHECK([c checkStatus:&sc error:&err] && sc == CourierStoreCheckNone,
+          "checkStatus %ld: %s", (long)sc, ERRS(err));
+    CHECK([c storeCheck:NULL] == CourierStoreCheckNone, "storeCheck");
+
+    /* setActive: before start (remembered), started, after close */
+    err = nil;
+    CHECK([c setActive:NO error:&err] && [c setActive:YES error:&err]
+              && [c setActive:NO error:&err], "setActive: %s", ERRS(err));
+
+    /* sync on a client not started, against a port that refuses: it
+     * starts it and, nothing ever acknowledged, times out after (not
+     * before) its timeout; the loop goes on */
+    NSString *owed = [c sendText:@"owed" to:@"bob@example.test" error:&err];
+    CHECK(owed != nil, "send: %s", ERRS(err));
+    err = nil;
+    double t0 = nowSecs();
+    BOOL synced = [c sync:300 error:&err];
+    double took = nowSecs() - t0;
+    CHECK(!synced && err.code == CourierErrorTimedOut
+              && [err.domain isEqual:CourierErrorDomain],
+          "sync unreachable: %s", ERRS(err));
+    CHECK(took >= 0.29, "sync returned after %.3f s", took);
+    err = nil;
+    CHECK(![c start:&err] && err.code == CourierErrorState,
+          "sync did not start the client: %s", ERRS(err));
+    err = nil;
+    CHECK([c setActive:YES error:&err], "setActive started: %s", ERRS(err));
+    err = nil;
+    CHECK(![c sync:((NSUInteger)UINT_MAX) + 1 error:&err]
+              && err.code == CourierErrorInvalid, "sync timeout too large");
+    [c stop:NULL];
+
+    /* deleteMessage:peer:direction: names the entry's direction */
+    CourierOutgoing *m = [CourierOutgoing outgoingTo:@"bob@example.test"
+                                                body:@"gone"];
+    m.messageId = @"de-1";
+    err = nil;
+    CHECK([[c send:m error:&err] isEqual:@"de-1"], "send de-1: %s", ERRS(err));
+    err = nil;
+    CHECK(![c deleteMessage:@"de-1" peer:@"bob@example.test"
+                  direction:CourierDirectionIn error:&err]
+              && err.code == CourierErrorNotFound, "delete IN: %s", ERRS(err));
+    err = nil;
+    CHECK(![c deleteMessage:@"de-1" peer:@"bob@example.test"
+                  direction:(CourierDirection)7 error:&err]
+              && err.code == CourierErrorInvalid, "bad direction: %s",
+          ERRS(err));
+    err = nil;
+    CHECK([c deleteMessage:@"de-1" peer:@"bob@example.test"
+                 direction:CourierDirectionOut error:&err],
+          "delete OUT: %s", ERRS(err));
+    NSArray *h = [c historyWithPeer:@"bob@example.test" beforeSeq:0 limit:10
+                              error:&err];
+    BOOL left = NO;
+    for (CourierEntry *e in h)
+        if ([e.messageId isEqual:@"de-1"])
+            left = YES;
+    CHECK(h && !left, "de-1 still in the history: %s",
+          [[h description] UTF8String]);
+    err = nil;
+    CHECK([c deleteMessage:@"de-1" peer:@"bob@example.test"
+                 direction:CourierDirectionOut error:&err],
+          "delete again (harmless): %s", ERRS(err));
+
+    /* onCertificate: kept until -close, which releases it */
+    c.onCertificate = ^BOOL(NSString *host, NSString *pem) {
+        return NO;
+    };
+    CHECK(c.onCertificate != nil, "onCertificate kept");
+
+    [c close];
+    CHECK(c.onCertificate == nil, "onCertificate kept after close");
+    err = nil;
+    CHECK(![c setActive:NO error:&err] && err.code == CourierErrorClosed,
+          "setActive after close");
+    err = nil;
+    CHECK(![c sync:10 error:&err] && err.code == CourierErrorClosed,
+          "sync after close");
+    err = nil;
+    CHECK(![c checkStatus:&sc error:&err] && err.code == CourierErrorClosed
+              && [c storeCheck:NULL] == CourierStoreCheckUnknown,
+          "checkStatus after close");
+    err = nil;
+    CHECK(![c deleteMessage:@"x" peer:@"bob@example.test"
+                  direction:CourierDirectionOut error:&err]
+              && err.code == CourierErrorClosed, "deleteMessage after close");
+
+    /* sync from the loop thread (a block, no executor) would wait for
+     * itself: State; on a client -runOnce:error: drives: State */
+    NSMutableArray *codes = [NSMutableArray array];
+    CourierClient *d = openOffline(@"sync-cb.db", nil, &err);
+    CHECK(d != nil, "open: %s", ERRS(err));
+    T_WEAK CourierClient *weakD = d;
+    d.onState = ^(NSString *msgId, NSString *peer, CourierState st) {
+        NSError *e = nil;
+        BOOL ok = [weakD sync:10 error:&e];
+        add(codes, num(ok ? 0 : e.code));
+    };
+    CHECK([d start:&err], "start: %s", ERRS(err));
+    [d sendText:@"x" to:@"bob@example.test" error:NULL];
+    CHECK(WAIT_FOR([snap(codes) count] > 0, 10), "no callback");
+    CHECK([snap(codes) count] > 0
+              && [[snap(codes) objectAtIndex:0] isEqual:num(CourierErrorState)],
+          "sync from the loop thread: %s",
+          [[snap(codes) description] UTF8String]);
+    [d stop:NULL];
+    [d close];
+    CourierClient *o = openOffline(@"sync-once.db", nil, &err);
+    if (o) {
+        [o runOnce:0 error:NULL];
+        err = nil;
+        CHECK(![o sync:10 error:&err] && err.code == CourierErrorState,
+              "sync with runOnce: %s", ERRS(err));
+        [o stop:NULL];
+        [o close];
+    }
+
+    /* An app killed with its client open (a forked child that never
+     * closes) leaves the store unclean: the next open returns at once and
+     * the check runs on the library's thread: Running or OK, then OK. */
+    NSString *crashDb = dbPath(@"crash.db");
+    pid_t pid = fork();
+    if (pid == 0)
+        crashChild([crashDb fileSystemRepresentation]);
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status)
+              && WEXITSTATUS(status) == 0, "crash child: %d", status);
+    CHECK([[NSFileManager defaultManager] fileExistsAtPath:
+              [crashDb stringByAppendingString:@"-wal"]], "no -wal left");
+    NSMutableArray *verdicts = [NSMutableArray array];
+    CourierClient *k = openOffline(@"crash.db", nil, &err);
+    CHECK(k != nil, "reopen: %s", ERRS(err));
+    if (k) {
+        k.onLog = ^(NSString *line, CourierLogLevel level) {
+            if ([line rangeOfString:@"check after an unclean close"].location
+                    != NSNotFound)
+                add(verdicts, [NSArray arrayWithObjects:num(level), line,
+                                                        nil]);
+        };
+        CourierStoreCheck first = [k storeCheck:&err];
+        CHECK(first == CourierStoreCheckRunning || first == CourierStoreCheckOK,
+              "first status %ld: %s", (long)first, ERRS(err));
+        CHECK(WAIT_FOR([k storeCheck:NULL] != CourierStoreCheckRunning, 30),
+              "check still running");
+        CHECK([k storeCheck:NULL] == CourierStoreCheckOK, "verdict %ld",
+              (long)[k storeCheck:NULL]);
+        CourierEntry *e = [[k historyWithPeer:@"bob@example.test" beforeSeq:0
+                                        limit:1 error:&err] lastObject];
+        CHECK([e.messageId isEqual:@"crash-1"], "the child's message: %s",
+              [[e description] UTF8String]);
+        CHECK([k start:&err], "start: %s", ERRS(err)); /* the log's turn */
+        CHECK(WAIT_FOR([snap(verdicts) count] > 0, 10), "no verdict logged");
+        usleep(100000);
+        CHECK([snap(verdicts) count] == 1
+                  && [[[snap(verdicts) objectAtIndex:0] objectAtIndex:0]
+                         isEqual:num(CourierLogInfo)],
+              "verdicts %s", [[snap(verdicts) description] UTF8String]);
+        [k stop:NULL];
+        [k close];
+    }
+}
+
+/* Delegate form of the certificate decision, counting its calls. */
+@interface CertDelegate : NSObject <CourierClientDelegate>
+{
+@public
+    int _asked;
+    BOOL _answer;
+}
+@end
+@implementation CertDelegate
+- (BOOL)courier:(CourierClient *)client
+    shouldAcceptCertificateChain:(NSString *)pemChain
+                         forHost:(NSString *)host
+{
+    @synchronized(self) {
+        _asked++;
+    }
+    return _answer;
+}
+- (int)asked
+{
+    @synchronized(self) {
+        return _asked;
+    }
+}
+@end
+
+static BOOL linkOnline(CourierClient *c)
+{
+    return [c currentLink:NULL] == CourierLinkOnline;
+}
+
+/* Live (behaviour.md §10): platform trust, caPath, sync and the id both
+ * sides chose. No caFile: OpenSSL cannot verify the test server. The
+ * block gets the JID's domain and the chain, leaf first (the leaf is the
+ * server's certificate file: a platform verifier would check the rest),
+ * on the library's thread although a callback executor is set; YES: the
+ * link comes up. A delegate that says NO, a block that raises and a
+ * client without any decider never get online. caPath alone is trusted. */
+static void testPhoneLifeLive(void)
+{
+    if (!liveEnv()) {
+        printf("live test skipped (COURIER_TEST_* not set)\n");
+        return;
+    }
+    NSString *domain = [NSString stringWithUTF8String:
+                                     getenv("COURIER_TEST_DOMAIN")];
+    NSString *leafFile = [[NSString stringWithUTF8String:
+                                        getenv("COURIER_TEST_DIR")]
+        stringByAppendingPathComponent:@"server.crt"];
+    NSString *leaf = [[NSString stringWithContentsOfFile:leafFile
+                                                encoding:NSUTF8StringEncoding
+                                                   error:NULL]
+        stringByTrimmingCharactersInSet:
+            [NSCharacterSet whitespaceAndNewlineCharacterSet]];
+    CHECK(leaf.length > 0, "no %s", [leafFile UTF8String]);
+    NSError *err = nil;
+
+    NSMutableArray *asked = [NSMutableArray array];
+    CourierConfig *ac = liveConfig(@"alice", @"objc-cert-alice.db");
+    ac.caFile = nil;
+    CourierClient *a = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:ac delegate:nil error:&err]);
+    CHECK(a != nil, "open: %s", ERRS(err));
+    if (!a)
+        return;
+    a.callbackExecutor = ^(CourierCallbackWork work) {
+        inExecutor = 1;
+        work();
+        inExecutor = 0;
+    };
+    a.onCertificate = ^BOOL(NSString *host, NSString *pem) {
+        BOOL ok = [host isEqual:domain] && leaf.length > 0
+            && [pem hasPrefix:leaf];
+        add(asked, [NSArray arrayWithObjects:host, num(inExecutor),
+                                             num(ok), nil]);
+        return ok;
+    };
+    CHECK([a start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR(linkOnline(a), 30), "not online through onCertificate "
+          "(asked %s)", [[snap(asked) description] UTF8String]);
+    NSArray *rows = snap(asked);
+    CHECK([rows count] > 0, "onCertificate never asked");
+    for (NSArray *r in rows)
+        CHECK([[r objectAtIndex:0] isEqual:domain]
+                  && [[r objectAtIndex:1] isEqual:num(0)]
+                  && [[r objectAtIndex:2] isEqual:num(1)],
+              "asked %s", [[r description] UTF8String]);
+    [a stop:NULL];
+    [a close];
+
+    CertDelegate *no = T_AUTORELEASE([[CertDelegate alloc] init]);
+    CourierConfig *nc = liveConfig(@"alice", @"objc-cert-no.db");
+    nc.caFile = nil;
+    CourierClient *b = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:nc delegate:no error:&err]);
+    CHECK(b && [b start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR([no asked] > 0, 20), "delegate never asked");
+    CHECK(!WAIT_FOR(linkOnline(b), 2), "online although refused");
+    [b stop:NULL];
+    [b close];
+
+    NSMutableArray *raised = [NSMutableArray array];
+    CourierConfig *rc = liveConfig(@"alice", @"objc-cert-raise.db");
+    rc.caFile = nil;
+    CourierClient *r = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:rc delegate:nil error:&err]);
+    if (r) {
+        r.onCertificate = ^BOOL(NSString *host, NSString *pem) {
+            add(raised, host);
+            [NSException raise:@"CertBug" format:@"expected"];
+            return YES;
+        };
+        CHECK([r start:&err], "start: %s", ERRS(err));
+        CHECK(WAIT_FOR([snap(raised) count] > 0, 20), "block never asked");
+        CHECK(!WAIT_FOR(linkOnline(r), 2), "online although it raised");
+        [r stop:NULL];
+        [r close];
+    }
+
+    /* -close from inside the block (the loop thread, inside the login):
+     * deferred until the block returns; asked once, then nothing. */
+    NSMutableArray *closedIn = [NSMutableArray array];
+    CourierConfig *kc = liveConfig(@"alice", @"objc-cert-close.db");
+    kc.caFile = nil;
+    CourierClient *k = [[CourierClient alloc] initWithConfiguration:kc
+                                                           delegate:nil
+                                                              error:&err];
+    if (k) {
+        T_WEAK CourierClient *weakK = k;
+        k.onCertificate = ^BOOL(NSString *host, NSString *pem) {
+            add(closedIn, host);
+            [weakK close];
+            return YES;
+        };
+        CHECK([k start:&err], "start: %s", ERRS(err));
+        CHECK(WAIT_FOR([snap(closedIn) count] > 0, 20), "block never asked");
+        usleep(300000);
+        err = nil;
+        CHECK([snap(closedIn) count] == 1 && ![k start:&err]
+                  && err.code == CourierErrorClosed && k.onCertificate == nil,
+              "closed from onCertificate: %lu calls, %s",
+              (unsigned long)[snap(closedIn) count], ERRS(err));
+        T_RELEASE(k);
+    }
+
+    CourierConfig *zc = liveConfig(@"alice", @"objc-cert-none.db");
+    zc.caFile = nil;
+    CourierClient *z = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:zc delegate:nil error:&err]);
+    CHECK(z && [z start:&err], "start: %s", ERRS(err));
+    CHECK(!WAIT_FOR(linkOnline(z), 3), "online without any CA or decider");
+    [z stop:NULL];
+    [z close];
+
+    CourierConfig *pc = liveConfig(@"alice", @"objc-capath.db");
+    pc.caFile = nil;
+    pc.caPath = [NSString stringWithUTF8String:getenv("COURIER_TEST_CA_DIR")];
+    CourierClient *p = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:pc delegate:nil error:&err]);
+    CHECK(p && [p start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR(linkOnline(p), 30), "caPath not trusted");
+    [p stop:NULL];
+    [p close];
+
+    /* sync, as a push-woken run: bob sends alice an id while she is away;
+     * alice, not started, queues her own message with the same id and
+     * syncs: acknowledged and received when it returns. Then delete is
+     * State and the direction decides. */
+    NSString *aliceJid = liveJid(@"alice"), *bobJid = liveJid(@"bob");
+    NSString *both = [NSString stringWithFormat:@"objc-both-%d", (int)getpid()];
+    Recorder *bobRec = T_AUTORELEASE([[Recorder alloc] init]);
+    CourierClient *bob = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:liveConfig(@"bob", @"objc-sync-bob.db")
+                     delegate:bobRec error:&err]);
+    CHECK(bob && [bob start:&err], "bob: %s", ERRS(err));
+    CHECK(WAIT_FOR(linkOnline(bob), 30), "bob not online");
+    CourierOutgoing *bm = [CourierOutgoing outgoingTo:aliceJid
+                                                 body:@"from bob"];
+    bm.messageId = both;
+    err = nil;
+    CHECK([[bob send:bm error:&err] isEqual:both], "bob send: %s", ERRS(err));
+    NSNumber *sent = num(CourierStateSent);
+    CHECK(WAIT_FOR([[bobRec statesOf:both] containsObject:sent], 30),
+          "the server never took bob's message");
+
+    Recorder *aliceRec = T_AUTORELEASE([[Recorder alloc] init]);
+    CourierClient *alice = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:liveConfig(@"alice", @"objc-sync-alice.db")
+                     delegate:aliceRec error:&err]);
+    CHECK(alice != nil, "alice: %s", ERRS(err));
+    if (!alice || !bob)
+        return;
+    CHECK([alice storeCheck:NULL] == CourierStoreCheckNone, "alice's check");
+    CHECK([alice setActive:NO error:&err], "setActive: %s", ERRS(err));
+    CourierOutgoing *am = [CourierOutgoing outgoingTo:bobJid
+                                                 body:@"from alice"];
+    am.messageId = both;
+    err = nil;
+    CHECK([[alice send:am error:&err] isEqual:both], "alice send: %s",
+          ERRS(err));
+    err = nil;
+    CHECK([alice sync:30000 error:&err], "sync: %s", ERRS(err));
+    CourierState st = [alice stateOf:both error:&err];
+    CHECK(st >= CourierStateSent && st != CourierStateFailed,
+          "alice's message after sync: %ld", (long)st);
+    NSArray *msgs = [aliceRec messages];
+    CHECK([msgs count] == 1 && [[[msgs objectAtIndex:0] objectAtIndex:0]
+                                   isEqual:both]
+              && [[[msgs objectAtIndex:0] objectAtIndex:1] isEqual:bobJid],
+          "alice received %s", [[msgs description] UTF8String]);
+    CHECK(linkOnline(alice), "the link did not stay up");
+    err = nil;
+    CHECK([alice sync:30000 error:&err], "sync again: %s", ERRS(err));
+    CHECK([alice setActive:YES error:&err], "setActive: %s", ERRS(err));
+
+    NSArray *h = [alice historyWithPeer:bobJid beforeSeq:0 limit:10 error:&err];
+    CHECK([h count] == 2, "history %s", [[h description] UTF8String]);
+    err = nil;
+    CHECK(![alice deleteMessage:both peer:bobJid error:&err]
+              && err.code == CourierErrorState, "delete both ways: %s",
+          ERRS(err));
+    err = nil;
+    CHECK([alice deleteMessage:both peer:bobJid direction:CourierDirectionIn
+                         error:&err], "delete IN: %s", ERRS(err));
+    h = [alice historyWithPeer:bobJid beforeSeq:0 limit:10 error:&err];
+    CHECK([h count] == 1
+              && ((CourierEntry *)[h objectAtIndex:0]).direction
+                     == CourierDirectionOut,
+          "history after %s", [[h description] UTF8String]);
+    err = nil;
+    CHECK([alice deleteMessage:both peer:bobJid error:&err],
+          "delete the one left: %s", ERRS(err));
+    [alice stop:NULL];
+    [bob stop:NULL];
+    [alice close];
+    [bob close];
+}
+
 int main(void)
 {
     @autoreleasepool {
@@ -1706,6 +2186,8 @@ int main(void)
         testRunOnce();
         testDataContractOffline();
         testDataContractLive();
+        testPhoneLifeOffline();
+        testPhoneLifeLive();
 
         [[NSFileManager defaultManager] removeItemAtPath:tmpDir error:NULL];
         T_RELEASE(tmpDir);

@@ -24,8 +24,15 @@ public final class Config {
     public int port;
     /** Required: the SQLite file (created mode 0600). */
     @Nullable public String dbPath;
-    /** Optional CA bundle (PEM) for TLS. */
+    /** Optional CA bundle (PEM file) trusted for TLS besides OpenSSL's
+     *  default paths: a private CA. On a phone, where those paths hold
+     *  nothing, the public CAs come from the platform through
+     *  {@link Listener#onCertificate} (or from a bundle shipped here). */
     @Nullable public String caFile;
+    /** Optional directory of hashed CA files (OpenSSL's c_rehash layout),
+     *  trusted as {@link #caFile} is (courier_config_t.ca_path,
+     *  behaviour.md §10). */
+    @Nullable public String caPath;
     /** false = TLS required. */
     public boolean allowPlaintext;
     public int ackTimeoutMs, resendGraceMs;

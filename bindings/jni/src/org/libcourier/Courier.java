@@ -27,8 +27,10 @@ import org.jetbrains.annotations.Nullable;
  * <p><b>Blocking and disk I/O</b> (for {@code StrictMode}; the detail is in
  * each method and in include/courier.h):
  * <ul>
- * <li>Never block, no disk: {@link #networkChanged()}, {@link #version()},
- *     {@link #displayStatus(State)}, {@link #isClosed()}.</li>
+ * <li>Never block, no disk: {@link #networkChanged()},
+ *     {@link #setActive(boolean)}, {@link #checkStatus()},
+ *     {@link #version()}, {@link #displayStatus(State)},
+ *     {@link #isClosed()}.</li>
  * <li>No disk, but take the handle's lock (can wait for the loop thread's
  *     current store work): {@link #start()}, {@link #getStats()},
  *     {@link #getLink()}.</li>
@@ -38,11 +40,14 @@ import org.jetbrains.annotations.Nullable;
  * <li>Write and commit the store before returning: {@link #sendText},
  *     {@link #sendMedia}, {@link #send}, {@link #markDisplayed},
  *     {@link #retry}, {@link #cancel}, {@link #retract}, {@link #delete},
- *     {@link #confirm}; {@link #erase} also rewrites the whole file.</li>
- * <li>Can take long: {@link #open} (opens, migrates and after a crash
- *     checks the store), {@link #stop()} and {@link #close()} (a goodbye
- *     of up to ~2.5 s, commits), {@link #runOnce} (a turn of the loop:
- *     network, store and your callbacks).</li>
+ *     {@link #deleteEntry}, {@link #confirm}; {@link #erase} also rewrites
+ *     the whole file.</li>
+ * <li>Can take long: {@link #open} (opens and migrates the store; the
+ *     check owed after a crash runs on a thread of the library's own:
+ *     {@link #checkStatus()}), {@link #sync} (up to its timeout),
+ *     {@link #stop()} and {@link #close()} (a goodbye of up to ~2 s,
+ *     commits), {@link #runOnce} (a turn of the loop: network, store and
+ *     your callbacks).</li>
  * </ul>
  * Keep every call that touches the disk off Android's main thread.
  *
@@ -92,10 +97,16 @@ public final class Courier implements AutoCloseable {
      * inside a task is the executor's (its thread's uncaught-exception
      * handler), not logged and dropped as on the library's thread.
      *
+     * <p>{@link Listener#onCertificate} is asked only when the listener
+     * overrides it (otherwise the C callback stays unset and an
+     * unverifiable certificate is refused in the TLS handshake); it is
+     * never handed to the executor.
+     *
      * <p>Blocks for disk I/O: opens the SQLite file, migrates an older
-     * store, reads the unsettled outbox; after an unclean close it first
-     * checks the whole file (about 0.35 s per million messages). Not on the
-     * main thread.
+     * store, reads the unsettled outbox and unhanded inbox. After an
+     * unclean close (the app was killed) the check of every page that is
+     * then owed runs on a thread of the library's own after open returns:
+     * see {@link #checkStatus()}. Not on the main thread.
      * @throws CourierException EINVAL (a bad field, named in the message),
      *         ENOMEM, ESTORE, ECORRUPT
      */
@@ -110,8 +121,24 @@ public final class Courier implements AutoCloseable {
         if (callbackExecutor != null && listener != null)
             l = new ExecutorListener(c, l, callbackExecutor);
         c.handle.set(nativeOpen(c, l, cfg.jid, cfg.password, cfg.host,
-                                cfg.dbPath, cfg.caFile, cfg.toNative()));
+                                cfg.dbPath, cfg.caFile, cfg.caPath,
+                                decidesCertificates(listener),
+                                cfg.toNative()));
         return c;
+    }
+
+    /** Whether the app's listener overrides onCertificate (the interface's
+     *  default refuses: then the C callback stays NULL, as in C). */
+    private static boolean decidesCertificates(@Nullable Listener l) {
+        if (l == null)
+            return false;
+        try {
+            return l.getClass().getMethod("onCertificate", String.class,
+                                          String.class)
+                .getDeclaringClass() != Listener.class;
+        } catch (NoSuchMethodException e) {
+            return false;
+        }
     }
 
     /** Connect and run the loop on the library's own thread, reconnecting
@@ -283,13 +310,31 @@ public final class Courier implements AutoCloseable {
      * device's history, either direction (courier_delete; an unconfirmed
      * outgoing one is cancelled first). Body and meta are dropped; the id
      * stays known (a duplicate is never handed again, an app id never
-     * reused). Nothing is sent.
+     * reused). Nothing is sent. The peer chooses the ids of its messages,
+     * so one may equal the id of one of ours: then nothing is deleted and
+     * the call throws ESTATE; {@link #deleteEntry} names the direction.
      * Any thread. Disk I/O: one transaction, committed before it returns.
      * @throws CourierException ENOTFOUND (no message {@code id} with
-     *         {@code peer}), EINVAL, ESTORE, ECLOSED
+     *         {@code peer}), ESTATE ({@code id} names an entry in each
+     *         direction), EINVAL, ESTORE, ECLOSED
      */
     public void delete(@NotNull String peer, @NotNull String id) {
         nativeDelete(handle.get(), peer, id);
+    }
+
+    /**
+     * As {@link #delete}, for the entry of direction {@code dir} only (the
+     * {@link Entry#dir} of a history entry): courier_delete_entry. Never
+     * ESTATE.
+     * Any thread. Disk I/O: one transaction, committed before it returns.
+     * @throws CourierException ENOTFOUND (no message {@code id} with
+     *         {@code peer} in that direction), EINVAL, ESTORE, ECLOSED
+     */
+    public void deleteEntry(@NotNull String peer, @NotNull String id,
+                            @NotNull Direction dir) {
+        if (dir == null)
+            throw new NullPointerException("dir");
+        nativeDeleteEntry(handle.get(), peer, id, dir.code());
     }
 
     /**
@@ -407,6 +452,72 @@ public final class Courier implements AutoCloseable {
      */
     public void networkChanged() { nativeNetworkChanged(handle.get()); }
 
+    /**
+     * The app went to the background ({@code false}) or came back
+     * ({@code true}): courier_set_active, behaviour.md §10. Call it from
+     * {@code ProcessLifecycleOwner}'s onStop / onStart. When the server
+     * offers XEP-0352 Client State Indication the library sends
+     * {@code <inactive/>} or {@code <active/>} (now if the link is up, and
+     * {@code <inactive/>} again after every login while in background);
+     * the server may then hold back presence and chat states, messages
+     * still arrive. In background {@link #setComposing} sends nothing. The
+     * state lives in memory for the Courier's life; a new one starts in
+     * foreground. Works on a Courier not started (remembered).
+     * Any thread (the main thread included); never blocks, no disk I/O:
+     * it marks the state and wakes the loop.
+     * @throws CourierException ECLOSED
+     */
+    public void setActive(boolean active) {
+        nativeSetActive(handle.get(), active);
+    }
+
+    /**
+     * For a run woken by a push (FCM) or a background job (WorkManager):
+     * courier_sync, behaviour.md §10. Starts the Courier if it is not
+     * started (a link that is down reconnects now instead of waiting out
+     * its backoff), sends what is owed, receives what is waiting, and
+     * returns once nothing is left in flight: every pending message
+     * acknowledged by the server, every owed receipt and retraction taken
+     * by it, and everything the server held for this account handed to
+     * the listener. The link stays up afterwards ({@link #stop()} before
+     * the job ends).
+     * Any thread but the library's loop thread (not from a listener
+     * without an executor; ESTATE). Blocks up to {@code timeoutMs}: never
+     * on the main thread.
+     * @throws CourierException ETIMEDOUT (something still in flight at
+     *         {@code timeoutMs}: no network, a server that does not
+     *         answer; the loop goes on), EAUTH (the login was refused),
+     *         ESTATE (driven by {@link #runOnce}, or called from the loop
+     *         thread), ECLOSED (closed, or stopped by another thread
+     *         meanwhile), ENOMEM, EINVAL (negative timeout)
+     */
+    public void sync(int timeoutMs) {
+        nativeSync(handle.get(), timeoutMs);
+    }
+
+    /**
+     * Where the check of the store owed after an unclean close stands
+     * (courier_check_status, behaviour.md §10). After the app was killed
+     * the library checks every page on a thread of its own once
+     * {@link #open} has returned (a fraction of a second per million
+     * messages on a desktop, more on a phone); the Courier works
+     * meanwhile. The verdict is also logged once through
+     * {@link Listener#onLog} (LOG_INFO ok, LOG_ERROR damaged, LOG_WARN
+     * could not run). Until a check has found no damage it stays owed (the
+     * next open checks again).
+     * Any thread; never blocks, no disk I/O.
+     * @return NONE (the last close was clean), RUNNING, OK or FAILED
+     * @throws CourierException ECORRUPT when the check found the store
+     *         damaged ({@link StoreCheck#DAMAGED}; the message carries
+     *         SQLite's first finding): tell the user, keep what
+     *         {@link #history} can still read, then {@link #erase} or
+     *         delete the files; ECLOSED
+     */
+    @NotNull
+    public StoreCheck checkStatus() {
+        return StoreCheck.fromCode(nativeCheckStatus(handle.get()));
+    }
+
     /** The native library's version, e.g. "0.2.0". Never blocks. */
     @NotNull
     public static String version() { return nativeVersion(); }
@@ -423,7 +534,7 @@ public final class Courier implements AutoCloseable {
     static native long[] nativeDefaults();
     private static native long nativeOpen(Courier self, Listener l,
         String jid, String password, String host, String dbPath,
-        String caFile, long[] numbers);
+        String caFile, String caPath, boolean certificates, long[] numbers);
     private static native void nativeClose(long h);
     private static native void nativeStart(long h);
     private static native void nativeStop(long h);
@@ -457,6 +568,11 @@ public final class Courier implements AutoCloseable {
     private static native void nativeCancel(long h, String id);
     private static native void nativeRetract(long h, String id);
     private static native void nativeDelete(long h, String peer, String id);
+    private static native void nativeDeleteEntry(long h, String peer,
+                                                 String id, int dir);
+    private static native void nativeSetActive(long h, boolean active);
+    private static native void nativeSync(long h, int timeoutMs);
+    private static native int nativeCheckStatus(long h);
     private static native void nativeConfirm(long h, String peer, String id);
     private static native void nativeErase(long h);
 

@@ -16,6 +16,9 @@ public class CourierException extends RuntimeException {
     public enum Code {
         EINVAL(-1), ENOMEM(-2), ENOTFOUND(-3), ESTATE(-4), ENOTCONN(-5),
         ESTORE(-6), ECORRUPT(-7), ECLOSED(-8), EAUTH(-9), ENOTSUP(-10),
+        /** {@link Courier#sync}: its time ran out with something still in
+         *  flight (COURIER_ETIMEDOUT). */
+        ETIMEDOUT(-11),
         /** A code this binding does not know (a newer library). */
         UNKNOWN(0);
 

@@ -8,7 +8,8 @@ import org.jetbrains.annotations.NotNull;
 /**
  * The listener the glue calls when the app chose a callback executor: each
  * event becomes one task for that executor, which calls the app's listener
- * unless the Courier was closed meanwhile. The glue calls this on the
+ * unless the Courier was closed meanwhile (onCertificate excepted: it
+ * answers on the library's thread). The glue calls this on the
  * library's thread; what {@code execute} throws (a rejected task) is logged
  * and cleared there like any listener exception.
  */
@@ -68,5 +69,13 @@ final class ExecutorListener implements Listener {
     @Override
     public void onLog(int level, @NotNull String line) {
         post(() -> app.onLog(level, line));
+    }
+
+    /** Not posted: the library needs the answer now, on its own thread
+     *  (the login waits for it). */
+    @Override
+    public boolean onCertificate(@NotNull String host,
+                                 @NotNull String pemChain) {
+        return app.onCertificate(host, pemChain);
     }
 }

@@ -9,14 +9,16 @@ import org.jetbrains.annotations.NotNull;
  * thread that calls it), never on the thread that called the API: hop to
  * the UI thread yourself, or give {@link Courier#open(Config, Listener,
  * java.util.concurrent.Executor)} an executor (Android:
- * {@code context.getMainExecutor()}), which then runs every call. On the
+ * {@code context.getMainExecutor()}), which then runs every call but
+ * {@link #onCertificate} (it must answer on the library's thread). On the
  * library's thread methods must not block (nor do disk I/O you can avoid:
  * they hold up every other event). They may call back into the Courier,
  * including {@link Courier#close()}. An exception thrown on the library's
  * thread is logged to stderr and dropped; it never reaches the library.
  * Strings are never null, are valid Java strings (emoji included) and may
  * be kept.
- * Every method has an empty default: implement the ones you need.
+ * Every method has a default that does nothing (onCertificate's refuses):
+ * implement the ones you need.
  */
 public interface Listener {
     int LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3;
@@ -61,4 +63,38 @@ public interface Listener {
 
     /** A log line of the library; {@code level} is one of LOG_*. */
     default void onLog(int level, @NotNull String line) {}
+
+    /**
+     * Platform trust (courier_callbacks_t.on_certificate, behaviour.md
+     * §10): OpenSSL could not verify the server's certificate with its
+     * default paths, {@link Config#caFile} and {@link Config#caPath}
+     * (on a phone those paths hold nothing), so the app decides with the
+     * platform's trust store (Android: an {@code X509TrustManager}; see
+     * the README). {@code host} is the JID's domain; {@code pemChain} the
+     * certificates the server presented, as PEM, leaf first (libstrophe
+     * 0.12 shows the library the leaf and the certificates OpenSSL
+     * reported: for a leaf with one intermediate that is the whole chain).
+     * Return true to accept.
+     *
+     * <p>The library checks the host name itself (X509_check_host) before
+     * it asks: a certificate for another name is refused and this is not
+     * called. Do not check the name again with rules of your own.
+     *
+     * <p>Runs on the library's loop thread inside the login, before any
+     * credential is sent, <b>even when {@link Courier#open(Config,
+     * Listener, java.util.concurrent.Executor)} was given an executor</b>:
+     * the answer is needed now. The link waits for it (and, through
+     * libstrophe's lock, other Couriers' loops too): answer quickly, well
+     * within {@link Config#pingTimeoutMs}, after which the attempt is cut
+     * and the next one asks again; never wait for the main thread. An
+     * exception thrown here is logged and counts as false (refused).
+     *
+     * <p>The default (not overridden) leaves the C callback unset: an
+     * unverifiable certificate is refused inside the TLS handshake, as
+     * without this method.
+     */
+    default boolean onCertificate(@NotNull String host,
+                                  @NotNull String pemChain) {
+        return false;
+    }
 }

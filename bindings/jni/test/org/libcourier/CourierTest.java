@@ -10,12 +10,20 @@ import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import java.io.ByteArrayInputStream;
 import java.io.File;
+import java.io.FileInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.lang.ref.WeakReference;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.HashSet;
 import java.util.List;
@@ -33,6 +41,10 @@ import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.TrustManagerFactory;
+import javax.net.ssl.X509TrustManager;
 
 import org.junit.After;
 import org.junit.Assume;
@@ -951,6 +963,245 @@ public class CourierTest {
         assertEquals(Collections.singletonList("i1/b"), got);
     }
 
+    // ---- issue 15: the phone's life (behaviour.md §10) --------------------------
+
+    @Test
+    public void etimedoutIsMapped() {
+        assertEquals(CourierException.Code.ETIMEDOUT,
+                     CourierException.Code.fromValue(-11));
+        assertEquals(-11, CourierException.Code.ETIMEDOUT.value());
+        for (StoreCheck sc : StoreCheck.values())
+            assertEquals(sc, StoreCheck.fromCode(sc.code()));
+        assertEquals(0, StoreCheck.NONE.code());
+        assertEquals(3, StoreCheck.DAMAGED.code());
+        assertEquals(4, StoreCheck.FAILED.code());
+    }
+
+    /** caPath defaults to null and reaches the library (a U+0000 in it is
+     *  the glue's EINVAL, naming it); that the library trusts it is the
+     *  live test liveCaPathTrusted. */
+    @Test
+    public void caPathPassedThrough() {
+        assertNull(new Config().caPath);
+        Config cfg = offlineConfig("capath");
+        cfg.caPath = dir.getPath();
+        Courier c = open(cfg, null);
+        assertEquals(StoreCheck.NONE, c.checkStatus());
+        c.close();
+        Config bad = offlineConfig("capath2");
+        bad.caPath = "/tmp/a\u0000b";
+        try {
+            Courier.open(bad, null);
+            fail("caPath with U+0000 accepted");
+        } catch (CourierException e) {
+            assertEquals(CourierException.Code.EINVAL, e.getCode());
+            assertTrue(e.getMessage(), e.getMessage().contains("caPath"));
+        }
+    }
+
+    /** setActive on a Courier not started (remembered), started against
+     *  a closed port, and after close. */
+    @Test
+    public void setActiveOfflineAndClosed() {
+        Courier c = open(offlineConfig("active"), new Listener() {});
+        c.setActive(false);
+        c.setActive(true);
+        c.setActive(false);
+        c.start();
+        c.setActive(true);
+        assertEquals(CourierException.Code.ENOTCONN,
+                     codeOf(() -> c.setComposing(BOB, true)));
+        c.stop();
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.setActive(false)));
+    }
+
+    /** sync on a Courier not started, against a port that refuses: it
+     *  starts it, and with nothing ever acknowledged gives ETIMEDOUT after
+     *  its timeout (not before); the loop goes on (started). */
+    @Test
+    public void syncUnreachableTimesOut() throws Exception {
+        Recorder r = new Recorder();
+        Courier c = open(offlineConfig("sync"), r);
+        String id = c.sendText(BOB, "owed");
+        long t0 = System.nanoTime();
+        CourierException e = null;
+        try {
+            c.sync(300);
+        } catch (CourierException x) {
+            e = x;
+        }
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertNotNull("sync returned without the server", e);
+        assertEquals(e.getMessage(), CourierException.Code.ETIMEDOUT,
+                     e.getCode());
+        assertEquals(-11, e.getErrorCode());
+        assertTrue(e.getMessage(),
+                   e.getMessage().contains("courier_sync"));
+        assertTrue("returned after " + ms + " ms", ms >= 290);
+        assertEquals(CourierException.Code.ESTATE, codeOf(c::start));
+        assertTrue(r.waitFor(id, State.FAILED, 5000));
+        assertEquals(CourierException.Code.ETIMEDOUT,
+                     codeOf(() -> c.sync(0)));
+        assertEquals(CourierException.Code.EINVAL, codeOf(() -> c.sync(-1)));
+        c.stop();
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED, codeOf(() -> c.sync(10)));
+    }
+
+    /** sync from the loop thread (a listener without an executor) would
+     *  wait for itself: ESTATE; on a Courier that runOnce drives: ESTATE. */
+    @Test
+    public void syncRefusedOnTheLoopThreadAndWithRunOnce() throws Exception {
+        AtomicReference<Courier> self = new AtomicReference<>();
+        BlockingQueue<CourierException.Code> codes =
+            new LinkedBlockingQueue<>();
+        Courier c = open(offlineConfig("sync-cb"), new Listener() {
+            @Override
+            public void onState(String id, String peer, State s) {
+                codes.add(codeOf(() -> self.get().sync(10)));
+            }
+        });
+        self.set(c);
+        c.start();
+        c.sendText(BOB, "x");
+        assertEquals(CourierException.Code.ESTATE,
+                     codes.poll(10, TimeUnit.SECONDS));
+        c.stop();
+        Courier d = open(offlineConfig("sync-once"), null);
+        AtomicReference<CourierException.Code> code = new AtomicReference<>();
+        Thread t = new Thread(null, () -> {
+            d.runOnce(0);
+            code.set(codeOf(() -> d.sync(10)));
+            d.stop();
+        }, "my-loop", Courier.RUN_ONCE_STACK_BYTES);
+        t.start();
+        t.join();
+        assertEquals(CourierException.Code.ESTATE, code.get());
+    }
+
+    /** deleteEntry removes the entry of the direction named; the other
+     *  direction is ENOTFOUND; again is harmless. */
+    @Test
+    public void deleteEntryNamesTheDirection() {
+        Courier c = open(offlineConfig("del-entry"), null);
+        c.send(Outgoing.builder(BOB, "keep").id("de-keep").build());
+        c.send(Outgoing.builder(BOB, "gone").id("de-1").build());
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.deleteEntry(BOB, "de-1", Direction.IN)));
+        assertEquals(CourierException.Code.ENOTFOUND,
+                     codeOf(() -> c.deleteEntry("carol@example.com", "de-1",
+                                                Direction.OUT)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.deleteEntry("not a jid", "de-1",
+                                                Direction.OUT)));
+        c.deleteEntry(BOB, "de-1", Direction.OUT);
+        List<Entry> h = c.history(BOB, 0, 10);
+        assertEquals(h.toString(), 1, h.size());
+        assertEquals("de-keep", h.get(0).id);
+        c.deleteEntry(BOB, "de-1", Direction.OUT); // again: harmless
+        try {
+            c.deleteEntry(BOB, "de-keep", null);
+            fail("deleteEntry(null dir)");
+        } catch (NullPointerException expected) {
+            // @NotNull
+        }
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.deleteEntry(BOB, "de-keep",
+                                                Direction.OUT)));
+    }
+
+    /** A process killed with its Courier open (Runtime.halt in a child
+     *  JVM) leaves the store unclean: the next open returns at once and the
+     *  check runs on the library's thread (RUNNING, then OK, logged once);
+     *  a clean close owes nothing (NONE). */
+    @Test
+    public void checkStatusAfterCleanAndUncleanClose() throws Exception {
+        Config cfg = offlineConfig("check");
+        Courier c = open(cfg, null);
+        assertEquals(StoreCheck.NONE, c.checkStatus());
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::checkStatus));
+
+        String java = System.getProperty("java.home") + File.separator
+            + "bin" + File.separator + "java";
+        Process p = new ProcessBuilder(java,
+            "-Djava.library.path=" + System.getProperty("java.library.path"),
+            "-cp", System.getProperty("java.class.path"),
+            CrashChild.class.getName(), cfg.dbPath)
+            .redirectErrorStream(true).start();
+        assertTrue("child hung", p.waitFor(60, TimeUnit.SECONDS));
+        assertEquals(0, p.exitValue());
+        assertTrue("no -wal left", new File(cfg.dbPath + "-wal").exists());
+
+        List<String> logs = new CopyOnWriteArrayList<>();
+        Courier d = open(cfg, new Listener() {
+            @Override
+            public void onLog(int level, String line) {
+                if (line.contains("check after an unclean close"))
+                    logs.add(level + " " + line);
+            }
+        });
+        StoreCheck first = d.checkStatus();
+        assertTrue(first.toString(),
+                   first == StoreCheck.RUNNING || first == StoreCheck.OK);
+        long end = System.currentTimeMillis() + 30000;
+        while (d.checkStatus() == StoreCheck.RUNNING &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(StoreCheck.OK, d.checkStatus());
+        // the crashed child's message is there
+        assertEquals("crash-1", d.history(BOB, 0, 10).get(0).id);
+        // logged once, at info, through the listener (on the next loop
+        // turn: start it)
+        d.start();
+        while (logs.isEmpty() && System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(logs.toString(), 1, logs.size());
+        assertTrue(logs.get(0), logs.get(0).startsWith(Listener.LOG_INFO + " "));
+        d.stop();
+    }
+
+    /** The child of checkStatusAfterCleanAndUncleanClose: opens, sends,
+     *  and dies without closing (an app killed in the background). */
+    public static final class CrashChild {
+        public static void main(String[] args) {
+            Config cfg = new Config();
+            cfg.jid = "alice@example.com/phone";
+            cfg.password = "secret";
+            cfg.host = "127.0.0.1";
+            cfg.port = 1;
+            cfg.dbPath = args[0];
+            Courier c = Courier.open(cfg, null);
+            c.send(Outgoing.builder(BOB, "before the crash").id("crash-1")
+                   .build());
+            Runtime.getRuntime().halt(0);
+        }
+    }
+
+    /** onCertificate's default refuses; with an executor the glue's
+     *  listener answers on the calling thread, never through the
+     *  executor (the login waits for the answer). */
+    @Test
+    public void onCertificateIsAnsweredOnTheLibrarysThread() {
+        assertFalse(new Listener() {}.onCertificate("h", "pem"));
+        Listener app = new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pem) {
+                return host.equals("example.com") && pem.equals("P")
+                    && !Thread.currentThread().getName().equals("never");
+            }
+        };
+        Courier c = open(offlineConfig("cert-exec"), null);
+        ExecutorListener el = new ExecutorListener(c, app, t -> {
+            throw new AssertionError("onCertificate went to the executor");
+        });
+        assertTrue(el.onCertificate("example.com", "P"));
+        assertFalse(el.onCertificate("other.example", "P"));
+    }
+
     // ---- live, against the local Prosody of tests/integration/prosody.sh -------
 
     @Test
@@ -1105,6 +1356,303 @@ public class CourierTest {
         } finally {
             ex.shutdown();
         }
+    }
+
+    /** The live environment, or an Assume skip (a failure under
+     *  make check-jni, which sets COURIER_JNI_LIVE=1). */
+    private static String[] liveEnv() {
+        String port = System.getenv("COURIER_TEST_PORT");
+        String ca = System.getenv("COURIER_TEST_CA");
+        String domain = System.getenv("COURIER_TEST_DOMAIN");
+        String tdir = System.getenv("COURIER_TEST_DIR");
+        boolean have = port != null && ca != null && domain != null
+            && tdir != null;
+        if ("1".equals(System.getenv("COURIER_JNI_LIVE")))
+            assertTrue("COURIER_TEST_* missing", have);
+        Assume.assumeTrue("no COURIER_TEST_* (run under prosody.sh)", have);
+        return new String[] { port, ca, domain, tdir };
+    }
+
+    /** What the README's Android recipe does in onCertificate, on the
+     *  desktop JVM: parse the PEM chain with CertificateFactory and hand it
+     *  to the X509TrustManager of a TrustManagerFactory. On a phone the
+     *  factory is initialised with a null KeyStore (the platform's CAs);
+     *  here with a KeyStore holding the test CA, the one anchor a platform
+     *  would have for this server. No name check: the library did it. */
+    static boolean platformTrusts(String pemChain, String caFile)
+            throws Exception {
+        CertificateFactory cf = CertificateFactory.getInstance("X.509");
+        Collection<? extends Certificate> certs = cf.generateCertificates(
+            new ByteArrayInputStream(
+                pemChain.getBytes(StandardCharsets.US_ASCII)));
+        X509Certificate[] chain = new X509Certificate[certs.size()];
+        int i = 0;
+        for (Certificate c : certs)
+            chain[i++] = (X509Certificate) c;
+        if (chain.length == 0)
+            return false;
+        KeyStore ks = KeyStore.getInstance(KeyStore.getDefaultType());
+        ks.load(null, null);
+        try (InputStream in = new FileInputStream(caFile)) {
+            ks.setCertificateEntry("courier-test-ca",
+                                   cf.generateCertificate(in));
+        }
+        TrustManagerFactory tmf = TrustManagerFactory.getInstance(
+            TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(ks);
+        for (TrustManager tm : tmf.getTrustManagers()) {
+            if (tm instanceof X509TrustManager) {
+                try {
+                    ((X509TrustManager) tm).checkServerTrusted(chain,
+                                                               "ECDHE_RSA");
+                    return true;
+                } catch (java.security.cert.CertificateException e) {
+                    return false;
+                }
+            }
+        }
+        return false;
+    }
+
+    private static boolean waitOnline(Courier c, long ms)
+            throws InterruptedException {
+        long end = System.currentTimeMillis() + ms;
+        while (System.currentTimeMillis() < end) {
+            if (c.getLink() == Link.ONLINE)
+                return true;
+            Thread.sleep(20);
+        }
+        return false;
+    }
+
+    /** behaviour.md §10 platform trust: no caFile, so OpenSSL cannot
+     *  verify the test server; onCertificate gets the JID's domain and the
+     *  PEM chain (leaf first) on the library's thread although an executor
+     *  was given, verifies it with a TrustManager and accepts: online, and
+     *  a message gets through. A listener that says no, and one that
+     *  throws, never get online. */
+    @Test
+    public void liveOnCertificateWithTrustManager() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        List<String> asked = new CopyOnWriteArrayList<>();
+        AtomicInteger verified = new AtomicInteger();
+        AtomicReference<String> pem = new AtomicReference<>();
+        Listener trusting = new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pemChain) {
+                asked.add(host + " on " + Thread.currentThread().getName());
+                pem.set(pemChain);
+                try {
+                    boolean ok = platformTrusts(pemChain, ca);
+                    if (ok)
+                        verified.incrementAndGet();
+                    return ok;
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            }
+        };
+        ExecutorService ex = Executors.newSingleThreadExecutor(
+            r -> new Thread(r, "cert-executor"));
+        try {
+            Config cfg = live("alice", domain, port, ca, base, "cert");
+            cfg.caFile = null;
+            Courier alice = open(cfg, trusting, ex);
+            alice.start();
+            assertTrue("not online through onCertificate",
+                       waitOnline(alice, 30000));
+            assertFalse(asked.isEmpty());
+            for (String a : asked)
+                assertEquals(domain + " on courier-loop", a);
+            assertEquals(asked.size(), verified.get());
+            assertTrue(pem.get(),
+                       pem.get().startsWith("-----BEGIN CERTIFICATE-----"));
+            Recorder bobEvents = new Recorder();
+            Courier bob = open(live("bob", domain, port, ca, base, "cert"),
+                               bobEvents);
+            bob.start();
+            String id = alice.sendText("bob@" + domain, "over platform trust");
+            long end = System.currentTimeMillis() + 30000;
+            while (alice.getState(id).code() < State.SENT.code() &&
+                   alice.getState(id) != State.FAILED &&
+                   System.currentTimeMillis() < end)
+                Thread.sleep(20);
+            assertTrue(alice.getState(id).toString(),
+                       alice.getState(id) != State.QUEUED);
+            alice.stop();
+            bob.stop();
+        } finally {
+            ex.shutdown();
+        }
+
+        AtomicInteger noCalls = new AtomicInteger();
+        Config nc = live("alice", domain, port, ca, base, "cert-no");
+        nc.caFile = null;
+        Courier no = open(nc, new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pemChain) {
+                noCalls.incrementAndGet();
+                return false;
+            }
+        });
+        no.start();
+        long end = System.currentTimeMillis() + 20000;
+        while (noCalls.get() == 0 && System.currentTimeMillis() < end)
+            Thread.sleep(20);
+        assertTrue("onCertificate never asked", noCalls.get() > 0);
+        assertFalse("online although refused", waitOnline(no, 2000));
+        no.stop();
+
+        AtomicInteger throwCalls = new AtomicInteger();
+        Config tc = live("alice", domain, port, ca, base, "cert-throw");
+        tc.caFile = null;
+        Courier thrower = open(tc, new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pemChain) {
+                throwCalls.incrementAndGet();
+                throw new IllegalStateException("cert listener bug (expected)");
+            }
+        });
+        thrower.start();
+        end = System.currentTimeMillis() + 20000;
+        while (throwCalls.get() == 0 && System.currentTimeMillis() < end)
+            Thread.sleep(20);
+        assertTrue("onCertificate never asked", throwCalls.get() > 0);
+        assertFalse("online although it threw", waitOnline(thrower, 2000));
+        thrower.stop();
+    }
+
+    /** A listener that closes its Courier from inside onCertificate (the
+     *  loop thread, inside the login): the close is deferred until the
+     *  callback returns, the login goes no further, and the glue's
+     *  references are released. */
+    @Test
+    public void liveCloseFromOnCertificate() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        long refs = Courier.liveGlobalRefsForTest();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        CountDownLatch asked = new CountDownLatch(1);
+        AtomicInteger calls = new AtomicInteger();
+        Config cfg = live("alice", domain, port, ca, base, "cert-close");
+        cfg.caFile = null;
+        Courier c = Courier.open(cfg, new Listener() {
+            @Override
+            public boolean onCertificate(String host, String pemChain) {
+                calls.incrementAndGet();
+                self.get().close();
+                asked.countDown();
+                return true;
+            }
+        });
+        self.set(c);
+        c.start();
+        assertTrue("onCertificate never asked", asked.await(20, TimeUnit.SECONDS));
+        assertTrue(c.isClosed());
+        long end = System.currentTimeMillis() + 10000;
+        while (Courier.liveGlobalRefsForTest() != refs &&
+               System.currentTimeMillis() < end)
+            Thread.sleep(10);
+        assertEquals(refs, Courier.liveGlobalRefsForTest());
+        Thread.sleep(300);
+        assertEquals(1, calls.get());
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::checkStatus));
+    }
+
+    /** Without caFile and without an onCertificate override the test
+     *  server's certificate is refused (the C callback stays unset); with
+     *  caPath (a hashed directory holding the test CA) it is trusted. */
+    @Test
+    public void liveCaPathTrusted() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        Config none = live("alice", domain, port, ca, base, "nocert");
+        none.caFile = null;
+        Courier refused = open(none, new Listener() {});
+        refused.start();
+        assertFalse("online without any CA", waitOnline(refused, 3000));
+        refused.stop();
+
+        String caDir = System.getenv("COURIER_TEST_CA_DIR");
+        assertNotNull("COURIER_TEST_CA_DIR", caDir);
+        Config cfg = live("alice", domain, port, ca, base, "capath");
+        cfg.caFile = null;
+        cfg.caPath = caDir;
+        Courier c = open(cfg, null);
+        c.start();
+        assertTrue("caPath not trusted", waitOnline(c, 30000));
+        c.stop();
+    }
+
+    /** sync as a push-woken run does it, and the id both sides chose:
+     *  bob sends alice "both-1" while she is away; alice, not started,
+     *  queues her own "both-1" to bob and calls sync: it connects, sends,
+     *  receives, and returns once her message is acknowledged and bob's is
+     *  handed over. Her history then holds "both-1" in each direction:
+     *  delete is ESTATE, deleteEntry(IN) removes bob's, and delete then
+     *  takes hers. setActive and checkStatus on the live link too. */
+    @Test
+    public void liveSyncAndDeleteEntry() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        String aliceJid = "alice@" + domain, bobJid = "bob@" + domain;
+        Recorder bobEvents = new Recorder();
+        Courier bob = open(live("bob", domain, port, ca, base, "sync"),
+                           bobEvents);
+        bob.start();
+        assertTrue("bob not online", waitOnline(bob, 30000));
+        String bid = bob.send(Outgoing.builder(aliceJid, "from bob")
+                              .id("both-1").build());
+        assertTrue("the server never took bob's message",
+                   bobEvents.waitFor(bid, State.SENT, 30000));
+
+        BlockingQueue<String> got = new LinkedBlockingQueue<>();
+        Courier alice = open(live("alice", domain, port, ca, base, "sync"),
+            new Listener() {
+                @Override
+                public void onMessage(String id, String peer, Kind kind,
+                                      String body, long ts) {
+                    got.add(peer + "/" + id + "/" + body);
+                }
+            });
+        assertEquals(StoreCheck.NONE, alice.checkStatus());
+        alice.setActive(false); // before start: remembered
+        String aid = alice.send(Outgoing.builder(bobJid, "from alice")
+                                .id("both-1").build());
+        assertEquals("both-1", aid);
+        alice.sync(30000);
+        // returned: hers acknowledged, bob's handed over
+        State s = alice.getState(aid);
+        assertTrue(s.toString(), s.code() >= State.SENT.code() &&
+                   s != State.FAILED);
+        assertEquals(bobJid + "/both-1/from bob",
+                     got.poll(0, TimeUnit.MILLISECONDS));
+        assertEquals(Link.ONLINE, alice.getLink()); // the link stays up
+        alice.sync(30000); // nothing in flight: at once
+        alice.setActive(true);
+        alice.setActive(false);
+
+        List<Entry> h = alice.history(bobJid, 0, 10);
+        assertEquals(h.toString(), 2, h.size());
+        assertEquals(CourierException.Code.ESTATE,
+                     codeOf(() -> alice.delete(bobJid, "both-1")));
+        assertEquals(2, alice.history(bobJid, 0, 10).size());
+        alice.deleteEntry(bobJid, "both-1", Direction.IN);
+        h = alice.history(bobJid, 0, 10);
+        assertEquals(h.toString(), 1, h.size());
+        assertEquals(Direction.OUT, h.get(0).dir);
+        alice.delete(bobJid, "both-1"); // one live entry left: no ESTATE
+        assertTrue(alice.history(bobJid, 0, 10).isEmpty());
+        alice.stop();
+        bob.stop();
+    }
+
+    private static Config live(String who, String domain, String port,
+                               String ca, String base, String tag) {
+        Config cfg = live(who, domain, port, ca, base);
+        cfg.dbPath = new File(base, "jni-" + tag + "-" + who + ".db").getPath();
+        return cfg;
     }
 
     private static Config live(String who, String domain, String port,
