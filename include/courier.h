@@ -393,9 +393,11 @@ COURIER_API int courier_start(courier_t *c);
  * the calling thread, which then runs the callbacks still queued.
  * Blocks up to ~2 s for the goodbye whatever the server does (docs/
  * behaviour.md §10): a server that stalls the TLS handshake or never
- * answers is cut, not waited for. Beyond that it waits only for work on
- * this machine: the loop's current turn (its SQLite commit, a callback
- * that is running) and libstrophe's name lookup when a connect is just
+ * answers is cut, not waited for, and so is another handle's handshake
+ * stalled for 250 ms (it holds libstrophe's process-wide lock; that
+ * handle retries). Beyond that it waits only for work on this machine:
+ * the loop's current turn (its SQLite commit, a callback that is running,
+ * another handle's on_certificate) and libstrophe's name lookup when a connect is just
  * resolving the server's name (synchronous, as long as the system
  * resolver takes; not with `host` set to an address). Disk I/O: commits
  * to SQLite (the turn's writes, the stop, the states the lost link

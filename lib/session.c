@@ -120,6 +120,27 @@ static void reg_add(session_t *s)
     pthread_mutex_unlock(&reg_mu);
 }
 
+/* behaviour.md §10: a handle stalled in a TLS handshake holds libstrophe's
+ * lock (below), which every other handle's stop waits for. While a stop
+ * waits, every stall guard cuts its handshake after STOP_STALL_GRACE_MS
+ * instead of ping_timeout_ms (that attempt is retried after the backoff). */
+static atomic_int stops_waiting;
+#define STOP_STALL_GRACE_MS 250
+
+static void stops_waiting_add(int n)
+{
+    atomic_fetch_add(&stops_waiting, n);
+    if (n <= 0)
+        return;
+    pthread_mutex_lock(&reg_mu);
+    for (session_t *x = reg_head; x; x = x->reg_next) {
+        pthread_mutex_lock(&x->guard_mu);
+        pthread_cond_signal(&x->guard_cv);
+        pthread_mutex_unlock(&x->guard_mu);
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
 static void reg_remove(session_t *s)
 {
     pthread_mutex_lock(&reg_mu);
@@ -958,8 +979,9 @@ static void *guard_main(void *arg)
         int64_t since = s->busy_since;
         /* behaviour.md §10: a stop does not wait for the stall to time
          * out (courier_stop is bounded whatever the server does). */
-        int64_t due = atomic_load(&s->stop)
-                          ? since
+        int64_t due = atomic_load(&s->stop) ? since
+                      : atomic_load(&stops_waiting) > 0
+                          ? since + STOP_STALL_GRACE_MS
                           : since + engine_config(s->e)->ping_timeout_ms;
         int64_t now = util_mono_ms();
         if (now < due) {
@@ -1286,11 +1308,11 @@ int session_stop(session_t *s)
     atomic_store(&s->stop, 1);
     engine_wake(s->e);
     /* A turn stuck in the TLS handshake of a server that stalls is cut
-     * now by the guard, not after ping_timeout_ms. */
-    pthread_mutex_lock(&s->guard_mu);
-    pthread_cond_signal(&s->guard_cv);
-    pthread_mutex_unlock(&s->guard_mu);
+     * now by the guard, not after ping_timeout_ms; another handle's, which
+     * holds libstrophe's lock, after STOP_STALL_GRACE_MS. */
+    stops_waiting_add(1);
     pthread_join(s->thread, NULL);
+    stops_waiting_add(-1);
     s->has_thread = 0;
     return COURIER_OK;
 }
@@ -1349,9 +1371,12 @@ void session_close_link(session_t *s)
      * stanza; courier_stop and courier_close of a courier_run_once handle
      * run on any thread of the app, so libstrophe runs on one of ours
      * (callbacks still run here, in engine_dispatch). */
-    if (session_is_loop_thread(s) || (!s->streaming && !s->connecting))
+    if (session_is_loop_thread(s) || (!s->streaming && !s->connecting)) {
         close_strophe(s);
-    else
+    } else {
+        stops_waiting_add(1);
         hostile_on_big_stack(close_strophe, s);
+        stops_waiting_add(-1);
+    }
     engine_dispatch(s->e);
 }

@@ -2193,6 +2193,34 @@ static void test_stop_bounded_during_stalled_handshake(void **st)
     relay_stop(r);
 }
 
+/* Two handles in one process: bob's server stalls his TLS handshake,
+ * which holds libstrophe's process-wide lock; alice's stop waits for that
+ * lock, and must still be bounded (before, ~ping_timeout_ms: 28 s seen
+ * with the default 33 s). */
+static void test_stop_bounded_while_another_handle_stalls(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    relay_stall_after(r, "<proceed");
+    client_t *a = client_new("alice", "t29b", 0, slow_guard);
+    client_t *b = client_new("bob", "t29b", relay_port(r), slow_guard);
+    start(a);
+    wait_online(a);
+    start(b);
+    if (!wait_for(relay_has_one, r, 10000))
+        fail_msg("no connection reached the relay");
+    usleep(1000000 * scale()); /* bob's handshake stalled, lock held */
+    int64_t t = now_ms();
+    assert_int_equal(courier_stop(a->c), COURIER_OK);
+    int64_t took = now_ms() - t;
+    fprintf(stderr, "  alice's stop took %lld ms\n", (long long)took);
+    assert_true(took < STOP_BOUND_MS + 1000 * scale());
+    client_free(a);
+    client_free(b);
+    relay_stop(r);
+}
+
 /* A server that never answers once logged in (a blackholed link): the
  * goodbye waits its 2 s for the stream's close, then cuts. */
 static void test_stop_bounded_on_silent_server(void **st)
@@ -2365,6 +2393,8 @@ int main(int argc, char **argv)
                                   close_leftovers),
         cmocka_unit_test_teardown(test_stop_bounded_during_stalled_handshake,
                                   close_leftovers),
+        cmocka_unit_test_teardown(
+            test_stop_bounded_while_another_handle_stalls, close_leftovers),
         cmocka_unit_test_teardown(test_stop_bounded_on_silent_server,
                                   close_leftovers),
         cmocka_unit_test_teardown(
