@@ -410,6 +410,9 @@ int courier_delete_entry(courier_t *c, const char *peer, const char *id,
                          courier_dir_t dir)
 {
     CHECK_HANDLE(c);
+    if (dir != COURIER_DIR_OUT && dir != COURIER_DIR_IN)
+        return util_set_error(COURIER_EINVAL, "direction %d is neither "
+                              "COURIER_DIR_OUT nor COURIER_DIR_IN", (int)dir);
     return engine_delete(c->engine, peer, id, (int)dir);
 }
 

@@ -690,7 +690,9 @@ static int from_our_server(session_t *s, xmpp_stanza_t *st)
     char bare[COURIER_JID_MAX];
     if (!from)
         return 1;
-    if (util_jid_bare(from, bare, sizeof(bare)) != 0)
+    /* the server answers as the domain or the account's bare JID; a full
+     * JID is a client, the account's other devices included */
+    if (strchr(from, '/') || util_jid_bare(from, bare, sizeof(bare)) != 0)
         return 0;
     return strcmp(bare, util_jid_domain(engine_self(s->e))) == 0 ||
            strcmp(bare, engine_self(s->e)) == 0;

@@ -1242,6 +1242,11 @@ static void test_history_walks_and_erase(void **st)
                      COURIER_OK);
     assert_int_equal(w.n, 2);
     assert_string_equal(w.ids[0], "o2");
+    /* a direction that is neither: refused, not taken for "any" */
+    assert_int_equal(courier_delete_entry(f->c, BOB, "o1", (courier_dir_t)-1),
+                     COURIER_EINVAL);
+    assert_int_equal(courier_delete_entry(f->c, BOB, "o1", (courier_dir_t)2),
+                     COURIER_EINVAL);
     w = (walk_t){ .n = 0, .stop_at = 1 };
     assert_int_equal(courier_pending(f->c, walk_entry, &w), 42);
     assert_string_equal(w.ids[0], "o1");
