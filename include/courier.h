@@ -639,8 +639,9 @@ COURIER_API int courier_sync(courier_t *c, unsigned timeout_ms);
  * login while in background (remembered across reconnects, in memory for
  * the handle's life; a new handle starts in foreground). The server may
  * then hold back presence and chat states; messages still arrive. In
- * background courier_set_composing() sends nothing (and returns
- * COURIER_OK). A server without CSI is told nothing.
+ * background courier_set_composing(peer, 1) sends nothing (and returns
+ * COURIER_OK); (peer, 0) still does, so a "typing" shown at the peer
+ * ends. A server without CSI is told nothing.
  * Any thread. Never blocks, no disk I/O, no lock held across I/O: it
  * marks the state and wakes the loop, which sends it at its next turn.
  * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED.

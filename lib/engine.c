@@ -1466,8 +1466,9 @@ int engine_set_composing(engine_t *e, const char *peer, int on)
     app_lock(e);
     if (!core_link_up(e->core)) {
         rc = util_set_error(COURIER_ENOTCONN, "composing needs the link");
-    } else if (!atomic_load(&e->active)) {
-        /* behaviour.md §10: in background no chat state leaves */
+    } else if (!atomic_load(&e->active) && on) {
+        /* behaviour.md §10: in background no composing leaves (its end
+         * does: a "typing" at the peer must not stick) */
     } else {
         /* behaviour.md §3: XEP-0022 composing names the peer's last message. */
         char last[COURIER_ID_MAX] = "";

@@ -1692,6 +1692,29 @@ static void test_engine_muted_runs_no_callbacks(void **st)
     engine_close(e);
 }
 
+/* behaviour.md §10: in background no composing leaves, but the end of
+ * one does: a "typing" shown at the peer must not stick because the app
+ * went to the background. */
+static void test_composing_off_leaves_in_background(void **st)
+{
+    fx_t *f = *st;
+    engine_t *e = open_engine(f);
+    engine_feed(e, CORE_EV_LINK_UP);
+    assert_int_equal(engine_set_composing(e, BOB, 1), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_composing, 1);
+    assert_int_equal(f->composing_on, 1);
+    assert_int_equal(engine_set_active(e, 0), COURIER_OK);
+    assert_int_equal(engine_set_composing(e, BOB, 1), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_composing, 1); /* not while in background */
+    assert_int_equal(engine_set_composing(e, BOB, 0), COURIER_OK);
+    engine_dispatch(e);
+    assert_int_equal(f->n_composing, 2);
+    assert_int_equal(f->composing_on, 0);
+    engine_close(e);
+}
+
 /* behaviour.md §3 composing: XEP-0022 names the last message from that peer. */
 static void test_engine_composing_names_last_message(void **st)
 {
@@ -1899,6 +1922,7 @@ int main(void)
         T(test_retraction_of_unknown_id_leaves_no_entry),
         T(test_delete_of_an_id_in_both_directions_is_refused),
         T(test_close_while_sync_waits),
+        T(test_composing_off_leaves_in_background),
         T(test_stop_from_callback_ends_sync),
         T(test_app_confirms_hands_again_until_confirmed),
         T(test_delete_keeps_the_id_known),
