@@ -329,6 +329,13 @@ static inline void courier_config_init(courier_config_t *cfg)
  * store), and the check of every page that is then owed runs on a thread
  * of the library's own, after open returns (courier_check_status(),
  * docs/behaviour.md §10). Also starts the handle's stall-guard thread.
+ * One handle per store file at a time, in one process: two handles on one
+ * file would each resend its outbox and hand its inbox, and log in as the
+ * same account. The library does not lock the file for the handle's life
+ * (a lock held while iOS suspends the app in a shared container gets the
+ * app killed), so an app with a second process (an iOS notification
+ * service extension, an Android service in its own process) must not
+ * open the store there while the main process has it open.
  * @return COURIER_OK and `*out` set; or COURIER_EINVAL (`out` or `cfg`
  *         NULL, a config not from courier_config_init(), a bad field, named
  *         in courier_last_error()), COURIER_ENOMEM, COURIER_ESTORE (cannot
