@@ -624,7 +624,8 @@ COURIER_API int courier_network_changed(courier_t *c);
  * close it, e.g. before the OS suspends the app), and it returns.
  * Any thread but the loop's (not from a callback). Blocks up to
  * `timeout_ms` (checking every few ms; the loop thread does the network
- * and disk work). Not with courier_run_once: that handle gives
+ * and disk work), plus, first, the end of a courier_start(),
+ * courier_stop() or courier_erase() under way on another thread. Not with courier_run_once: that handle gives
  * COURIER_ESTATE.
  * @return COURIER_OK; COURIER_ETIMEDOUT (something was still in flight at
  *         `timeout_ms`: a server that does not answer, no network; the
