@@ -132,9 +132,11 @@ $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 check-integration: $(INTEG_BIN)
 	tests/integration/prosody.sh -- $(INTEG_BIN)
 
-# The same suite against a Prosody without mod_smacks: SENT by ping (§1).
+# The same suite against a Prosody without mod_smacks: SENT by ping (§1),
+# and without XEP-0357 push (mod_cloud_notify): an <enable/> is refused.
 check-integration-nosm: $(INTEG_BIN)
-	COURIER_TEST_NO_SM=1 tests/integration/prosody.sh -- $(INTEG_BIN)
+	COURIER_TEST_NO_SM=1 COURIER_TEST_NO_PUSH=1 \
+		tests/integration/prosody.sh -- $(INTEG_BIN)
 
 # A Prosody speaking TLS 1.1 only: the client must never log in (§10).
 check-integration-tls11: $(INTEG_BIN)
