@@ -41,7 +41,8 @@ SONAME := libcourier.so.$(VERSION_MAJOR)
 SHARED := $(OUT)/libcourier.so
 STATIC := $(OUT)/libcourier.a
 
-UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check
+UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check \
+	test_push
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
@@ -113,6 +114,11 @@ $(BUILD)/tests/test_api: $(BUILD)/tests/unit/test_api.o $(STATIC)
 # test_check: the store check after an unclean close (lib/check.c) and the
 # calls around it, through the static library (its test hook is internal).
 $(BUILD)/tests/test_check: $(BUILD)/tests/unit/test_check.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
+
+# test_push: push (lib/push.c) without a server: arguments, what is
+# stored, the stanzas, the answers; through the static library.
+$(BUILD)/tests/test_push: $(BUILD)/tests/unit/test_push.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
 # behaviour.md §9: a program built against the 0.1 header (a copy, in
