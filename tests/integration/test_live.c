@@ -2571,6 +2571,36 @@ static void test_push_disable_stops_publishes(void **st)
     client_free(d);
 }
 
+static void push_timeout(courier_config_t *cfg)
+{
+    slow_guard(cfg);
+    cfg->ack_timeout_ms = 2000 * (unsigned)scale();
+}
+
+/* A server that stops answering: the call made online returns
+ * COURIER_ETIMEDOUT at ack_timeout_ms (not later, not at once); the
+ * registration stays stored for the next login. Any server. */
+static void test_push_enable_times_out_against_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *d = client_new("dave", "t44", relay_port(r), push_timeout);
+    start(d);
+    wait_online(d);
+    relay_blackhole(r);
+    int64_t t = now_ms();
+    int timeout = 2000 * scale();
+    assert_int_equal(courier_push_enable(d->c, "push.example.com", "n44",
+                                         NULL), COURIER_ETIMEDOUT);
+    int64_t took = now_ms() - t;
+    assert_true(took >= timeout - 10);
+    assert_true(took < timeout + 500 * scale());
+    assert_non_null(strstr(courier_last_error(), "stored"));
+    client_free(d);
+    relay_stop(r);
+}
+
 /* A server without XEP-0357 (prosody.sh with COURIER_TEST_NO_PUSH=1)
  * refuses: the call made online returns COURIER_EREFUSED with the
  * condition, on_log says so, and the registration is kept (asked again
@@ -2686,6 +2716,8 @@ int main(int argc, char **argv)
                                   push_teardown),
         cmocka_unit_test_teardown(test_push_refused_by_server_without_xep0357,
                                   push_teardown),
+        cmocka_unit_test_teardown(
+            test_push_enable_times_out_against_silent_server, push_teardown),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }
