@@ -360,14 +360,17 @@ static pending_t *pend_new(push_t *p, int enable, unsigned gen,
     return x;
 }
 
-static void write_iq(push_t *p, pending_t *x, xmpp_stanza_t *st,
-                     push_send_fn send, void *ud)
+/* 0, or -1 when the IQ could not be written (no memory to build or
+ * render it): then it is owed at the next login. */
+static int write_iq(push_t *p, pending_t *x, xmpp_stanza_t *st,
+                    push_send_fn send, void *ud)
 {
     if (!st || send(ud, st) != COURIER_OK) {
-        x->used = 0; /* not written: owed at the next login */
-        return;
+        x->used = 0;
+        return -1;
     }
     util_strlcpy(p->final_id, x->id, sizeof(p->final_id));
+    return 0;
 }
 
 /* The server answered the last IQ written for change `gen` (or it could
@@ -401,22 +404,33 @@ void push_pump(push_t *p, xmpp_ctx_t *ctx, int online, push_send_fn send,
     p->stream_gen = want;
     p->final_id[0] = '\0';
     int rc = engine_read(p->e, read_all, o);
+    int last_failed = 0;
     /* Disables first, then the enable: the registration the app wants
      * has the last word whatever the server does with the others. */
     for (size_t i = 0; rc == COURIER_OK && i < o->n_owed; i++) {
         pending_t *x = pend_new(p, 0, want, &o->owed[i]);
-        write_iq(p, x, push_build_disable(ctx, x->id, x->service, x->node),
-                 send, ud);
+        last_failed = write_iq(p, x, push_build_disable(ctx, x->id,
+                                                        x->service, x->node),
+                               send, ud);
     }
     if (rc == COURIER_OK && o->have) {
         pending_t *x = pend_new(p, 1, want, &o->reg);
-        write_iq(p, x, push_build_enable(ctx, x->id, &o->reg), send, ud);
+        last_failed = write_iq(p, x, push_build_enable(ctx, x->id, &o->reg),
+                               send, ud);
     }
     util_free(o);
     if (rc != COURIER_OK) {
         engine_log(p->e, COURIER_LOG_ERROR, "push: cannot read the "
                    "registration from the store (%s)", courier_strerror(rc));
         settle(p, want, rc, "cannot read the store");
+    } else if (last_failed) {
+        /* The app's own request did not leave: say so (the store keeps
+         * it; the next login writes it). */
+        engine_log(p->e, COURIER_LOG_WARN, "push: the request could not be "
+                   "written (out of memory): written again at the next "
+                   "login");
+        settle(p, want, COURIER_ENOMEM, "the request could not be written "
+               "(out of memory); written again at the next login");
     } else if (!p->final_id[0]) {
         settle(p, want, COURIER_OK, ""); /* nothing to write */
     }
