@@ -42,7 +42,7 @@ SHARED := $(OUT)/libcourier.so
 STATIC := $(OUT)/libcourier.a
 
 UNIT_TESTS := test_core test_store test_codec test_api test_wire test_check \
-	test_trust
+	test_trust test_push
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-headers check-exports check-integration \
@@ -121,6 +121,11 @@ $(BUILD)/tests/test_trust: $(BUILD)/tests/unit/test_trust.o \
 $(BUILD)/tests/test_check: $(BUILD)/tests/unit/test_check.o $(STATIC)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
 
+# test_push: push (lib/push.c) without a server: arguments, what is
+# stored, the stanzas, the answers; through the static library.
+$(BUILD)/tests/test_push: $(BUILD)/tests/unit/test_push.o $(STATIC)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lcmocka
+
 # behaviour.md §9: a program built against the 0.1 header (a copy, in
 # tests/abi/v0_1) runs against today's library. Compiled without
 # -Iinclude, so it sees only the old header.
@@ -139,9 +144,11 @@ $(INTEG_BIN): $(BUILD)/tests/integration/test_live.o \
 check-integration: $(INTEG_BIN)
 	tests/integration/prosody.sh -- $(INTEG_BIN)
 
-# The same suite against a Prosody without mod_smacks: SENT by ping (§1).
+# The same suite against a Prosody without mod_smacks: SENT by ping (§1),
+# and without XEP-0357 push (mod_cloud_notify): an <enable/> is refused.
 check-integration-nosm: $(INTEG_BIN)
-	COURIER_TEST_NO_SM=1 tests/integration/prosody.sh -- $(INTEG_BIN)
+	COURIER_TEST_NO_SM=1 COURIER_TEST_NO_PUSH=1 \
+		tests/integration/prosody.sh -- $(INTEG_BIN)
 
 # A Prosody speaking TLS 1.1 only: the client must never log in (§10).
 check-integration-tls11: $(INTEG_BIN)

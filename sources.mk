@@ -5,4 +5,4 @@
 # lines). Add a source here and both builds pick it up.
 LIB_SRCS := lib/util.c lib/core.c lib/store.c lib/codec.c lib/engine.c \
 	lib/session.c lib/courier.c lib/hostile.c lib/history.c lib/trust.c \
-	lib/check.c
+	lib/check.c lib/push.c

@@ -48,6 +48,8 @@
  *    courier_delete(), courier_confirm(), courier_erase() (which also
  *    rewrites the whole file: VACUUM).
  *  - Can take long: courier_sync() (up to its timeout),
+ *    courier_push_enable() and courier_push_disable() (commit, then wait
+ *    for the server's answer while online, up to ack_timeout_ms),
  *    courier_open() (opens and migrates the store; its check after an
  *    unclean close runs on a thread of its own), courier_stop() and
  *    courier_close() (wait for the loop to end after a goodbye of up to
@@ -127,7 +129,11 @@ typedef enum {
     COURIER_ECLOSED = -8,   /**< handle stopping or closed */
     COURIER_EAUTH = -9,     /**< the server refused the login */
     COURIER_ENOTSUP = -10,  /**< not available in this build */
-    COURIER_ETIMEDOUT = -11 /**< courier_sync: its time ran out first */
+    COURIER_ETIMEDOUT = -11, /**< courier_sync, courier_push_*: its time
+                                  ran out first */
+    COURIER_EREFUSED = -12  /**< the server answered a request with an
+                                 error (courier_push_*; the condition is in
+                                 courier_last_error()) */
 } courier_error_t;
 
 /** Outgoing message states (behaviour.md §1). Values are ABI. */
@@ -655,6 +661,65 @@ COURIER_API int courier_sync(courier_t *c, unsigned timeout_ms);
  * @return COURIER_OK, COURIER_EINVAL (`c` NULL), COURIER_ECLOSED.
  */
 COURIER_API int courier_set_active(courier_t *c, int active);
+
+/**
+ * Push (XEP-0357, behaviour.md §10): ask the server to notify the app
+ * server `service_jid` (a JID, e.g. "push.example.com"; at most
+ * COURIER_JID_MAX - 1 bytes) on pubsub node `node` (1..1023 bytes, e.g.
+ * the device token the app server gave) while this account has no
+ * session online, so that the app server can wake the app (APNs, FCM),
+ * which then calls courier_sync(). `secret` (1..1023 bytes, or NULL for
+ * none) goes in the request's XEP-0004 publish-options form (FORM_TYPE
+ * http://jabber.org/protocol/pubsub#publish-options, field "secret"),
+ * for the app server to check. The strings must be UTF-8 text XML can
+ * carry; all three are copied.
+ * The registration is remembered in the store (it survives close and
+ * open) and written again after every login (after stream management and
+ * initial presence), until courier_push_disable(). One per handle:
+ * enabling another service or node replaces it, and the server is asked
+ * to disable the old one (now, or at the next login). A server's refusal
+ * does not forget it: it is asked again at each login, and each answer is
+ * reported through on_log.
+ * While the link is up the call waits for the server's answer, up to
+ * `ack_timeout_ms` of the config. Offline (not started, connecting,
+ * between links) it returns COURIER_OK once the registration is stored:
+ * it is written at the next login and the answer goes to on_log; so too
+ * if the link drops while the call waits. It never waits from a
+ * callback (the loop thread) or on a handle driven by courier_run_once:
+ * there it returns COURIER_OK once stored, the answer going to on_log.
+ * Any thread. Disk I/O: one transaction, committed before it waits or
+ * returns; no network I/O on the calling thread (the loop writes the
+ * request). Blocks up to `ack_timeout_ms` while online.
+ * @return COURIER_OK (stored; accepted by the server, or to be written at
+ *         the next login); COURIER_EINVAL (`service_jid` not a JID, `node`
+ *         or `secret` empty, too long, not UTF-8 or with a control
+ *         character; named in courier_last_error()), COURIER_EREFUSED (the
+ *         server answered with an error, e.g. feature-not-implemented from
+ *         a server without XEP-0357; the condition and text are in
+ *         courier_last_error(); still stored), COURIER_ETIMEDOUT (online,
+ *         but no answer in time; still stored), COURIER_ESTORE,
+ *         COURIER_ECLOSED.
+ */
+COURIER_API int courier_push_enable(courier_t *c, const char *service_jid,
+                                    const char *node, const char *secret);
+
+/**
+ * Stop push (behaviour.md §10): forget the registration of
+ * courier_push_enable() and ask the server to disable it (XEP-0357
+ * <disable/> with its service and node). The disable is owed in the store
+ * until the server answers it: offline it is written at the next login.
+ * Nothing remembered: COURIER_OK, nothing sent. Call it while online
+ * before courier_erase() at logout: erase forgets the registration
+ * without telling the server.
+ * Threads, blocking, waiting and disk I/O as courier_push_enable().
+ * @return COURIER_OK (forgotten; disabled by the server, which may also
+ *         say it held no such registration, or to be disabled at the next
+ *         login); COURIER_EREFUSED (the server answered with another
+ *         error; forgotten all the same), COURIER_ETIMEDOUT (online, no
+ *         answer in time: owed, asked again at the next login),
+ *         COURIER_ESTORE, COURIER_ECLOSED, COURIER_EINVAL.
+ */
+COURIER_API int courier_push_disable(courier_t *c);
 
 /* ---- the app's data contract (behaviour.md §9) ---------------------- */
 

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "engine.h"
 #include "history.h"
+#include "push.h"
 #include "session.h"
 #include "util.h"
 
@@ -20,6 +21,7 @@ struct courier {
     engine_t *engine;
     session_t *session;
     check_t *check;         /* the store check after an unclean close */
+    push_t *push;           /* XEP-0357 registration (lib/push.c) */
     pthread_mutex_t life;   /* start/stop/close from app threads */
     pthread_mutex_t mu;     /* guards the fields below */
     int driving;            /* a thread is inside courier_run_once */
@@ -172,12 +174,16 @@ int courier_open(courier_t **out, const courier_config_t *cfg,
     }
     rc = check_new(&c->check, engine_config(c->engine)->db_path,
                    check_report, c);
+    if (rc == COURIER_OK)
+        rc = push_new(&c->push, c->engine);
     if (rc != COURIER_OK) {
+        check_free(c->check);
         session_free(c->session);
         engine_close(c->engine);
         util_free(c);
         return util_set_error(rc, "out of memory");
     }
+    session_set_push(c->session, c->push);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->life, NULL);
     pthread_cond_init(&c->sync_gone, NULL);
@@ -210,6 +216,7 @@ static void destroy(courier_t *c)
 {
     check_halt(c->check); /* joined: the store's last reader is gone */
     session_free(c->session); /* stops the loop, closes the link */
+    push_free(c->push);
     if (check_owed(c->check)) /* no verdict, or damage: check again */
         engine_read(c->engine, keep_check_owed, NULL);
     engine_close(c->engine);
@@ -551,6 +558,32 @@ static int sync_wait(courier_t *c, unsigned timeout_ms)
     }
 }
 
+/* behaviour.md §10: the caller waits for the server's answer only where
+ * waiting cannot stall the loop that brings it: not on the loop thread (a
+ * callback), not on a handle driven by courier_run_once. */
+static int may_wait(courier_t *c)
+{
+    if (in_loop_thread(c))
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int driving = c->driving || session_driven(c->session);
+    pthread_mutex_unlock(&c->mu);
+    return !driving;
+}
+
+int courier_push_enable(courier_t *c, const char *service_jid,
+                        const char *node, const char *secret)
+{
+    CHECK_HANDLE(c);
+    return push_enable(c->push, service_jid, node, secret, may_wait(c));
+}
+
+int courier_push_disable(courier_t *c)
+{
+    CHECK_HANDLE(c);
+    return push_disable(c->push, may_wait(c));
+}
+
 int courier_set_active(courier_t *c, int active)
 {
     CHECK_HANDLE(c);
@@ -638,6 +671,7 @@ const char *courier_strerror(int code)
     case COURIER_EAUTH: return "login refused by the server";
     case COURIER_ENOTSUP: return "not supported by this build";
     case COURIER_ETIMEDOUT: return "timed out";
+    case COURIER_EREFUSED: return "refused by the server";
     }
     return "unknown error code";
 }

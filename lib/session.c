@@ -20,6 +20,7 @@
 
 #include "codec.h"
 #include "hostile.h"
+#include "push.h"
 #include "trust.h"
 #include "util.h"
 
@@ -62,6 +63,7 @@ struct session {
     int sm_offered;         /* the last of them offered XEP-0198 */
     int csi_offered;        /* ... and XEP-0352 */
     int csi_sent;           /* state told this stream: 1, 0; -1 none */
+    push_t *push;           /* XEP-0357 (lib/push.c), may be NULL */
     atomic_uint sync_req;   /* courier_sync round trips asked for */
     atomic_uint sync_done;  /* ... the last one answered */
     unsigned sync_sent;     /* ... the last one written on this stream */
@@ -403,6 +405,24 @@ static void sync_ping(session_t *s)
         s->sync_sent = want;
 }
 
+/* behaviour.md §10: the push registration after every login, and the
+ * app's changes; counted like any iq of ours. */
+static int push_send(void *ud, xmpp_stanza_t *st)
+{
+    return send_stanza(ud, st, OUT_OTHER, NULL, 0);
+}
+
+static void push_sync(session_t *s)
+{
+    if (s->push)
+        push_pump(s->push, s->ctx, s->online, push_send, s);
+}
+
+void session_set_push(session_t *s, push_t *p)
+{
+    s->push = p;
+}
+
 unsigned session_sync_request(session_t *s)
 {
     unsigned n = atomic_fetch_add(&s->sync_req, 1) + 1;
@@ -709,6 +729,8 @@ static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         xmpp_stanza_t *reply = codec_build_iq_reply(s->ctx, st);
         if (reply)
             send_stanza(s, reply, OUT_OTHER, NULL, 0);
+    } else if (s->push && push_on_iq(s->push, st)) {
+        /* an answer to our enable or disable (XEP-0357) */
     } else if (id && strncmp(id, "sync-", 5) == 0 && from_our_server(s, st)) {
         char *end = NULL;
         unsigned long n = strtoul(id + 5, &end, 10);
@@ -799,6 +821,8 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     s->connecting = 0;
     s->sm = s->sm_pending = 0;
     s->sync_sent = atomic_load(&s->sync_done); /* ask again when back */
+    if (s->push)
+        push_link_down(s->push); /* everything owed again at the next login */
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
     hostile_set_fd(&s->hx, -1);
@@ -1166,6 +1190,7 @@ static int step(session_t *s, unsigned timeout_ms)
     }
     ask_ack(s);
     csi_sync(s);
+    push_sync(s);
     sync_ping(s);
     int want_out = xmpp_conn_send_queue_len(s->conn) > 0;
     strophe_unlock();
@@ -1212,6 +1237,7 @@ static int step(session_t *s, unsigned timeout_ms)
     strophe_lock();
     ask_ack(s);
     csi_sync(s);
+    push_sync(s);
     sync_ping(s);
     strophe_turn_locked(s); /* flush what the dispatch queued */
     strophe_unlock();

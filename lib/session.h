@@ -46,6 +46,11 @@ unsigned session_sync_request(session_t *s);
 /* 1 once the answer to request `n` (or a later one) came. */
 int session_sync_done(session_t *s, unsigned n);
 
+/* Push (behaviour.md §10): the session writes what `p` owes after every
+ * login and hands it the answers (lib/push.c). Set once, before start. */
+struct push;
+void session_set_push(session_t *s, struct push *p);
+
 /* Close the link politely now (used by courier_run_once users on close). */
 void session_close_link(session_t *s);
 

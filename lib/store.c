@@ -195,10 +195,29 @@ static const char migrate_v6[] =
     "CREATE INDEX inbox_read ON inbox(peer, seq) WHERE displayed = 1;"
     "PRAGMA user_version=6;";
 
+/* v7 (issue 15, behaviour.md §10): the push registration (XEP-0357) the
+ * app asked for, one row at most (sent again after every login), and the
+ * registrations the server may still hold that are owed a <disable/>
+ * (one the app disabled or replaced while offline, or whose disable got
+ * no answer), oldest first. A NULL secret: none. */
+static const char migrate_v7[] =
+    "CREATE TABLE push("
+    " one INTEGER PRIMARY KEY CHECK(one = 1),"
+    " service TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " secret TEXT);"
+    "CREATE TABLE push_off("
+    " n INTEGER PRIMARY KEY,"
+    " service TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " UNIQUE(service, node));"
+    "PRAGMA user_version=7;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
                                           migrate_v3, migrate_v4,
-                                          migrate_v5, migrate_v6 };
+                                          migrate_v5, migrate_v6,
+                                          migrate_v7 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -249,6 +268,12 @@ enum {
     ST_RCPT_ADD,
     ST_RCPT_DONE,
     ST_RCPT_AFTER,
+    ST_PUSH_GET,
+    ST_PUSH_SET,
+    ST_PUSH_CLEAR,
+    ST_PUSH_OWE,
+    ST_PUSH_UNOWE,
+    ST_PUSH_OWED,
     ST_COUNT
 };
 
@@ -404,6 +429,16 @@ static const char *const sql[ST_COUNT] = {
     [ST_RCPT_DONE] = "DELETE FROM receipts WHERE rid = ?",
     [ST_RCPT_AFTER] = "SELECT rid, peer, id, state, asked FROM receipts"
                       " WHERE rid > ? ORDER BY rid LIMIT ?",
+    /* push (schema v7, behaviour.md §10) */
+    [ST_PUSH_GET] = "SELECT service, node, secret FROM push WHERE one = 1",
+    [ST_PUSH_SET] = "INSERT OR REPLACE INTO push(one, service, node, secret)"
+                    " VALUES(1, ?, ?, ?)",
+    [ST_PUSH_CLEAR] = "DELETE FROM push",
+    /* a new row goes last (REPLACE deletes the old one first) */
+    [ST_PUSH_OWE] = "INSERT OR REPLACE INTO push_off(service, node)"
+                    " VALUES(?, ?)",
+    [ST_PUSH_UNOWE] = "DELETE FROM push_off WHERE service = ? AND node = ?",
+    [ST_PUSH_OWED] = "SELECT n, service, node FROM push_off ORDER BY n",
 };
 
 struct store {
@@ -1688,6 +1723,7 @@ int store_erase(store_t *s)
                      "BEGIN IMMEDIATE;"
                      "DELETE FROM outbox; DELETE FROM inbox;"
                      "DELETE FROM receipts;"
+                     "DELETE FROM push; DELETE FROM push_off;"
                      "COMMIT;", "erase");
     if (rc != COURIER_OK && !sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1697,6 +1733,113 @@ int store_erase(store_t *s)
         rc = exec(s, "PRAGMA wal_checkpoint(TRUNCATE)", "erase: checkpoint");
     sqlite3_exec(s->db, "PRAGMA secure_delete=OFF", NULL, NULL, NULL);
     return rc;
+}
+
+/* ---- push registration (schema v7) -------------------------------- */
+
+static int push_read(store_t *s, sqlite3_stmt *st, int col, store_push_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    int rc = col_copy(s, st, col, p->service, sizeof(p->service));
+    if (rc == COURIER_OK)
+        rc = col_copy(s, st, col + 1, p->node, sizeof(p->node));
+    if (rc == COURIER_OK && sqlite3_column_type(st, col + 2) != SQLITE_NULL) {
+        p->has_secret = 1;
+        rc = col_copy(s, st, col + 2, p->secret, sizeof(p->secret));
+    }
+    return rc;
+}
+
+int store_push_get(store_t *s, store_push_t *out)
+{
+    sqlite3_stmt *st = s->st[ST_PUSH_GET];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = push_read(s, st, 0, out);
+    else if (rc == SQLITE_DONE)
+        rc = fail_with(s, COURIER_ENOTFOUND, "no push registration");
+    else
+        rc = fail(s, rc, "read push registration");
+    finish(st);
+    return rc;
+}
+
+static int push_owe(store_t *s, int stmt, const char *service,
+                    const char *node)
+{
+    binder_t b = bind_start(s->st[stmt]);
+    bind_text(&b, service);
+    bind_text(&b, node);
+    return run(s, s->st[stmt], &b, "push: owed disable");
+}
+
+int store_push_set(store_t *s, const store_push_t *p)
+{
+    store_push_t old;
+    int rc = op_begin(s);
+    if (rc != COURIER_OK)
+        return rc;
+    int had = store_push_get(s, &old);
+    rc = had == COURIER_ENOTFOUND ? COURIER_OK : had;
+    if (had == COURIER_OK && (strcmp(old.service, p->service) != 0 ||
+                              strcmp(old.node, p->node) != 0))
+        rc = push_owe(s, ST_PUSH_OWE, old.service, old.node);
+    if (rc == COURIER_OK)
+        rc = push_owe(s, ST_PUSH_UNOWE, p->service, p->node);
+    if (rc == COURIER_OK) {
+        sqlite3_stmt *st = s->st[ST_PUSH_SET];
+        binder_t b = bind_start(st);
+        bind_text(&b, p->service);
+        bind_text(&b, p->node);
+        bind_text(&b, p->has_secret ? p->secret : NULL);
+        rc = run(s, st, &b, "store push registration");
+    }
+    return op_end(s, rc);
+}
+
+int store_push_clear(store_t *s, store_push_t *old)
+{
+    store_push_t cur;
+    int rc = op_begin(s);
+    if (rc != COURIER_OK)
+        return rc;
+    rc = store_push_get(s, &cur);
+    if (rc == COURIER_OK)
+        rc = push_owe(s, ST_PUSH_OWE, cur.service, cur.node);
+    if (rc == COURIER_OK)
+        rc = run(s, s->st[ST_PUSH_CLEAR], NULL, "forget push registration");
+    rc = op_end(s, rc);
+    if (rc == COURIER_OK && old)
+        *old = cur;
+    return rc;
+}
+
+int store_push_each_owed(store_t *s, store_push_cb cb, void *ud)
+{
+    sqlite3_stmt *st = s->st[ST_PUSH_OWED];
+    store_push_t p;
+    int rc, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&p, 0, sizeof(p));
+        rc = col_copy(s, st, 1, p.service, sizeof(p.service));
+        if (rc == COURIER_OK)
+            rc = col_copy(s, st, 2, p.node, sizeof(p.node));
+        if (rc == COURIER_OK)
+            rc = cb(ud, &p);
+        if (rc != COURIER_OK) {
+            finish(st);
+            return rc;
+        }
+    }
+    rc = src == SQLITE_DONE ? COURIER_OK
+                            : fail(s, src, "read owed push disables");
+    finish(st);
+    return rc;
+}
+
+int store_push_owed_done(store_t *s, const char *service, const char *node)
+{
+    return push_owe(s, ST_PUSH_UNOWE, service, node);
 }
 
 /* ---- tests --------------------------------------------------------- */

@@ -23,9 +23,9 @@
  * last message of a peer; version 3 could hold one owed receipt several
  * times; version 4's unsettled index was defined with a constant IN list;
  * version 5 had no common history order (seq) over both directions and no
- * meta / cancelled / retracted / deleted columns; store_open migrates
- * forward. */
-#define STORE_SCHEMA_VERSION 6
+ * meta / cancelled / retracted / deleted columns; version 6 no push
+ * registration; store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 7
 
 typedef struct store store_t;
 
@@ -246,6 +246,34 @@ int store_in_delete(store_t *s, const char *peer, const char *id);
 /* Remove every message, receipt and mark, then rebuild the file
  * (secure_delete, VACUUM, WAL truncated). Not inside store_begin(). */
 int store_erase(store_t *s);
+
+/* ---- push registration (XEP-0357, behaviour.md §10) ----------------- */
+
+/* Bounds of what is stored, NUL included (lib/push.c validates). */
+#define STORE_PUSH_NODE_MAX 1024
+#define STORE_PUSH_SECRET_MAX 1024
+
+typedef struct {
+    char service[COURIER_JID_MAX]; /* the app server's JID, as given */
+    char node[STORE_PUSH_NODE_MAX];
+    char secret[STORE_PUSH_SECRET_MAX];
+    int has_secret;                /* 0: no secret (NULL in the store) */
+} store_push_t;
+
+/* The registration the app asked for; COURIER_ENOTFOUND when none. */
+int store_push_get(store_t *s, store_push_t *out);
+/* Remember `p` (one transaction). One it replaces for another service or
+ * node becomes owed a disable; `p` itself is owed none any more. */
+int store_push_set(store_t *s, const store_push_t *p);
+/* Forget the registration, which becomes owed a disable; its copy goes
+ * to `old` (may be NULL). COURIER_ENOTFOUND when there was none. */
+int store_push_clear(store_t *s, store_push_t *old);
+/* Every registration owed a disable, oldest first (secret unused). A
+ * non-zero return from `cb` stops and is returned. */
+typedef int (*store_push_cb)(void *ud, const store_push_t *p);
+int store_push_each_owed(store_t *s, store_push_cb cb, void *ud);
+/* The server answered the disable of (service, node): owed no more. */
+int store_push_owed_done(store_t *s, const char *service, const char *node);
 
 /* ---- tests --------------------------------------------------------- */
 

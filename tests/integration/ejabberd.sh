@@ -11,7 +11,9 @@
 # 127.0.0.1, POST /api/send_message), COURIER_TEST_CA (CA that signed the
 # server certificate), COURIER_TEST_BAD_CA (an unrelated CA),
 # COURIER_TEST_DIR (scratch space), COURIER_TEST_CA_DIR (the CA as a hashed
-# directory, for ca_path), COURIER_TEST_HARNESS_PID (SIGUSR1
+# directory, for ca_path), COURIER_TEST_PUSH_PORT / COURIER_TEST_PUSH_JID /
+# COURIER_TEST_PUSH_SECRET (an XEP-0114 component listener for the push
+# tests' app server, push_appserver.py; ejabberd runs mod_push), COURIER_TEST_HARNESS_PID (SIGUSR1
 # restarts the server on the same port and data), COURIER_TEST_EJABBERDCTL
 # (an ejabberdctl command line bound to this node). Accounts: alice bob
 # carol dave ärger, each with password "pw-<name>".
@@ -68,13 +70,19 @@ chmod 600 "$DIR/server.pem"
 PORT=$(free_port)
 API_PORT=$(free_port)
 DIST_PORT=$(free_port)
+PUSH_PORT=$(free_port)
 while [ "$API_PORT" = "$PORT" ]; do API_PORT=$(free_port); done
 while [ "$DIST_PORT" = "$PORT" ] || [ "$DIST_PORT" = "$API_PORT" ]; do
     DIST_PORT=$(free_port)
 done
+while [ "$PUSH_PORT" = "$PORT" ] || [ "$PUSH_PORT" = "$API_PORT" ] ||
+    [ "$PUSH_PORT" = "$DIST_PORT" ]; do
+    PUSH_PORT=$(free_port)
+done
 mkdir -p "$DIR/db"
 sed -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$PORT|g" \
-    -e "s|@API_PORT@|$API_PORT|g" "$HERE/ejabberd.yml" > "$DIR/ejabberd.yml"
+    -e "s|@API_PORT@|$API_PORT|g" -e "s|@PUSH_PORT@|$PUSH_PORT|g" \
+    "$HERE/ejabberd.yml" > "$DIR/ejabberd.yml"
 
 # ejabberdctl bound to our node: as root it would `su ejabberd` and look for
 # epmd; this keeps it root and talks to our distribution port directly.
@@ -109,12 +117,13 @@ start_server() {
         local ls
         ls=$(ss -ltnp 2>/dev/null)
         if grep -q "127.0.0.1:$PORT .*pid=$PID," <<<"$ls" &&
-            grep -q "127.0.0.1:$API_PORT .*pid=$PID," <<<"$ls"; then
+            grep -q "127.0.0.1:$API_PORT .*pid=$PID," <<<"$ls" &&
+            grep -q "127.0.0.1:$PUSH_PORT .*pid=$PID," <<<"$ls"; then
             return 0
         fi
         sleep 0.1
     done
-    echo "ejabberd not listening on $PORT and $API_PORT" >&2
+    echo "ejabberd not listening on $PORT, $API_PORT and $PUSH_PORT" >&2
     return 1
 }
 
@@ -153,7 +162,9 @@ export COURIER_TEST_SERVER=ejabberd COURIER_TEST_DOMAIN=$DOMAIN \
     COURIER_TEST_PORT=$PORT COURIER_TEST_API_PORT=$API_PORT \
     COURIER_TEST_CA=$DIR/ca.pem COURIER_TEST_BAD_CA=$DIR/bad-ca.pem \
     COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$ \
-    COURIER_TEST_EJABBERDCTL="$CTL" COURIER_TEST_CA_DIR=$DIR/cadir
+    COURIER_TEST_EJABBERDCTL="$CTL" COURIER_TEST_CA_DIR=$DIR/cadir \
+    COURIER_TEST_PUSH_PORT=$PUSH_PORT COURIER_TEST_PUSH_JID=push.$DOMAIN \
+    COURIER_TEST_PUSH_SECRET=pw-push
 [ "${1:-}" = "--" ] && shift
 # In the background so that the USR1 trap runs while the command does; the
 # command keeps the terminal's stdin when there is one.

@@ -15,6 +15,12 @@
 # COURIER_TEST_NO_SM=1 leaves mod_smacks out: a server without XEP-0198;
 # COURIER_TEST_TLS11=1 makes c2s speak TLS 1.1 only (security level 0).
 # Both reach the command too, so tests can tell.
+# XEP-0357 push: mod_cloud_notify (Debian's prosody-modules) and an
+# XEP-0114 component listener for the push tests' app server
+# (push_appserver.py): COURIER_TEST_PUSH_PORT, COURIER_TEST_PUSH_JID,
+# COURIER_TEST_PUSH_SECRET; COURIER_TEST_NO_PUSH=1 leaves both out (a
+# server without XEP-0357, which refuses an <enable/>), and the
+# COURIER_TEST_PUSH_* variables are then not set.
 set -euo pipefail
 
 DOMAIN=courier.test
@@ -57,7 +63,19 @@ cp "$DIR/ca.pem" "$DIR/cadir/$(openssl x509 -hash -noout -in "$DIR/ca.pem").0"
 WRONG=wrong.test
 
 PORT=$(free_port)
+PUSH_PORT=$(free_port)
+while [ "$PUSH_PORT" = "$PORT" ]; do PUSH_PORT=$(free_port); done
 mkdir -p "$DIR/data"
+PUSH_MOD='"cloud_notify";'
+PUSH_PORTS="component_ports = { $PUSH_PORT }
+component_interfaces = { \"127.0.0.1\" }"
+PUSH_COMPONENT="Component \"push.$DOMAIN\"
+    component_secret = \"pw-push\""
+if [ "${COURIER_TEST_NO_PUSH:-0}" = 1 ]; then
+    PUSH_MOD=""
+    PUSH_PORTS="component_ports = { }"
+    PUSH_COMPONENT=""
+fi
 SMACKS='"smacks";'
 [ "${COURIER_TEST_NO_SM:-0}" = 1 ] && SMACKS=""
 SSL_EXTRA=""
@@ -75,13 +93,14 @@ c2s_interfaces = { "127.0.0.1" }
 s2s_ports = { }
 http_ports = { }
 https_ports = { }
+$PUSH_PORTS
 c2s_require_encryption = true
 allow_registration = false
 authentication = "internal_hashed"
 limits = { }
 modules_enabled = {
     "roster"; "saslauth"; "tls"; "disco"; "ping"; $SMACKS "offline";
-    "posix"; "csi_simple"; "admin_shell";
+    "posix"; "csi_simple"; "admin_shell"; $PUSH_MOD
 }
 modules_disabled = { "s2s" }
 smacks_hibernation_time = 5
@@ -90,6 +109,7 @@ VirtualHost "$DOMAIN"
 -- A host whose certificate names $DOMAIN, not $WRONG (trust tests).
 VirtualHost "$WRONG"
     ssl = { key = "$DIR/server.key"; certificate = "$DIR/server.crt"; }
+$PUSH_COMPONENT
 CFG
 chown -R prosody:prosody "$DIR" 2>/dev/null || true
 chmod 755 "$DIR"
@@ -108,7 +128,11 @@ start_server() {
     # port is taken keeps running without it: NOTES.md).
     for _ in $(seq 100); do
         kill -0 "$PID" 2>/dev/null || { echo "prosody exited" >&2; cat "$DIR/stdout.log" >&2; return 1; }
-        if ss -ltnp 2>/dev/null | grep -q "127.0.0.1:$PORT .*pid=$PID,"; then
+        local ls
+        ls=$(ss -ltnp 2>/dev/null)
+        if grep -q "127.0.0.1:$PORT .*pid=$PID," <<<"$ls" &&
+            { [ -z "$PUSH_COMPONENT" ] ||
+                grep -q "127.0.0.1:$PUSH_PORT .*pid=$PID," <<<"$ls"; }; then
             return 0
         fi
         sleep 0.1
@@ -139,6 +163,10 @@ export COURIER_TEST_DOMAIN=$DOMAIN COURIER_TEST_PORT=$PORT \
     COURIER_TEST_CA=$DIR/ca.pem COURIER_TEST_BAD_CA=$DIR/bad-ca.pem \
     COURIER_TEST_DIR=$DIR COURIER_TEST_HARNESS_PID=$$ \
     COURIER_TEST_CA_DIR=$DIR/cadir COURIER_TEST_WRONG_DOMAIN=$WRONG
+if [ -n "$PUSH_COMPONENT" ]; then
+    export COURIER_TEST_PUSH_PORT=$PUSH_PORT \
+        COURIER_TEST_PUSH_JID=push.$DOMAIN COURIER_TEST_PUSH_SECRET=pw-push
+fi
 [ "${1:-}" = "--" ] && shift
 # In the background so that the USR1 trap runs while the command does; the
 # command keeps the terminal's stdin when there is one.

@@ -58,6 +58,9 @@ typedef struct {
     int n_retracted;
     int composing_on;         /* on_composing(…, 1) calls */
     int csi_inactive_sent;    /* log lines: <inactive/> written */
+    int push_accepted;        /* log lines: the server accepted an enable */
+    int push_refused;         /* ... refused one */
+    int push_disabled;        /* ... answered a disable */
 } client_t;
 
 static const char *env(const char *k)
@@ -180,6 +183,14 @@ static void on_log(void *ud, int level, const char *line)
     if (strstr(line, "client state sent: inactive")) {
         pthread_mutex_lock(&cl->mu);
         cl->csi_inactive_sent++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (strstr(line, "push (XEP-0357)")) {
+        pthread_mutex_lock(&cl->mu);
+        cl->push_accepted += strstr(line, "accepted by the server") != NULL;
+        cl->push_refused += strstr(line, ": enable at") &&
+                            strstr(line, "refused by the server");
+        cl->push_disabled += strstr(line, ": disable at") != NULL;
         pthread_mutex_unlock(&cl->mu);
     }
     if (strstr(line, "acks by ping")) {
@@ -2325,6 +2336,394 @@ static void test_sync_times_out_against_silent_server(void **st)
     relay_stop(r);
 }
 
+/* ---- push (XEP-0357, behaviour.md §10) -------------------------------
+ * The app server is the tests' own XEP-0114 component
+ * (push_appserver.py) on the harness's component port: it records every
+ * pubsub publish the server sends it. dave is the device with push, alice
+ * writes to him. Each test uses its own node, so registrations an earlier
+ * test left on the server never count. */
+
+static pid_t appserver_pid;
+static char appserver_out[512];
+
+static const char *appserver_script(void)
+{
+    static char path[1024];
+    if (access("tests/integration/push_appserver.py", R_OK) == 0)
+        return "tests/integration/push_appserver.py";
+    const char *slash = self_path ? strrchr(self_path, '/') : NULL;
+    int dir = slash ? (int)(slash - self_path) : 1;
+    snprintf(path, sizeof(path),
+             "%.*s/../../tests/integration/push_appserver.py", dir,
+             slash ? self_path : ".");
+    return path;
+}
+
+/* Lines of the app server's record that start with `prefix`; the secret
+ * of the last one (for "publish NODE") to `secret` if not NULL. */
+static int appserver_count(const char *prefix, char *secret, size_t n)
+{
+    FILE *f = fopen(appserver_out, "r");
+    char line[2048];
+    int count = 0;
+    size_t len = strlen(prefix);
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, prefix, len) == 0 && line[len] == ' ') {
+            count++;
+            if (secret)
+                sscanf(line + len + 1, "%63s", secret);
+        } else if (strncmp(line, prefix, len) == 0 && line[len] == '\n') {
+            count++;
+        }
+    fclose(f);
+    (void)n;
+    return count;
+}
+
+static int appserver_ready(void *arg)
+{
+    (void)arg;
+    return appserver_count("ready", NULL, 0) > 0;
+}
+
+/* Skips the test when the harness runs no component (a server without
+ * XEP-0357: COURIER_TEST_NO_PUSH). */
+static void appserver_start(const char *tag)
+{
+    const char *port = getenv("COURIER_TEST_PUSH_PORT");
+    if (!port)
+        skip();
+    snprintf(appserver_out, sizeof(appserver_out), "%s/appserver-%s.log",
+             env("COURIER_TEST_DIR"), tag);
+    unlink(appserver_out);
+    const char *script = appserver_script();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/usr/bin/python3", "python3", script, "--jid",
+              env("COURIER_TEST_PUSH_JID"), "--secret",
+              env("COURIER_TEST_PUSH_SECRET"), "--port", port, "--out",
+              appserver_out, (char *)NULL);
+        _exit(127);
+    }
+    appserver_pid = pid;
+    if (!wait_for(appserver_ready, NULL, 20000))
+        fail_msg("the push app server (%s) did not connect", script);
+}
+
+static int push_teardown(void **st)
+{
+    close_leftovers(st);
+    if (appserver_pid > 0) {
+        kill(appserver_pid, SIGTERM);
+        waitpid(appserver_pid, NULL, 0);
+        appserver_pid = 0;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *node;
+    int n;
+} pubs_t;
+
+static int publishes(const char *node, char *secret)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "publish %s", node);
+    return appserver_count(prefix, secret, 64);
+}
+
+static int published_n(void *arg)
+{
+    pubs_t *p = arg;
+    return publishes(p->node, NULL) >= p->n;
+}
+
+/* Exactly `n` publishes for `node`: waited for, then a quiet spell in
+ * which no other may come (a publish arrives within milliseconds of the
+ * message: the window is ample). */
+static void expect_publishes(const char *node, int n)
+{
+    pubs_t p = { node, n };
+    if (n > 0 && !wait_for(published_n, &p, 20000))
+        fail_msg("%d of %d publishes for node %s", publishes(node, NULL), n,
+                 node);
+    usleep(1500000 * scale());
+    int got = publishes(node, NULL);
+    if (got != n)
+        fail_msg("%d publishes for node %s, want %d", got, node, n);
+}
+
+typedef struct {
+    client_t *cl;
+    int accepted, disabled;
+} push_log_t;
+
+static int push_logged(void *arg)
+{
+    push_log_t *w = arg;
+    pthread_mutex_lock(&w->cl->mu);
+    int yes = w->cl->push_accepted >= w->accepted &&
+              w->cl->push_disabled >= w->disabled;
+    pthread_mutex_unlock(&w->cl->mu);
+    return yes;
+}
+
+static void expect_push_log(client_t *cl, int accepted, int disabled)
+{
+    push_log_t w = { cl, accepted, disabled };
+    if (!wait_for(push_logged, &w, 20000))
+        fail_msg("%s: push answers logged: %d accepted, %d disabled; want "
+                 "%d, %d", cl->name, cl->push_accepted, cl->push_disabled,
+                 accepted, disabled);
+}
+
+static char dave_jid[128];
+
+static void push_node(char *node, size_t n, const char *tag)
+{
+    snprintf(node, n, "node-%s-%ld", tag, (long)getpid());
+    snprintf(dave_jid, sizeof(dave_jid), "dave@%s",
+             env("COURIER_TEST_DOMAIN"));
+}
+
+/* behaviour.md §10: with push enabled, each message stored for the device
+ * while it is away makes one publish to the app server (with the secret);
+ * none while it is online. The call made online returns the server's
+ * answer (it waited for it). */
+static void test_push_publish_once_per_offline_message_none_online(
+    void **st)
+{
+    (void)st;
+    char node[64], secret[64] = "";
+    appserver_start("t40");
+    push_node(node, sizeof(node), "t40");
+    client_t *a = client_new("alice", "t40", 0, NULL);
+    client_t *d = client_new("dave", "t40", 0, NULL);
+    start(a);
+    start(d);
+    wait_online(a);
+    wait_online(d);
+    int rc = courier_push_enable(d->c, env("COURIER_TEST_PUSH_JID"), node,
+                                 "s3cret");
+    if (rc != COURIER_OK)
+        fail_msg("enable: %s (%s)", courier_strerror(rc),
+                 courier_last_error());
+    expect_push_log(d, 1, 0);
+
+    size_t n = 3;
+    char (*ids)[COURIER_ID_MAX] = new_ids(2 * n);
+    send_n(a, dave_jid, ids, n, "you are here");
+    expect_all(a, ids, n, COURIER_DELIVERED, 30000);
+    expect_received_once(d, ids, n);
+    expect_publishes(node, 0);
+
+    assert_int_equal(courier_stop(d->c), COURIER_OK);
+    send_n(a, dave_jid, ids + n, n, "while you were away");
+    expect_all(a, ids + n, n, COURIER_SENT, 15000);
+    expect_publishes(node, (int)n);
+    publishes(node, secret);
+    assert_string_equal(secret, "s3cret");
+
+    start(d);
+    expect_received_once(d, ids + n, n);
+    expect_publishes(node, (int)n); /* and none for the ones delivered */
+    assert_int_equal(courier_push_disable(d->c), COURIER_OK);
+    free(ids);
+    client_free(a);
+    client_free(d);
+}
+
+/* Forget the registration on the server behind the library's back (as
+ * another client of the account, or a server that lost it, would). */
+static void server_forgets(const char *node)
+{
+    char iq[512];
+    snprintf(iq, sizeof(iq), "<iq type='set' id='forget'><disable "
+             "xmlns='urn:xmpp:push:0' jid='%s' node='%s'/></iq>",
+             env("COURIER_TEST_PUSH_JID"), node);
+    const char *xml[] = { iq, NULL };
+    raw_send("dave", xml);
+}
+
+/* One message to the stopped device: `want` publishes for `node`. */
+static void away_message(client_t *a, client_t *d, const char *node,
+                         int want)
+{
+    assert_int_equal(courier_stop(d->c), COURIER_OK);
+    char (*ids)[COURIER_ID_MAX] = new_ids(1);
+    send_n(a, dave_jid, ids, 1, "knock knock");
+    expect_all(a, ids, 1, COURIER_SENT, 15000);
+    expect_publishes(node, want);
+    free(ids);
+}
+
+/* behaviour.md §10: the registration is written again after every login
+ * (here the server forgot it in between: only the library's re-send
+ * brings the publishes back), and it is kept in the store: a new handle
+ * on the same store, without a call, enables it at its first login. */
+static void test_push_enable_resent_after_reconnect_and_reopen(void **st)
+{
+    (void)st;
+    char node[64], secret[64] = "";
+    appserver_start("t41");
+    push_node(node, sizeof(node), "t41");
+    client_t *a = client_new("alice", "t41", 0, NULL);
+    client_t *d = client_new("dave", "t41", 0, NULL);
+    start(a);
+    wait_online(a);
+    /* offline: stored, COURIER_OK at once, written at the first login */
+    assert_int_equal(courier_push_enable(d->c, env("COURIER_TEST_PUSH_JID"),
+                                         node, NULL), COURIER_OK);
+    start(d);
+    wait_online(d);
+    expect_push_log(d, 1, 0);
+    away_message(a, d, node, 1);
+    publishes(node, secret);
+    assert_string_equal(secret, "-"); /* no secret, no form */
+
+    /* the server forgets; a reconnect cycle enables again */
+    server_forgets(node);
+    away_message(a, d, node, 1); /* control: the server did forget */
+    start(d);
+    wait_online(d);
+    expect_push_log(d, 2, 0);
+    away_message(a, d, node, 2);
+
+    /* close and open: the store remembers */
+    server_forgets(node);
+    client_free(d);
+    d = client_new("dave", "t41", 0, NULL);
+    start(d);
+    wait_online(d);
+    expect_push_log(d, 1, 0);
+    away_message(a, d, node, 3);
+    start(d);
+    wait_online(d);
+    assert_int_equal(courier_push_disable(d->c), COURIER_OK);
+    client_free(a);
+    client_free(d);
+}
+
+/* behaviour.md §10: disable stops the publishes, online (the server's
+ * answer returned) and offline (owed in the store, written at the next
+ * login before anything else can reach the app server). */
+static void test_push_disable_stops_publishes(void **st)
+{
+    (void)st;
+    char node[64], node2[80];
+    appserver_start("t42");
+    push_node(node, sizeof(node), "t42");
+    snprintf(node2, sizeof(node2), "%s-b", node);
+    client_t *a = client_new("alice", "t42", 0, NULL);
+    client_t *d = client_new("dave", "t42", 0, NULL);
+    start(a);
+    start(d);
+    wait_online(a);
+    wait_online(d);
+    const char *jid = env("COURIER_TEST_PUSH_JID");
+    assert_int_equal(courier_push_enable(d->c, jid, node, NULL), COURIER_OK);
+    assert_int_equal(courier_push_disable(d->c), COURIER_OK);
+    expect_push_log(d, 1, 1);
+    away_message(a, d, node, 0);
+    /* nothing remembered: nothing to do */
+    assert_int_equal(courier_push_disable(d->c), COURIER_OK);
+
+    /* disabled while offline: the server still pushes until the next
+     * login writes the owed disable */
+    start(d);
+    wait_online(d);
+    assert_int_equal(courier_push_enable(d->c, jid, node2, NULL),
+                     COURIER_OK);
+    expect_push_log(d, 2, 1);
+    away_message(a, d, node2, 1);
+    assert_int_equal(courier_push_disable(d->c), COURIER_OK); /* offline */
+    start(d);
+    wait_online(d);
+    expect_push_log(d, 2, 2);
+    away_message(a, d, node2, 1);
+    /* the same after close and open: nothing comes back */
+    client_free(d);
+    d = client_new("dave", "t42", 0, NULL);
+    start(d);
+    wait_online(d);
+    away_message(a, d, node2, 1);
+    pthread_mutex_lock(&d->mu);
+    int accepted = d->push_accepted, disabled = d->push_disabled;
+    pthread_mutex_unlock(&d->mu);
+    assert_int_equal(accepted, 0);
+    assert_int_equal(disabled, 0);
+    client_free(a);
+    client_free(d);
+}
+
+static void push_timeout(courier_config_t *cfg)
+{
+    slow_guard(cfg);
+    cfg->ack_timeout_ms = 2000 * (unsigned)scale();
+}
+
+/* A server that stops answering: the call made online returns
+ * COURIER_ETIMEDOUT at ack_timeout_ms (not later, not at once); the
+ * registration stays stored for the next login. Any server. */
+static void test_push_enable_times_out_against_silent_server(void **st)
+{
+    (void)st;
+    relay_t *r = relay_start(server_port());
+    assert_non_null(r);
+    client_t *d = client_new("dave", "t44", relay_port(r), push_timeout);
+    start(d);
+    wait_online(d);
+    relay_blackhole(r);
+    int64_t t = now_ms();
+    int timeout = 2000 * scale();
+    assert_int_equal(courier_push_enable(d->c, "push.example.com", "n44",
+                                         NULL), COURIER_ETIMEDOUT);
+    int64_t took = now_ms() - t;
+    assert_true(took >= timeout - 10);
+    assert_true(took < timeout + 500 * scale());
+    assert_non_null(strstr(courier_last_error(), "stored"));
+    client_free(d);
+    relay_stop(r);
+}
+
+/* A server without XEP-0357 (prosody.sh with COURIER_TEST_NO_PUSH=1)
+ * refuses: the call made online returns COURIER_EREFUSED with the
+ * condition, on_log says so, and the registration is kept (asked again
+ * at the next login). */
+static void test_push_refused_by_server_without_xep0357(void **st)
+{
+    (void)st;
+    if (getenv("COURIER_TEST_PUSH_PORT"))
+        skip(); /* this server has push */
+    client_t *d = client_new("dave", "t43", 0, NULL);
+    start(d);
+    wait_online(d);
+    char jid[128];
+    snprintf(jid, sizeof(jid), "push.%s", env("COURIER_TEST_DOMAIN"));
+    int rc = courier_push_enable(d->c, jid, "node-t43", NULL);
+    assert_int_equal(rc, COURIER_EREFUSED);
+    assert_non_null(strstr(courier_last_error(), "service-unavailable"));
+    assert_string_equal(courier_strerror(COURIER_EREFUSED),
+                        "refused by the server");
+    assert_int_equal(courier_stop(d->c), COURIER_OK);
+    start(d);
+    wait_online(d);
+    int64_t until = now_ms() + 20000 * scale();
+    int refused = 0;
+    while (now_ms() < until && refused < 2) {
+        pthread_mutex_lock(&d->mu);
+        refused = d->push_refused;
+        pthread_mutex_unlock(&d->mu);
+        usleep(10000);
+    }
+    assert_int_equal(refused, 2);
+    client_free(d);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -2401,6 +2800,18 @@ int main(int argc, char **argv)
             test_sync_from_cold_handle_settles_everything, close_leftovers),
         cmocka_unit_test_teardown(test_sync_times_out_against_silent_server,
                                   close_leftovers),
+        cmocka_unit_test_teardown(
+            test_push_publish_once_per_offline_message_none_online,
+            push_teardown),
+        cmocka_unit_test_teardown(
+            test_push_enable_resent_after_reconnect_and_reopen,
+            push_teardown),
+        cmocka_unit_test_teardown(test_push_disable_stops_publishes,
+                                  push_teardown),
+        cmocka_unit_test_teardown(test_push_refused_by_server_without_xep0357,
+                                  push_teardown),
+        cmocka_unit_test_teardown(
+            test_push_enable_times_out_against_silent_server, push_teardown),
     };
     return cmocka_run_group_tests(tests, setup_names, NULL);
 }

@@ -1489,6 +1489,167 @@ static void test_migrate_v5_same_ms_incoming_keep_sender_order(void **st)
                "<a-sent-third <m-sent-second <z-sent-first");
 }
 
+/* behaviour.md §10 / §5: the v6 -> v7 migration (a store written by commit
+ * 8f6786c, tests/fixtures/README.md) adds the push registration and keeps
+ * every row of every kind v6 holds; a migrated store has no registration
+ * and owes no disable. */
+static int rec_push(void *ud, const store_push_t *p)
+{
+    rec_t *r = ud;
+    assert_true(r->n < 16);
+    assert_int_equal(util_strlcpy(r->ids[r->n], p->node, sizeof(r->ids[0])),
+                     0);
+    assert_int_equal(util_strlcpy(r->peers[r->n], p->service,
+                                  sizeof(r->peers[0])), 0);
+    r->n++;
+    return 0;
+}
+
+static void test_migrate_v6_file_adds_push_keeps_history(void **st)
+{
+    fx_t *f = *st;
+    char err[256];
+    copy_fixture(f, "store_v6_history.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(STORE_SCHEMA_VERSION, 7);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 7);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 6);
+    /* the history as v6 showed it: deleted entries and the tombstone left
+     * out, newest first, both directions in one order */
+    history_of(f, NULL, 0, 50, "o7-queued <i5-unhanded o6-failed "
+                               "<i3-retracted o4-cancelled o3-retracted "
+                               "<i2-meta o2-meta <i1-shown o1-displayed");
+    store_entries_t l = { 0 };
+    assert_int_equal(store_history(f->s, NULL, 0, 50, &l), COURIER_OK);
+    assert_int_equal(l.len, 10);
+    assert_string_equal(l.v[7].meta, "{\"voice_ms\":1200}");
+    assert_string_equal(l.v[6].meta, "{\"reply_to\":\"o2\"}");
+    assert_int_equal(l.v[5].retracted, 1);
+    assert_string_equal(l.v[5].body, "");
+    assert_int_equal(l.v[3].retracted, 1);
+    assert_int_equal(l.v[8].state, COURIER_DISPLAYED);
+    assert_int_equal(l.v[0].timestamp_ms, 1700000000000LL + 120);
+    store_entries_free(&l);
+    core_row_t row;
+    assert_int_equal(store_out_get(f->s, "o4-cancelled", &row, NULL, NULL),
+                     COURIER_OK);
+    assert_int_equal(row.cancelled, 1);
+    assert_int_equal(row.permanent, 1);
+    assert_int_equal(store_out_get(f->s, "o5-deleted", &row, NULL, NULL),
+                     COURIER_OK);
+    assert_int_equal(row.deleted, 1);
+    /* unsettled (o5 SENT although deleted: the server may still confirm
+     * it), unhanded (the retraction owed to the app too), owed receipts */
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    assert_int_equal(rec.n, 3);
+    assert_string_equal(rec.ids[0], "o5-deleted");
+    assert_string_equal(rec.ids[1], "o6-failed");
+    assert_string_equal(rec.ids[2], "o7-queued");
+    rec.n = 0;
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.ids[0], "i3-retracted");
+    assert_string_equal(rec.ids[1], "i5-unhanded");
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(rec.rcpts[0].retract, 1);
+    assert_string_equal(rec.rcpts[0].id, "o3-retracted");
+    assert_int_equal(rec.rcpts[1].retract, 0);
+    /* a retraction that came first still hides its message */
+    int dup = 0;
+    store_in_t m = make_in(CAROL, "i9-tombstone", 0, T0);
+    assert_int_equal(store_in_insert(f->s, &m, "late", &dup, NULL),
+                     COURIER_OK);
+    assert_int_equal(dup, 1);
+    /* no push registration yet, none owed a disable */
+    store_push_t p;
+    assert_int_equal(store_push_get(f->s, &p), COURIER_ENOTFOUND);
+    rec.n = 0;
+    assert_int_equal(store_push_each_owed(f->s, rec_push, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 0);
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
+}
+
+static store_push_t push_reg(const char *service, const char *node,
+                             const char *secret)
+{
+    store_push_t p;
+    memset(&p, 0, sizeof(p));
+    strcpy(p.service, service);
+    strcpy(p.node, node);
+    if (secret) {
+        p.has_secret = 1;
+        strcpy(p.secret, secret);
+    }
+    return p;
+}
+
+static void owed_is(fx_t *f, const char *want)
+{
+    rec_t rec = { .n = 0 };
+    char got[256] = "";
+    assert_int_equal(store_push_each_owed(f->s, rec_push, &rec), COURIER_OK);
+    for (size_t i = 0; i < rec.n; i++)
+        snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s/%s",
+                 i ? " " : "", rec.peers[i], rec.ids[i]);
+    assert_string_equal(got, want);
+}
+
+/* behaviour.md §10: the push registration survives close/open; one that
+ * replaces another (new service or node) owes the old one a disable, so
+ * the server stops pushing to it; forgetting it owes one too; the disable
+ * answered is owed no more; erase forgets everything. */
+static void test_push_registration_kept_and_replaced_owes_disable(void **st)
+{
+    fx_t *f = *st;
+    store_push_t p = push_reg("push.example.com", "node-a", "s3cret");
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    reopen(f);
+    store_push_t got;
+    assert_int_equal(store_push_get(f->s, &got), COURIER_OK);
+    assert_string_equal(got.service, "push.example.com");
+    assert_string_equal(got.node, "node-a");
+    assert_int_equal(got.has_secret, 1);
+    assert_string_equal(got.secret, "s3cret");
+    owed_is(f, "");
+    /* the same node again, without a secret: nothing owed */
+    p = push_reg("push.example.com", "node-a", NULL);
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    assert_int_equal(store_push_get(f->s, &got), COURIER_OK);
+    assert_int_equal(got.has_secret, 0);
+    assert_string_equal(got.secret, "");
+    owed_is(f, "");
+    p = push_reg("push.example.com", "node-b", NULL);
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    owed_is(f, "push.example.com/node-a");
+    /* back to a: a is no longer owed a disable, b is */
+    p = push_reg("push.example.com", "node-a", "x");
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    owed_is(f, "push.example.com/node-b");
+    assert_int_equal(store_push_clear(f->s, &got), COURIER_OK);
+    assert_string_equal(got.node, "node-a");
+    assert_int_equal(store_push_get(f->s, &got), COURIER_ENOTFOUND);
+    assert_int_equal(store_push_clear(f->s, NULL), COURIER_ENOTFOUND);
+    reopen(f);
+    owed_is(f, "push.example.com/node-b push.example.com/node-a");
+    assert_int_equal(store_push_owed_done(f->s, "push.example.com", "node-b"),
+                     COURIER_OK);
+    owed_is(f, "push.example.com/node-a");
+    p = push_reg("other.example.com", "node-c", NULL);
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    assert_int_equal(store_erase(f->s), COURIER_OK);
+    assert_int_equal(store_push_get(f->s, &got), COURIER_ENOTFOUND);
+    owed_is(f, "");
+}
+
 /* Issue 17: no statement of the store builds a temporary b-tree or an
  * ephemeral table (a constant IN list of three or more, UPDATE ...
  * RETURNING, a sort or DISTINCT without an index). Each is built and freed
@@ -1945,6 +2106,12 @@ int main(void)
             test_migrate_v5_file_interleaves_history, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(
             test_migrate_v5_same_ms_incoming_keep_sender_order, setup_dir,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v6_file_adds_push_keeps_history, setup_dir,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_push_registration_kept_and_replaced_owes_disable, setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_ecorrupt,
                                         setup_dir, teardown),
