@@ -527,8 +527,9 @@ COURIER_API int courier_get_info(courier_t *c, const char *id,
 
 /**
  * What the reliability rules did since courier_open() (an addition to
- * behaviour.md §7; in memory, not persisted). The resend counters tell the note's
- * two phases apart: `resent_reconnect` is phase 2 (earliest delivery, the
+ * behaviour.md §7; in memory, not persisted). The resend counters tell
+ * apart the two phases of the product team's note (behaviour.md, "Why
+ * the library exists"): `resent_reconnect` is phase 2 (earliest delivery, the
  * moment the link is back), `resent_peer` is phase 1 (eventual delivery:
  * the peer wrote, so what it has not confirmed goes again).
  */
@@ -560,7 +561,8 @@ COURIER_API int courier_get_stats(courier_t *c, courier_stats_t *out);
 COURIER_API int courier_get_link(courier_t *c, courier_link_t *out);
 
 /**
- * The note's display mapping: "sending" (QUEUED, SENT), "delivered"
+ * The display mapping of the product team's note (behaviour.md §1):
+ * "sending" (QUEUED, SENT), "delivered"
  * (OFFLINE, DELIVERED), "read" (DISPLAYED), "failed" (FAILED); "unknown"
  * for any other value. Static string, never NULL. Any thread; no I/O.
  */
