@@ -45,8 +45,8 @@
  *  - Write and commit SQLite before returning: courier_send_text(),
  *    courier_send_media(), courier_send(), courier_mark_displayed(),
  *    courier_retry(), courier_cancel(), courier_retract(),
- *    courier_delete(), courier_confirm(), courier_erase() (which also
- *    rewrites the whole file: VACUUM).
+ *    courier_delete(), courier_delete_entry(), courier_confirm(),
+ *    courier_erase() (which also rewrites the whole file: VACUUM).
  *  - Can take long: courier_sync() (up to its timeout),
  *    courier_open() (opens and migrates the store; its check after an
  *    unclean close runs on a thread of its own), courier_stop() and
