@@ -3,12 +3,13 @@
 //
 // libcourier as a Swift package: the C library (module `Courier`, from
 // include/module.modulemap) and the Objective-C binding (module
-// `CourierObjC`, bindings/objc).
+// `CourierObjC`, bindings/objc/include/module.modulemap).
 //
 // NOT BUILT HERE. This file was written on Debian 12, which has no Swift
 // toolchain and no Xcode: `swift build` has never been run on it, and no
-// app has consumed it. What was checked here is only the module map
-// (`make check-modulemap`, clang 14 -fmodules) and the C and Objective-C
+// app has consumed it. What was checked here is only the two module maps
+// (`make check-modulemap` and `make check-objc-clang`, clang 14
+// -fmodules) and the C and Objective-C
 // sources themselves (make check, GNUstep). See docs/building-for-phones.md.
 //
 // The C target needs libstrophe (with expat), OpenSSL (libssl, libcrypto)
@@ -17,7 +18,8 @@
 // each as a static XCFramework under build/apple/; run both on a Mac
 // before `swift build` or opening the package in Xcode. (Without SwiftPM:
 // `scripts/build-xcframework.sh courier` makes Courier.xcframework.)
-// SQLite is the system one (libsqlite3 ships with iOS and macOS).
+// SQLite is the system one (libsqlite3 ships with iOS and macOS), and so
+// is libresolv.
 //
 // The library's sources are taken as the whole of lib/ (the one list,
 // sources.mk, is what the Makefile and CMake read; lib/ holds nothing
@@ -56,7 +58,9 @@ let package = Package(
                 // enforced by make check; the library is linked statically
                 // into the app here, so visibility matters less.
             ],
-            linkerSettings: [.linkedLibrary("sqlite3")]
+            // libresolv: libstrophe's SRV lookups (res_query; its .pc has
+            // Libs.private: -lresolv), which a static link must name.
+            linkerSettings: [.linkedLibrary("sqlite3"), .linkedLibrary("resolv")]
         ),
         .target(
             name: "CourierObjC",
@@ -64,7 +68,11 @@ let package = Package(
             path: "bindings/objc",
             exclude: ["compat", "test_objc.m", "README.md", "objc.mk"],
             sources: ["CourierClient.m"],
-            publicHeadersPath: ".",
+            // include/ holds CourierClient.h and its module.modulemap
+            // (module CourierObjC), nothing else: the test-only stand-in
+            // compat/dispatch-stub/dispatch/dispatch.h stays out of the
+            // module and off the app's header search path.
+            publicHeadersPath: "include",
             linkerSettings: [.linkedFramework("Foundation")]
         ),
     ],

@@ -45,8 +45,8 @@
  *  - Write and commit SQLite before returning: courier_send_text(),
  *    courier_send_media(), courier_send(), courier_mark_displayed(),
  *    courier_retry(), courier_cancel(), courier_retract(),
- *    courier_delete(), courier_confirm(), courier_erase() (which also
- *    rewrites the whole file: VACUUM).
+ *    courier_delete(), courier_delete_entry(), courier_confirm(),
+ *    courier_erase() (which also rewrites the whole file: VACUUM).
  *  - Can take long: courier_sync() (up to its timeout),
  *    courier_push_enable() and courier_push_disable() (commit, then wait
  *    for the server's answer while online, up to ack_timeout_ms),
@@ -533,8 +533,9 @@ COURIER_API int courier_get_info(courier_t *c, const char *id,
 
 /**
  * What the reliability rules did since courier_open() (an addition to
- * behaviour.md §7; in memory, not persisted). The resend counters tell the note's
- * two phases apart: `resent_reconnect` is phase 2 (earliest delivery, the
+ * behaviour.md §7; in memory, not persisted). The resend counters tell
+ * apart the two phases of the product team's note (behaviour.md, "Why
+ * the library exists"): `resent_reconnect` is phase 2 (earliest delivery, the
  * moment the link is back), `resent_peer` is phase 1 (eventual delivery:
  * the peer wrote, so what it has not confirmed goes again).
  */
@@ -566,7 +567,8 @@ COURIER_API int courier_get_stats(courier_t *c, courier_stats_t *out);
 COURIER_API int courier_get_link(courier_t *c, courier_link_t *out);
 
 /**
- * The note's display mapping: "sending" (QUEUED, SENT), "delivered"
+ * The display mapping of the product team's note (behaviour.md §1):
+ * "sending" (QUEUED, SENT), "delivered"
  * (OFFLINE, DELIVERED), "read" (DISPLAYED), "failed" (FAILED); "unknown"
  * for any other value. Static string, never NULL. Any thread; no I/O.
  */

@@ -95,8 +95,9 @@ struct session {
     void (*exit_fn)(void *);
     void *exit_ud;
     struct session *reg_next;
-    /* Stall guard (NOTES.md: a server that stalls the TLS handshake blocks
-     * xmpp_run_once forever): another thread cuts the socket. */
+    /* Stall guard (libstrophe has no handshake timeout: a server that
+     * stalls the TLS handshake blocks xmpp_run_once forever; behaviour.md
+     * §10): another thread cuts the socket. */
     pthread_t guard;
     int has_guard;
     pthread_mutex_t guard_mu;
@@ -229,7 +230,7 @@ static void strophe_log(void *ud, xmpp_log_level_t level, const char *area,
                         const char *msg)
 {
     session_t *s = ud;
-    /* NOTES.md: a refused login only shows in this log line. Only
+    /* A refused login only shows in this log line (behaviour.md §4). Only
      * libstrophe's own error line: its debug lines carry received stanzas,
      * so a peer could write the words (behaviour.md §11). */
     if (level == XMPP_LEVEL_ERROR &&
@@ -324,8 +325,8 @@ static int send_stanza(session_t *s, xmpp_stanza_t *st, out_kind_t kind,
 {
     if (!st)
         return COURIER_ENOMEM;
-    /* NOTES.md: before the connect callback a send may go out before
-     * STARTTLS, and while disconnected libstrophe drops it silently. */
+    /* libstrophe: before the connect callback a send may go out before
+     * STARTTLS, and while disconnected it drops a send silently. */
     if (!s->streaming) {
         xmpp_stanza_release(st);
         return COURIER_ENOTCONN;
@@ -492,7 +493,7 @@ static void tp_ping_locked(void *ud)
 }
 
 /* A dead link is cut at once: shutdown() makes libstrophe see EOF; a
- * polite close would wait for a peer that is gone (NOTES.md). */
+ * polite close would wait for a peer that is gone (behaviour.md §4). */
 static void tp_drop_link(void *ud)
 {
     session_t *s = ud;
@@ -515,7 +516,8 @@ static void tp_connect_locked(void *ud)
     trust_reset(&s->trust);
     s->fd = -1;
     atomic_store(&s->fd_shared, -1);
-    /* NOTES.md: set the whole flag word; SM is ours, TLS is mandatory. */
+    /* The whole flag word, set at once: libstrophe's SM off (the acks are
+     * ours, behaviour.md §1), TLS mandatory (§6). */
     long flags = XMPP_CONN_FLAG_DISABLE_SM;
     flags |= cfg->allow_plaintext ? 0 : XMPP_CONN_FLAG_MANDATORY_TLS;
     xmpp_conn_set_flags(s->conn, flags);
@@ -760,8 +762,8 @@ static int damage_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 static void drain_send_queue(session_t *s)
 {
     char *dropped;
-    /* NOTES.md: stanzas left queued at a disconnect would otherwise be
-     * freed late; the store keeps the truth. */
+    /* libstrophe would free stanzas left queued at a disconnect only
+     * late; the store keeps the truth. */
     while ((dropped = xmpp_conn_send_queue_drop_element(
                 s->conn, XMPP_QUEUE_OLDEST)) != NULL)
         xmpp_free(s->ctx, dropped);
@@ -796,12 +798,12 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
          * completes login, so this only guards that order. */
         hostile_clear_damage(&s->hx);
         s->sm_deadline = util_mono_ms() + SM_WAIT_MS;
-        /* NOTES.md: enable first, count from it; presence so the server
-         * flushes offline storage to this session. */
+        /* XEP-0198: <enable/> first, the counts start from it; presence so
+         * the server flushes offline storage to this session. */
         s->streaming = 1; /* TLS and login are done */
         if (s->features_seen && !s->sm_offered) {
-            /* NOTES.md: a server without SM answers <enable/> with a
-             * stream error. behaviour.md §1: acks by ping instead. */
+            /* A server without SM answers <enable/> with a stream
+             * error (behaviour.md §4). behaviour.md §1: acks by ping. */
             engine_log(s->e, COURIER_LOG_INFO, "the server offers no "
                        "stream management: acks by ping");
             send_stanza(s, xmpp_presence_new(s->ctx), OUT_OTHER, NULL, 0);
@@ -840,8 +842,9 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t ev, int err,
     engine_feed(s->e, CORE_EV_LINK_DOWN);
 }
 
-/* NOTES.md: no Nagle stalls; and select() in libstrophe corrupts memory
- * on an fd above 1023, so such a socket is refused. */
+/* TCP_NODELAY: no Nagle stalls. And libstrophe waits with select(),
+ * which corrupts memory on an fd above 1023 (FD_SETSIZE), so such a socket
+ * is refused. */
 static int sockopt_cb(xmpp_conn_t *conn, void *sock)
 {
     int fd = *(int *)sock;
@@ -1254,7 +1257,7 @@ static void *loop_main(void *arg)
     tl_loop = s;
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGPIPE); /* NOTES.md: libstrophe writes unguarded */
+    sigaddset(&set, SIGPIPE); /* libstrophe's send() has no MSG_NOSIGNAL */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     engine_feed(s->e, CORE_EV_START);
     while (!atomic_load(&s->stop))

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The live link on libstrophe: connect (TLS verified), stream management
- * acks run by us (libstrophe's own is off: NOTES.md), pings, and every
+ * acks run by us (libstrophe's own is off: behaviour.md §1), pings, and every
  * libstrophe event turned into engine events. Only the loop thread touches
  * a session; the engine is the only way in from other threads.
  */

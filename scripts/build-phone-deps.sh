@@ -28,7 +28,7 @@
 set -eu
 
 # ---- pinned versions ----------------------------------------------------
-# OpenSSL 3.0.x: the LTS line the brief asked for, and the version Debian 12
+# OpenSSL 3.0.x: an LTS line, and the version Debian 12
 # ships here (3.0.22) -- the one make check ran against. NOTE: upstream
 # support for 3.0 ends on 2026-09-07 (OpenSSL's release policy); 3.5 is
 # the next LTS. Moving is a one-line change here plus a re-test.
@@ -37,22 +37,44 @@ OPENSSL_VERSION=${OPENSSL_VERSION:-3.0.22}
 # make check here ran against Debian's 3.40.1.
 SQLITE_VERSION=${SQLITE_VERSION:-3460100}
 SQLITE_YEAR=${SQLITE_YEAR:-2024}
-# libstrophe 0.12.x (what Debian ships and the NOTES describe) with
+# libstrophe 0.12.x (what Debian 12 ships: make check ran against it) with
 # OpenSSL for TLS, expat for XML.
 LIBSTROPHE_VERSION=${LIBSTROPHE_VERSION:-0.12.2}
 EXPAT_VERSION=${EXPAT_VERSION:-2.6.4}
 # utf8proc 2.x (MIT): one C file.
 UTF8PROC_VERSION=${UTF8PROC_VERSION:-2.9.0}
 
-# SHA-256 of each download. Empty = not pinned yet: fill them in from the
-# upstream pages (openssl.org publishes .sha256 files; sqlite.org lists
-# SHA3-256 -- compute a SHA-256 once and keep it here) before the first
-# use; with one empty the script stops, unless COURIER_ALLOW_UNVERIFIED=1.
-OPENSSL_SHA256=${OPENSSL_SHA256:-}
+# SHA-256 of each download; fetch() stops on a mismatch. How each was
+# checked (nothing could be downloaded from the build machine):
+#   OpenSSL 3.0.22     the file itself, as Debian's signed source archive
+#                      ships it (openssl_3.0.22.orig.tar.gz, with upstream's
+#                      detached signature); the same sum is pinned by
+#                      Homebrew's openssl@3.0 formula.
+#   libstrophe 0.12.2  Debian's signed source package 0.12.2-1 lists this
+#                      sum for the upstream .tar.xz (shipped with upstream's
+#                      detached signature).
+#   expat 2.6.4        the sum several independent build recipes pin for
+#                      this release's .tar.xz (expat publishes signatures,
+#                      not sums).
+#   utf8proc 2.9.0     Debian's signed source index (orig.tar.gz), Homebrew,
+#                      Spack and Termux all pin this sum for GitHub's
+#                      v2.9.0 tag archive.
+#   SQLite             EMPTY: sqlite.org publishes SHA3-256, not SHA-256,
+#                      and no SHA-256 of this zip could be checked. Fill it
+#                      in before the first Android run (iOS does not fetch
+#                      SQLite): download the zip, compare its SHA3-256
+#                        python3 -c 'import hashlib,sys;print(hashlib.sha3_256(open(sys.argv[1],"rb").read()).hexdigest())' FILE
+#                      with the one sqlite.org's download page lists for it,
+#                      then paste `sha256sum FILE` (macOS: shasum -a 256)
+#                      here, or export SQLITE_SHA256.
+# With a pinned sum empty the script stops and prints the sum it got;
+# COURIER_ALLOW_UNVERIFIED=1 lets it go on with the unchecked file (for a
+# first look only, never for a build that ships).
+OPENSSL_SHA256=${OPENSSL_SHA256:-67ebca7e50d17383028045486653492195b83db95f8558709701bb47b5c1ef81}
 SQLITE_SHA256=${SQLITE_SHA256:-}
-LIBSTROPHE_SHA256=${LIBSTROPHE_SHA256:-}
-EXPAT_SHA256=${EXPAT_SHA256:-}
-UTF8PROC_SHA256=${UTF8PROC_SHA256:-}
+LIBSTROPHE_SHA256=${LIBSTROPHE_SHA256:-b3c79b6deeafafc0f622ba3ee3ca67e9a8e7d75edb102588c6b6f52b38c9fa4b}
+EXPAT_SHA256=${EXPAT_SHA256:-a695629dae047055b37d50a0ff4776d1d45d0a4c842cf4ccee158441f55ff7ee}
+UTF8PROC_SHA256=${UTF8PROC_SHA256:-18c1626e9fc5a2e192311e36b3010bfc698078f692888940f1fa150547abb0c1}
 COURIER_ALLOW_UNVERIFIED=${COURIER_ALLOW_UNVERIFIED:-0}
 
 OPENSSL_URL=https://www.openssl.org/source/openssl-$OPENSSL_VERSION.tar.gz
@@ -106,15 +128,16 @@ fetch() {
     got=$(sha256 "$f")
     if [ -z "$want" ]; then
         [ "$COURIER_ALLOW_UNVERIFIED" = 1 ] ||
-            die "no pinned SHA-256 for $url (its is $got: check it upstream, set it above)"
+            die "no pinned SHA-256 for $url (the file's is $got): check it upstream, then set it in this script or the environment (see the comment above OPENSSL_SHA256)"
     elif [ "$got" != "$want" ]; then
         die "$f: SHA-256 $got, expected $want"
     fi
 }
 
+# fetch_all [sqlite]: SQLite only where it is built (Android; iOS has its own)
 fetch_all() {
     fetch "$OPENSSL_URL" "$OPENSSL_SHA256"
-    fetch "$SQLITE_URL" "$SQLITE_SHA256"
+    [ "${1:-}" != sqlite ] || fetch "$SQLITE_URL" "$SQLITE_SHA256"
     fetch "$LIBSTROPHE_URL" "$LIBSTROPHE_SHA256"
     fetch "$EXPAT_URL" "$EXPAT_SHA256"
     fetch "$UTF8PROC_URL" "$UTF8PROC_SHA256"
@@ -206,7 +229,7 @@ build_utf8proc() {
 android() {
     [ -d "$ANDROID_TOOLCHAIN" ] ||
         die "no NDK toolchain at $ANDROID_TOOLCHAIN (set ANDROID_NDK_HOME)"
-    fetch_all
+    fetch_all sqlite
     export ANDROID_NDK_ROOT="$ANDROID_NDK_HOME"    # OpenSSL reads this name
     PATH=$ANDROID_TOOLCHAIN/bin:$PATH; export PATH
     AR=$ANDROID_TOOLCHAIN/bin/llvm-ar

@@ -9,8 +9,8 @@
 #       dependency (strophe, ssl, crypto, expat, utf8proc) from the slices
 #       scripts/build-phone-deps.sh ios left in build/phone-deps/ios/
 #   scripts/build-xcframework.sh courier   libcourier.a for each slice
-#       (CMakeLists.txt, CMAKE_SYSTEM_NAME=iOS, COURIER_DEPS_PREFIX on that
-#       slice's deps), then build/apple/Courier.xcframework with courier.h
+#       (CMakeLists.txt with Unix Makefiles, CMAKE_SYSTEM_NAME=iOS,
+#       COURIER_DEPS_PREFIX on that slice's deps), then build/apple/Courier.xcframework with courier.h
 #       and module.modulemap as its headers (module Courier)
 #
 # An XCFramework holds one library per platform variant: the device slice
@@ -75,16 +75,23 @@ courier() {
         iossim-x86_64) sysroot=iphonesimulator arch=x86_64 ;;
         esac
         b=$WORK/tmp/$slice/courier
-        cmake -S "$TOP" -B "$b" -G Xcode -DCMAKE_SYSTEM_NAME=iOS \
+        # Unix Makefiles, not -G Xcode: courier_static is made of object
+        # libraries only ($<TARGET_OBJECTS>), which CMake warns the Xcode
+        # generator may not handle. CMAKE_SYSTEM_NAME=iOS with a Makefile
+        # generator is a plain cross build: clang from the SDK named by
+        # CMAKE_OSX_SYSROOT (xcrun resolves iphoneos/iphonesimulator), one
+        # architecture per build dir, the archive at the top of it.
+        # (Ninja works the same: CMAKE_GENERATOR=Ninja.)
+        cmake -S "$TOP" -B "$b" -G "${CMAKE_GENERATOR:-Unix Makefiles}" \
+            -DCMAKE_SYSTEM_NAME=iOS -DCMAKE_BUILD_TYPE=Release \
             -DCMAKE_OSX_SYSROOT="$sysroot" -DCMAKE_OSX_ARCHITECTURES="$arch" \
             -DCMAKE_OSX_DEPLOYMENT_TARGET="$IOS_MIN_VERSION" \
             -DCOURIER_BUILD_TESTS=OFF -DCOURIER_BUILD_JNI=OFF \
             -DCOURIER_DEPS_PREFIX="$WORK/ios/$slice" \
             -DCMAKE_INSTALL_PREFIX="$WORK/ios/$slice"
-        cmake --build "$b" --config Release --target courier_static \
-            --parallel "$JOBS"
+        cmake --build "$b" --target courier_static --parallel "$JOBS"
         mkdir -p "$WORK/ios/$slice/lib"
-        cp "$b/Release-$sysroot/libcourier.a" "$WORK/ios/$slice/lib/"
+        cp "$b/libcourier.a" "$WORK/ios/$slice/lib/"
     done
     hdrs=$WORK/ios/headers/courier; rm -rf "$hdrs"; mkdir -p "$hdrs"
     cp "$TOP/include/courier.h" "$TOP/include/module.modulemap" "$hdrs/"

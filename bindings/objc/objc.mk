@@ -22,7 +22,7 @@ OBJC_GS_FLAGS := $(shell gnustep-config --objc-flags 2>/dev/null)
 OBJC_GS_LIBS := $(shell gnustep-config --base-libs 2>/dev/null)
 OBJC_CFLAGS = $(filter-out -MMD -MP -I. -O2 -g,$(OBJC_GS_FLAGS)) -gdwarf-4 -O1 \
 	-fblocks -I$(OBJC_DIR)/compat \
-	-Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -I$(OBJC_DIR) \
+	-Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -I$(OBJC_DIR)/include \
 	$(PKG_CFLAGS)
 OBJC_MRC_FLAGS = -fobjc-runtime=gcc -isystem $(OBJC_GCC_INC)
 # ARC check: clang refuses ARC with the gcc runtime, so pretend GNUstep 2.0
@@ -39,7 +39,7 @@ OBJC_TEST = $(OBJC_OUT)/test_objc
 objc: $(OBJC_LIB)
 
 $(OBJC_OUT)/CourierClient.o: $(OBJC_DIR)/CourierClient.m \
-		$(OBJC_DIR)/CourierClient.h include/courier.h
+		$(OBJC_DIR)/include/CourierClient.h include/courier.h
 	@mkdir -p $(OBJC_OUT)
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) -c $< -o $@
 
@@ -48,7 +48,7 @@ $(OBJC_LIB): $(OBJC_OUT)/CourierClient.o
 	rm -f $@
 	ar rcs $@ $^
 
-$(OBJC_OUT)/test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/CourierClient.h
+$(OBJC_OUT)/test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/include/CourierClient.h
 	@mkdir -p $(OBJC_OUT)
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) -c $< -o $@
 
@@ -79,8 +79,9 @@ check-objc-arc: $(OBJC_ARC_INC)/objc/runtime.h
 # - the delegateQueue code (only compiled where <dispatch/dispatch.h>
 #   exists: not on Debian 12) type-checked under ARC against
 #   compat/dispatch-stub, a declaration-only stand-in with Apple's types;
-# - CourierClient.h as a clang module (`@import CourierObjC;`, the module
-#   SwiftPM makes of bindings/objc), under ARC.
+# - CourierClient.h as a clang module (`@import CourierObjC;`), through
+#   the module map SwiftPM uses, include/module.modulemap, under ARC; the
+#   module must contain that header and no other (no dispatch stand-in).
 OBJC_NULL_FLAGS = -Wnullability-completeness -Wnullability \
 	-Wnullable-to-nonnull-conversion
 OBJC_STUB_FLAGS = -I$(OBJC_DIR)/compat/dispatch-stub -DCOURIER_TEST_DISPATCH_STUB
@@ -92,25 +93,25 @@ check-objc-clang: $(OBJC_ARC_INC)/objc/runtime.h
 		$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) $(OBJC_NULL_FLAGS) \
 			$(OBJC_STUB_FLAGS) -fsyntax-only $$f; done
 	rm -rf $(OBJC_MOD_DIR); mkdir -p $(OBJC_MOD_DIR)
-	printf 'module CourierObjC {\n    header "%s"\n    export *\n}\n' \
-		"$(CURDIR)/$(OBJC_DIR)/CourierClient.h" \
-		> $(OBJC_MOD_DIR)/module.modulemap
+	test "$$(ls $(OBJC_DIR)/include)" = "$$(printf 'CourierClient.h\nmodule.modulemap')"
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_ARC_FLAGS) $(OBJC_NULL_FLAGS) -fmodules \
 		-fimplicit-module-maps -fmodules-cache-path=$(OBJC_MOD_DIR)/cache \
-		-I$(OBJC_MOD_DIR) -fsyntax-only $(OBJC_DIR)/compat/import_module.m
+		-fmodule-map-file=$(OBJC_DIR)/include/module.modulemap \
+		-fsyntax-only $(OBJC_DIR)/compat/import_module.m
 	find $(OBJC_MOD_DIR)/cache -name 'CourierObjC-*.pcm' | grep -q .
 	@echo "check-objc-clang: nullability complete, delegateQueue code" \
-		"type-checked (stub), module CourierObjC imports (ARC)"
+		"type-checked (stub), module CourierObjC" \
+		"($(OBJC_DIR)/include/module.modulemap) imports (ARC)"
 
 # The delegateQueue path run against the stub (test_objc.m's dispatch_async
 # hands the work to a serial thread of its own): the binding and the test
 # built again with compat/dispatch-stub; offline, no server.
 OBJC_STUB_TEST = $(OBJC_OUT)/test_objc_dispatch_stub
 $(OBJC_OUT)/stub-CourierClient.o: $(OBJC_DIR)/CourierClient.m \
-		$(OBJC_DIR)/CourierClient.h $(OBJC_DIR)/compat/dispatch-stub/dispatch/dispatch.h
+		$(OBJC_DIR)/include/CourierClient.h $(OBJC_DIR)/compat/dispatch-stub/dispatch/dispatch.h
 	@mkdir -p $(OBJC_OUT)
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) $(OBJC_STUB_FLAGS) -c $< -o $@
-$(OBJC_OUT)/stub-test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/CourierClient.h \
+$(OBJC_OUT)/stub-test_objc.o: $(OBJC_DIR)/test_objc.m $(OBJC_DIR)/include/CourierClient.h \
 		$(OBJC_DIR)/compat/dispatch-stub/dispatch/dispatch.h
 	@mkdir -p $(OBJC_OUT)
 	$(OBJC_CC) $(OBJC_CFLAGS) $(OBJC_MRC_FLAGS) $(OBJC_STUB_FLAGS) -c $< -o $@

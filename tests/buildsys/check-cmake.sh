@@ -7,7 +7,9 @@
 # ctest, then `cmake --install` into a temp prefix and an app tree
 # (tests/buildsys/consumer) that does find_package(courier), links
 # courier::courier and courier::courier_static, and runs both (ctest, so
-# under qemu-user when cross). Build dirs: build/cmake/<target>/.
+# under qemu-user when cross); on the host, clang also imports the installed
+# module map (include/courier/module.modulemap). Build dirs:
+# build/cmake/<target>/.
 set -eu
 top=$(pwd)
 out=build/cmake
@@ -55,7 +57,7 @@ one() {
     # Installed package, consumed the CMake way.
     rm -rf "${tmp:?}/$name"
     cmake --install "$b" --prefix "$tmp/$name/prefix" >/dev/null
-    for f in include/courier.h include/module.modulemap \
+    for f in include/courier.h include/courier/module.modulemap \
             lib/cmake/courier/courierConfig.cmake \
             lib/cmake/courier/courierConfigVersion.cmake \
             lib/pkgconfig/courier.pc lib/libcourier.a lib/libcourier.so.0; do
@@ -63,6 +65,18 @@ one() {
     done
     grep -qx "prefix=$tmp/$name/prefix" "$tmp/$name/prefix/lib/pkgconfig/courier.pc" ||
         fail "$name: the installed courier.pc names another prefix"
+    [ ! -e "$tmp/$name/prefix/include/module.modulemap" ] ||
+        fail "$name: a module map installed at the top of include/"
+    # The installed module map, as an app's clang or Swift reads it
+    # (-I<prefix>/include/courier): `@import Courier;` builds the module.
+    if [ "$name" = host ]; then    # clang: scripts/install-deps
+        clang -fmodules -fimplicit-module-maps -Werror \
+            -fmodules-cache-path="$tmp/$name/modcache" \
+            -I"$tmp/$name/prefix/include/courier" \
+            -fsyntax-only tests/buildsys/modules.m
+        find "$tmp/$name/modcache" -name 'Courier-*.pcm' | grep -q . ||
+            fail "$name: the installed module map did not build module Courier"
+    fi
     # shellcheck disable=SC2086
     cmake -S tests/buildsys/consumer -B "$tmp/$name/app" $gen $tcarg \
         -DCMAKE_PREFIX_PATH="$tmp/$name/prefix" >"$tmp/$name.app.log" 2>&1 ||

@@ -21,7 +21,8 @@
 # ejabberd runs in the foreground as exactly what `ejabberdctl foreground`
 # would exec, without epmd: the Erlang distribution listens on a port of its
 # own on 127.0.0.1 (-erl_epmd_port, -start_epmd false), HOME (and so the
-# Erlang cookie) is the temporary directory. See ../shared/NOTES.md.
+# Erlang cookie) is the temporary directory, so nothing outside it is
+# read or written (README.md, Servers).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)

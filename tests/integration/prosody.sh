@@ -125,7 +125,7 @@ start_server() {
     prosody --config "$DIR/prosody.cfg.lua" >>"$DIR/stdout.log" 2>&1 &
     PID=$!
     # Up when our PID is alive and owns the listening port (a Prosody whose
-    # port is taken keeps running without it: NOTES.md).
+    # port is taken keeps running without that listener).
     for _ in $(seq 100); do
         kill -0 "$PID" 2>/dev/null || { echo "prosody exited" >&2; cat "$DIR/stdout.log" >&2; return 1; }
         local ls

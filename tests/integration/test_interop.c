@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Interop with real peers and the note's server half, against whichever
+/* Interop with real peers and the server half of the product team's note
+ * (docs/behaviour.md, "Why the library exists"), against whichever
  * server the harness started (tests/integration/prosody.sh or ejabberd.sh;
  * COURIER_TEST_SERVER=ejabberd says the latter):
  *  - ejabberd only: its XEP-0022 offline event (OFFLINE, then DELIVERED),

@@ -1045,7 +1045,7 @@ static int has_auth_error(void *arg)
     return yes;
 }
 
-/* NOTES.md: a server that stalls the TLS handshake blocks libstrophe;
+/* behaviour.md §10: a server that stalls the TLS handshake blocks libstrophe;
  * the stall guard cuts the socket, the link retries, and stop is quick. */
 static void test_stalled_tls_handshake_is_cut(void **st)
 {
@@ -1111,7 +1111,7 @@ static int state_is(void *arg)
 
 /* behaviour.md §11 (issue 13, item 2): A goes to bob's old session, which
  * vanished silently; bob comes back on a new session, so Prosody bounces A
- * (recipient-unavailable, NOTES.md). B reaches bob's new session and bob
+ * (recipient-unavailable, behaviour.md §2). B reaches bob's new session and bob
  * reads it: the XEP-0333 displayed must not settle A; A goes out again and
  * is delivered. */
 static void test_bounced_message_not_settled_by_later_displayed(void **st)
@@ -1444,7 +1444,7 @@ static void test_receipt_flood_keeps_the_session_up(void **st)
     flood_close(&fl);
 }
 
-/* behaviour.md §1 SENT, NOTES.md: XEP-0198 is enabled only when the server offers
+/* behaviour.md §1 SENT and §4: XEP-0198 is enabled only when the server offers
  * it (else Prosody closes the stream); without it a ping answered after
  * the message makes it SENT. */
 static void test_sm_only_when_offered_else_sent_by_ping(void **st)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* make check-objc-clang: CourierClient.h imported as a clang module (as
  * SwiftPM's CourierObjC target and Swift see it), under ARC with the
- * nullability warnings as errors. objc.mk writes the module map. */
+ * nullability warnings as errors, through bindings/objc/include/module.modulemap. */
 @import CourierObjC;
 
 int courier_objc_module_check(void);

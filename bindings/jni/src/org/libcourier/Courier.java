@@ -149,7 +149,7 @@ public final class Courier implements AutoCloseable {
     public void start() { nativeStart(handle.get()); }
 
     /** Disconnect and join the loop thread; stored messages are kept.
-     *  Blocks: usually up to ~2.5 s (the goodbye), not bounded in every
+     *  Blocks: usually up to ~2 s (the goodbye), not bounded in every
      *  case (a name lookup under way); commits to the store. Not on the
      *  main thread.
      *  @throws CourierException ESTATE, ECLOSED */
