@@ -1816,6 +1816,58 @@ public class CourierTest {
         assertEquals(CourierException.Code.ECLOSED, codeOf(e::pushDisable));
     }
 
+    /** From a listener on the library's thread (no executor) pushEnable
+     *  never waits for the answer that very thread brings: it returns once
+     *  stored, and the answer goes to onLog. */
+    @Test
+    public void livePushFromTheLoopThreadDoesNotWait() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        String pushJid = System.getenv("COURIER_TEST_PUSH_JID");
+        String svc = pushJid != null ? pushJid : "push." + domain;
+        Config cfg = live("dave", domain, port, ca, base, "push-cb");
+        cfg.ackTimeoutMs = 20000;
+        List<String> logs = new CopyOnWriteArrayList<>();
+        BlockingQueue<String> done = new LinkedBlockingQueue<>();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        Courier d = open(cfg, new Listener() {
+            @Override
+            public void onLink(Link link) {
+                if (link != Link.ONLINE || !done.isEmpty())
+                    return;
+                long t0 = System.nanoTime();
+                String how;
+                try {
+                    self.get().pushEnable(svc, "jni-push-cb", null);
+                    how = "OK";
+                } catch (CourierException e) {
+                    how = e.getCode().toString();
+                }
+                done.add(how + " " + (System.nanoTime() - t0) / 1_000_000
+                         + " " + Thread.currentThread().getName());
+            }
+
+            @Override
+            public void onLog(int level, String line) {
+                if (line.contains("push (XEP-0357)"))
+                    logs.add(level + " " + line);
+            }
+        });
+        self.set(d);
+        d.start();
+        String got = done.poll(30, TimeUnit.SECONDS);
+        assertNotNull("never online", got);
+        String[] f = got.split(" ");
+        assertEquals(got, "OK", f[0]);
+        assertTrue(got, Long.parseLong(f[1]) < 5000);
+        assertEquals(got, "courier-loop", f[2]);
+        String answer = pushJid != null ? "enable at " + svc + " accepted"
+                                        : "enable at " + svc + " refused";
+        assertTrue(logs.toString(), waitForLine(logs, answer, 30000));
+        d.pushDisable();
+        d.stop();
+    }
+
     private static Config live(String who, String domain, String port,
                                String ca, String base, String tag) {
         Config cfg = live(who, domain, port, ca, base);
