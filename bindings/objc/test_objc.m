@@ -2267,7 +2267,8 @@ static void testPushOffline(void)
  * registration came from the store and the login writes it (the answer
  * logged). Online the call returns the server's answer: accepted; Refused
  * with the condition for a service JID equal to the session's own full
- * JID (mod_cloud_notify's bad-request). Disable online, then again. */
+ * JID (mod_cloud_notify's bad-request). Disable online, then again.
+ * Called from a block on the loop thread it does not wait. */
 static void testPushLive(void)
 {
     if (!liveEnv()) {
@@ -2346,6 +2347,47 @@ static void testPushLive(void)
     CHECK([e disablePush:&err], "disable again: %s", ERRS(err));
     [e stop:NULL];
     [e close];
+
+    /* From a block on the library's thread (no callback queue) the call
+     * never waits for the answer that very thread brings: YES once
+     * stored, the answer logged. */
+    CourierConfig *kc = liveConfig(@"dave", @"objc-push-cb-dave.db");
+    kc.ackTimeoutMs = 20000;
+    CourierClient *k = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:kc delegate:nil error:&err]);
+    CHECK(k != nil, "open: %s", ERRS(err));
+    if (!k)
+        return;
+    NSMutableArray *inBlock = [NSMutableArray array], *klogs =
+        [NSMutableArray array];
+    T_WEAK CourierClient *weakK = k;
+    k.onLink = ^(CourierLink link) {
+        if (link != CourierLinkOnline || [snap(inBlock) count] > 0)
+            return;
+        NSError *e2 = nil;
+        double t = nowSecs();
+        BOOL ok = [weakK enablePushWithService:svc node:@"objc-push-cb"
+                                        secret:nil error:&e2];
+        add(inBlock, [NSArray arrayWithObjects:num(ok ? 0 : e2.code),
+                         [NSNumber numberWithDouble:nowSecs() - t], nil]);
+    };
+    k.onLog = ^(NSString *line, CourierLogLevel level) {
+        if ([line rangeOfString:@"push (XEP-0357)"].location != NSNotFound)
+            add(klogs, line);
+    };
+    CHECK([k start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR([snap(inBlock) count] > 0, 30), "never online");
+    NSArray *r = [snap(inBlock) lastObject];
+    CHECK(r && [[r objectAtIndex:0] isEqual:num(0)]
+              && [[r objectAtIndex:1] doubleValue] < 5.0,
+          "enable from the loop thread: %s", [[r description] UTF8String]);
+    CHECK(WAIT_FOR([[snap(klogs) componentsJoinedByString:@"\n"]
+                       rangeOfString:answer].location != NSNotFound, 30),
+          "no answer logged: %s", [[snap(klogs) description] UTF8String]);
+    err = nil;
+    CHECK([k disablePush:&err], "disable: %s", ERRS(err));
+    [k stop:NULL];
+    [k close];
 }
 
 int main(void)

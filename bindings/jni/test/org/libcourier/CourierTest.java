@@ -1202,7 +1202,7 @@ public class CourierTest {
         assertFalse(el.onCertificate("other.example", "P"));
     }
 
-    // ---- push (XEP-0357, behaviour.md §10) -------------------------------------
+    // ---- push (XEP-0357, behaviour.md §10) --------------------------------
 
     @Test
     public void erefusedIsMapped() {
