@@ -688,6 +688,35 @@ static void n_sync(JNIEnv *env, jclass cls, jlong h, jint timeout_ms)
         throw_code(env, rc);
 }
 
+/* courier_push_enable: the strings go as given (a null secret is NULL:
+ * none; a null serviceJid or node is the library's EINVAL, naming it).
+ * Commits, then, online, waits on this thread for the server's answer up
+ * to ackTimeoutMs; the loop thread writes the request meanwhile. */
+static void n_push_enable(JNIEnv *env, jclass cls, jlong h, jstring jservice,
+                          jstring jnode, jstring jsecret)
+{
+    (void)cls;
+    char *service = NULL, *node = NULL, *secret = NULL;
+    jc_t *jc = handle_of(env, h);
+    if (!jc || jstring_to_utf8(env, jservice, "serviceJid", &service) < 0 ||
+        jstring_to_utf8(env, jnode, "node", &node) < 0 ||
+        jstring_to_utf8(env, jsecret, "secret", &secret) < 0)
+        goto out;
+    int rc = courier_push_enable(jc->c, service, node, secret);
+    if (rc < 0)
+        throw_code(env, rc);
+out:
+    free(service);
+    free(node);
+    free(secret);
+}
+
+static void n_push_disable(JNIEnv *env, jclass cls, jlong h)
+{
+    (void)cls;
+    n_handle_call(env, h, courier_push_disable);
+}
+
 /* The check's state as its C value; DAMAGED comes as ECORRUPT (thrown,
  * with SQLite's finding in the message), as the C call returns it. */
 static jint n_check_status(JNIEnv *env, jclass cls, jlong h)
@@ -1232,6 +1261,9 @@ static const JNINativeMethod g_methods[] = {
     { "nativeSetActive", "(JZ)V", (void *)n_set_active },
     { "nativeSync", "(JI)V", (void *)n_sync },
     { "nativeCheckStatus", "(J)I", (void *)n_check_status },
+    { "nativePushEnable", "(J" SIG_S SIG_S SIG_S ")V",
+      (void *)n_push_enable },
+    { "nativePushDisable", "(J)V", (void *)n_push_disable },
 };
 
 /* ---- load / unload ------------------------------------------------------- */

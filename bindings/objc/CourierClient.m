@@ -1334,6 +1334,32 @@ static BOOL cr_opt(NSString *s, const char **out, const char *what,
     return cr_done(rc, error);
 }
 
+- (BOOL)enablePushWithService:(NSString *)serviceJID
+                         node:(NSString *)node
+                       secret:(nullable NSString *)secret
+                        error:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    const char *svc = cr_utf8(serviceJID, "serviceJID", error);
+    const char *n = svc ? cr_utf8(node, "node", error) : NULL;
+    if (!n)
+        return NO;
+    const char *sec = NULL; /* nil: no secret */
+    if (secret && !(sec = cr_utf8(secret, "secret", error)))
+        return NO;
+    /* Commits, then, online, waits here for the server's answer; the
+     * loop thread writes the request meanwhile. */
+    int rc = courier_push_enable(HANDLE, svc, n, sec);
+    return cr_done(rc, error);
+}
+
+- (BOOL)disablePush:(NSError **)error
+{
+    CR_OPEN_OR(NO);
+    int rc = courier_push_disable(HANDLE);
+    return cr_done(rc, error);
+}
+
 - (BOOL)checkStatus:(CourierStoreCheck *)outStatus error:(NSError **)error
 {
     CR_OPEN_OR(NO);

@@ -2161,6 +2161,235 @@ static void testPhoneLifeLive(void)
     [bob close];
 }
 
+/* Push (behaviour.md §10), offline: enabled on a client not started,
+ * then started against a port that refuses: YES once stored, without
+ * waiting for a server; replacing, disabling, disabling again are
+ * harmless; the store reopens with the registration (that the next login
+ * writes it is testPushLive). Bad arguments are Invalid, naming the
+ * argument; after -close, Closed. */
+static void testPushOffline(void)
+{
+    CHECK(CourierErrorRefused == -12 && CourierErrorRefused == COURIER_EREFUSED,
+          "Refused");
+    NSError *err = nil;
+    NSString *svc = @"push.example.com";
+    CourierClient *c = openOffline(@"push.db", nil, &err);
+    CHECK(c != nil, "open: %s", ERRS(err));
+    if (!c)
+        return;
+    CHECK([c enablePushWithService:svc node:@"token-1" secret:@"s3cret"
+                             error:&err], "enable: %s", ERRS(err));
+    CHECK([c enablePushWithService:svc node:@"token-2" secret:nil
+                             error:&err], "replace, no secret: %s", ERRS(err));
+    CHECK([c enablePushWithService:svc node:@"\u4f60\u597d-token"
+                            secret:@"\u4f60\u597d" error:&err],
+          "UTF-8: %s", ERRS(err));
+    CHECK([c disablePush:&err], "disable: %s", ERRS(err));
+    CHECK([c disablePush:&err], "disable again (harmless): %s", ERRS(err));
+    CHECK([c enablePushWithService:svc node:@"token-3" secret:@"s3cret"
+                             error:&err], "enable again: %s", ERRS(err));
+
+    struct {
+        NSString *service, *node, *secret, *named;
+    } bad[] = {
+        { svc, @"", nil, @"node" },
+        { svc, nil, nil, @"node" },  /* nonnull: the binding's Invalid */
+        { @"not a jid", @"token", nil, @"service_jid" },
+        { @"", @"token", nil, @"service" },
+        { nil, @"token", nil, @"serviceJID" },
+        { svc, @"token", @"", @"secret" },
+        { svc, @"nul\0inside", nil, @"node" },
+        { svc, @"ctl\x01", nil, @"node" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = nil;
+        BOOL ok = [c enablePushWithService:bad[i].service node:bad[i].node
+                                    secret:bad[i].secret error:&err];
+        CHECK(!ok && err.code == CourierErrorInvalid
+                  && [err.domain isEqual:CourierErrorDomain]
+                  && [[err localizedDescription]
+                         rangeOfString:bad[i].named].location != NSNotFound,
+              "bad argument %zu: %s", i, ERRS(err));
+    }
+    NSString *most = [@"" stringByPaddingToLength:1023 withString:@"n"
+                                  startingAtIndex:0];
+    err = nil;
+    CHECK([c enablePushWithService:svc node:most secret:nil error:&err],
+          "a 1023-byte node: %s", ERRS(err));
+    NSString *over = [most stringByAppendingString:@"n"];
+    err = nil;
+    CHECK(![c enablePushWithService:svc node:over secret:nil error:&err]
+              && err.code == CourierErrorInvalid, "1024-byte node: %s",
+          ERRS(err));
+    err = nil;
+    CHECK(![c enablePushWithService:svc node:@"token" secret:over error:&err]
+              && err.code == CourierErrorInvalid, "1024-byte secret: %s",
+          ERRS(err));
+
+    /* started, the link never up: stored at once, not waited for */
+    err = nil;
+    CHECK([c start:&err], "start: %s", ERRS(err));
+    double t0 = nowSecs();
+    CHECK([c enablePushWithService:svc node:@"token-4" secret:@"s3cret"
+                             error:&err]
+              && [c disablePush:&err]
+              && [c enablePushWithService:svc node:@"token-5" secret:nil
+                                    error:&err],
+          "started, offline: %s", ERRS(err));
+    double took = nowSecs() - t0;
+    CHECK(took < 5.0, "waited %.3f s offline", took);
+    [c stop:NULL];
+    [c close];
+    err = nil;
+    CHECK(![c enablePushWithService:svc node:@"token" secret:nil error:&err]
+              && err.code == CourierErrorClosed, "enable after close: %s",
+          ERRS(err));
+    err = nil;
+    CHECK(![c disablePush:&err] && err.code == CourierErrorClosed,
+          "disable after close: %s", ERRS(err));
+
+    /* the store reopens with it, and forgets it offline */
+    CourierClient *d = openOffline(@"push.db", nil, &err);
+    CHECK(d != nil, "reopen: %s", ERRS(err));
+    if (!d)
+        return;
+    CHECK([d storeCheck:NULL] == CourierStoreCheckNone, "reopened clean");
+    err = nil;
+    CHECK([d disablePush:&err], "disable after reopen: %s", ERRS(err));
+    CHECK([d enablePushWithService:svc node:@"token-6" secret:nil error:&err],
+          "enable after reopen: %s", ERRS(err));
+    [d close];
+}
+
+/* Push live against the test Prosody (mod_cloud_notify; the push
+ * component's JID from prosody.sh; with COURIER_TEST_NO_PUSH the server
+ * refuses instead). Enabled offline, closed, reopened and started: the
+ * registration came from the store and the login writes it (the answer
+ * logged). Online the call returns the server's answer: accepted; Refused
+ * with the condition for a service JID equal to the session's own full
+ * JID (mod_cloud_notify's bad-request). Disable online, then again.
+ * Called from a block on the loop thread it does not wait. */
+static void testPushLive(void)
+{
+    if (!liveEnv()) {
+        printf("live test skipped (COURIER_TEST_* not set)\n");
+        return;
+    }
+    const char *pj = getenv("COURIER_TEST_PUSH_JID");
+    NSString *svc = pj ? [NSString stringWithUTF8String:pj]
+                       : [@"push." stringByAppendingString:
+                             [NSString stringWithUTF8String:
+                                           getenv("COURIER_TEST_DOMAIN")]];
+    NSString *node = [NSString stringWithFormat:@"objc-push-%d",
+                                                (int)getpid()];
+    CourierConfig *cfg = liveConfig(@"dave", @"objc-push-dave.db");
+    NSString *ownJid = [liveJid(@"dave") stringByAppendingString:@"/objc-push"];
+    cfg.jid = ownJid;
+    NSMutableArray *logs = [NSMutableArray array];
+    CourierLogHandler logger = ^(NSString *line, CourierLogLevel level) {
+        if ([line rangeOfString:@"push (XEP-0357)"].location != NSNotFound)
+            add(logs, line);
+    };
+    NSError *err = nil;
+    CourierClient *d = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:cfg delegate:nil error:&err]);
+    CHECK(d != nil, "open: %s", ERRS(err));
+    if (!d)
+        return;
+    CHECK([d enablePushWithService:svc node:node secret:@"s3cret" error:&err],
+          "enable, not started: %s", ERRS(err));
+    [d close];
+
+    CourierClient *e = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:cfg delegate:nil error:&err]);
+    CHECK(e != nil, "reopen: %s", ERRS(err));
+    if (!e)
+        return;
+    e.onLog = logger;
+    CHECK([e start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR(linkOnline(e), 30), "dave not online");
+    NSString *answer = [NSString stringWithFormat:@"enable at %@ %@", svc,
+                                                  pj ? @"accepted"
+                                                     : @"refused"];
+    CHECK(WAIT_FOR([[snap(logs) componentsJoinedByString:@"\n"]
+                       rangeOfString:answer].location != NSNotFound, 30),
+          "the stored registration was not written at login: %s",
+          [[snap(logs) description] UTF8String]);
+    err = nil;
+    if (pj) {
+        CHECK([e enablePushWithService:svc
+                                  node:[node stringByAppendingString:@"-2"]
+                                secret:nil error:&err],
+              "enable online: %s", ERRS(err));
+        err = nil;
+        CHECK(![e enablePushWithService:ownJid node:node secret:nil
+                                  error:&err]
+                  && err.code == CourierErrorRefused && err.code == -12
+                  && [err.domain isEqual:CourierErrorDomain]
+                  && [[err localizedDescription]
+                         rangeOfString:@"bad-request"].location != NSNotFound,
+              "enable at our own JID: %s", ERRS(err));
+    } else {
+        CHECK(![e enablePushWithService:svc node:node secret:nil error:&err]
+                  && err.code == CourierErrorRefused
+                  && [[err localizedDescription]
+                         rangeOfString:@"service-unavailable"].location
+                         != NSNotFound,
+              "enable without XEP-0357: %s", ERRS(err));
+    }
+    err = nil;
+    CHECK([e disablePush:&err], "disable online: %s", ERRS(err));
+    CHECK(WAIT_FOR([[snap(logs) componentsJoinedByString:@"\n"]
+                       rangeOfString:@"disable at"].location != NSNotFound,
+                   30), "no disable answer logged: %s",
+          [[snap(logs) description] UTF8String]);
+    err = nil;
+    CHECK([e disablePush:&err], "disable again: %s", ERRS(err));
+    [e stop:NULL];
+    [e close];
+
+    /* From a block on the library's thread (no callback queue) the call
+     * never waits for the answer that very thread brings: YES once
+     * stored, the answer logged. */
+    CourierConfig *kc = liveConfig(@"dave", @"objc-push-cb-dave.db");
+    kc.ackTimeoutMs = 20000;
+    CourierClient *k = T_AUTORELEASE([[CourierClient alloc]
+        initWithConfiguration:kc delegate:nil error:&err]);
+    CHECK(k != nil, "open: %s", ERRS(err));
+    if (!k)
+        return;
+    NSMutableArray *inBlock = [NSMutableArray array], *klogs =
+        [NSMutableArray array];
+    T_WEAK CourierClient *weakK = k;
+    k.onLink = ^(CourierLink link) {
+        if (link != CourierLinkOnline || [snap(inBlock) count] > 0)
+            return;
+        NSError *e2 = nil;
+        double t = nowSecs();
+        BOOL ok = [weakK enablePushWithService:svc node:@"objc-push-cb"
+                                        secret:nil error:&e2];
+        add(inBlock, [NSArray arrayWithObjects:num(ok ? 0 : e2.code),
+                         [NSNumber numberWithDouble:nowSecs() - t], nil]);
+    };
+    k.onLog = ^(NSString *line, CourierLogLevel level) {
+        if ([line rangeOfString:@"push (XEP-0357)"].location != NSNotFound)
+            add(klogs, line);
+    };
+    CHECK([k start:&err], "start: %s", ERRS(err));
+    CHECK(WAIT_FOR([snap(inBlock) count] > 0, 30), "never online");
+    NSArray *r = [snap(inBlock) lastObject];
+    CHECK(r && [[r objectAtIndex:0] isEqual:num(0)]
+              && [[r objectAtIndex:1] doubleValue] < 5.0,
+          "enable from the loop thread: %s", [[r description] UTF8String]);
+    CHECK(WAIT_FOR([[snap(klogs) componentsJoinedByString:@"\n"]
+                       rangeOfString:answer].location != NSNotFound, 30),
+          "no answer logged: %s", [[snap(klogs) description] UTF8String]);
+    err = nil;
+    CHECK([k disablePush:&err], "disable: %s", ERRS(err));
+    [k stop:NULL];
+    [k close];
+}
+
 int main(void)
 {
     @autoreleasepool {
@@ -2188,6 +2417,8 @@ int main(void)
         testDataContractLive();
         testPhoneLifeOffline();
         testPhoneLifeLive();
+        testPushOffline();
+        testPushLive();
 
         [[NSFileManager defaultManager] removeItemAtPath:tmpDir error:NULL];
         T_RELEASE(tmpDir);

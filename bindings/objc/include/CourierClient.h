@@ -53,7 +53,10 @@
  * -deleteMessage:peer:error:, -deleteMessage:peer:direction:error:,
  * -confirm:peer:error:. Can take long: the initializers (open, migrate;
  * the check owed after a crash runs on a thread of the library's own:
- * -checkStatus:error:), -sync:error: (up to its timeout), -stop:, -close
+ * -checkStatus:error:), -sync:error: (up to its timeout),
+ * -enablePushWithService:node:secret:error: and -disablePush: (commit to
+ * SQLite, then wait up to ackTimeoutMs for the server's answer while
+ * online), -stop:, -close
  * (a goodbye of up to ~2 s), -runOnce:error:, -erase: (rewrites the whole
  * file).
  * Keep every call that touches the disk off the main thread.
@@ -152,7 +155,14 @@ typedef NS_ERROR_ENUM(CourierErrorDomain, CourierErrorCode) {
     CourierErrorClosed = -8,      /**< COURIER_ECLOSED */
     CourierErrorAuth = -9,        /**< COURIER_EAUTH */
     CourierErrorNotSupported = -10,/**< COURIER_ENOTSUP */
-    CourierErrorTimedOut = -11    /**< COURIER_ETIMEDOUT (-sync:error:) */
+    CourierErrorTimedOut = -11,   /**< COURIER_ETIMEDOUT (-sync:error:,
+                                       -enablePushWithService:...,
+                                       -disablePush:) */
+    CourierErrorRefused = -12     /**< COURIER_EREFUSED: the server answered
+                                       with an error, its condition in the
+                                       description
+                                       (-enablePushWithService:...,
+                                       -disablePush:) */
 };
 
 /** courier_state_t; CourierStateUnknown (-1) is returned on error only. */
@@ -704,6 +714,50 @@ typedef void (NS_SWIFT_SENDABLE ^CourierCallbackExecutor)(
  *  -historyWithPeer:... still reads, then -erase: or delete the files.
  *  Any thread; never blocks, no disk I/O. */
 - (BOOL)checkStatus:(CourierStoreCheck *)outStatus error:(NSError **)error;
+/** courier_push_enable() (XEP-0357, behaviour.md §10): ask the server to
+ *  notify the app server `serviceJID` (a JID, e.g. @"push.example.com") on
+ *  pubsub node `node` (1..1023 bytes of UTF-8, e.g. the APNs device token
+ *  the app server handed out) while this account has no session online,
+ *  so that it can wake the app, which then calls -sync:error:. `secret`
+ *  (1..1023 bytes, or nil for none) goes in the request's publish-options
+ *  form for the app server to check. The registration is stored (it
+ *  survives -close and a new client on the same dbPath) and written again
+ *  after every login until -disablePush:. One per client: enabling
+ *  another service or node replaces it (the server is asked to disable
+ *  the old one). A server's refusal does not forget it: asked again at
+ *  each login, each answer logged (onLog / -courier:log:level:).
+ *  Online the call waits for the server's answer, up to ackTimeoutMs.
+ *  Offline (not started, connecting, between links) it returns YES once
+ *  stored: written at the next login, the answer logged. From a callback
+ *  on the library's thread, or on a client -runOnce:error: drives, it
+ *  never waits (stored; the answer logged).
+ *  Any thread. Disk I/O: one transaction, committed before it waits or
+ *  returns; no network on this thread. Blocks up to ackTimeoutMs while
+ *  online: never on the main thread. Errors: Invalid (serviceJID not a
+ *  JID; node or secret empty, too long, with a control character or
+ *  U+0000; named in the description), Refused (the server answered with
+ *  an error, e.g. feature-not-implemented from a server without
+ *  XEP-0357: the condition is in the description; still stored),
+ *  TimedOut (online, no answer in time; still stored), Store, Closed.
+ *  Swift: `try client.enablePush(service:node:secret:)`. */
+- (BOOL)enablePushWithService:(NSString *)serviceJID
+                         node:(NSString *)node
+                       secret:(nullable NSString *)secret
+                        error:(NSError **)error
+    NS_SWIFT_NAME(enablePush(service:node:secret:));
+/** courier_push_disable() (behaviour.md §10): forget the registration of
+ *  -enablePushWithService:node:secret:error: and ask the server to
+ *  disable it; the disable is owed in the store until the server answers
+ *  it (offline: written at the next login). Nothing registered: YES,
+ *  nothing sent. At logout call it while online before -erase: (which
+ *  forgets the registration without telling the server). Threads,
+ *  blocking and disk I/O as -enablePushWithService:node:secret:error::
+ *  commits, then waits up to ackTimeoutMs while online; never on the
+ *  main thread. Errors: Refused (the server answered with an error other
+ *  than item-not-found; forgotten all the same), TimedOut (online, no
+ *  answer in time: owed, asked again at the next login), Store, Closed.
+ *  Swift: `try client.disablePush()`. */
+- (BOOL)disablePush:(NSError **)error;
 /** -checkStatus:error: as a value (Swift: `try client.storeCheck()`, which
  *  throws CourierError.corrupt for a damaged store):
  *  CourierStoreCheckDamaged with CourierErrorCorrupt,

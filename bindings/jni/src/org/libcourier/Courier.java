@@ -45,7 +45,10 @@ import org.jetbrains.annotations.Nullable;
  * <li>Can take long: {@link #open} (opens and migrates the store; the
  *     check owed after a crash runs on a thread of the library's own:
  *     {@link #checkStatus()}), {@link #sync} (up to its timeout),
- *     {@link #stop()} and {@link #close()} (a goodbye of up to ~2 s,
+ *     {@link #pushEnable} and {@link #pushDisable} (commit to the store,
+ *     then wait up to {@link Config#ackTimeoutMs} for the server's answer
+ *     while online), {@link #stop()} and {@link #close()} (a goodbye of up
+ *     to ~2 s,
  *     commits), {@link #runOnce} (a turn of the loop: network, store and
  *     your callbacks).</li>
  * </ul>
@@ -518,6 +521,62 @@ public final class Courier implements AutoCloseable {
         return StoreCheck.fromCode(nativeCheckStatus(handle.get()));
     }
 
+    /**
+     * Push (XEP-0357): courier_push_enable, behaviour.md §10. Ask the
+     * server to notify the app server {@code serviceJid} (a JID, e.g.
+     * {@code "push.example.com"}) on pubsub node {@code node} (1..1023
+     * bytes of UTF-8, e.g. the FCM token the app server handed out) while
+     * this account has no session online, so that it can wake the app,
+     * which then calls {@link #sync}. {@code secret} (1..1023 bytes, or
+     * {@code null} for none) goes in the request's publish-options form
+     * for the app server to check.
+     * The registration is stored (it survives {@link #close()} and
+     * {@link #open}) and written again after every login until
+     * {@link #pushDisable()}. One per Courier: enabling another service or
+     * node replaces it (the server is asked to disable the old one). A
+     * server's refusal does not forget it: it is asked again at each
+     * login, each answer logged through {@link Listener#onLog}.
+     * Online, the call waits for the server's answer, up to
+     * {@link Config#ackTimeoutMs}. Offline (not started, connecting,
+     * between links) it returns once the registration is stored; it is
+     * written at the next login and the answer goes to onLog. From a
+     * listener on the library's thread, or on a Courier that
+     * {@link #runOnce} drives, it never waits (stored; the answer to
+     * onLog).
+     * Any thread. Disk I/O: one transaction, committed before it waits or
+     * returns; no network on this thread. Blocks up to ackTimeoutMs while
+     * online: never on the main thread.
+     * @throws CourierException EINVAL ({@code serviceJid} not a JID;
+     *         {@code node} or {@code secret} empty, too long, with a
+     *         control character or U+0000; a null serviceJid or node:
+     *         named in the message), EREFUSED (the server answered with an
+     *         error, e.g. feature-not-implemented from a server without
+     *         XEP-0357; the condition is in the message; still stored),
+     *         ETIMEDOUT (online, no answer in time; still stored), ESTORE,
+     *         ECLOSED
+     */
+    public void pushEnable(@NotNull String serviceJid, @NotNull String node,
+                           @Nullable String secret) {
+        nativePushEnable(handle.get(), serviceJid, node, secret);
+    }
+
+    /**
+     * Stop push: courier_push_disable, behaviour.md §10. Forget the
+     * registration of {@link #pushEnable} and ask the server to disable
+     * it; the disable is owed in the store until the server answers it
+     * (offline: written at the next login). Nothing registered: returns,
+     * nothing sent. At logout call it while online before {@link #erase}:
+     * erase forgets the registration without telling the server.
+     * Threads, blocking and disk I/O as {@link #pushEnable}: commits, then
+     * waits up to {@link Config#ackTimeoutMs} while online; never on the
+     * main thread.
+     * @throws CourierException EREFUSED (the server answered with an error
+     *         other than item-not-found; forgotten all the same),
+     *         ETIMEDOUT (online, no answer in time: owed, asked again at
+     *         the next login), ESTORE, ECLOSED
+     */
+    public void pushDisable() { nativePushDisable(handle.get()); }
+
     /** The native library's version, e.g. "0.2.0". Never blocks. */
     @NotNull
     public static String version() { return nativeVersion(); }
@@ -573,6 +632,9 @@ public final class Courier implements AutoCloseable {
     private static native void nativeSetActive(long h, boolean active);
     private static native void nativeSync(long h, int timeoutMs);
     private static native int nativeCheckStatus(long h);
+    private static native void nativePushEnable(long h, String serviceJid,
+                                                String node, String secret);
+    private static native void nativePushDisable(long h);
     private static native void nativeConfirm(long h, String peer, String id);
     private static native void nativeErase(long h);
 

@@ -16,9 +16,15 @@ public class CourierException extends RuntimeException {
     public enum Code {
         EINVAL(-1), ENOMEM(-2), ENOTFOUND(-3), ESTATE(-4), ENOTCONN(-5),
         ESTORE(-6), ECORRUPT(-7), ECLOSED(-8), EAUTH(-9), ENOTSUP(-10),
-        /** {@link Courier#sync}: its time ran out with something still in
-         *  flight (COURIER_ETIMEDOUT). */
+        /** {@link Courier#sync}, {@link Courier#pushEnable},
+         *  {@link Courier#pushDisable}: its time ran out with something
+         *  still in flight, or no answer from the server in time
+         *  (COURIER_ETIMEDOUT). */
         ETIMEDOUT(-11),
+        /** {@link Courier#pushEnable}, {@link Courier#pushDisable}: the
+         *  server answered the request with an error; its condition is in
+         *  the message (COURIER_EREFUSED). */
+        EREFUSED(-12),
         /** A code this binding does not know (a newer library). */
         UNKNOWN(0);
 

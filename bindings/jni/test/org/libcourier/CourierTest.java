@@ -1202,6 +1202,103 @@ public class CourierTest {
         assertFalse(el.onCertificate("other.example", "P"));
     }
 
+    // ---- push (XEP-0357, behaviour.md §10) --------------------------------
+
+    @Test
+    public void erefusedIsMapped() {
+        assertEquals(CourierException.Code.EREFUSED,
+                     CourierException.Code.fromValue(-12));
+        assertEquals(-12, CourierException.Code.EREFUSED.value());
+        assertEquals(CourierException.Code.EREFUSED,
+                     new CourierException(-12, "x").getCode());
+        assertEquals(CourierException.Code.UNKNOWN,
+                     CourierException.Code.fromValue(-13));
+    }
+
+    private static CourierException thrown(Runnable r) {
+        try {
+            r.run();
+        } catch (CourierException e) {
+            return e;
+        }
+        fail("no CourierException");
+        return null;
+    }
+
+    /** Offline (not started, then started against a port that refuses)
+     *  pushEnable returns once stored, without waiting for a server;
+     *  replacing, disabling and disabling again are harmless; the store
+     *  is reopened with the registration in it (that the next login
+     *  writes it is livePushStoredThenOnline). Bad arguments are EINVAL
+     *  naming the argument; after close, ECLOSED. */
+    @Test
+    public void pushOfflineStoredAndArguments() {
+        final String svc = "push.example.com";
+        Config cfg = offlineConfig("push");
+        cfg.ackTimeoutMs = 10000;
+        Courier c = open(cfg, null);
+        c.pushEnable(svc, "token-1", "s3cret");
+        c.pushEnable(svc, "token-2", null); // replaces it
+        c.pushEnable(svc, "\u4f60\u597d-token", HELLO); // UTF-8 both
+        c.pushDisable();
+        c.pushDisable(); // nothing registered: harmless
+        c.pushEnable(svc, "token-3", "s3cret");
+
+        CourierException e = thrown(() -> c.pushEnable(svc, "", null));
+        assertEquals(CourierException.Code.EINVAL, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().contains("node"));
+        e = thrown(() -> c.pushEnable(svc, null, null)); // @NotNull
+        assertEquals(CourierException.Code.EINVAL, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().contains("node"));
+        e = thrown(() -> c.pushEnable("not a jid", "token", null));
+        assertEquals(CourierException.Code.EINVAL, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().contains("service_jid"));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.pushEnable(null, "token", null)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.pushEnable("", "token", null)));
+        e = thrown(() -> c.pushEnable(svc, "token", ""));
+        assertEquals(CourierException.Code.EINVAL, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().contains("secret"));
+        e = thrown(() -> c.pushEnable(svc, "nul\u0000inside", null));
+        assertEquals(CourierException.Code.EINVAL, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().contains("node"));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.pushEnable(svc, "ctl\u0001", null)));
+        StringBuilder big = new StringBuilder();
+        while (big.length() < 1023)
+            big.append('n');
+        c.pushEnable(svc, big.toString(), null); // 1023 bytes: the most
+        big.append('n');
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.pushEnable(svc, big.toString(), null)));
+        assertEquals(CourierException.Code.EINVAL,
+                     codeOf(() -> c.pushEnable(svc, "token",
+                                               big.toString())));
+
+        // started, the link never up: still stored at once, not waited for
+        c.start();
+        long t0 = System.nanoTime();
+        c.pushEnable(svc, "token-4", "s3cret");
+        c.pushDisable();
+        c.pushEnable(svc, "token-5", null);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertTrue("waited " + ms + " ms offline", ms < 5000);
+        c.stop();
+        c.close();
+        assertEquals(CourierException.Code.ECLOSED,
+                     codeOf(() -> c.pushEnable(svc, "token", null)));
+        assertEquals(CourierException.Code.ECLOSED, codeOf(c::pushDisable));
+
+        // the store reopens with the registration (schema 7), and forgets
+        // it offline
+        Courier d = open(cfg, null);
+        assertEquals(StoreCheck.NONE, d.checkStatus());
+        d.pushDisable();
+        d.pushEnable(svc, "token-6", null);
+        d.close();
+    }
+
     // ---- live, against the local Prosody of tests/integration/prosody.sh -------
 
     @Test
@@ -1646,6 +1743,129 @@ public class CourierTest {
         assertTrue(alice.history(bobJid, 0, 10).isEmpty());
         alice.stop();
         bob.stop();
+    }
+
+    private static boolean waitForLine(List<String> lines, String part,
+                                       long ms) throws InterruptedException {
+        long end = System.currentTimeMillis() + ms;
+        while (System.currentTimeMillis() < end) {
+            for (String l : lines)
+                if (l.contains(part))
+                    return true;
+            Thread.sleep(20);
+        }
+        return false;
+    }
+
+    /** behaviour.md §10 push against the test Prosody (mod_cloud_notify
+     *  and the push component's JID from prosody.sh; with
+     *  COURIER_TEST_NO_PUSH the server refuses instead). Enabled offline,
+     *  closed, reopened and started: the registration came from the store
+     *  and the login writes it (the server's answer in onLog). Online the
+     *  call returns the server's answer: accepted; EREFUSED with the
+     *  condition for a service JID equal to the session's own full JID
+     *  (mod_cloud_notify's bad-request). Disable online, then again
+     *  (nothing left). */
+    @Test
+    public void livePushStoredThenOnline() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        String pushJid = System.getenv("COURIER_TEST_PUSH_JID");
+        String svc = pushJid != null ? pushJid : "push." + domain;
+        String node = "jni-push-" + System.nanoTime();
+        Config cfg = live("dave", domain, port, ca, base, "push");
+        cfg.jid = "dave@" + domain + "/jni-push";
+        List<String> logs = new CopyOnWriteArrayList<>();
+        Listener logger = new Listener() {
+            @Override
+            public void onLog(int level, String line) {
+                if (line.contains("push (XEP-0357)"))
+                    logs.add(level + " " + line);
+            }
+        };
+        Courier d = open(cfg, logger);
+        d.pushEnable(svc, node, "s3cret"); // not started: stored
+        d.close();
+
+        Courier e = open(cfg, logger);
+        e.start();
+        assertTrue("dave not online", waitOnline(e, 30000));
+        String answer = pushJid != null ? "enable at " + svc + " accepted"
+                                        : "enable at " + svc + " refused";
+        assertTrue(logs.toString(), waitForLine(logs, answer, 30000));
+        if (pushJid != null) {
+            e.pushEnable(svc, node + "-2", null); // accepted: returns
+            CourierException x = thrown(() -> e.pushEnable(cfg.jid, node,
+                                                           null));
+            assertEquals(x.getMessage(), CourierException.Code.EREFUSED,
+                         x.getCode());
+            assertEquals(-12, x.getErrorCode());
+            assertTrue(x.getMessage(), x.getMessage().contains("bad-request"));
+        } else {
+            CourierException x = thrown(() -> e.pushEnable(svc, node, null));
+            assertEquals(x.getMessage(), CourierException.Code.EREFUSED,
+                         x.getCode());
+            assertTrue(x.getMessage(),
+                       x.getMessage().contains("service-unavailable"));
+        }
+        e.pushDisable(); // the server answers it (a refused one too)
+        assertTrue(logs.toString(), waitForLine(logs, "disable at", 30000));
+        e.pushDisable(); // nothing left: at once
+        e.stop();
+        e.close();
+        assertEquals(CourierException.Code.ECLOSED, codeOf(e::pushDisable));
+    }
+
+    /** From a listener on the library's thread (no executor) pushEnable
+     *  never waits for the answer that very thread brings: it returns once
+     *  stored, and the answer goes to onLog. */
+    @Test
+    public void livePushFromTheLoopThreadDoesNotWait() throws Exception {
+        String[] env = liveEnv();
+        String port = env[0], ca = env[1], domain = env[2], base = env[3];
+        String pushJid = System.getenv("COURIER_TEST_PUSH_JID");
+        String svc = pushJid != null ? pushJid : "push." + domain;
+        Config cfg = live("dave", domain, port, ca, base, "push-cb");
+        cfg.ackTimeoutMs = 20000;
+        List<String> logs = new CopyOnWriteArrayList<>();
+        BlockingQueue<String> done = new LinkedBlockingQueue<>();
+        AtomicReference<Courier> self = new AtomicReference<>();
+        Courier d = open(cfg, new Listener() {
+            @Override
+            public void onLink(Link link) {
+                if (link != Link.ONLINE || !done.isEmpty())
+                    return;
+                long t0 = System.nanoTime();
+                String how;
+                try {
+                    self.get().pushEnable(svc, "jni-push-cb", null);
+                    how = "OK";
+                } catch (CourierException e) {
+                    how = e.getCode().toString();
+                }
+                done.add(how + " " + (System.nanoTime() - t0) / 1_000_000
+                         + " " + Thread.currentThread().getName());
+            }
+
+            @Override
+            public void onLog(int level, String line) {
+                if (line.contains("push (XEP-0357)"))
+                    logs.add(level + " " + line);
+            }
+        });
+        self.set(d);
+        d.start();
+        String got = done.poll(30, TimeUnit.SECONDS);
+        assertNotNull("never online", got);
+        String[] f = got.split(" ");
+        assertEquals(got, "OK", f[0]);
+        assertTrue(got, Long.parseLong(f[1]) < 5000);
+        assertEquals(got, "courier-loop", f[2]);
+        String answer = pushJid != null ? "enable at " + svc + " accepted"
+                                        : "enable at " + svc + " refused";
+        assertTrue(logs.toString(), waitForLine(logs, answer, 30000));
+        d.pushDisable();
+        d.stop();
     }
 
     private static Config live(String who, String domain, String port,
