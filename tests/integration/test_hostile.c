@@ -1015,6 +1015,38 @@ static int gen_deep_on_release(int fd, void *ud)
     return fake_write_all(fd, ud, strlen(ud));
 }
 
+/* fork + exec self as a courier_run_once client (child_driven) of the
+ * fake server on `port`, its store `db` in the test dir; `phone_stack`:
+ * the main thread gets a phone's 1 MiB. */
+static void driven_start(child_t *ch, const char *db, unsigned short port,
+                         int phone_stack)
+{
+    char path[512], portbuf[16];
+    snprintf(path, sizeof(path), "%s/%s", tmp_dir, db);
+    snprintf(portbuf, sizeof(portbuf), "%u", port);
+    int in[2], out[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    memset(ch, 0, sizeof(*ch));
+    ch->pid = fork();
+    assert_true(ch->pid >= 0);
+    if (ch->pid == 0) {
+        if (phone_stack) {
+            struct rlimit rl = { PHONE_STACK, PHONE_STACK };
+            setrlimit(RLIMIT_STACK, &rl);
+        }
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self_path, self_path, "--child-driven", path,
+              "alice@courier.test", "pw", portbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    ch->to = in[1];
+    ch->from = out[0];
+}
+
 static void test_driven_close_from_a_small_stack(void **st)
 {
     (void)st;
@@ -1023,29 +1055,8 @@ static void test_driven_close_from_a_small_stack(void **st)
     fake_script_t sc = { .gen = gen_deep_on_release, .gen_ud = deep };
     fakesrv_t *f = fakesrv_start(&sc);
     assert_non_null(f);
-    char db[512], port[16];
-    snprintf(db, sizeof(db), "%s/hostile-driven-close.db", tmp_dir);
-    snprintf(port, sizeof(port), "%u", fakesrv_port(f));
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
     child_t ch;
-    memset(&ch, 0, sizeof(ch));
-    ch.pid = fork();
-    assert_true(ch.pid >= 0);
-    if (ch.pid == 0) {
-        struct rlimit rl = { PHONE_STACK, PHONE_STACK };
-        setrlimit(RLIMIT_STACK, &rl);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execl(self_path, self_path, "--child-driven", db,
-              "alice@courier.test", "pw", port, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    ch.to = in[1];
-    ch.from = out[0];
+    driven_start(&ch, "hostile-driven-close.db", fakesrv_port(f), 1);
     int online = child_expect(&ch, "online", 15000);
     assert_int_equal(write(ch.to, "stop\n", 5), 5);
     int stopped = child_expect(&ch, "stopped", 10000);
@@ -1095,27 +1106,8 @@ static void test_driven_cut_without_sigpipe(void **st)
     fake_script_t sc = { .payload = payload, .payload_len = (size_t)len };
     fakesrv_t *f = fakesrv_start(&sc);
     assert_non_null(f);
-    char db[512], port[16];
-    snprintf(db, sizeof(db), "%s/hostile-driven-pipe.db", tmp_dir);
-    snprintf(port, sizeof(port), "%u", fakesrv_port(f));
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
     child_t ch;
-    memset(&ch, 0, sizeof(ch));
-    ch.pid = fork();
-    assert_true(ch.pid >= 0);
-    if (ch.pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execl(self_path, self_path, "--child-driven", db,
-              "alice@courier.test", "pw", port, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    ch.to = in[1];
-    ch.from = out[0];
+    driven_start(&ch, "hostile-driven-pipe.db", fakesrv_port(f), 0);
     int online = child_expect(&ch, "online", 15000);
     /* the cut, and libstrophe's writes after it */
     int64_t until = fake_now_ms() + 1500LL * scale();
