@@ -790,6 +790,14 @@ static int on_message(core_t *k, const core_ev_t *ev, core_now_t now,
     /* behaviour.md §2 peer activity (a): implicit read of what P's device has. */
     if (k->lim.implicit_read)
         rc = promote(out, ev->peer, 0, ev->sent_wall_ms);
+    /* behaviour.md §2: P's device is there: bounces of what we hold for P
+     * count again from zero (three in a row, with no sign of P between
+     * them, make one FAILED for good). */
+    for (node_t *n = k->all.head.next; n != &k->all.head; n = n->next) {
+        msg_t *m = CONTAINER(n, all);
+        if (strcmp(m->row.peer, ev->peer) == 0)
+            m->row.bounces = 0;
+    }
     /* (b): resend what P has not confirmed, unless written just now. */
     if (rc == COURIER_OK && k->link == COURIER_LINK_ONLINE) {
         for (node_t *n = k->all.head.next; n != &k->all.head; n = n->next) {

@@ -575,8 +575,15 @@ static int settled(side_t *s, int *by_state, long *resends)
         courier_info_t info;
         if (courier_get_info(s->c, s->sent[i], &info) != COURIER_OK)
             continue;
-        if (by_state)
+        if (by_state) {
+            /* what kept a message from settling: shown for the first few */
+            if (info.state == COURIER_FAILED && by_state[COURIER_FAILED] < 5)
+                printf("         %s %s FAILED%s: %s, %u attempts\n",
+                       s->name, s->sent[i],
+                       info.permanent ? " (permanent)" : "", info.reason,
+                       info.attempts);
             by_state[info.state]++;
+        }
         if (resends && info.attempts > 1)
             *resends += info.attempts - 1;
         ok += info.state == COURIER_DELIVERED ||

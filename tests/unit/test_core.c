@@ -705,6 +705,35 @@ static void test_error_service_unavailable_third_bounce_permanent(void **st)
     }
 }
 
+/* behaviour.md §2: three bounces make a message FAILED for good only
+ * when nothing from the peer came between them: a message from the peer
+ * shows its device is there, and the count starts again. (Under chaos,
+ * a peer killed again and again bounced what was in flight to it each
+ * time; messages it had in fact received ended FAILED for good, never
+ * resent, their receipts lost.) */
+static void test_bounces_count_again_after_the_peer_writes(void **st)
+{
+    fx_t *f = *st;
+    online(f, 0);
+    send_msg(f, "m1", BOB, 0);
+    for (int i = 1; i <= 2; i++) {
+        feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "recipient-unavailable"),
+             i * 100);
+        assert_int_equal(state_of(f, "m1")->bounces, (unsigned)i);
+        feed(f, ev_type(CORE_EV_LINK_DOWN), i * 100 + 1);
+        online(f, i * 100 + 2);
+    }
+    feed(f, ev_message("p1", BOB, 400, 0, 0), 400);
+    feed(f, ev_error("m1", BOB, CORE_ERR_CANCEL, "recipient-unavailable"),
+         500);
+    assert_state(f, "m1", COURIER_FAILED);
+    assert_int_equal(state_of(f, "m1")->permanent, 0);
+    assert_int_equal(state_of(f, "m1")->bounces, 1);
+    /* still held: the next peer activity sends it again */
+    feed(f, ev_message("p2", BOB, 20000, 0, 0), 20000);
+    assert_int_equal(count(f, CORE_ACT_TRANSMIT), 1);
+}
+
 /* STYLE "once per transition": a FAILED message bounced again is stored
  * (reason, bounce count) but not reported to the app again. */
 static void test_error_again_on_failed_persists_without_notify(void **st)
@@ -1563,6 +1592,7 @@ int main(void)
         T(test_error_cancel_is_permanent_never_resent),
         T(test_error_wait_is_transient_and_resent),
         T(test_error_service_unavailable_third_bounce_permanent),
+        T(test_bounces_count_again_after_the_peer_writes),
         T(test_error_again_on_failed_persists_without_notify),
         T(test_error_from_sent_and_offline_fails),
         T(test_error_never_fails_delivered),
