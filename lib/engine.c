@@ -1736,8 +1736,11 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         for (size_t i = 0; i < m->n_events && rc == COURIER_OK; i++) {
             const codec_event_t *x = &m->events[i];
             core_row_t row;
-            int have = store_out_get(e->store, x->id, &row, NULL, NULL) ==
-                       COURIER_OK;
+            /* The core's row wins when it holds the message (core.c
+             * on_event): the store is read only for one it let go of. */
+            int have = !core_find(e->core, x->id) &&
+                       store_out_get(e->store, x->id, &row, NULL, NULL) ==
+                           COURIER_OK;
             core_ev_t ev = { .type = CORE_EV_EVENT, .id = x->id,
                              .peer = m->from, .row = have ? &row : NULL,
                              .kind_state = x->state,
