@@ -412,9 +412,11 @@ static void scan_child(xmpp_stanza_t *el, const char *stanza_id, scan_t *sc,
     } else if (streq(ns, NS_RECEIPTS)) {
         if (streq(name, "request"))
             sc->asked |= CORE_ASK_RECEIPT;
-        else if (streq(name, "received"))
+        else if (streq(name, "received")) {
             /* XEP-0184 1.0 receipts carried the id on the stanza only */
             add_event(out, COURIER_DELIVERED, id ? id : stanza_id, 0);
+            out->shown |= CODEC_SHOWN_RECEIPT;
+        }
     } else if (streq(ns, NS_MARKERS)) {
         /* XEP-0333: a displayed marker covers every earlier message */
         if (streq(name, "markable"))
@@ -422,14 +424,18 @@ static void scan_child(xmpp_stanza_t *el, const char *stanza_id, scan_t *sc,
         else if (streq(name, "received") && id)
             add_event(out, COURIER_DELIVERED, id, 0);
         else if ((streq(name, "displayed") || streq(name, "acknowledged")) &&
-                 id)
+                 id) {
             add_event(out, COURIER_DISPLAYED, id, 1);
+            out->shown |= CODEC_SHOWN_MARKER;
+        }
     } else if (streq(ns, NS_CHATSTATES)) {
         if (streq(name, "composing"))
             sc->cs_composing = 1;
         else if (streq(name, "active") || streq(name, "paused") ||
                  streq(name, "inactive") || streq(name, "gone"))
             sc->cs_composing = 0;
+        if (sc->cs_composing >= 0)
+            out->shown |= CODEC_SHOWN_CHATSTATE;
     } else if (el_is(el, "origin-id", NS_SID, 0)) {
         if (!sc->origin_id)
             sc->origin_id = el;
@@ -780,8 +786,27 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
                                 const char *body, int64_t created_ms,
                                 const char *from, unsigned attempts)
 {
-    static const char *const requests[] = { "offline", "delivered",
-                                            "displayed", "composing" };
+    return codec_build_chat_for(ctx, to, id, kind, body, created_ms, from,
+                                attempts, 0);
+}
+
+xmpp_stanza_t *codec_build_chat_for(xmpp_ctx_t *ctx, const char *to,
+                                    const char *id, courier_kind_t kind,
+                                    const char *body, int64_t created_ms,
+                                    const char *from, unsigned attempts,
+                                    unsigned shown)
+{
+    /* XEP-0022 requests; each but <offline/> (the server's half of the
+     * note: only XEP-0022 has it) has a newer form the peer may answer. */
+    static const struct {
+        const char *name;
+        unsigned newer; /* left out once the peer has shown this */
+    } requests[] = {
+        { "offline", 0 },
+        { "delivered", CODEC_SHOWN_RECEIPT },
+        { "displayed", CODEC_SHOWN_MARKER },
+        { "composing", CODEC_SHOWN_CHATSTATE },
+    };
     xmpp_stanza_t *msg, *x;
 
     if (!ctx || !to || !id || !body)
@@ -791,12 +816,13 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
         return NULL;
     if (!add_text_el(msg, "body", NULL, body))
         goto fail;
-    /* behaviour.md §8: ask for every event, in every form we understand */
+    /* behaviour.md §8: ask for every event, in every form we understand,
+     * except the XEP-0022 forms of those the peer answers in newer ones */
     x = add_el(msg, "x", NS_EVENT);
     if (!x)
         goto fail;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(requests); i++)
-        if (!add_el(x, requests[i], NULL))
+        if (!(requests[i].newer & shown) && !add_el(x, requests[i].name, NULL))
             goto fail;
     if (!add_el(msg, "request", NS_RECEIPTS) ||
         !add_el(msg, "markable", NS_MARKERS) ||

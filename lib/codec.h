@@ -65,7 +65,17 @@ typedef struct {
     const char *refuse;
     /* CODEC_RETRACT */
     char retract_id[COURIER_ID_MAX];
+    /* Forms this message shows its sender's client answering in
+     * (CODEC_SHOWN_*): requests in older forms can be left out of what we
+     * send to that peer (issue 17, codec_build_chat_for). */
+    unsigned shown;
 } codec_msg_t;
+
+/* codec_msg_t.shown: an XEP-0184 <received/>, an XEP-0333 <displayed/>
+ * (or <acknowledged/>), an XEP-0085 chat state. */
+#define CODEC_SHOWN_RECEIPT 1u
+#define CODEC_SHOWN_MARKER 2u
+#define CODEC_SHOWN_CHATSTATE 4u
 
 typedef struct {
     size_t max_body_bytes;  /* larger bodies: CODEC_IGNORE ("body too big") */
@@ -91,6 +101,19 @@ xmpp_stanza_t *codec_build_chat(xmpp_ctx_t *ctx, const char *to,
                                 const char *id, courier_kind_t kind,
                                 const char *body, int64_t created_ms,
                                 const char *from, unsigned attempts);
+
+/* The same, for a peer whose client has shown the forms in `shown`
+ * (CODEC_SHOWN_*, from its earlier messages): the XEP-0022 request for an
+ * event it answers in a newer form is left out (<delivered/> once it sent
+ * an XEP-0184 receipt, <displayed/> once an XEP-0333 displayed marker,
+ * <composing/> once an XEP-0085 chat state). <offline/>, the XEP-0184
+ * request, the marker and the origin-id always stay. shown = 0 is
+ * codec_build_chat. */
+xmpp_stanza_t *codec_build_chat_for(xmpp_ctx_t *ctx, const char *to,
+                                    const char *id, courier_kind_t kind,
+                                    const char *body, int64_t created_ms,
+                                    const char *from, unsigned attempts,
+                                    unsigned shown);
 
 /* Append the app's `meta` (behaviour.md §9) to a chat message built by
  * codec_build_chat: <meta xmlns=CODEC_NS_META>. Nothing for NULL or "".

@@ -91,6 +91,7 @@ struct engine {
     core_stats_t retired;        /* counters of cores rebuilt away */
     txn_t batch;                 /* the loop turn's transaction ... */
     int batch_open;              /* ... while this is set */
+    int batch_wanted;            /* a turn is on: BEGIN at its first write */
     int batch_failed;            /* it was committed early and failed */
     int batch_paused;            /* an app call committed it: reopen */
     /* Group commit (engine_send): sends queue here; one of them writes
@@ -547,6 +548,13 @@ static int txn_end(engine_t *e, txn_t *t, int rc)
  * engine_batch_flush before an <a h/>). */
 static void txn_join(engine_t *e, txn_t *t)
 {
+    /* Issue 17: the batch begins at the turn's first write, so a turn (or
+     * the part of one after an app call committed it) that writes nothing
+     * costs no BEGIN and no COMMIT. */
+    if (e->batch_wanted && !e->batch_open) {
+        txn_begin(e, &e->batch);
+        e->batch_open = e->batch.open;
+    }
     if (e->batch_open) {
         t->open = t->joined = 1;
         t->mark = NULL;
@@ -565,25 +573,26 @@ static void engine_lock(engine_t *e)
 }
 
 /* Commit the loop turn's batch if it is open (a failure is kept for
- * engine_batch_end to report); returns whether it was open. Caller holds
- * the mutex. */
+ * engine_batch_end to report); returns whether a batch was on (begun, or
+ * still waiting for its first write). Caller holds the mutex. */
 static int batch_pause(engine_t *e)
 {
+    int wanted = e->batch_wanted;
+    e->batch_wanted = 0;
     if (!e->batch_open)
-        return 0;
+        return wanted;
     e->batch_open = 0;
     if (txn_end(e, &e->batch, COURIER_OK) != COURIER_OK)
         e->batch_failed = 1;
     return 1;
 }
 
-/* Open the batch again (or for the first time) if `open`. */
+/* Open the batch again (or for the first time) if `open`: its BEGIN waits
+ * for the first write (txn_join). */
 static void batch_resume(engine_t *e, int open)
 {
-    if (!open || e->batch_open)
-        return;
-    txn_begin(e, &e->batch);
-    e->batch_open = e->batch.open;
+    if (open && !e->batch_open)
+        e->batch_wanted = 1;
 }
 
 /* The app's calls promise durability on return and must not read what a
@@ -605,7 +614,7 @@ static void app_unlock(engine_t *e)
 int engine_batch_begin(engine_t *e)
 {
     engine_lock(e);
-    if (!e->batch_open)
+    if (!e->batch_open && !e->batch_wanted)
         e->batch_failed = 0;
     batch_resume(e, 1);
     pthread_mutex_unlock(&e->mu);
@@ -1728,8 +1737,11 @@ int engine_incoming(engine_t *e, const codec_msg_t *m)
         for (size_t i = 0; i < m->n_events && rc == COURIER_OK; i++) {
             const codec_event_t *x = &m->events[i];
             core_row_t row;
-            int have = store_out_get(e->store, x->id, &row, NULL, NULL) ==
-                       COURIER_OK;
+            /* The core's row wins when it holds the message (core.c
+             * on_event): the store is read only for one it let go of. */
+            int have = !core_find(e->core, x->id) &&
+                       store_out_get(e->store, x->id, &row, NULL, NULL) ==
+                           COURIER_OK;
             core_ev_t ev = { .type = CORE_EV_EVENT, .id = x->id,
                              .peer = m->from, .row = have ? &row : NULL,
                              .kind_state = x->state,

@@ -35,6 +35,7 @@
 #define CLOSE_WAIT_MS 1500
 #define CUT_WAIT_MS 500
 #define SM_WAIT_MS 5000 /* no answer to <enable/>: acks by ping instead */
+#define SHOWN_PEERS 16  /* peers whose answered forms are remembered */
 
 /* One stanza of ours written to the current stream (XEP-0198 counting). */
 typedef enum { OUT_OTHER, OUT_MSG, OUT_RCPT } out_kind_t;
@@ -86,6 +87,15 @@ struct session {
     int trip_in_handlers;   /* ...and whether that stanza was whole (and so
                                counted) by then */
     unsigned ping_n;
+    /* Issue 17: peers whose clients have shown which forms they answer
+     * (codec_msg_t.shown), so messages to them leave out the XEP-0022
+     * requests those forms replace. In memory only, a few peers, the
+     * oldest replaced: a peer not here gets every request. */
+    struct {
+        char peer[COURIER_JID_MAX];
+        unsigned shown;
+    } shown[SHOWN_PEERS];
+    unsigned shown_next;
     out_entry_t *outq;      /* ring */
     size_t outq_head, outq_len;
     pthread_t thread;
@@ -438,13 +448,39 @@ int session_sync_done(session_t *s, unsigned n)
 
 /* ---- transport, called by engine_dispatch on the loop thread ---------- */
 
+/* The forms `peer` (bare) has been seen answering in (CODEC_SHOWN_*). */
+static unsigned shown_by(const session_t *s, const char *peer)
+{
+    for (size_t i = 0; i < SHOWN_PEERS; i++)
+        if (s->shown[i].shown && strcmp(s->shown[i].peer, peer) == 0)
+            return s->shown[i].shown;
+    return 0;
+}
+
+static void note_shown(session_t *s, const char *peer, unsigned shown)
+{
+    size_t i;
+    for (i = 0; i < SHOWN_PEERS; i++)
+        if (s->shown[i].shown && strcmp(s->shown[i].peer, peer) == 0)
+            break;
+    if (i == SHOWN_PEERS) {
+        i = s->shown_next++ % SHOWN_PEERS;
+        util_strlcpy(s->shown[i].peer, peer, sizeof(s->shown[i].peer));
+        s->shown[i].shown = 0;
+    }
+    s->shown[i].shown |= shown;
+}
+
 static void tp_send_chat_locked(void *ud, const core_row_t *row,
                                 const char *body, const char *meta)
 {
     session_t *s = ud;
-    xmpp_stanza_t *st = codec_build_chat(
+    /* Issue 17: requests the peer's client answers in newer forms are left
+     * out (codec_build_chat_for); behaviour.md §8. */
+    xmpp_stanza_t *st = codec_build_chat_for(
         s->ctx, row->peer, row->id, row->kind, body, row->created_ms,
-        engine_self(s->e), row->attempts > 0 ? row->attempts - 1 : 0);
+        engine_self(s->e), row->attempts > 0 ? row->attempts - 1 : 0,
+        shown_by(s, row->peer));
     if (st && codec_add_meta(st, meta) != 0) {
         xmpp_stanza_release(st);
         st = NULL;
@@ -697,6 +733,11 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
         send_stanza(s, codec_build_refusal(s->ctx, st, m.refuse, m.why),
                     OUT_OTHER, NULL, 0);
     }
+    /* Only from a message taken (not ignored, not an error): its sender
+     * is the server-stamped, normalised bare JID (codec). */
+    if (rc == COURIER_OK && m.shown &&
+        (m.cls == CODEC_CHAT || m.cls == CODEC_EVENTS))
+        note_shown(s, m.from, m.shown);
     if (rc == COURIER_OK)
         rc = engine_incoming(s->e, &m);
     codec_msg_clear(&m);

@@ -995,6 +995,86 @@ static void test_meta_and_retraction(void **st)
     codec_msg_clear(&m);
 }
 
+/* Issue 17, behaviour.md §8: a message shows which forms its sender's
+ * client answers in (an XEP-0184 receipt, an XEP-0333 displayed marker,
+ * an XEP-0085 chat state); XEP-0022 events and 0333 <received/> show
+ * nothing. */
+static void test_parse_notes_forms_shown(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    static const struct {
+        const char *xml;
+        unsigned shown;
+    } rows[] = {
+        { MSG "><received " NS_RC " id='m1'/></message>",
+          CODEC_SHOWN_RECEIPT },
+        { MSG "><displayed " NS_MK " id='m1'/></message>",
+          CODEC_SHOWN_MARKER },
+        { MSG "><acknowledged " NS_MK " id='m1'/></message>",
+          CODEC_SHOWN_MARKER },
+        { MSG "><received " NS_MK " id='m1'/></message>", 0 },
+        { MSG "><active " NS_CS "/></message>", CODEC_SHOWN_CHATSTATE },
+        { MSG " id='c1'><body>hi</body><composing " NS_CS "/>"
+              "<request " NS_RC "/></message>", CODEC_SHOWN_CHATSTATE },
+        { MSG "><x " NS_EV "><delivered/><id>m1</id></x></message>", 0 },
+        { MSG " id='c2'><body>hi</body><x " NS_EV "><delivered/>"
+              "<displayed/><composing/></x></message>", 0 },
+        { MSG " id='c3'><body>hi</body></message>", 0 },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        codec_msg_t m;
+        parse_str(ctx, rows[i].xml, NULL, &m);
+        assert_int_not_equal(m.cls, CODEC_IGNORE);
+        if (m.shown != rows[i].shown)
+            fail_msg("row %zu: shown %u, expected %u", i, m.shown,
+                     rows[i].shown);
+        codec_msg_clear(&m);
+    }
+}
+
+/* Issue 17, behaviour.md §8: to a peer whose client has shown the newer
+ * forms, the XEP-0022 requests they replace are left out; <offline/> (the
+ * server's half of the note), the 0184 request, the marker and the
+ * origin-id stay, and our own parser still sees the receipt and marker
+ * requests (so the receipt goes in the same form as before). */
+static void test_build_chat_for_leaves_out_replaced_requests(void **st)
+{
+    xmpp_ctx_t *ctx = *st;
+    static const struct {
+        unsigned shown;
+        unsigned asked; /* what the peer's parser reads */
+    } rows[] = {
+        { 0, ALL_ASKS },
+        { CODEC_SHOWN_RECEIPT, ALL_ASKS & ~CORE_ASK_X22_DELIVERED },
+        { CODEC_SHOWN_MARKER, ALL_ASKS & ~CORE_ASK_X22_DISPLAYED },
+        { CODEC_SHOWN_CHATSTATE, ALL_ASKS & ~CORE_ASK_X22_COMPOSING },
+        { CODEC_SHOWN_RECEIPT | CODEC_SHOWN_MARKER | CODEC_SHOWN_CHATSTATE,
+          CORE_ASK_RECEIPT | CORE_ASK_MARKABLE },
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(rows); i++) {
+        xmpp_stanza_t *b = codec_build_chat_for(
+            ctx, "bob@example.com", "m-1", COURIER_TEXT, "hi", 0, NULL, 0,
+            rows[i].shown);
+        assert_non_null(b);
+        xmpp_stanza_t *w = over_the_wire(ctx, b, "alice@example.com/x");
+        xmpp_stanza_t *x = child(w, "x", "jabber:x:event");
+        assert_non_null(x);
+        assert_non_null(child(x, "offline", "jabber:x:event"));
+        assert_non_null(child(w, "request", "urn:xmpp:receipts"));
+        assert_non_null(child(w, "markable", "urn:xmpp:chat-markers:0"));
+        assert_non_null(child(w, "origin-id", "urn:xmpp:sid:0"));
+        codec_msg_t m;
+        assert_int_equal(codec_parse_message(w, NULL, &m), COURIER_OK);
+        assert_int_equal(m.cls, CODEC_CHAT);
+        if (m.asked != rows[i].asked)
+            fail_msg("row %zu: asked %u, expected %u", i, m.asked,
+                     rows[i].asked);
+        codec_msg_clear(&m);
+        xmpp_stanza_release(w);
+        xmpp_stanza_release(b);
+    }
+}
+
 static void test_roundtrip_chat(void **st)
 {
     xmpp_ctx_t *ctx = *st;
@@ -1492,6 +1572,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip_composing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_build_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_notes_forms_shown, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_build_chat_for_leaves_out_replaced_requests, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_iq_replies, setup, teardown),
         cmocka_unit_test(test_builders_survive_alloc_failures),
         cmocka_unit_test_setup_teardown(test_parse_survives_alloc_failures,
