@@ -700,7 +700,13 @@ COURIER_API int courier_set_active(courier_t *c, int active);
  *         a server without XEP-0357; the condition and text are in
  *         courier_last_error(); still stored), COURIER_ETIMEDOUT (online,
  *         but no answer in time; still stored), COURIER_ESTORE,
- *         COURIER_ECLOSED.
+ *         COURIER_ECLOSED (closed, or courier_close() on another thread
+ *         while this call waited: it returns at once, still stored, and
+ *         the handle is freed after it has returned).
+ * Two calls that overlap (from two threads) each get the answer to the
+ * newest change: the earlier one may report the later one's refusal.
+ * The answer counts only from the server (no `from`, the domain or the
+ * account's bare JID), never from another device of the account.
  */
 COURIER_API int courier_push_enable(courier_t *c, const char *service_jid,
                                     const char *node, const char *secret);

@@ -39,6 +39,7 @@ static void destroy(courier_t *c);
  * the handle is freed only after the last one has. */
 static void wait_syncs_gone(courier_t *c)
 {
+    push_shutdown(c->push); /* its waiters leave now, not at their timeout */
     pthread_mutex_lock(&c->mu);
     c->shutting = 1;
     while (c->syncing > 0)
@@ -493,6 +494,27 @@ int courier_network_changed(courier_t *c)
     return engine_network_changed(c->engine);
 }
 
+/* A caller that may wait (courier_sync, courier_push_*) is counted, so a
+ * courier_close on another thread frees the handle only after it left. */
+static int waiter_enter(courier_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int gone = c->shutting || c->close_pending;
+    if (!gone)
+        c->syncing++;
+    pthread_mutex_unlock(&c->mu);
+    return gone ? util_set_error(COURIER_ECLOSED, "handle is closing")
+                : COURIER_OK;
+}
+
+static void waiter_leave(courier_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (--c->syncing == 0)
+        pthread_cond_broadcast(&c->sync_gone);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static int sync_wait(courier_t *c, unsigned timeout_ms);
 
 int courier_sync(courier_t *c, unsigned timeout_ms)
@@ -501,18 +523,11 @@ int courier_sync(courier_t *c, unsigned timeout_ms)
     if (in_loop_thread(c))
         return util_set_error(COURIER_ESTATE, "courier_sync from a "
                               "callback would wait for itself");
-    pthread_mutex_lock(&c->mu);
-    int gone = c->shutting || c->close_pending;
-    if (!gone)
-        c->syncing++;
-    pthread_mutex_unlock(&c->mu);
-    if (gone)
-        return util_set_error(COURIER_ECLOSED, "handle is closing");
-    int rc = sync_wait(c, timeout_ms);
-    pthread_mutex_lock(&c->mu);
-    if (--c->syncing == 0)
-        pthread_cond_broadcast(&c->sync_gone);
-    pthread_mutex_unlock(&c->mu);
+    int rc = waiter_enter(c);
+    if (rc != COURIER_OK)
+        return rc;
+    rc = sync_wait(c, timeout_ms);
+    waiter_leave(c);
     return rc;
 }
 
@@ -575,13 +590,23 @@ int courier_push_enable(courier_t *c, const char *service_jid,
                         const char *node, const char *secret)
 {
     CHECK_HANDLE(c);
-    return push_enable(c->push, service_jid, node, secret, may_wait(c));
+    int rc = waiter_enter(c);
+    if (rc != COURIER_OK)
+        return rc;
+    rc = push_enable(c->push, service_jid, node, secret, may_wait(c));
+    waiter_leave(c);
+    return rc;
 }
 
 int courier_push_disable(courier_t *c)
 {
     CHECK_HANDLE(c);
-    return push_disable(c->push, may_wait(c));
+    int rc = waiter_enter(c);
+    if (rc != COURIER_OK)
+        return rc;
+    rc = push_disable(c->push, may_wait(c));
+    waiter_leave(c);
+    return rc;
 }
 
 int courier_set_active(courier_t *c, int active)

@@ -38,6 +38,7 @@ struct push {
     char done_why[200];
     int online;             /* the pump saw the link up */
     unsigned downs;         /* link losses */
+    int closing;            /* courier_close: waiters leave (ECLOSED) */
     /* loop thread only */
     unsigned stream_gen;    /* the change written on this stream, 0: none */
     unsigned id_n;
@@ -55,10 +56,19 @@ int push_new(push_t **out, engine_t *e)
     p->e = e;
     p->want = 1; /* the store's registration, owed to the first stream */
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL); /* CLOCK_REALTIME: Apple has no
-                                        pthread_condattr_setclock */
+    pthread_cond_init(&p->cv, NULL);
     *out = p;
     return COURIER_OK;
+}
+
+void push_shutdown(push_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->closing = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void push_free(push_t *p)
@@ -130,20 +140,35 @@ static int announce(push_t *p, int wait, const char *what)
     if (!wait || !online)
         return COURIER_OK; /* written at the next login */
     unsigned ms = engine_config(p->e)->ack_timeout_ms;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    /* The deadline is on the library's clock (util_mono_ms), never the
+     * wall clock a phone may step; the condition variable's own clock
+     * (CLOCK_REALTIME: Apple has no pthread_condattr_setclock) only paces
+     * slices of at most 50 ms, so a step costs at most one slice. */
+    int64_t deadline = util_mono_ms() + (int64_t)ms;
     int rc = COURIER_OK, timed_out = 0;
     char why[sizeof(p->done_why)];
     pthread_mutex_lock(&p->mu);
-    while ((int)(p->done_gen - my) < 0 && p->downs == downs && !timed_out)
-        timed_out = pthread_cond_timedwait(&p->cv, &p->mu, &until) ==
-                    ETIMEDOUT;
+    while ((int)(p->done_gen - my) < 0 && p->downs == downs &&
+           !p->closing && !timed_out) {
+        int64_t left = deadline - util_mono_ms();
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct timespec slice;
+        clock_gettime(CLOCK_REALTIME, &slice);
+        slice.tv_nsec += (long)(left < 50 ? left : 50) * 1000000L;
+        if (slice.tv_nsec >= 1000000000L) {
+            slice.tv_sec++;
+            slice.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&p->cv, &p->mu, &slice);
+    }
+    if (p->closing && (int)(p->done_gen - my) < 0) {
+        pthread_mutex_unlock(&p->mu);
+        return util_set_error(COURIER_ECLOSED, "push %s: the handle was "
+                              "closed while waiting; stored", what);
+    }
     if ((int)(p->done_gen - my) >= 0) {
         rc = p->done_rc;
         util_strlcpy(why, p->done_why, sizeof(why));
@@ -458,7 +483,8 @@ static int from_us(push_t *p, xmpp_stanza_t *st)
     const char *self = engine_self(p->e);
     if (!from)
         return 1;
-    if (util_jid_bare(from, bare, sizeof(bare)) != 0)
+    /* a full JID is a client: the account's other devices included */
+    if (strchr(from, '/') || util_jid_bare(from, bare, sizeof(bare)) != 0)
         return 0;
     return strcmp(bare, self) == 0 ||
            strcmp(bare, util_jid_domain(self)) == 0;

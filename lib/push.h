@@ -26,6 +26,9 @@ typedef struct push push_t;
 
 int push_new(push_t **out, engine_t *e);
 void push_free(push_t *p); /* NULL-safe; no waiter may be left */
+/* courier_close: every caller waiting for the server's answer leaves with
+ * COURIER_ECLOSED (the change stays stored). Any thread; NULL-safe. */
+void push_shutdown(push_t *p);
 
 /* The app's arguments: COURIER_OK, or COURIER_EINVAL with the detail in
  * courier_last_error(). `secret` may be NULL. */

@@ -202,7 +202,8 @@ static int shows_credentials(const char *msg)
 {
     if (strncmp(msg, "SENT: ", 6) != 0 && strncmp(msg, "RECV: ", 6) != 0)
         return 0;
-    if (strstr(msg, "jabber:iq:auth"))
+    /* the push secret and device token (XEP-0357) are credentials too */
+    if (strstr(msg, "jabber:iq:auth") || strstr(msg, "urn:xmpp:push:0"))
         return 1;
     return strstr(msg, "urn:ietf:params:xml:ns:xmpp-sasl") &&
            strncmp(msg + 6, "<features", 9) != 0;

@@ -19,7 +19,10 @@
 #include <sqlite3.h>
 #include <strophe.h>
 
+#include <pthread.h>
+
 #include "courier.h"
+#include "engine.h"
 #include "push.h"
 
 typedef struct {
@@ -352,6 +355,111 @@ static void test_answers_read(void **st)
     xmpp_ctx_free(ctx);
 }
 
+/* ---- a waiting caller, the loop's side driven by hand -------------- */
+
+typedef struct {
+    char id[32];
+    int n;
+} sent_t;
+
+static int keep_id(void *ud, xmpp_stanza_t *st)
+{
+    sent_t *s = ud;
+    const char *id = xmpp_stanza_get_id(st);
+    snprintf(s->id, sizeof(s->id), "%s", id ? id : "");
+    s->n++;
+    xmpp_stanza_release(st);
+    return 0;
+}
+
+typedef struct {
+    push_t *p;
+    int rc;
+    int64_t ms;
+} waiter_t;
+
+static void *enable_and_wait(void *arg)
+{
+    waiter_t *w = arg;
+    int64_t t0 = mono_ms();
+    w->rc = push_enable(w->p, "push.example.com", "token-1", NULL, 1);
+    w->ms = mono_ms() - t0;
+    return NULL;
+}
+
+static void wait_written(push_t *p, xmpp_ctx_t *ctx, sent_t *sent)
+{
+    for (int i = 0; i < 5000 && sent->n == 0; i++) {
+        push_pump(p, ctx, 1, keep_id, sent);
+        usleep(1000);
+    }
+    assert_int_equal(sent->n, 1);
+}
+
+static xmpp_stanza_t *result_from(xmpp_ctx_t *ctx, const char *id,
+                                  const char *from)
+{
+    xmpp_stanza_t *iq = xmpp_iq_new(ctx, "result", id);
+    if (from)
+        xmpp_stanza_set_from(iq, from);
+    return iq;
+}
+
+/* The server's answer, and only the server's, settles a waiting caller:
+ * an answer from another device of the account (a full JID) is not taken
+ * (review: it could complete or refuse an enable, or drop an owed
+ * disable); and courier_close (push_shutdown) makes a waiter leave with
+ * COURIER_ECLOSED at once, not after ack_timeout_ms, so the handle can be
+ * freed (review: a use-after-free). */
+static void test_waiter_settled_by_server_only_and_released_on_close(
+    void **st)
+{
+    fx_t *f = *st;
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = "dave@example.com";
+    cfg.password = "pw";
+    cfg.db_path = f->db;
+    cfg.ack_timeout_ms = 20000;
+    courier_close(f->c); /* the file, for an engine of our own */
+    f->c = NULL;
+    engine_t *e = NULL;
+    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
+    push_t *p = NULL;
+    assert_int_equal(push_new(&p, e), COURIER_OK);
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    sent_t sent = { "", 0 };
+    push_pump(p, ctx, 1, keep_id, &sent); /* online, nothing stored yet */
+    assert_int_equal(sent.n, 0);
+
+    waiter_t w = { p, 1, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, enable_and_wait, &w), 0);
+    wait_written(p, ctx, &sent);
+    xmpp_stanza_t *forged = result_from(ctx, sent.id,
+                                        "dave@example.com/other-device");
+    assert_int_equal(push_on_iq(p, forged), 0);
+    xmpp_stanza_release(forged);
+    xmpp_stanza_t *real = result_from(ctx, sent.id, NULL);
+    assert_int_equal(push_on_iq(p, real), 1);
+    xmpp_stanza_release(real);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.rc, COURIER_OK);
+
+    /* a second caller, never answered: close releases it */
+    sent.n = 0;
+    assert_int_equal(pthread_create(&t, NULL, enable_and_wait, &w), 0);
+    usleep(100000);
+    push_shutdown(p);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.rc, COURIER_ECLOSED);
+    assert_true(w.ms < 10000);
+    push_free(p);
+    xmpp_ctx_free(ctx);
+    engine_close(e);
+    open_handle(f); /* for teardown */
+}
+
 int main(void)
 {
     xmpp_initialize();
@@ -363,6 +471,9 @@ int main(void)
             teardown),
         cmocka_unit_test(test_enable_and_disable_stanzas),
         cmocka_unit_test(test_answers_read),
+        cmocka_unit_test_setup_teardown(
+            test_waiter_settled_by_server_only_and_released_on_close, setup,
+            teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     xmpp_shutdown();
