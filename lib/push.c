@@ -302,6 +302,27 @@ xmpp_stanza_t *push_build_disable(xmpp_ctx_t *ctx, const char *id,
     return build(ctx, id, "disable", service_jid, node, NULL);
 }
 
+/* The server's words go to on_log and courier_last_error(): no control
+ * characters (a newline would fake a log line), and a copy cut short
+ * ends before a character, not inside one. */
+static void clean_text(char *t)
+{
+    size_t n = strlen(t);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f)
+            t[i] = ' ';
+    size_t lead = n;
+    for (size_t k = 0; k < 4 && lead > 0; k++) {
+        lead--;
+        if (((unsigned char)t[lead] & 0xc0) != 0x80)
+            break;
+    }
+    unsigned char c = (unsigned char)t[lead];
+    size_t want = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    if (lead < n && lead + want > n)
+        t[lead] = '\0';
+}
+
 int push_parse_answer(xmpp_stanza_t *iq, char *cond, size_t cond_size,
                       char *text, size_t text_size)
 {
@@ -327,9 +348,13 @@ int push_parse_answer(xmpp_stanza_t *iq, char *cond, size_t cond_size,
             if (t) {
                 snprintf(text, text_size, "%s", t);
                 xmpp_free(xmpp_stanza_get_context(c), t);
+                if (text_size)
+                    clean_text(text);
             }
         } else {
             snprintf(cond, cond_size, "%s", name);
+            if (cond_size)
+                clean_text(cond);
         }
     }
     return COURIER_EREFUSED;
@@ -521,16 +546,23 @@ int push_on_iq(push_t *p, xmpp_stanza_t *st)
                        "%s %s; kept, asked again at the next login",
                        x->service, why);
     } else {
-        /* Answered either way: nothing more to ask the server. A disable
-         * of a registration it no longer holds is no failure. */
+        /* Answered: nothing more to ask the server, unless it said "try
+         * later" (an error of type wait): then it may still hold the
+         * registration, and the disable stays owed for the next login. A
+         * disable of a registration it no longer holds is no failure. */
         if (rc != COURIER_OK && strcmp(cond, "item-not-found") == 0)
             rc = COURIER_OK;
+        xmpp_stanza_t *err = xmpp_stanza_get_child_by_name(st, "error");
+        const char *etype = err ? xmpp_stanza_get_type(err) : NULL;
+        int again = rc != COURIER_OK && etype && strcmp(etype, "wait") == 0;
         engine_log(p->e, rc == COURIER_OK ? COURIER_LOG_INFO
                                           : COURIER_LOG_WARN,
                    "push (XEP-0357): disable at %s %s%s", x->service,
                    rc == COURIER_OK ? "done" : why,
-                   rc == COURIER_OK ? "" : "; forgotten");
-        int src = engine_read(p->e, owed_done, x);
+                   rc == COURIER_OK ? ""
+                   : again ? "; asked again at the next login"
+                           : "; forgotten");
+        int src = again ? COURIER_OK : engine_read(p->e, owed_done, x);
         if (src != COURIER_OK)
             engine_log(p->e, COURIER_LOG_ERROR, "push: cannot settle the "
                        "owed disable in the store (%s): sent again at the "

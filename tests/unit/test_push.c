@@ -350,6 +350,21 @@ static void test_answers_read(void **st)
     assert_int_equal(answer(ctx, "<iq type='error' id='push-1'/>", cond,
                             text), COURIER_EREFUSED);
     assert_string_equal(cond, "undefined-condition");
+    /* the server's text goes to on_log and courier_last_error(): cut at a
+     * character, never inside one, and no control characters (review) */
+    assert_int_equal(answer(ctx,
+        "<iq type='error' id='push-1'><error type='cancel'>"
+        "<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>"
+        "abcdefghijklmn\xc3\xa9z</text></error></iq>", cond, text),
+        COURIER_EREFUSED);
+    assert_string_equal(text, "abcdefghijklmn"); /* not half of the é */
+    assert_int_equal(answer(ctx,
+        "<iq type='error' id='push-1'><error type='cancel'>"
+        "<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>a&#10;b&#9;c"
+        "</text></error></iq>", cond, text), COURIER_EREFUSED);
+    assert_string_equal(text, "a b c");
     assert_string_equal(courier_strerror(COURIER_EREFUSED),
                         "refused by the server");
     xmpp_ctx_free(ctx);
@@ -460,6 +475,73 @@ static void test_waiter_settled_by_server_only_and_released_on_close(
     open_handle(f); /* for teardown */
 }
 
+static xmpp_stanza_t *error_of(xmpp_ctx_t *ctx, const char *id,
+                                const char *type, const char *cond)
+{
+    xmpp_stanza_t *iq = xmpp_iq_new(ctx, "error", id);
+    xmpp_stanza_t *err = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(err, "error");
+    xmpp_stanza_set_type(err, type);
+    xmpp_stanza_t *c = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(c, cond);
+    xmpp_stanza_set_ns(c, "urn:ietf:params:xml:ns:xmpp-stanzas");
+    xmpp_stanza_add_child(err, c);
+    xmpp_stanza_release(c);
+    xmpp_stanza_add_child(iq, err);
+    xmpp_stanza_release(err);
+    return iq;
+}
+
+/* An owed disable the server answers "try later" (an error of type wait)
+ * stays owed: the server may still hold the registration and push to an
+ * old device token (review: any error forgot it). Any other answer
+ * settles it. */
+static void test_disable_answered_wait_stays_owed(void **st)
+{
+    fx_t *f = *st;
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = "dave@example.com";
+    cfg.password = "pw";
+    cfg.db_path = f->db;
+    courier_close(f->c);
+    f->c = NULL;
+    engine_t *e = NULL;
+    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
+    push_t *p = NULL;
+    assert_int_equal(push_new(&p, e), COURIER_OK);
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    assert_int_equal(push_enable(p, "push.example.com", "old-token", NULL, 0),
+                     COURIER_OK);
+    assert_int_equal(push_disable(p, 0), COURIER_OK);
+    char reg[256], owed[256];
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "push.example.com|old-token");
+    sent_t sent = { "", 0 };
+    push_pump(p, ctx, 1, keep_id, &sent);
+    assert_int_equal(sent.n, 1);
+    xmpp_stanza_t *later = error_of(ctx, sent.id, "wait",
+                                    "resource-constraint");
+    assert_int_equal(push_on_iq(p, later), 1);
+    xmpp_stanza_release(later);
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "push.example.com|old-token");
+    /* the next stream asks again; a final answer settles it */
+    push_link_down(p);
+    sent.n = 0;
+    push_pump(p, ctx, 1, keep_id, &sent);
+    assert_int_equal(sent.n, 1);
+    xmpp_stanza_t *no = error_of(ctx, sent.id, "cancel", "not-allowed");
+    assert_int_equal(push_on_iq(p, no), 1);
+    xmpp_stanza_release(no);
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "");
+    push_free(p);
+    xmpp_ctx_free(ctx);
+    engine_close(e);
+    open_handle(f);
+}
+
 int main(void)
 {
     xmpp_initialize();
@@ -474,6 +556,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_waiter_settled_by_server_only_and_released_on_close, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(test_disable_answered_wait_stays_owed,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     xmpp_shutdown();
