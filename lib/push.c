@@ -503,16 +503,7 @@ void push_link_down(push_t *p)
 /* Only our own account (or its server) answers an IQ without a `to`. */
 static int from_us(push_t *p, xmpp_stanza_t *st)
 {
-    const char *from = xmpp_stanza_get_from(st);
-    char bare[COURIER_JID_MAX];
-    const char *self = engine_self(p->e);
-    if (!from)
-        return 1;
-    /* a full JID is a client: the account's other devices included */
-    if (strchr(from, '/') || util_jid_bare(from, bare, sizeof(bare)) != 0)
-        return 0;
-    return strcmp(bare, self) == 0 ||
-           strcmp(bare, util_jid_domain(self)) == 0;
+    return util_from_own_server(xmpp_stanza_get_from(st), engine_self(p->e));
 }
 
 static int owed_done(store_t *s, void *ud)

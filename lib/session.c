@@ -750,16 +750,7 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 /* Only our server (or our own account) may answer our pings. */
 static int from_our_server(session_t *s, xmpp_stanza_t *st)
 {
-    const char *from = xmpp_stanza_get_from(st);
-    char bare[COURIER_JID_MAX];
-    if (!from)
-        return 1;
-    /* the server answers as the domain or the account's bare JID; a full
-     * JID is a client, the account's other devices included */
-    if (strchr(from, '/') || util_jid_bare(from, bare, sizeof(bare)) != 0)
-        return 0;
-    return strcmp(bare, util_jid_domain(engine_self(s->e))) == 0 ||
-           strcmp(bare, engine_self(s->e)) == 0;
+    return util_from_own_server(xmpp_stanza_get_from(st), engine_self(s->e));
 }
 
 static int iq_handler(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)

@@ -233,6 +233,17 @@ bad:
     return -1;
 }
 
+int util_from_own_server(const char *from, const char *self)
+{
+    char bare[COURIER_JID_MAX];
+    if (!from)
+        return 1;
+    if (strchr(from, '/') || util_jid_bare(from, bare, sizeof(bare)) != 0)
+        return 0;
+    return strcmp(bare, self) == 0 ||
+           strcmp(bare, util_jid_domain(self)) == 0;
+}
+
 const char *util_jid_domain(const char *bare)
 {
     const char *at = strchr(bare, '@');

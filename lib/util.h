@@ -44,6 +44,12 @@ int util_jid_bare(const char *jid, char *out, size_t size);
 /* The domain part of a bare JID (pointer into `bare`). */
 const char *util_jid_domain(const char *bare);
 
+/* 1 if an answer to one of our own requests (an iq with no `to`) comes
+ * from our server: no `from`, our domain, or our account's bare JID
+ * (`self`, bare). A full JID is a client, the account's other devices
+ * included: 0. */
+int util_from_own_server(const char *from, const char *self);
+
 /* 1 if `id` is a usable message id: 1..COURIER_ID_MAX-1 bytes of valid
  * UTF-8 without control characters. */
 int util_id_valid(const char *id);

@@ -1541,6 +1541,24 @@ static void test_parse_survives_alloc_failures(void **st)
     }
 }
 
+/* Answers to our own requests (pings, push): only our server counts, as
+ * the domain or our bare JID, never a full JID (another device of the
+ * account could forge acks by ping, a sync's end, a push answer). */
+static void test_from_own_server(void **st)
+{
+    (void)st;
+    const char *self = "dave@example.com";
+    assert_true(util_from_own_server(NULL, self));
+    assert_true(util_from_own_server("example.com", self));
+    assert_true(util_from_own_server("Example.COM.", self));
+    assert_true(util_from_own_server("dave@example.com", self));
+    assert_false(util_from_own_server("dave@example.com/other", self));
+    assert_false(util_from_own_server("example.com/x", self));
+    assert_false(util_from_own_server("eve@example.com", self));
+    assert_false(util_from_own_server("example.org", self));
+    assert_false(util_from_own_server("not a jid", self));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1550,6 +1568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_unstored_message_is_refused_to_sender, setup, teardown),
         cmocka_unit_test(test_jid_domain_final_dot_stripped),
+        cmocka_unit_test(test_from_own_server),
         cmocka_unit_test_setup_teardown(test_jid_folded_like_the_servers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_body_not_utf8, setup,
