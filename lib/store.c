@@ -213,11 +213,35 @@ static const char migrate_v7[] =
     " UNIQUE(service, node));"
     "PRAGMA user_version=7;";
 
+/* v8 (issue 17): a new outgoing message is not put in outbox_unsettled
+ * when it is written. Its insert was the fourth b-tree every durable send
+ * wrote, and most messages settle (DELIVERED) within a second, so the
+ * entry was nearly always deleted again at once. A row is written with
+ * swept = 0; outbox_swept.upto is the largest outbox seq "swept" so far.
+ * The invariant: every unsettled row is in outbox_unsettled (swept = 1)
+ * or has seq > upto (found by a range of the table's own b-tree). A
+ * sweep, every STORE_SWEEP_EVERY inserts inside a commit, sets swept = 1
+ * on the unsettled rows above upto and moves upto to the largest seq;
+ * a state change of a row at or below upto sets swept = 1 (a permanent
+ * FAILED message retried by the app becomes unsettled again). Existing
+ * rows take swept = 1: the index keeps the same rows. */
+static const char migrate_v8[] =
+    "ALTER TABLE outbox ADD COLUMN swept INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE outbox_swept("
+    " one INTEGER PRIMARY KEY CHECK(one = 1),"
+    " upto INTEGER NOT NULL);"
+    "INSERT INTO outbox_swept VALUES(1,"
+    " (SELECT coalesce(max(seq), 0) FROM outbox));"
+    "DROP INDEX outbox_unsettled;"
+    "CREATE INDEX outbox_unsettled ON outbox(seq)"
+    " WHERE swept = 1 AND (state <= 2 OR (state = 5 AND permanent = 0));"
+    "PRAGMA user_version=8;";
+
 /* migrations[v] takes a store from version v to v + 1. */
 static const char *const migrations[] = { schema_v1, migrate_v2,
                                           migrate_v3, migrate_v4,
                                           migrate_v5, migrate_v6,
-                                          migrate_v7 };
+                                          migrate_v7, migrate_v8 };
 
 _Static_assert(UTIL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -239,6 +263,9 @@ enum {
     ST_OUT_PROMOTE_CREATED,
     ST_OUT_PROMOTE_ONE,
     ST_OUT_UNSETTLED,
+    ST_OUT_SWEEP,
+    ST_OUT_SWEPT_UPTO,
+    ST_OUT_UNSWEPT,
     ST_OUT_COUNT,
     ST_IN_INSERT,
     ST_IN_ASK,
@@ -286,6 +313,12 @@ enum {
 #define NEXT_SEQ                                                         \
     "1 + max((SELECT coalesce(max(seq), 0) FROM outbox),"                \
     " (SELECT coalesce(max(seq), 0) FROM inbox))"
+/* Unsettled outgoing rows (schema v8): those swept into outbox_unsettled
+ * (its WHERE, verbatim), and those above the swept mark. */
+#define SWEPT_UPTO "(SELECT upto FROM outbox_swept)"
+#define OUT_UNSETTLED_STATE "(state <= 2 OR (state = 5 AND permanent = 0))"
+#define OUT_UNSETTLED_SWEPT "swept = 1 AND " OUT_UNSETTLED_STATE
+#define OUT_UNSETTLED_UNSWEPT "seq > " SWEPT_UPTO " AND " OUT_UNSETTLED_STATE
 /* A history entry: seq, id, peer, kind, state, timestamp, retracted,
  * body, meta (store_entry_t). Incoming state: DELIVERED or DISPLAYED;
  * displayed is cumulative (XEP-0333): an entry at or before the peer's
@@ -309,15 +342,16 @@ static const char *const sql[ST_COUNT] = {
     [ST_OUT_INSERT] =
         "INSERT INTO outbox(seq, id, peer, kind, state, attempts, bounces,"
         " created_ms, last_sent_ms, last_change_ms, permanent, reason, body,"
-        " meta, cancelled)"
-        " VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " meta, cancelled, swept)"
+        " VALUES(" NEXT_SEQ ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
     /* body last: it is read only when asked for */
     [ST_OUT_GET] =
         "SELECT " OUT_COLS ", body, meta FROM outbox WHERE id = ?",
     [ST_OUT_SET_STATE] =
         "UPDATE outbox SET state = ?, attempts = ?, bounces = ?,"
         " last_sent_ms = ?, last_change_ms = ?, permanent = ?, reason = ?,"
-        " cancelled = ? WHERE id = ? AND ((1 << state) & ?) != 0",
+        " cancelled = ?, swept = swept OR seq <= " SWEPT_UPTO
+        " WHERE id = ? AND ((1 << state) & ?) != 0",
     [ST_OUT_MARK_SENT] =
         "UPDATE outbox SET attempts = ?, last_sent_ms = ? WHERE id = ?",
     /* The candidates are read first (one index seek, usually no row: then
@@ -334,11 +368,21 @@ static const char *const sql[ST_COUNT] = {
         "UPDATE outbox SET state = 4, last_change_ms = ?, reason = ?"
         " WHERE id = ? AND state = 3",
     /* INDEXED BY makes the prepare fail rather than fall back to a scan;
-     * the WHERE is the index's own (schema v5). */
+     * the WHERE is the index's own. The rows not swept yet follow, from
+     * the table's own b-tree (schema v8); SQLite merges the two ordered
+     * arms without a sorter. */
     [ST_OUT_UNSETTLED] =
         "SELECT " OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
-        " WHERE state <= 2 OR (state = 5 AND permanent = 0)"
-        " ORDER BY seq",
+        " WHERE " OUT_UNSETTLED_SWEPT
+        " UNION ALL SELECT " OUT_COLS " FROM outbox"
+        " WHERE " OUT_UNSETTLED_UNSWEPT " ORDER BY seq",
+    [ST_OUT_SWEEP] = "UPDATE outbox SET swept = 1 WHERE "
+                     OUT_UNSETTLED_UNSWEPT " AND swept = 0",
+    [ST_OUT_SWEPT_UPTO] =
+        "UPDATE outbox_swept SET upto = (SELECT coalesce(max(seq), 0)"
+        " FROM outbox)",
+    [ST_OUT_UNSWEPT] =
+        "SELECT count(*) FROM outbox WHERE seq > " SWEPT_UPTO,
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
     [ST_IN_INSERT] =
         "INSERT OR IGNORE INTO inbox(seq, peer, id, kind, ts_ms,"
@@ -401,8 +445,10 @@ static const char *const sql[ST_COUNT] = {
     /* pending: unsettled and not given up, plus FAILED for good */
     [ST_PEND_UNSETTLED] =
         "SELECT " HIST_OUT_COLS " FROM outbox INDEXED BY outbox_unsettled"
-        " WHERE (state <= 2 OR (state = 5 AND permanent = 0))"
-        " AND cancelled = 0 AND seq > ? ORDER BY seq",
+        " WHERE " OUT_UNSETTLED_SWEPT " AND cancelled = 0 AND seq > ?1"
+        " UNION ALL SELECT " HIST_OUT_COLS " FROM outbox"
+        " WHERE " OUT_UNSETTLED_UNSWEPT " AND cancelled = 0 AND seq > ?1"
+        " ORDER BY seq",
     [ST_PEND_FAILED] =
         "SELECT " HIST_OUT_COLS " FROM outbox INDEXED BY outbox_failed"
         " WHERE state = 5 AND permanent = 1 AND cancelled = 0 AND seq > ?"
@@ -447,6 +493,7 @@ struct store {
     int in_txn; /* inside store_begin() */
     int committing; /* store_commit() runs its COMMIT */
     int check_owed; /* the last close was not clean (store_check_owed) */
+    int64_t unswept; /* outbox rows above the swept mark, about (v8) */
     char errmsg[256];
 };
 
@@ -641,6 +688,19 @@ void store_rollback(store_t *s)
     s->in_txn = 0;
 }
 
+/* Put the unsettled rows written since the last sweep into
+ * outbox_unsettled and move the mark (schema v8), inside the caller's
+ * transaction. */
+static int sweep(store_t *s)
+{
+    int rc = run(s, s->st[ST_OUT_SWEEP], NULL, "sweep outbox");
+    if (rc == COURIER_OK)
+        rc = run(s, s->st[ST_OUT_SWEPT_UPTO], NULL, "sweep outbox");
+    if (rc == COURIER_OK)
+        s->unswept = 0;
+    return rc;
+}
+
 int store_commit(store_t *s)
 {
     int rc;
@@ -651,6 +711,11 @@ int store_commit(store_t *s)
         s->in_txn = 0;
         return fail_with(s, COURIER_ESTORE,
                          "transaction rolled back after an earlier error");
+    }
+    rc = s->unswept >= STORE_SWEEP_EVERY ? sweep(s) : COURIER_OK;
+    if (rc != COURIER_OK) {
+        store_rollback(s);
+        return rc;
     }
     s->committing = 1;
     rc = run(s, s->st[ST_COMMIT], NULL, "commit");
@@ -837,6 +902,15 @@ static int setup(store_t *s, const char *path, const store_opts_t *opts)
         if (src != SQLITE_OK)
             rc = fail(s, src, "prepare");
     }
+    if (rc == COURIER_OK) {
+        sqlite3_stmt *st = s->st[ST_OUT_UNSWEPT];
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            s->unswept = sqlite3_column_int64(st, 0);
+        else
+            rc = fail(s, src, "read outbox");
+        finish(st);
+    }
     return rc;
 }
 
@@ -928,6 +1002,7 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body,
     rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
     if (rc == SQLITE_DONE) {
         rc = COURIER_OK;
+        s->unswept++;
     } else if (rc == SQLITE_CONSTRAINT_UNIQUE ||
                rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         snprintf(s->errmsg, sizeof(s->errmsg),
@@ -1724,9 +1799,12 @@ int store_erase(store_t *s)
                      "DELETE FROM outbox; DELETE FROM inbox;"
                      "DELETE FROM receipts;"
                      "DELETE FROM push; DELETE FROM push_off;"
+                     "UPDATE outbox_swept SET upto = 0;"
                      "COMMIT;", "erase");
     if (rc != COURIER_OK && !sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == COURIER_OK)
+        s->unswept = 0;
     if (rc == COURIER_OK)
         rc = exec(s, "VACUUM", "erase: vacuum");
     if (rc == COURIER_OK)

@@ -24,8 +24,14 @@
  * times; version 4's unsettled index was defined with a constant IN list;
  * version 5 had no common history order (seq) over both directions and no
  * meta / cancelled / retracted / deleted columns; version 6 no push
- * registration; store_open migrates forward. */
-#define STORE_SCHEMA_VERSION 7
+ * registration; version 7 put every new outgoing message in the
+ * unsettled index at its insert; store_open migrates forward. */
+#define STORE_SCHEMA_VERSION 8
+
+/* A commit that follows this many outgoing inserts since the last sweep
+ * sweeps first (schema v8, lib/store.c): it bounds the rows a restart
+ * reads beyond the unsettled index. */
+#define STORE_SWEEP_EVERY 256
 
 typedef struct store store_t;
 

@@ -1513,8 +1513,8 @@ static void test_migrate_v6_file_adds_push_keeps_history(void **st)
     assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
                      COURIER_OK);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 7);
-    assert_int_equal(STORE_SCHEMA_VERSION, 7);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 7);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 6);
     /* the history as v6 showed it: deleted entries and the tombstone left
@@ -1648,6 +1648,164 @@ static void test_push_registration_kept_and_replaced_owes_disable(void **st)
     assert_int_equal(store_erase(f->s), COURIER_OK);
     assert_int_equal(store_push_get(f->s, &got), COURIER_ENOTFOUND);
     owed_is(f, "");
+}
+
+/* ---- schema v8: the unsettled index is swept, not written per send -- */
+
+static void pending_of(fx_t *f, const char *want)
+{
+    store_entries_t l = { 0 };
+    char got[512];
+    assert_int_equal(store_pending(f->s, 0, 50, &l), COURIER_OK);
+    page_ids(&l, got, sizeof(got));
+    store_entries_free(&l);
+    assert_string_equal(got, want);
+}
+
+static void unsettled_of(fx_t *f, const char *want)
+{
+    rec_t rec = { .n = 0 };
+    char got[512] = "";
+    assert_int_equal(store_out_each_unsettled(f->s, rec_row, &rec),
+                     COURIER_OK);
+    for (size_t i = 0; i < rec.n; i++) {
+        strcat(got, i ? " " : "");
+        strcat(got, rec.ids[i]);
+    }
+    assert_string_equal(got, want);
+}
+
+/* Entries in the b-tree of index `name`, read from its pages (dbstat). */
+static int64_t index_entries(fx_t *f, const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(sum(ncell), 0) FROM dbstat"
+             " WHERE name = '%s' AND pagetype = 'leaf'", name);
+    return raw_int(f->path, sql);
+}
+
+/* behaviour.md §5, issue 17: a durable send writes three b-trees (the
+ * table, the id, the peer's history), not the unsettled index as well:
+ * a message that settles before the next sweep never enters it; the
+ * restart still finds it while it is unsettled. */
+static void test_send_writes_no_unsettled_index_entry(void **state)
+{
+    fx_t *f = *state;
+    core_row_t r = make_row("m1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
+    assert_int_equal(store_commit(f->s), COURIER_OK);
+    assert_int_equal(index_entries(f, "outbox_unsettled"), 0);
+    reopen(f);
+    unsettled_of(f, "m1");
+    pending_of(f, "m1");
+}
+
+/* The invariant of schema v8 (lib/store.c migrate_v8): every unsettled
+ * row is in the index or above the swept mark, through a sweep, a retry
+ * of a message swept past while it was settled, a restart and an erase. */
+static void test_sweep_keeps_every_unsettled_message_found(void **state)
+{
+    fx_t *f = *state;
+    char id[32];
+    core_row_t r = make_row("u1", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
+    r = make_row("p1", BOB, COURIER_FAILED, T0, T0);
+    r.permanent = 1;
+    assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
+    for (int i = 2; i < STORE_SWEEP_EVERY; i++) {
+        snprintf(id, sizeof(id), "d%d", i);
+        r = make_row(id, CAROL, COURIER_DELIVERED, T0, T0);
+        assert_int_equal(store_out_insert(f->s, &r, "body", NULL),
+                         COURIER_OK);
+    }
+    /* this commit sweeps: u1 enters the index, the settled rows do not */
+    assert_int_equal(store_commit(f->s), COURIER_OK);
+    assert_int_equal(raw_int(f->path, "SELECT upto FROM outbox_swept"),
+                     STORE_SWEEP_EVERY);
+    assert_int_equal(index_entries(f, "outbox_unsettled"), 1);
+    put(f, "u2", BOB, COURIER_QUEUED, T0, 0); /* above the mark */
+    unsettled_of(f, "u1 u2");
+    /* the app retries p1, swept past while FAILED for good */
+    core_act_t a = make_act("p1", COURIER_QUEUED, BIT(COURIER_FAILED), "");
+    assert_int_equal(set_state(f, &a), 1);
+    assert_int_equal(index_entries(f, "outbox_unsettled"), 2);
+    reopen(f);
+    unsettled_of(f, "u1 p1 u2");
+    pending_of(f, "u1 p1 u2");
+    /* settled rows leave the index as before */
+    a = make_act("u1", COURIER_DELIVERED, ALL_STATES, "");
+    assert_int_equal(set_state(f, &a), 1);
+    assert_int_equal(index_entries(f, "outbox_unsettled"), 1);
+    unsettled_of(f, "p1 u2");
+    /* an erase starts the seqs again, and the mark with them */
+    assert_int_equal(store_erase(f->s), COURIER_OK);
+    put(f, "n1", BOB, COURIER_QUEUED, T0, 0);
+    reopen(f);
+    unsettled_of(f, "n1");
+    pending_of(f, "n1");
+}
+
+/* behaviour.md §5 / §10: the v7 -> v8 migration (a store written by
+ * commit 25d7926, tests/fixtures/README.md) keeps every row, the same
+ * unsettled messages (now found through the swept index), the push
+ * registration and the disable owed; a message sent after it is found
+ * above the mark. */
+static void test_migrate_v7_file_keeps_unsettled_and_push(void **st)
+{
+    fx_t *f = *st;
+    char err[256];
+    copy_fixture(f, "store_v7_push.db");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"
+                                      " INDEXED BY outbox_unsettled"
+                                      " WHERE state <= 2 OR"
+                                      " (state = 5 AND permanent = 0)"), 4);
+    assert_int_equal(store_open(&f->s, f->path, NULL, err, sizeof(err)),
+                     COURIER_OK);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+                     STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"), 9);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox"), 6);
+    assert_int_equal(raw_int(f->path, "SELECT upto FROM outbox_swept"),
+                     raw_int(f->path, "SELECT max(seq) FROM outbox"));
+    assert_int_equal(index_entries(f, "outbox_unsettled"), 4);
+    unsettled_of(f, "o5-deleted o6-failed o7-queued o9-sent");
+    pending_of(f, "o5-deleted o6-failed o7-queued o8-gave-up o9-sent");
+    history_of(f, NULL, 0, 4, "o9-sent o8-gave-up o7-queued <i5-unhanded");
+    core_row_t row;
+    assert_int_equal(store_out_get(f->s, "o4-cancelled", &row, NULL, NULL),
+                     COURIER_OK);
+    assert_int_equal(row.cancelled, 1);
+    rec_t rec = { .n = 0 };
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    assert_string_equal(rec.ids[0], "i3-retracted");
+    assert_string_equal(rec.ids[1], "i5-unhanded");
+    rec.n = 0;
+    assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 2);
+    store_push_t p;
+    assert_int_equal(store_push_get(f->s, &p), COURIER_OK);
+    assert_string_equal(p.node, "device-node");
+    assert_int_equal(p.has_secret, 1);
+    assert_string_equal(p.secret, "s3cret");
+    rec.n = 0;
+    assert_int_equal(store_push_each_owed(f->s, rec_push, &rec), COURIER_OK);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.ids[0], "old-node");
+    /* sent after the migration; the app retries o8 */
+    put(f, "n1", BOB, COURIER_QUEUED, T0, 0);
+    core_act_t a = make_act("o8-gave-up", COURIER_QUEUED,
+                            BIT(COURIER_FAILED), "");
+    assert_int_equal(set_state(f, &a), 1);
+    reopen(f);
+    unsettled_of(f, "o5-deleted o6-failed o7-queued o8-gave-up o9-sent n1");
+    char check[64];
+    raw_text(f->path, "PRAGMA integrity_check", check, sizeof(check));
+    assert_string_equal(check, "ok");
 }
 
 /* Issue 17: no statement of the store builds a temporary b-tree or an
@@ -2090,6 +2248,13 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_no_statement_builds_an_ephemeral_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_send_writes_no_unsettled_index_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_sweep_keeps_every_unsettled_message_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_migrate_v7_file_keeps_unsettled_and_push, setup_dir,
+            teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_ecorrupt, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_ecorrupt, setup_dir,
