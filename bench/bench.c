@@ -461,10 +461,16 @@ static const char raw_schema[] =
     " last_change_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " state INTEGER NOT NULL, permanent INTEGER NOT NULL DEFAULT 0,"
     " reason TEXT NOT NULL DEFAULT '',"
-    " bounces INTEGER NOT NULL DEFAULT 0);"
+    " bounces INTEGER NOT NULL DEFAULT 0, meta TEXT NOT NULL DEFAULT '',"
+    " cancelled INTEGER NOT NULL DEFAULT 0,"
+    " retracted INTEGER NOT NULL DEFAULT 0,"
+    " deleted INTEGER NOT NULL DEFAULT 0, swept INTEGER NOT NULL DEFAULT 1);"
     "CREATE INDEX outbox_unsettled ON outbox(seq)"
-    " WHERE state <= 2 OR (state = 5 AND permanent = 0);"
-    "CREATE INDEX outbox_peer_state ON outbox(peer, state, last_sent_ms);";
+    " WHERE swept = 1 AND (state <= 2 OR (state = 5 AND permanent = 0));"
+    "CREATE INDEX outbox_failed ON outbox(seq)"
+    " WHERE state = 5 AND permanent = 1 AND cancelled = 0;"
+    "CREATE INDEX outbox_delivered ON outbox(peer) WHERE state = 3;"
+    "CREATE INDEX outbox_peer_seq ON outbox(peer, seq);";
 
 /* What an app would write by hand (issue 17): a plain outbox table, text
  * primary key and one index, WAL, synchronous NORMAL, one INSERT and one
@@ -521,7 +527,7 @@ static double enq_raw(const char *path, int n, int full, int per_txn)
     if (sqlite3_prepare_v2(db,
             "INSERT INTO outbox(id, peer, kind, state, attempts, bounces,"
             " created_ms, last_sent_ms, last_change_ms, permanent, reason,"
-            " body) VALUES(?, ?, 0, 0, 0, 0, ?, 0, ?, 0, '', ?)",
+            " body, swept) VALUES(?, ?, 0, 0, 0, 0, ?, 0, ?, 0, '', ?, 0)",
             -1, &st, NULL) != SQLITE_OK)
         bench_die("prepare: %s", sqlite3_errmsg(db));
     double t0 = bench_mono();
