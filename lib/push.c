@@ -23,8 +23,9 @@ typedef struct {
     int enable;                    /* 1: an enable, 0: a disable */
     char id[32];
     unsigned gen;                  /* the app's change it was written for */
-    char service[COURIER_JID_MAX]; /* disable: the owed row to settle */
+    char service[COURIER_JID_MAX];
     char node[STORE_PUSH_NODE_MAX];
+    int64_t owed_n;                /* disable: the owed row to settle */
 } pending_t;
 
 struct push {
@@ -406,6 +407,7 @@ static pending_t *pend_new(push_t *p, int enable, unsigned gen,
     x->gen = gen;
     util_strlcpy(x->service, reg->service, sizeof(x->service));
     util_strlcpy(x->node, reg->node, sizeof(x->node));
+    x->owed_n = reg->owed_n;
     snprintf(x->id, sizeof(x->id), "push-%u", ++p->id_n);
     return x;
 }
@@ -509,7 +511,7 @@ static int from_us(push_t *p, xmpp_stanza_t *st)
 static int owed_done(store_t *s, void *ud)
 {
     const pending_t *x = ud;
-    return store_push_owed_done(s, x->service, x->node);
+    return store_push_owed_done(s, x->owed_n);
 }
 
 int push_on_iq(push_t *p, xmpp_stanza_t *st)

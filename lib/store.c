@@ -213,7 +213,7 @@ static const char migrate_v7[] =
     " UNIQUE(service, node));"
     "PRAGMA user_version=7;";
 
-/* v8 (issue 17): a new outgoing message is not put in outbox_unsettled
+/* v8 (issue 17; and push_off's rows never reused, below): a new outgoing message is not put in outbox_unsettled
  * when it is written. Its insert was the fourth b-tree every durable send
  * wrote, and most messages settle (DELIVERED) within a second, so the
  * entry was nearly always deleted again at once. A row is written with
@@ -235,6 +235,17 @@ static const char migrate_v8[] =
     "DROP INDEX outbox_unsettled;"
     "CREATE INDEX outbox_unsettled ON outbox(seq)"
     " WHERE swept = 1 AND (state <= 2 OR (state = 5 AND permanent = 0));"
+    /* An owed disable is settled by its row, which a disable owed again
+     * later for the same (service, node) must not reuse: AUTOINCREMENT
+     * (a late answer to the first one settled the second). */
+    "CREATE TABLE push_off_v8("
+    " n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " service TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " UNIQUE(service, node));"
+    "INSERT INTO push_off_v8 SELECT n, service, node FROM push_off;"
+    "DROP TABLE push_off;"
+    "ALTER TABLE push_off_v8 RENAME TO push_off;"
     "PRAGMA user_version=8;";
 
 /* migrations[v] takes a store from version v to v + 1. */
@@ -300,6 +311,7 @@ enum {
     ST_PUSH_CLEAR,
     ST_PUSH_OWE,
     ST_PUSH_UNOWE,
+    ST_PUSH_OWED_DONE,
     ST_PUSH_OWED,
     ST_COUNT
 };
@@ -484,6 +496,7 @@ static const char *const sql[ST_COUNT] = {
     [ST_PUSH_OWE] = "INSERT OR REPLACE INTO push_off(service, node)"
                     " VALUES(?, ?)",
     [ST_PUSH_UNOWE] = "DELETE FROM push_off WHERE service = ? AND node = ?",
+    [ST_PUSH_OWED_DONE] = "DELETE FROM push_off WHERE n = ?",
     [ST_PUSH_OWED] = "SELECT n, service, node FROM push_off ORDER BY n",
 };
 
@@ -1899,6 +1912,7 @@ int store_push_each_owed(store_t *s, store_push_cb cb, void *ud)
     int rc, src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         memset(&p, 0, sizeof(p));
+        p.owed_n = sqlite3_column_int64(st, 0);
         rc = col_copy(s, st, 1, p.service, sizeof(p.service));
         if (rc == COURIER_OK)
             rc = col_copy(s, st, 2, p.node, sizeof(p.node));
@@ -1915,9 +1929,12 @@ int store_push_each_owed(store_t *s, store_push_cb cb, void *ud)
     return rc;
 }
 
-int store_push_owed_done(store_t *s, const char *service, const char *node)
+int store_push_owed_done(store_t *s, int64_t owed_n)
 {
-    return push_owe(s, ST_PUSH_UNOWE, service, node);
+    sqlite3_stmt *st = s->st[ST_PUSH_OWED_DONE];
+    binder_t b = bind_start(st);
+    bind_int(&b, owed_n);
+    return run(s, st, &b, "push: owed disable done");
 }
 
 /* ---- tests --------------------------------------------------------- */

@@ -264,6 +264,8 @@ typedef struct {
     char node[STORE_PUSH_NODE_MAX];
     char secret[STORE_PUSH_SECRET_MAX];
     int has_secret;                /* 0: no secret (NULL in the store) */
+    int64_t owed_n;                /* store_push_each_owed: the owed row
+                                      (never reused, schema v8) */
 } store_push_t;
 
 /* The registration the app asked for; COURIER_ENOTFOUND when none. */
@@ -278,8 +280,10 @@ int store_push_clear(store_t *s, store_push_t *old);
  * non-zero return from `cb` stops and is returned. */
 typedef int (*store_push_cb)(void *ud, const store_push_t *p);
 int store_push_each_owed(store_t *s, store_push_cb cb, void *ud);
-/* The server answered the disable of (service, node): owed no more. */
-int store_push_owed_done(store_t *s, const char *service, const char *node);
+/* The server answered the disable written for owed row `owed_n`: owed no
+ * more. A disable owed again since for the same service and node is
+ * another row and stays owed. */
+int store_push_owed_done(store_t *s, int64_t owed_n);
 
 /* ---- tests --------------------------------------------------------- */
 

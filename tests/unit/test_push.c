@@ -542,6 +542,64 @@ static void test_disable_answered_wait_stays_owed(void **st)
     open_handle(f);
 }
 
+/* A late answer to a disable settles the row it was written for, not a
+ * newer one owed for the same service and node: the app enabled that node
+ * again (the enable went out) and disabled it again before the first
+ * answer came. Settling by (service, node) dropped the newer disable, and
+ * the server kept pushing to a node the app had disabled (a known limit
+ * of the last stop's note). */
+static void test_stale_disable_answer_keeps_a_newer_owed_disable(void **st)
+{
+    fx_t *f = *st;
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = "dave@example.com";
+    cfg.password = "pw";
+    cfg.db_path = f->db;
+    courier_close(f->c);
+    f->c = NULL;
+    engine_t *e = NULL;
+    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
+    push_t *p = NULL;
+    assert_int_equal(push_new(&p, e), COURIER_OK);
+    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    char reg[256], owed[256], first[32];
+    assert_int_equal(push_enable(p, "push.example.com", "tok", NULL, 0),
+                     COURIER_OK);
+    assert_int_equal(push_disable(p, 0), COURIER_OK);
+    sent_t sent = { "", 0 };
+    push_pump(p, ctx, 1, keep_id, &sent); /* the first disable */
+    assert_int_equal(sent.n, 1);
+    snprintf(first, sizeof(first), "%s", sent.id);
+    assert_int_equal(push_enable(p, "push.example.com", "tok", NULL, 0),
+                     COURIER_OK);
+    sent.n = 0;
+    push_pump(p, ctx, 1, keep_id, &sent); /* the enable */
+    assert_int_equal(sent.n, 1);
+    assert_int_equal(push_disable(p, 0), COURIER_OK);
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "push.example.com|tok");
+    xmpp_stanza_t *late = result_from(ctx, first, NULL);
+    assert_int_equal(push_on_iq(p, late), 1);
+    xmpp_stanza_release(late);
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "push.example.com|tok");
+    /* the newer disable, once written and answered, is settled */
+    sent.n = 0;
+    push_link_down(p);
+    push_pump(p, ctx, 1, keep_id, &sent);
+    assert_int_equal(sent.n, 1);
+    xmpp_stanza_t *ok = result_from(ctx, sent.id, NULL);
+    assert_int_equal(push_on_iq(p, ok), 1);
+    xmpp_stanza_release(ok);
+    read_file(f, reg, sizeof(reg), owed, sizeof(owed));
+    assert_string_equal(owed, "");
+    push_free(p);
+    xmpp_ctx_free(ctx);
+    engine_close(e);
+    open_handle(f);
+}
+
 int main(void)
 {
     xmpp_initialize();
@@ -558,6 +616,9 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_disable_answered_wait_stays_owed,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stale_disable_answer_keeps_a_newer_owed_disable, setup,
+            teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     xmpp_shutdown();

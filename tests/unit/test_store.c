@@ -1592,6 +1592,27 @@ static store_push_t push_reg(const char *service, const char *node,
     return p;
 }
 
+typedef struct {
+    const char *node;
+    int64_t n;
+} owed_find_t;
+
+static int find_owed(void *ud, const store_push_t *p)
+{
+    owed_find_t *o = ud;
+    if (strcmp(p->node, o->node) == 0)
+        o->n = p->owed_n;
+    return 0;
+}
+
+/* The owed row of `node` (0: none). */
+static int64_t owed_n_of(fx_t *f, const char *node)
+{
+    owed_find_t o = { node, 0 };
+    assert_int_equal(store_push_each_owed(f->s, find_owed, &o), COURIER_OK);
+    return o.n;
+}
+
 static void owed_is(fx_t *f, const char *want)
 {
     rec_t rec = { .n = 0 };
@@ -1640,7 +1661,18 @@ static void test_push_registration_kept_and_replaced_owes_disable(void **st)
     assert_int_equal(store_push_clear(f->s, NULL), COURIER_ENOTFOUND);
     reopen(f);
     owed_is(f, "push.example.com/node-b push.example.com/node-a");
-    assert_int_equal(store_push_owed_done(f->s, "push.example.com", "node-b"),
+    int64_t nb = owed_n_of(f, "node-b");
+    assert_int_equal(store_push_owed_done(f->s, nb), COURIER_OK);
+    owed_is(f, "push.example.com/node-a");
+    /* owed again: a new row, never the settled one's number (a late
+     * answer to the old disable must not settle it) */
+    p = push_reg("push.example.com", "node-b", NULL);
+    assert_int_equal(store_push_set(f->s, &p), COURIER_OK);
+    assert_int_equal(store_push_clear(f->s, NULL), COURIER_OK);
+    assert_true(owed_n_of(f, "node-b") > nb);
+    assert_int_equal(store_push_owed_done(f->s, nb), COURIER_OK);
+    owed_is(f, "push.example.com/node-a push.example.com/node-b");
+    assert_int_equal(store_push_owed_done(f->s, owed_n_of(f, "node-b")),
                      COURIER_OK);
     owed_is(f, "push.example.com/node-a");
     p = push_reg("other.example.com", "node-c", NULL);
@@ -1751,7 +1783,8 @@ static void test_sweep_keeps_every_unsettled_message_found(void **state)
 /* behaviour.md §5 / §10: the v7 -> v8 migration (a store written by
  * commit 25d7926, tests/fixtures/README.md) keeps every row, the same
  * unsettled messages (now found through the swept index), the push
- * registration and the disable owed; a message sent after it is found
+ * registration and the disable owed (its row number too, in a table
+ * whose numbers are never reused); a message sent after it is found
  * above the mark. */
 static void test_migrate_v7_file_keeps_unsettled_and_push(void **st)
 {
@@ -1759,6 +1792,7 @@ static void test_migrate_v7_file_keeps_unsettled_and_push(void **st)
     char err[256];
     copy_fixture(f, "store_v7_push.db");
     assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 7);
+    int64_t old_n = raw_int(f->path, "SELECT n FROM push_off");
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM outbox"
                                       " INDEXED BY outbox_unsettled"
                                       " WHERE state <= 2 OR"
@@ -1796,6 +1830,11 @@ static void test_migrate_v7_file_keeps_unsettled_and_push(void **st)
     assert_int_equal(store_push_each_owed(f->s, rec_push, &rec), COURIER_OK);
     assert_int_equal(rec.n, 1);
     assert_string_equal(rec.ids[0], "old-node");
+    /* the owed row keeps its number; numbers are never reused now */
+    assert_int_equal(owed_n_of(f, "old-node"), old_n);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master"
+                                      " WHERE name = 'push_off' AND"
+                                      " sql LIKE '%AUTOINCREMENT%'"), 1);
     /* sent after the migration; the app retries o8 */
     put(f, "n1", BOB, COURIER_QUEUED, T0, 0);
     core_act_t a = make_act("o8-gave-up", COURIER_QUEUED,
