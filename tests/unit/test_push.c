@@ -420,6 +420,39 @@ static xmpp_stanza_t *result_from(xmpp_ctx_t *ctx, const char *id,
     return iq;
 }
 
+/* The engine and push state of the fixture's store, driven by hand in
+ * place of the session (the handle is closed meanwhile). */
+typedef struct {
+    engine_t *e;
+    push_t *p;
+    xmpp_ctx_t *ctx;
+} loop_t;
+
+static void loop_open(fx_t *f, loop_t *l, unsigned ack_timeout_ms)
+{
+    courier_config_t cfg;
+    courier_config_init(&cfg);
+    cfg.jid = "dave@example.com";
+    cfg.password = "pw";
+    cfg.db_path = f->db;
+    if (ack_timeout_ms)
+        cfg.ack_timeout_ms = ack_timeout_ms;
+    courier_close(f->c); /* the file, for an engine of our own */
+    f->c = NULL;
+    memset(l, 0, sizeof(*l));
+    assert_int_equal(engine_open(&l->e, &cfg, NULL, NULL), COURIER_OK);
+    assert_int_equal(push_new(&l->p, l->e), COURIER_OK);
+    l->ctx = xmpp_ctx_new(NULL, NULL);
+}
+
+static void loop_close(fx_t *f, loop_t *l)
+{
+    push_free(l->p);
+    xmpp_ctx_free(l->ctx);
+    engine_close(l->e);
+    open_handle(f); /* for teardown */
+}
+
 /* The server's answer, and only the server's, settles a waiting caller:
  * an answer from another device of the account (a full JID) is not taken
  * (review: it could complete or refuse an enable, or drop an owed
@@ -430,19 +463,10 @@ static void test_waiter_settled_by_server_only_and_released_on_close(
     void **st)
 {
     fx_t *f = *st;
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.jid = "dave@example.com";
-    cfg.password = "pw";
-    cfg.db_path = f->db;
-    cfg.ack_timeout_ms = 20000;
-    courier_close(f->c); /* the file, for an engine of our own */
-    f->c = NULL;
-    engine_t *e = NULL;
-    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
-    push_t *p = NULL;
-    assert_int_equal(push_new(&p, e), COURIER_OK);
-    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    loop_t l;
+    loop_open(f, &l, 20000);
+    push_t *p = l.p;
+    xmpp_ctx_t *ctx = l.ctx;
     sent_t sent = { "", 0 };
     push_pump(p, ctx, 1, keep_id, &sent); /* online, nothing stored yet */
     assert_int_equal(sent.n, 0);
@@ -469,10 +493,7 @@ static void test_waiter_settled_by_server_only_and_released_on_close(
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(w.rc, COURIER_ECLOSED);
     assert_true(w.ms < 10000);
-    push_free(p);
-    xmpp_ctx_free(ctx);
-    engine_close(e);
-    open_handle(f); /* for teardown */
+    loop_close(f, &l);
 }
 
 static xmpp_stanza_t *error_of(xmpp_ctx_t *ctx, const char *id,
@@ -499,18 +520,10 @@ static xmpp_stanza_t *error_of(xmpp_ctx_t *ctx, const char *id,
 static void test_disable_answered_wait_stays_owed(void **st)
 {
     fx_t *f = *st;
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.jid = "dave@example.com";
-    cfg.password = "pw";
-    cfg.db_path = f->db;
-    courier_close(f->c);
-    f->c = NULL;
-    engine_t *e = NULL;
-    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
-    push_t *p = NULL;
-    assert_int_equal(push_new(&p, e), COURIER_OK);
-    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    loop_t l;
+    loop_open(f, &l, 0);
+    push_t *p = l.p;
+    xmpp_ctx_t *ctx = l.ctx;
     assert_int_equal(push_enable(p, "push.example.com", "old-token", NULL, 0),
                      COURIER_OK);
     assert_int_equal(push_disable(p, 0), COURIER_OK);
@@ -536,10 +549,7 @@ static void test_disable_answered_wait_stays_owed(void **st)
     xmpp_stanza_release(no);
     read_file(f, reg, sizeof(reg), owed, sizeof(owed));
     assert_string_equal(owed, "");
-    push_free(p);
-    xmpp_ctx_free(ctx);
-    engine_close(e);
-    open_handle(f);
+    loop_close(f, &l);
 }
 
 /* A late answer to a disable settles the row it was written for, not a
@@ -551,18 +561,10 @@ static void test_disable_answered_wait_stays_owed(void **st)
 static void test_stale_disable_answer_keeps_a_newer_owed_disable(void **st)
 {
     fx_t *f = *st;
-    courier_config_t cfg;
-    courier_config_init(&cfg);
-    cfg.jid = "dave@example.com";
-    cfg.password = "pw";
-    cfg.db_path = f->db;
-    courier_close(f->c);
-    f->c = NULL;
-    engine_t *e = NULL;
-    assert_int_equal(engine_open(&e, &cfg, NULL, NULL), COURIER_OK);
-    push_t *p = NULL;
-    assert_int_equal(push_new(&p, e), COURIER_OK);
-    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
+    loop_t l;
+    loop_open(f, &l, 0);
+    push_t *p = l.p;
+    xmpp_ctx_t *ctx = l.ctx;
     char reg[256], owed[256], first[32];
     assert_int_equal(push_enable(p, "push.example.com", "tok", NULL, 0),
                      COURIER_OK);
@@ -594,10 +596,7 @@ static void test_stale_disable_answer_keeps_a_newer_owed_disable(void **st)
     xmpp_stanza_release(ok);
     read_file(f, reg, sizeof(reg), owed, sizeof(owed));
     assert_string_equal(owed, "");
-    push_free(p);
-    xmpp_ctx_free(ctx);
-    engine_close(e);
-    open_handle(f);
+    loop_close(f, &l);
 }
 
 int main(void)
