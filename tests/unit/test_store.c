@@ -1734,6 +1734,40 @@ static void test_send_writes_no_unsettled_index_entry(void **state)
     pending_of(f, "m1");
 }
 
+/* behaviour.md §9: one order over both directions, with the outgoing seq
+ * kept in memory between inserts (lib/store.c next_out_seq): an incoming
+ * message, a retraction's tombstone, a rolled-back send and an erase in
+ * between never give two entries one seq nor put one out of order. */
+static void test_seq_one_order_with_the_outgoing_seq_in_memory(void **state)
+{
+    fx_t *f = *state;
+    int existed = 0;
+    put(f, "o1", BOB, COURIER_QUEUED, T0, 0);
+    put_in(f, BOB, "i1", "hi", NULL);
+    put(f, "o2", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_in_retract(f->s, CAROL, "t1", T0, &existed),
+                     COURIER_OK);
+    put(f, "o3", CAROL, COURIER_QUEUED, T0, 0);
+    assert_int_equal(store_begin(f->s), COURIER_OK);
+    put(f, "gone", BOB, COURIER_QUEUED, T0, 0);
+    store_rollback(f->s);
+    put_in(f, CAROL, "i2", "yo", NULL);
+    put(f, "o4", BOB, COURIER_QUEUED, T0, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM (SELECT seq"
+                                      " FROM outbox UNION ALL SELECT seq"
+                                      " FROM inbox)"), 7);
+    assert_int_equal(raw_int(f->path, "SELECT count(DISTINCT seq) FROM"
+                                      " (SELECT seq FROM outbox UNION ALL"
+                                      " SELECT seq FROM inbox)"), 7);
+    history_of(f, NULL, 0, 50, "o4 <i2 o3 o2 <i1 o1");
+    /* after an erase the seqs start again, in the same order */
+    assert_int_equal(store_erase(f->s), COURIER_OK);
+    put_in(f, BOB, "i3", "again", NULL);
+    put(f, "o5", BOB, COURIER_QUEUED, T0, 0);
+    history_of(f, NULL, 0, 50, "o5 <i3");
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM outbox"), 2);
+}
+
 /* The invariant of schema v8 (lib/store.c migrate_v8): every unsettled
  * row is in the index or above the swept mark, through a sweep, a retry
  * of a message swept past while it was settled, a restart and an erase. */
@@ -2291,6 +2325,9 @@ int main(void)
             test_send_writes_no_unsettled_index_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_sweep_keeps_every_unsettled_message_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_seq_one_order_with_the_outgoing_seq_in_memory, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_migrate_v7_file_keeps_unsettled_and_push, setup_dir,
             teardown),
