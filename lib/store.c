@@ -327,10 +327,13 @@ enum {
     " (SELECT coalesce(max(seq), 0) FROM inbox))"
 /* Unsettled outgoing rows (schema v8): those swept into outbox_unsettled
  * (its WHERE, verbatim), and those above the swept mark. */
-#define SWEPT_UPTO "(SELECT upto FROM outbox_swept)"
+/* A missing mark row (damage) reads as 0: every row is then above it. */
+#define SWEPT_UPTO "coalesce((SELECT upto FROM outbox_swept), 0)"
 #define OUT_UNSETTLED_STATE "(state <= 2 OR (state = 5 AND permanent = 0))"
 #define OUT_UNSETTLED_SWEPT "swept = 1 AND " OUT_UNSETTLED_STATE
-#define OUT_UNSETTLED_UNSWEPT "seq > " SWEPT_UPTO " AND " OUT_UNSETTLED_STATE
+/* swept = 0: a row is found by one arm only, whatever the mark says */
+#define OUT_UNSETTLED_UNSWEPT \
+    "seq > " SWEPT_UPTO " AND swept = 0 AND " OUT_UNSETTLED_STATE
 /* A history entry: seq, id, peer, kind, state, timestamp, retracted,
  * body, meta (store_entry_t). Incoming state: DELIVERED or DISPLAYED;
  * displayed is cumulative (XEP-0333): an entry at or before the peer's
@@ -389,10 +392,10 @@ static const char *const sql[ST_COUNT] = {
         " UNION ALL SELECT " OUT_COLS " FROM outbox"
         " WHERE " OUT_UNSETTLED_UNSWEPT " ORDER BY seq",
     [ST_OUT_SWEEP] = "UPDATE outbox SET swept = 1 WHERE "
-                     OUT_UNSETTLED_UNSWEPT " AND swept = 0",
+                     OUT_UNSETTLED_UNSWEPT,
     [ST_OUT_SWEPT_UPTO] =
-        "UPDATE outbox_swept SET upto = (SELECT coalesce(max(seq), 0)"
-        " FROM outbox)",
+        "INSERT OR REPLACE INTO outbox_swept(one, upto)"
+        " VALUES(1, (SELECT coalesce(max(seq), 0) FROM outbox))",
     [ST_OUT_UNSWEPT] =
         "SELECT count(*) FROM outbox WHERE seq > " SWEPT_UPTO,
     [ST_OUT_COUNT] = "SELECT count(*) FROM outbox",
@@ -690,6 +693,13 @@ int store_begin(store_t *s)
     return rc;
 }
 
+/* A rollback may have undone a sweep: sweep at the next chance. */
+static void sweep_soon(store_t *s)
+{
+    if (s->unswept < STORE_SWEEP_EVERY)
+        s->unswept = STORE_SWEEP_EVERY;
+}
+
 void store_rollback(store_t *s)
 {
     if (!s)
@@ -699,16 +709,20 @@ void store_rollback(store_t *s)
         finish(s->st[ST_ROLLBACK]);
     }
     s->in_txn = 0;
+    sweep_soon(s);
 }
 
 /* Put the unsettled rows written since the last sweep into
- * outbox_unsettled and move the mark (schema v8), inside the caller's
- * transaction. */
+ * outbox_unsettled and move the mark (schema v8): both or neither, in the
+ * caller's transaction or one of its own. */
 static int sweep(store_t *s)
 {
-    int rc = run(s, s->st[ST_OUT_SWEEP], NULL, "sweep outbox");
+    int rc = op_begin(s);
+    if (rc == COURIER_OK)
+        rc = run(s, s->st[ST_OUT_SWEEP], NULL, "sweep outbox");
     if (rc == COURIER_OK)
         rc = run(s, s->st[ST_OUT_SWEPT_UPTO], NULL, "sweep outbox");
+    rc = op_end(s, rc);
     if (rc == COURIER_OK)
         s->unswept = 0;
     return rc;
@@ -722,6 +736,7 @@ int store_commit(store_t *s)
     if (sqlite3_get_autocommit(s->db)) {
         /* SQLite already rolled it back after an I/O or disk-full error */
         s->in_txn = 0;
+        sweep_soon(s);
         return fail_with(s, COURIER_ESTORE,
                          "transaction rolled back after an earlier error");
     }
@@ -924,6 +939,11 @@ static int setup(store_t *s, const char *path, const store_opts_t *opts)
             rc = fail(s, src, "read outbox");
         finish(st);
     }
+    /* written on their own by the last run, or left by a crash: swept
+     * now, so what open reads next stays bounded (a failure is retried
+     * at the first commit) */
+    if (rc == COURIER_OK && s->unswept >= STORE_SWEEP_EVERY)
+        (void)sweep(s);
     return rc;
 }
 
@@ -1016,6 +1036,10 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body,
     if (rc == SQLITE_DONE) {
         rc = COURIER_OK;
         s->unswept++;
+        /* written on its own (no store_begin): no commit of ours follows
+         * to sweep; a failed sweep is tried again at the next write */
+        if (s->unswept >= STORE_SWEEP_EVERY && sqlite3_get_autocommit(s->db))
+            (void)sweep(s);
     } else if (rc == SQLITE_CONSTRAINT_UNIQUE ||
                rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         snprintf(s->errmsg, sizeof(s->errmsg),
