@@ -213,14 +213,16 @@ static const char migrate_v7[] =
     " UNIQUE(service, node));"
     "PRAGMA user_version=7;";
 
-/* v8 (issue 17; and push_off's rows never reused, below): a new outgoing message is not put in outbox_unsettled
- * when it is written. Its insert was the fourth b-tree every durable send
+/* v8 (issue 17; and push_off's rows never reused, below): a new outgoing
+ * message is not put in outbox_unsettled when it is written. Its insert
+ * was the fourth b-tree every durable send
  * wrote, and most messages settle (DELIVERED) within a second, so the
  * entry was nearly always deleted again at once. A row is written with
  * swept = 0; outbox_swept.upto is the largest outbox seq "swept" so far.
  * The invariant: every unsettled row is in outbox_unsettled (swept = 1)
  * or has seq > upto (found by a range of the table's own b-tree). A
- * sweep, every STORE_SWEEP_EVERY inserts inside a commit, sets swept = 1
+ * sweep (after STORE_SWEEP_EVERY inserts: in the next commit, or at once
+ * for an insert outside a transaction, or at open) sets swept = 1
  * on the unsettled rows above upto and moves upto to the largest seq;
  * a state change of a row at or below upto sets swept = 1 (a permanent
  * FAILED message retried by the app becomes unsettled again). Existing
@@ -728,6 +730,16 @@ static int sweep(store_t *s)
     return rc;
 }
 
+/* A sweep nobody waits for (after an insert of its own, at open): a
+ * failure is tried again later and leaves the last error as it was. */
+static void sweep_quietly(store_t *s)
+{
+    char keep[sizeof(s->errmsg)];
+    memcpy(keep, s->errmsg, sizeof(keep));
+    if (sweep(s) != COURIER_OK)
+        memcpy(s->errmsg, keep, sizeof(keep));
+}
+
 int store_commit(store_t *s)
 {
     int rc;
@@ -943,7 +955,7 @@ static int setup(store_t *s, const char *path, const store_opts_t *opts)
      * now, so what open reads next stays bounded (a failure is retried
      * at the first commit) */
     if (rc == COURIER_OK && s->unswept >= STORE_SWEEP_EVERY)
-        (void)sweep(s);
+        sweep_quietly(s);
     return rc;
 }
 
@@ -1039,7 +1051,7 @@ int store_out_insert(store_t *s, const core_row_t *row, const char *body,
         /* written on its own (no store_begin): no commit of ours follows
          * to sweep; a failed sweep is tried again at the next write */
         if (s->unswept >= STORE_SWEEP_EVERY && sqlite3_get_autocommit(s->db))
-            (void)sweep(s);
+            sweep_quietly(s);
     } else if (rc == SQLITE_CONSTRAINT_UNIQUE ||
                rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         snprintf(s->errmsg, sizeof(s->errmsg),

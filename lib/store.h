@@ -28,9 +28,10 @@
  * unsettled index at its insert; store_open migrates forward. */
 #define STORE_SCHEMA_VERSION 8
 
-/* A commit that follows this many outgoing inserts since the last sweep
- * sweeps first (schema v8, lib/store.c): it bounds the rows a restart
- * reads beyond the unsettled index. */
+/* After this many outgoing inserts since the last sweep, the next commit
+ * sweeps first (schema v8, lib/store.c), and so do an insert written
+ * outside a transaction and an open: it bounds the rows a restart reads
+ * beyond the unsettled index. */
 #define STORE_SWEEP_EVERY 256
 
 typedef struct store store_t;
