@@ -274,6 +274,19 @@ static store_in_t make_in(const char *peer, const char *id, unsigned asked,
     return m;
 }
 
+/* The ids of the incoming messages owed to the app, oldest first. */
+static void unhanded_of(fx_t *f, const char *want)
+{
+    rec_t rec = { .n = 0 };
+    char got[512] = "";
+    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
+    for (size_t i = 0; i < rec.n; i++) {
+        strcat(got, i ? " " : "");
+        strcat(got, rec.ids[i]);
+    }
+    assert_string_equal(got, want);
+}
+
 /* ---- open, create, file ------------------------------------------- */
 
 /* behaviour.md §5: the store file is created with mode 0600, journal in WAL. */
@@ -1550,11 +1563,7 @@ static void test_migrate_v6_file_adds_push_keeps_history(void **st)
     assert_string_equal(rec.ids[0], "o5-deleted");
     assert_string_equal(rec.ids[1], "o6-failed");
     assert_string_equal(rec.ids[2], "o7-queued");
-    rec.n = 0;
-    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
-    assert_int_equal(rec.n, 2);
-    assert_string_equal(rec.ids[0], "i3-retracted");
-    assert_string_equal(rec.ids[1], "i5-unhanded");
+    unhanded_of(f, "i3-retracted i5-unhanded");
     rec.n = 0;
     assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
     assert_int_equal(rec.n, 2);
@@ -1707,6 +1716,16 @@ static void unsettled_of(fx_t *f, const char *want)
     assert_string_equal(got, want);
 }
 
+/* `n` settled messages to carol, ids d0, d1, ... */
+static void put_delivered(fx_t *f, int n)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "d%d", i);
+        put(f, id, CAROL, COURIER_DELIVERED, T0, T0);
+    }
+}
+
 /* Entries in the b-tree of index `name`, read from its pages (the dbstat
  * table, which Debian's SQLite is built with; a build without
  * SQLITE_ENABLE_DBSTAT_VTAB fails these tests with "no such table"). */
@@ -1776,19 +1795,13 @@ static void test_seq_one_order_with_the_outgoing_seq_in_memory(void **state)
 static void test_sweep_keeps_every_unsettled_message_found(void **state)
 {
     fx_t *f = *state;
-    char id[32];
     core_row_t r = make_row("u1", BOB, COURIER_QUEUED, T0, 0);
     assert_int_equal(store_begin(f->s), COURIER_OK);
     assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
     r = make_row("p1", BOB, COURIER_FAILED, T0, T0);
     r.permanent = 1;
     assert_int_equal(store_out_insert(f->s, &r, "body", NULL), COURIER_OK);
-    for (int i = 2; i < STORE_SWEEP_EVERY; i++) {
-        snprintf(id, sizeof(id), "d%d", i);
-        r = make_row(id, CAROL, COURIER_DELIVERED, T0, T0);
-        assert_int_equal(store_out_insert(f->s, &r, "body", NULL),
-                         COURIER_OK);
-    }
+    put_delivered(f, STORE_SWEEP_EVERY - 2);
     /* this commit sweeps: u1 enters the index, the settled rows do not */
     assert_int_equal(store_commit(f->s), COURIER_OK);
     assert_int_equal(raw_int(f->path, "SELECT upto FROM outbox_swept"),
@@ -1822,11 +1835,7 @@ static void test_sweep_keeps_every_unsettled_message_found(void **state)
 static void test_sweep_bounded_without_transactions(void **state)
 {
     fx_t *f = *state;
-    char id[32];
-    for (int i = 0; i < 1000; i++) {
-        snprintf(id, sizeof(id), "d%d", i);
-        put(f, id, BOB, COURIER_DELIVERED, T0, T0);
-    }
+    put_delivered(f, 1000);
     put(f, "q1", BOB, COURIER_QUEUED, T0, 0);
     /* swept by the inserts themselves, before any reopen */
     assert_true(raw_int(f->path, "SELECT count(*) FROM outbox WHERE seq >"
@@ -1855,14 +1864,8 @@ static void test_sweep_mark_row_missing_finds_everything(void **state)
     core_act_t a = make_act("f1", COURIER_QUEUED, BIT(COURIER_FAILED), "");
     assert_int_equal(set_state(f, &a), 1);
     unsettled_of(f, "q1 f1");
-    char id[32];
     assert_int_equal(store_begin(f->s), COURIER_OK);
-    for (int i = 0; i < STORE_SWEEP_EVERY; i++) {
-        snprintf(id, sizeof(id), "d%d", i);
-        r = make_row(id, CAROL, COURIER_DELIVERED, T0, T0);
-        assert_int_equal(store_out_insert(f->s, &r, "body", NULL),
-                         COURIER_OK);
-    }
+    put_delivered(f, STORE_SWEEP_EVERY);
     assert_int_equal(store_commit(f->s), COURIER_OK);
     assert_int_equal(raw_int(f->path, "SELECT upto FROM outbox_swept"),
                      STORE_SWEEP_EVERY + 2);
@@ -1903,12 +1906,8 @@ static void test_migrate_v7_file_keeps_unsettled_and_push(void **st)
     assert_int_equal(store_out_get(f->s, "o4-cancelled", &row, NULL, NULL),
                      COURIER_OK);
     assert_int_equal(row.cancelled, 1);
+    unhanded_of(f, "i3-retracted i5-unhanded");
     rec_t rec = { .n = 0 };
-    assert_int_equal(store_in_each_unhanded(f->s, rec_in, &rec), COURIER_OK);
-    assert_int_equal(rec.n, 2);
-    assert_string_equal(rec.ids[0], "i3-retracted");
-    assert_string_equal(rec.ids[1], "i5-unhanded");
-    rec.n = 0;
     assert_int_equal(store_rcpt_each(f->s, rec_rcpt, &rec), COURIER_OK);
     assert_int_equal(rec.n, 2);
     store_push_t p;
